@@ -1,0 +1,1 @@
+"""Shared building blocks: settings, money, ids, clock, storage, locking, security."""

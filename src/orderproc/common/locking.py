@@ -1,0 +1,57 @@
+"""Per-key mutual exclusion. Callers wait (bounded) instead of failing.
+
+The lock only keeps one user's money operations in a line; it is never the fence. The store's
+conditional writes are, so a lost or skipped lock costs a retry, never money.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol
+
+from orderproc.errors import LockTimeout
+
+
+class Locker(Protocol):
+    def hold(self, key: str, *, timeout: float) -> AbstractAsyncContextManager[None]:
+        """Hold `key` for the block; wait at most `timeout` seconds, else `LockTimeout`."""
+
+
+class InProcessLocker:
+    """asyncio locks by key, forgotten when nobody holds or waits for them."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._users: dict[str, int] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str, *, timeout: float) -> AsyncIterator[None]:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        self._users[key] = self._users.get(key, 0) + 1
+        try:
+            try:
+                await asyncio.wait_for(lock.acquire(), timeout)
+            except TimeoutError:
+                raise LockTimeout() from None
+            try:
+                yield
+            finally:
+                lock.release()
+        finally:
+            self._users[key] -= 1
+            if self._users[key] == 0:
+                del self._users[key]
+                del self._locks[key]
+
+    @property
+    def keys_in_use(self) -> int:
+        return len(self._locks)
+
+
+def account_lock_key(user_id: str) -> str:
+    """The one key that serializes a user's deposits, withdrawals and orders."""
+    return f"account:{user_id}"

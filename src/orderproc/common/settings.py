@@ -1,0 +1,84 @@
+"""Settings, read once from `ORDERPROC_*` environment variables (see `.env.example`)."""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+WEAK_SECRETS = frozenset({"", "secret", "changeme", "change-me", "password", "jwt-secret"})
+MIN_SECRET_LENGTH = 32
+
+
+class Settings(BaseSettings):
+    """Every knob of the platform. Build it with `get_settings()` or directly in tests."""
+
+    model_config = SettingsConfigDict(env_prefix="ORDERPROC_", extra="ignore", frozen=True)
+
+    mode: Literal["embedded", "distributed"] = "embedded"
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    redis_url: str | None = None
+
+    jwt_secret: SecretStr | None = None
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    jwt_issuer: str = "orderproc"
+    jwt_audience: str = "orderproc-api"
+    access_token_ttl_seconds: int = Field(3600, ge=60, le=86400)
+    revocation_cache_seconds: float = Field(
+        5.0, ge=0, description="How long another process's revocation may go unseen."
+    )
+
+    password_hash_profile: Literal["owasp", "fast-insecure-for-tests"] = "owasp"
+    password_hash_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    password_hash_queue: int = Field(32, ge=1)
+
+    deposit_daily_limit: Decimal = Field(Decimal("10000"), gt=0)
+    withdraw_daily_limit: Decimal = Field(Decimal("5000"), gt=0)
+    max_cash_amount: Decimal = Field(Decimal("1000000"), gt=0)
+
+    rate_limit_enabled: bool = True
+    rate_limit_per_minute: int = Field(1200, ge=1)
+    login_block_enabled: bool = True
+    login_failure_limit: int = Field(10, ge=1)
+    login_failure_window_seconds: int = Field(900, ge=1)
+    login_block_seconds: int = Field(900, ge=1)
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    lock_timeout_seconds: float = Field(5.0, gt=0)
+    idempotency_ttl_seconds: int = Field(86400, ge=60)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    access_log: bool = True
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'orderproc.db').resolve()}"
+
+    def require_strong_secret(self) -> str:
+        """The JWT secret, refusing a missing or weak one (embedded mode makes its own)."""
+        secret = self.jwt_secret.get_secret_value() if self.jwt_secret else ""
+        if secret.lower() in WEAK_SECRETS or len(secret) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"ORDERPROC_JWT_SECRET must be set to a random string of at least "
+                f"{MIN_SECRET_LENGTH} characters"
+            )
+        return secret
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Storage ports (repositories and a unit of work) and their adapters."""

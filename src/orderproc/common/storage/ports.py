@@ -1,0 +1,143 @@
+"""Storage ports: one repository per aggregate, in domain words, and the unit of work.
+
+Reads are awaited and see committed data. Writes are *staged*: nothing reaches the store until
+`UnitOfWork.commit()`, which applies every staged write in one transaction or none of them. Each
+staged write is conditional (a version, a uniqueness, a limit); if any condition fails, commit
+raises `ConcurrencyConflict` and nothing is written, so the use case re-reads and decides again
+(see `orderproc.common.retry`).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from types import TracebackType
+from typing import Protocol, Self
+
+from orderproc.common.storage.records import (
+    AccountRecord,
+    AuditEvent,
+    CashEntry,
+    CashEntryKind,
+    IdempotencyRecord,
+    LimitKind,
+    Page,
+    UserRecord,
+)
+
+
+class UserRepository(Protocol):
+    async def get(self, user_id: str) -> UserRecord | None: ...
+    async def get_by_username(self, username: str) -> UserRecord | None: ...
+    async def get_by_email(self, email: str) -> UserRecord | None: ...
+    async def list(self, *, limit: int, offset: int) -> Page[UserRecord]: ...
+    async def all_ids(self) -> list[str]: ...
+    def add(self, user: UserRecord) -> None:
+        """Stage an insert; fails at commit if the id, username or email exists."""
+
+    def update(self, user: UserRecord, *, expected_version: int) -> None:
+        """Stage a replace of the row at `expected_version`; `user.version` is the new one."""
+
+
+class AccountRepository(Protocol):
+    async def get(self, user_id: str) -> AccountRecord | None: ...
+    def add(self, account: AccountRecord) -> None: ...
+    def update(self, account: AccountRecord, *, expected_version: int) -> None:
+        """Stage the new state; fails at commit unless the stored version is `expected_version`
+        and the new balance and available amount are both >= 0."""
+
+
+class CashLedgerRepository(Protocol):
+    def add(self, entry: CashEntry) -> None: ...
+    async def list_for_user(
+        self,
+        user_id: str,
+        *,
+        kind: CashEntryKind | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> Page[CashEntry]:
+        """Newest first; `start` inclusive, `end` exclusive."""
+
+    async def sum_for_user(self, user_id: str) -> int: ...
+
+
+class DailyLimitRepository(Protocol):
+    async def used(self, user_id: str, day: date, kind: LimitKind) -> int:
+        """Cents already counted against the limit for that UTC day."""
+
+    def add(
+        self, user_id: str, day: date, kind: LimitKind, amount_cents: int, *, limit_cents: int
+    ) -> None:
+        """Stage `used += amount`; fails at commit if the result would exceed `limit_cents`."""
+
+
+class IdempotencyRepository(Protocol):
+    async def get(self, user_id: str, key: str, *, now: datetime) -> IdempotencyRecord | None:
+        """The unexpired record for this key, if any."""
+
+    def add(self, record: IdempotencyRecord) -> None:
+        """Stage an insert; fails at commit if an unexpired record holds the key
+        (an expired one is replaced)."""
+
+    async def purge_expired(self, *, now: datetime) -> int: ...
+
+
+class RevocationRepository(Protocol):
+    async def is_revoked(self, jti: str) -> bool: ...
+    def add(self, jti: str, *, user_id: str, expires_at: datetime) -> None:
+        """Stage a revocation; revoking twice is not an error."""
+
+    async def purge_expired(self, *, now: datetime) -> int: ...
+
+
+class AuditRepository(Protocol):
+    def add(self, event: AuditEvent) -> None: ...
+    async def list(
+        self,
+        *,
+        user_id: str | None = None,
+        event_type: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> Page[AuditEvent]:
+        """Newest first."""
+
+
+class UnitOfWork(Protocol):
+    """One transaction. Leaving the `async with` block without `commit()` discards it."""
+
+    users: UserRepository
+    accounts: AccountRepository
+    cash_ledger: CashLedgerRepository
+    daily_limits: DailyLimitRepository
+    idempotency: IdempotencyRepository
+    revocations: RevocationRepository
+    audit: AuditRepository
+
+    async def commit(self) -> None:
+        """Apply every staged write atomically, or raise `ConcurrencyConflict` and apply none."""
+
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class Store(Protocol):
+    """A storage backend: makes units of work, owns connections and the schema."""
+
+    def unit_of_work(self) -> UnitOfWork: ...
+    async def migrate(self) -> None:
+        """Create or upgrade the schema in place."""
+
+    async def ping(self) -> None:
+        """Raise if the store cannot be reached."""
+
+    async def close(self) -> None: ...
