@@ -143,6 +143,8 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
         error = RouteNotFound()
     elif exc.status_code == 405:
         error = MethodNotAllowed()
+    elif exc.status_code == 413:
+        error = PayloadTooLarge()
     elif exc.status_code == 401:
         error = AuthenticationFailed(str(exc.detail))
     else:

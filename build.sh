@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# ./build.sh              lint, types and every test
+# ./build.sh SERVICE      one service's tests (users, inventory, orders, gateway, common)
+# ./build.sh --test-only  tests without lint and types
+# ./build.sh --build-only build the wheel into dist/
+source "$(dirname "$0")/scripts/lib.sh"
+cd "$ROOT"
+
+mode=all service=""
+for arg in "$@"; do
+  case "$arg" in
+    --test-only) mode=test ;;
+    --build-only) mode=build ;;
+    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+    -*) echo "unknown option $arg" >&2; exit 2 ;;
+    *) service="$arg" ;;
+  esac
+done
+
+if [ "$mode" = build ]; then
+  ensure_uv
+  "$UV" build --wheel --out-dir dist
+  exit 0
+fi
+
+sync_env
+export PATH="$ROOT/.venv/bin:$PATH"
+
+if [ "$mode" = all ] && [ -z "$service" ]; then
+  echo "==> ruff"; ruff check src tests bench; ruff format --check src tests bench
+  echo "==> mypy"; mypy
+fi
+
+echo "==> pytest"
+if [ -n "$service" ]; then
+  exec pytest -q -m "not slow or $service" -k "$service" tests
+fi
+exec pytest -q tests

@@ -1,0 +1,192 @@
+"""The `orderproc` command: serve the platform, make an admin, migrate the store."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from pydantic import ValidationError
+
+from orderproc.common.settings import Settings
+
+
+class StartupError(Exception):
+    """A problem to report as one clear line, not a traceback."""
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except StartupError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"orderproc: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orderproc", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the platform (embedded: every service)")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    serve.add_argument("--data-dir", help="where the SQLite database and secrets live")
+    serve.set_defaults(handler=_serve)
+
+    admin = commands.add_parser("create-admin", help="create an admin, or promote a user")
+    admin.add_argument("username")
+    admin.add_argument("--email", help="email for a new user (default USERNAME@localhost)")
+    admin.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    admin.add_argument("--data-dir")
+    admin.set_defaults(handler=_create_admin)
+
+    migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
+    migrate.add_argument("--data-dir")
+    migrate.set_defaults(handler=_migrate)
+    return parser
+
+
+def load_settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    for name in ("host", "port", "data_dir"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"ORDERPROC_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise StartupError(f"bad setting: {problems}") from None
+
+
+def _check_data_dir(settings: Settings) -> None:
+    if settings.database_url and not settings.database_url.startswith("sqlite"):
+        return
+    path = Path(settings.data_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise StartupError(f"data dir {path} is not writable: {exc.strerror}") from None
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from orderproc.common.logging import configure_logging
+    from orderproc.gateway.app import create_app
+
+    settings = load_settings(args)
+    _check_data_dir(settings)
+    sock = _bind(settings.host, settings.port)
+    configure_logging(service="orderproc", level=settings.log_level)
+    shown = f"[{settings.host}]" if ":" in settings.host else settings.host
+    url = f"http://{shown}:{sock.getsockname()[1]}"
+    print(f"Order Processor on {url}  (API docs: {url}/docs; data: {settings.data_dir})",
+          file=sys.stderr, flush=True)
+    config = uvicorn.Config(
+        create_app(settings),
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        server_header=False,
+        lifespan="on",
+    )
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except Exception as exc:  # a store that cannot open, a bad secret, ...
+        raise StartupError(f"start-up failed: {exc}") from None
+
+
+def _create_admin(args: argparse.Namespace) -> None:
+    settings = load_settings(args)
+    _check_data_dir(settings)
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != password:
+            raise StartupError("the passwords differ")
+    email = args.email or f"{args.username.lower()}@localhost"
+    message = asyncio.run(_make_admin(settings, args.username, email, password))
+    print(message)
+
+
+async def _make_admin(settings: Settings, username: str, email: str, password: str) -> str:
+    from orderproc.errors import OrderProcError, UsernameTaken
+    from orderproc.runtime import build_runtime
+    from orderproc.users import service
+
+    runtime = await build_runtime(settings, service="cli")
+    try:
+        reg = service.Registration(
+            username=username, email=email, password=password, first_name="Admin",
+            last_name=username, role="admin",
+        )
+        try:
+            await service.register(reg, deps=runtime.users)
+            return f"created admin {username.lower()}"
+        except UsernameTaken:
+            await service.admin_update_user(
+                username, role="admin", is_active=True, actor_id="cli", deps=runtime.users
+            )
+            return f"promoted {username.lower()} to admin"
+        except OrderProcError as exc:
+            raise StartupError(exc.detail) from None
+    finally:
+        await runtime.close()
+
+
+def _migrate(args: argparse.Namespace) -> None:
+    from orderproc.common.storage.factory import open_store
+
+    settings = load_settings(args)
+    _check_data_dir(settings)
+
+    async def run() -> None:
+        store = open_store(settings.resolved_database_url)
+        try:
+            await store.migrate()
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+    print("schema is up to date")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

@@ -1,0 +1,117 @@
+"""Pure-ASGI middleware for every app: request ids, access log, metrics, security headers and
+a body-size limit. (Starlette's BaseHTTPMiddleware costs far more per request; see DESIGN.md.)"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from orderproc.common.context import request_id_var, user_var
+from orderproc.common.ids import new_id
+from orderproc.common.metrics import Metrics
+from orderproc.errors import PayloadTooLarge
+from orderproc.errors.problem import render
+
+_SAFE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+access_log = logging.getLogger("orderproc.access")
+
+_API_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+    (b"cache-control", b"no-store"),
+]
+_DOCS_HEADERS = _API_HEADERS[:4]
+_DOCS_PATHS = ("/docs", "/redoc")
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+class EdgeMiddleware:
+    """Gives each request an id (a safe incoming `X-Request-ID` is kept), logs one JSON line,
+    records metrics, adds security headers, and refuses bodies over `max_body_bytes` (413)."""
+
+    def __init__(self, app: ASGIApp, *, state: Any) -> None:
+        self.app = app
+        self._state = state  # app.state; its runtime is built at start-up
+
+    @property
+    def metrics(self) -> Metrics:
+        return self._state.runtime.metrics  # type: ignore[no-any-return]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = _header(scope, b"x-request-id")
+        request_id = (
+            incoming.decode() if incoming and _SAFE_REQUEST_ID.match(incoming) else new_id()
+        )
+        request_id_var.set(request_id)
+        user_var.set(None)
+        started = time.perf_counter()
+        status = 500
+        path: str = scope["path"]
+        extra = _DOCS_HEADERS if path.startswith(_DOCS_PATHS) else _API_HEADERS
+
+        max_body = self._state.runtime.settings.max_body_bytes
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > max_body:
+                    # FastAPI re-raises HTTPException from body parsing; the handler renders it.
+                    raise HTTPException(413)
+            return message
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", ()))
+                headers.append((b"x-request-id", request_id.encode()))
+                headers.extend(extra)
+                message["headers"] = headers
+            await send(message)
+
+        length = _header(scope, b"content-length")
+        if length is not None and length.isdigit() and int(length) > max_body:
+            await render(PayloadTooLarge(), path)(scope, receive, send_with_headers)
+            self._finish(scope, 413, started)
+            return
+
+        try:
+            await self.app(scope, limited_receive, send_with_headers)
+        finally:
+            self._finish(scope, status, started)
+
+    def _finish(self, scope: Scope, status: int, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        route: Any = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        self.metrics.observe(scope["method"], template, status, elapsed)
+        if self._state.runtime.settings.access_log:
+            access_log.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "ms": round(elapsed * 1000, 2),
+                },
+            )

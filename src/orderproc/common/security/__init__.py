@@ -1,0 +1,1 @@
+"""Security building blocks: password hashing and policy, access tokens, revocation checks."""

@@ -1,0 +1,381 @@
+"""The in-memory storage adapter: the fake for unit tests and the reference for the contract.
+
+Writes are staged as small operations; `commit()` runs them against the state, journalling how to
+undo each change, and undoes them all if any condition fails, so a failed commit leaves nothing
+behind. There is no `await` in `commit()`, so it is atomic on the event loop.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from types import TracebackType
+from typing import Any, Self
+
+import orjson
+
+from orderproc.common.storage.ports import (
+    AccountRepository,
+    AuditRepository,
+    CashLedgerRepository,
+    DailyLimitRepository,
+    IdempotencyRepository,
+    RevocationRepository,
+    UserRepository,
+)
+from orderproc.common.storage.records import (
+    AccountRecord,
+    AuditEvent,
+    CashEntry,
+    CashEntryKind,
+    IdempotencyRecord,
+    LimitKind,
+    Page,
+    UserRecord,
+)
+from orderproc.errors import ConcurrencyConflict
+
+LimitKey = tuple[str, str, str]
+
+
+@dataclass(slots=True)
+class _State:
+    users: dict[str, UserRecord] = field(default_factory=dict)
+    user_by_name: dict[str, str] = field(default_factory=dict)
+    user_by_email: dict[str, str] = field(default_factory=dict)
+    accounts: dict[str, AccountRecord] = field(default_factory=dict)
+    ledger: list[CashEntry] = field(default_factory=list)
+    ledger_ids: dict[str, None] = field(default_factory=dict)
+    limits: dict[LimitKey, int] = field(default_factory=dict)
+    idempotency: dict[tuple[str, str], IdempotencyRecord] = field(default_factory=dict)
+    revocations: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    audit: list[AuditEvent] = field(default_factory=list)
+    audit_ids: dict[str, None] = field(default_factory=dict)
+
+
+_MISSING = object()
+
+
+class _Journal:
+    """Changes made during one commit, with how to undo each, so a failed commit leaves none."""
+
+    def __init__(self) -> None:
+        self._undo: list[Callable[[], object]] = []
+
+    def put(self, table: dict[Any, Any], key: Any, value: Any) -> None:
+        previous = table.get(key, _MISSING)
+        if previous is _MISSING:
+            self._undo.append(lambda: table.pop(key))
+        else:
+            self._undo.append(lambda: table.__setitem__(key, previous))
+        table[key] = value
+
+    def delete(self, table: dict[Any, Any], key: Any) -> None:
+        previous = table.pop(key)
+        self._undo.append(lambda: table.__setitem__(key, previous))
+
+    def append(self, items: list[Any], item: Any) -> None:
+        items.append(item)
+        self._undo.append(items.pop)
+
+    def roll_back(self) -> None:
+        for undo in reversed(self._undo):
+            undo()
+
+
+Operation = Callable[[_State, _Journal], bool]
+
+
+def _json_copy(payload: dict[str, Any]) -> dict[str, Any]:
+    """What a JSON column gives back, so the fake refuses what a real store would."""
+    copied: dict[str, Any] = orjson.loads(orjson.dumps(payload))
+    return copied
+
+
+def _page(items: builtins.list[Any], *, limit: int, offset: int) -> Page[Any]:
+    chosen = items[offset : offset + limit]
+    end = offset + len(chosen)
+    return Page(chosen, total_count=len(items), next_cursor=str(end) if end < len(items) else None)
+
+
+def _newest_first(items: Iterable[Any]) -> builtins.list[Any]:
+    """Newest first; among equal times the later insert first, as SQL's rowid order does."""
+    return sorted(reversed(builtins.list(items)), key=lambda item: item.created_at, reverse=True)
+
+
+def _within(moment: datetime, start: datetime | None, end: datetime | None) -> bool:
+    return (start is None or moment >= start) and (end is None or moment < end)
+
+
+class _Repository:
+    def __init__(self, store: MemoryStore, staged: builtins.list[Operation]) -> None:
+        self._store = store
+        self._staged = staged
+
+    @property
+    def _state(self) -> _State:
+        return self._store.state
+
+
+class MemoryUsers(_Repository):
+    async def get(self, user_id: str) -> UserRecord | None:
+        return self._state.users.get(user_id)
+
+    async def get_by_username(self, username: str) -> UserRecord | None:
+        user_id = self._state.user_by_name.get(username)
+        return None if user_id is None else self._state.users[user_id]
+
+    async def get_by_email(self, email: str) -> UserRecord | None:
+        user_id = self._state.user_by_email.get(email)
+        return None if user_id is None else self._state.users[user_id]
+
+    async def list(self, *, limit: int, offset: int) -> Page[UserRecord]:
+        return _page(_newest_first(self._state.users.values()), limit=limit, offset=offset)
+
+    async def all_ids(self) -> builtins.list[str]:
+        return sorted(self._state.users)
+
+    def add(self, user: UserRecord) -> None:
+        self._staged.append(lambda state, journal: _put_user(state, journal, user, previous=None))
+
+    def update(self, user: UserRecord, *, expected_version: int) -> None:
+        def apply(state: _State, journal: _Journal) -> bool:
+            previous = state.users.get(user.user_id)
+            if previous is None or previous.version != expected_version:
+                return False
+            return _put_user(state, journal, user, previous=previous)
+
+        self._staged.append(apply)
+
+
+def _put_user(
+    state: _State, journal: _Journal, user: UserRecord, *, previous: UserRecord | None
+) -> bool:
+    if previous is None and user.user_id in state.users:
+        return False
+    for index, value in ((state.user_by_name, user.username), (state.user_by_email, user.email)):
+        if index.get(value, user.user_id) != user.user_id:
+            return False
+    if previous is not None:
+        journal.delete(state.user_by_name, previous.username)
+        journal.delete(state.user_by_email, previous.email)
+    journal.put(state.users, user.user_id, user)
+    journal.put(state.user_by_name, user.username, user.user_id)
+    journal.put(state.user_by_email, user.email, user.user_id)
+    return True
+
+
+def _sound(account: AccountRecord) -> bool:
+    return min(account.balance_cents, account.reserved_cents, account.available_cents) >= 0
+
+
+class MemoryAccounts(_Repository):
+    async def get(self, user_id: str) -> AccountRecord | None:
+        return self._state.accounts.get(user_id)
+
+    def add(self, account: AccountRecord) -> None:
+        def apply(state: _State, journal: _Journal) -> bool:
+            if account.user_id in state.accounts or not _sound(account):
+                return False
+            journal.put(state.accounts, account.user_id, account)
+            return True
+
+        self._staged.append(apply)
+
+    def update(self, account: AccountRecord, *, expected_version: int) -> None:
+        def apply(state: _State, journal: _Journal) -> bool:
+            stored = state.accounts.get(account.user_id)
+            if stored is None or stored.version != expected_version or not _sound(account):
+                return False
+            journal.put(state.accounts, account.user_id, account)
+            return True
+
+        self._staged.append(apply)
+
+
+class MemoryCashLedger(_Repository):
+    def add(self, entry: CashEntry) -> None:
+        def apply(state: _State, journal: _Journal) -> bool:
+            if entry.entry_id in state.ledger_ids:
+                return False
+            journal.append(state.ledger, entry)
+            journal.put(state.ledger_ids, entry.entry_id, None)
+            return True
+
+        self._staged.append(apply)
+
+    async def list_for_user(
+        self,
+        user_id: str,
+        *,
+        kind: CashEntryKind | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> Page[CashEntry]:
+        chosen = [
+            entry
+            for entry in self._state.ledger
+            if entry.user_id == user_id
+            and (kind is None or entry.kind == kind)
+            and _within(entry.created_at, start, end)
+        ]
+        return _page(_newest_first(chosen), limit=limit, offset=offset)
+
+    async def sum_for_user(self, user_id: str) -> int:
+        return sum(entry.amount_cents for entry in self._state.ledger if entry.user_id == user_id)
+
+
+class MemoryDailyLimits(_Repository):
+    async def used(self, user_id: str, day: date, kind: LimitKind) -> int:
+        return self._state.limits.get((user_id, day.isoformat(), kind), 0)
+
+    def add(
+        self, user_id: str, day: date, kind: LimitKind, amount_cents: int, *, limit_cents: int
+    ) -> None:
+        key = (user_id, day.isoformat(), kind)
+
+        def apply(state: _State, journal: _Journal) -> bool:
+            used = state.limits.get(key, 0) + amount_cents
+            if used > limit_cents or used < 0:
+                return False
+            journal.put(state.limits, key, used)
+            return True
+
+        self._staged.append(apply)
+
+
+class MemoryIdempotency(_Repository):
+    async def get(self, user_id: str, key: str, *, now: datetime) -> IdempotencyRecord | None:
+        record = self._state.idempotency.get((user_id, key))
+        return record if record is not None and record.expires_at > now else None
+
+    def add(self, record: IdempotencyRecord) -> None:
+        stored_record = record.evolve(payload=_json_copy(record.payload))
+
+        def apply(state: _State, journal: _Journal) -> bool:
+            existing = state.idempotency.get((record.user_id, record.key))
+            if existing is not None and existing.expires_at > record.created_at:
+                return False
+            journal.put(state.idempotency, (record.user_id, record.key), stored_record)
+            return True
+
+        self._staged.append(apply)
+
+    async def purge_expired(self, *, now: datetime) -> int:
+        table = self._state.idempotency
+        expired = [key for key, record in table.items() if record.expires_at <= now]
+        for key in expired:
+            del table[key]
+        return len(expired)
+
+
+class MemoryRevocations(_Repository):
+    async def is_revoked(self, jti: str) -> bool:
+        return jti in self._state.revocations
+
+    def add(self, jti: str, *, user_id: str, expires_at: datetime) -> None:
+        def apply(state: _State, journal: _Journal) -> bool:
+            if jti not in state.revocations:
+                journal.put(state.revocations, jti, (user_id, expires_at))
+            return True
+
+        self._staged.append(apply)
+
+    async def purge_expired(self, *, now: datetime) -> int:
+        table = self._state.revocations
+        expired = [jti for jti, (_, expires_at) in table.items() if expires_at <= now]
+        for jti in expired:
+            del table[jti]
+        return len(expired)
+
+
+class MemoryAudit(_Repository):
+    def add(self, event: AuditEvent) -> None:
+        stored_event = event.evolve(details=_json_copy(event.details))
+
+        def apply(state: _State, journal: _Journal) -> bool:
+            if event.event_id in state.audit_ids:
+                return False
+            journal.append(state.audit, stored_event)
+            journal.put(state.audit_ids, event.event_id, None)
+            return True
+
+        self._staged.append(apply)
+
+    async def list(
+        self,
+        *,
+        user_id: str | None = None,
+        event_type: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> Page[AuditEvent]:
+        chosen = [
+            event
+            for event in self._state.audit
+            if (user_id is None or event.user_id == user_id)
+            and (event_type is None or event.event_type == event_type)
+            and _within(event.created_at, start, end)
+        ]
+        return _page(_newest_first(chosen), limit=limit, offset=offset)
+
+
+class MemoryUnitOfWork:
+    """Reads see committed state; writes wait in `staged` until `commit()`."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+        self.staged: builtins.list[Operation] = []
+        self.users: UserRepository = MemoryUsers(store, self.staged)
+        self.accounts: AccountRepository = MemoryAccounts(store, self.staged)
+        self.cash_ledger: CashLedgerRepository = MemoryCashLedger(store, self.staged)
+        self.daily_limits: DailyLimitRepository = MemoryDailyLimits(store, self.staged)
+        self.idempotency: IdempotencyRepository = MemoryIdempotency(store, self.staged)
+        self.revocations: RevocationRepository = MemoryRevocations(store, self.staged)
+        self.audit: AuditRepository = MemoryAudit(store, self.staged)
+
+    async def commit(self) -> None:
+        operations = builtins.list(self.staged)
+        self.staged.clear()
+        if not operations:
+            return
+        journal = _Journal()
+        if not all(operation(self._store.state, journal) for operation in operations):
+            journal.roll_back()
+            raise ConcurrencyConflict()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.staged.clear()
+
+
+class MemoryStore:
+    """Everything in dictionaries; lost when the process ends."""
+
+    def __init__(self) -> None:
+        self.state = _State()
+
+    def unit_of_work(self) -> MemoryUnitOfWork:
+        return MemoryUnitOfWork(self)
+
+    async def migrate(self) -> None:
+        """Nothing to create: the state is ready from the start."""
+
+    async def ping(self) -> None:
+        """Always reachable."""
+
+    async def close(self) -> None:
+        """Nothing to release."""

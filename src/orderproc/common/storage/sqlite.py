@@ -1,0 +1,484 @@
+"""The SQLite storage adapter: one stdlib `sqlite3` connection, point reads on the event loop,
+and each unit of work's writes flushed in one synchronous `BEGIN IMMEDIATE … COMMIT` block.
+
+Why no thread hop: a point read on a local WAL database takes microseconds, far less than a hop to
+a worker thread, and a write block with no `await` inside cannot interleave with another one.
+The schema lives in `sqlite_migrations` (see there for how to add a migration).
+"""
+
+from __future__ import annotations
+
+import builtins
+import sqlite3
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import orjson
+
+from orderproc.common.clock import SystemClock, from_micros, to_micros
+from orderproc.common.storage.ports import (
+    AccountRepository,
+    AuditRepository,
+    CashLedgerRepository,
+    DailyLimitRepository,
+    IdempotencyRepository,
+    RevocationRepository,
+    UserRepository,
+)
+from orderproc.common.storage.records import (
+    AccountRecord,
+    AuditEvent,
+    CashEntry,
+    CashEntryKind,
+    IdempotencyRecord,
+    LimitKind,
+    Page,
+    UserRecord,
+)
+from orderproc.common.storage.sqlite_migrations import BOOKKEEPING, MIGRATIONS, Migration
+from orderproc.errors import ConcurrencyConflict
+
+BUSY_TIMEOUT_MS = 5000
+Params = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One staged write; `expect` is the row count it must affect (None: any count will do)."""
+
+    sql: str
+    params: Params
+    expect: int | None = 1
+
+
+class _RowCountMismatch(Exception):
+    pass
+
+
+def _micros(moment: datetime | None) -> int | None:
+    return None if moment is None else to_micros(moment)
+
+
+def _moment(micros: int | None) -> datetime | None:
+    return None if micros is None else from_micros(micros)
+
+
+def _page(items: builtins.list[Any], *, total: int, offset: int) -> Page[Any]:
+    end = offset + len(items)
+    return Page(items=items, total_count=total, next_cursor=str(end) if end < total else None)
+
+
+def _time_filters(start: datetime | None, end: datetime | None) -> tuple[list[str], list[Any]]:
+    conditions: list[str] = []
+    params: list[Any] = []
+    if start is not None:
+        conditions.append("created_at >= ?")
+        params.append(to_micros(start))
+    if end is not None:
+        conditions.append("created_at < ?")
+        params.append(to_micros(end))
+    return conditions, params
+
+
+class _Repository:
+    def __init__(self, conn: sqlite3.Connection, staged: list[Statement]) -> None:
+        self._conn = conn
+        self._staged = staged
+
+    def _one(self, sql: str, params: Params) -> Any:
+        return self._conn.execute(sql, params).fetchone()
+
+    def _all(self, sql: str, params: Params) -> builtins.list[Any]:
+        return self._conn.execute(sql, params).fetchall()
+
+    def _stage(self, sql: str, params: Params, *, expect: int | None = 1) -> None:
+        self._staged.append(Statement(sql, params, expect))
+
+    def _paged(
+        self,
+        table_sql: str,
+        conditions: builtins.list[str],
+        params: builtins.list[Any],
+        *,
+        columns: str,
+        order: str,
+        limit: int,
+        offset: int,
+    ) -> tuple[builtins.list[Any], int]:
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        total = self._one(f"SELECT count(*) FROM {table_sql}{where}", tuple(params))[0]
+        rows = self._all(
+            f"SELECT {columns} FROM {table_sql}{where} ORDER BY {order} LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        )
+        return rows, int(total)
+
+
+_USER_COLUMNS = (
+    "user_id, username, email, password_hash, first_name, last_name, phone, date_of_birth, "
+    "role, is_active, created_at, updated_at, tokens_valid_after, version"
+)
+
+
+def _user_params(user: UserRecord) -> Params:
+    return (
+        user.user_id, user.username, user.email, user.password_hash, user.first_name,
+        user.last_name, user.phone,
+        None if user.date_of_birth is None else user.date_of_birth.isoformat(),
+        user.role, int(user.is_active), to_micros(user.created_at), to_micros(user.updated_at),
+        _micros(user.tokens_valid_after), user.version,
+    )  # fmt: skip
+
+
+def _user(row: Any) -> UserRecord:
+    return UserRecord(
+        user_id=row[0], username=row[1], email=row[2], password_hash=row[3],
+        first_name=row[4], last_name=row[5], phone=row[6],
+        date_of_birth=None if row[7] is None else date.fromisoformat(row[7]),
+        role=row[8], is_active=bool(row[9]), created_at=from_micros(row[10]),
+        updated_at=from_micros(row[11]), tokens_valid_after=_moment(row[12]), version=row[13],
+    )  # fmt: skip
+
+
+class SqliteUsers(_Repository):
+    async def get(self, user_id: str) -> UserRecord | None:
+        row = self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE user_id = ?", (user_id,))
+        return None if row is None else _user(row)
+
+    async def get_by_username(self, username: str) -> UserRecord | None:
+        row = self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE username = ?", (username,))
+        return None if row is None else _user(row)
+
+    async def get_by_email(self, email: str) -> UserRecord | None:
+        row = self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE email = ?", (email,))
+        return None if row is None else _user(row)
+
+    async def list(self, *, limit: int, offset: int) -> Page[UserRecord]:
+        rows, total = self._paged(
+            "users", [], [], columns=_USER_COLUMNS,
+            order="created_at DESC, rowid DESC", limit=limit, offset=offset,
+        )  # fmt: skip
+        return _page([_user(row) for row in rows], total=total, offset=offset)
+
+    async def all_ids(self) -> builtins.list[str]:
+        return [row[0] for row in self._all("SELECT user_id FROM users ORDER BY user_id", ())]
+
+    def add(self, user: UserRecord) -> None:
+        self._stage(
+            f"INSERT INTO users ({_USER_COLUMNS}) VALUES ({_marks(14)})", _user_params(user)
+        )
+
+    def update(self, user: UserRecord, *, expected_version: int) -> None:
+        assignments = ", ".join(f"{c} = ?" for c in _USER_COLUMNS.split(", ")[1:])
+        self._stage(
+            f"UPDATE users SET {assignments} WHERE user_id = ? AND version = ?",
+            (*_user_params(user)[1:], user.user_id, expected_version),
+        )
+
+
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+class SqliteAccounts(_Repository):
+    async def get(self, user_id: str) -> AccountRecord | None:
+        row = self._one(
+            "SELECT user_id, balance_cents, reserved_cents, version, updated_at "
+            "FROM accounts WHERE user_id = ?",
+            (user_id,),
+        )
+        if row is None:
+            return None
+        return AccountRecord(
+            user_id=row[0], balance_cents=row[1], reserved_cents=row[2], version=row[3],
+            updated_at=from_micros(row[4]),
+        )  # fmt: skip
+
+    def add(self, account: AccountRecord) -> None:
+        self._stage(
+            "INSERT INTO accounts (user_id, balance_cents, reserved_cents, available_cents, "
+            "version, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (account.user_id, account.balance_cents, account.reserved_cents,
+             account.available_cents, account.version, to_micros(account.updated_at)),
+        )  # fmt: skip
+
+    def update(self, account: AccountRecord, *, expected_version: int) -> None:
+        self._stage(
+            "UPDATE accounts SET balance_cents = ?1, reserved_cents = ?2, available_cents = ?3, "
+            "version = ?4, updated_at = ?5 WHERE user_id = ?6 AND version = ?7 "
+            "AND ?1 >= 0 AND ?2 >= 0 AND ?3 >= 0",
+            (account.balance_cents, account.reserved_cents, account.available_cents,
+             account.version, to_micros(account.updated_at), account.user_id, expected_version),
+        )  # fmt: skip
+
+
+_ENTRY_COLUMNS = (
+    "entry_id, user_id, kind, amount_cents, balance_after_cents, reference_id, created_at"
+)
+
+
+class SqliteCashLedger(_Repository):
+    def add(self, entry: CashEntry) -> None:
+        self._stage(
+            f"INSERT INTO cash_ledger ({_ENTRY_COLUMNS}) VALUES ({_marks(7)})",
+            (entry.entry_id, entry.user_id, entry.kind, entry.amount_cents,
+             entry.balance_after_cents, entry.reference_id, to_micros(entry.created_at)),
+        )  # fmt: skip
+
+    async def list_for_user(
+        self,
+        user_id: str,
+        *,
+        kind: CashEntryKind | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> Page[CashEntry]:
+        conditions, params = _time_filters(start, end)
+        conditions.insert(0, "user_id = ?")
+        params.insert(0, user_id)
+        if kind is not None:
+            conditions.append("kind = ?")
+            params.append(kind)
+        rows, total = self._paged(
+            "cash_ledger", conditions, params, columns=_ENTRY_COLUMNS,
+            order="created_at DESC, rowid DESC", limit=limit, offset=offset,
+        )  # fmt: skip
+        return _page([_entry(row) for row in rows], total=total, offset=offset)
+
+    async def sum_for_user(self, user_id: str) -> int:
+        row = self._one("SELECT total(amount_cents) FROM cash_ledger WHERE user_id = ?", (user_id,))
+        return self._exact_sum(user_id) if abs(row[0]) >= 2**53 else int(row[0])
+
+    def _exact_sum(self, user_id: str) -> int:
+        # total() is a float; beyond 2**53 cents add the integers in Python to stay exact.
+        rows = self._all("SELECT amount_cents FROM cash_ledger WHERE user_id = ?", (user_id,))
+        return sum(row[0] for row in rows)
+
+
+def _entry(row: Any) -> CashEntry:
+    return CashEntry(
+        entry_id=row[0], user_id=row[1], kind=row[2], amount_cents=row[3],
+        balance_after_cents=row[4], reference_id=row[5], created_at=from_micros(row[6]),
+    )  # fmt: skip
+
+
+class SqliteDailyLimits(_Repository):
+    async def used(self, user_id: str, day: date, kind: LimitKind) -> int:
+        row = self._one(
+            "SELECT used_cents FROM daily_limits WHERE user_id = ? AND day = ? AND kind = ?",
+            (user_id, day.isoformat(), kind),
+        )
+        return 0 if row is None else int(row[0])
+
+    def add(
+        self, user_id: str, day: date, kind: LimitKind, amount_cents: int, *, limit_cents: int
+    ) -> None:
+        # The SELECT's WHERE refuses a first row over the limit; the upsert's WHERE a later one.
+        self._stage(
+            "INSERT INTO daily_limits (user_id, day, kind, used_cents) "
+            "SELECT ?1, ?2, ?3, ?4 WHERE ?4 <= ?5 "
+            "ON CONFLICT (user_id, day, kind) DO UPDATE "
+            "SET used_cents = used_cents + excluded.used_cents "
+            "WHERE daily_limits.used_cents + excluded.used_cents <= ?5",
+            (user_id, day.isoformat(), kind, amount_cents, limit_cents),
+        )
+
+
+class SqliteIdempotency(_Repository):
+    async def get(self, user_id: str, key: str, *, now: datetime) -> IdempotencyRecord | None:
+        row = self._one(
+            "SELECT user_id, key, fingerprint, outcome, payload, created_at, expires_at "
+            "FROM idempotency WHERE user_id = ? AND key = ? AND expires_at > ?",
+            (user_id, key, to_micros(now)),
+        )
+        if row is None:
+            return None
+        return IdempotencyRecord(
+            user_id=row[0], key=row[1], fingerprint=row[2], outcome=row[3],
+            payload=orjson.loads(row[4]), created_at=from_micros(row[5]),
+            expires_at=from_micros(row[6]),
+        )  # fmt: skip
+
+    def add(self, record: IdempotencyRecord) -> None:
+        # An existing row is replaced only if it had expired when this record was made.
+        self._stage(
+            "INSERT INTO idempotency (user_id, key, fingerprint, outcome, payload, created_at, "
+            "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (user_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, "
+            "outcome = excluded.outcome, payload = excluded.payload, "
+            "created_at = excluded.created_at, expires_at = excluded.expires_at "
+            "WHERE idempotency.expires_at <= excluded.created_at",
+            (record.user_id, record.key, record.fingerprint, record.outcome,
+             orjson.dumps(record.payload).decode(), to_micros(record.created_at),
+             to_micros(record.expires_at)),
+        )  # fmt: skip
+
+    async def purge_expired(self, *, now: datetime) -> int:
+        cursor = self._conn.execute(
+            "DELETE FROM idempotency WHERE expires_at <= ?", (to_micros(now),)
+        )
+        return cursor.rowcount
+
+
+class SqliteRevocations(_Repository):
+    async def is_revoked(self, jti: str) -> bool:
+        return self._one("SELECT 1 FROM revoked_tokens WHERE jti = ?", (jti,)) is not None
+
+    def add(self, jti: str, *, user_id: str, expires_at: datetime) -> None:
+        self._stage(
+            "INSERT OR IGNORE INTO revoked_tokens (jti, user_id, expires_at) VALUES (?, ?, ?)",
+            (jti, user_id, to_micros(expires_at)),
+            expect=None,
+        )
+
+    async def purge_expired(self, *, now: datetime) -> int:
+        cursor = self._conn.execute(
+            "DELETE FROM revoked_tokens WHERE expires_at <= ?", (to_micros(now),)
+        )
+        return cursor.rowcount
+
+
+_AUDIT_COLUMNS = "event_id, event_type, created_at, user_id, actor_id, ip, details"
+
+
+class SqliteAudit(_Repository):
+    def add(self, event: AuditEvent) -> None:
+        self._stage(
+            f"INSERT INTO audit_events ({_AUDIT_COLUMNS}) VALUES ({_marks(7)})",
+            (event.event_id, event.event_type, to_micros(event.created_at), event.user_id,
+             event.actor_id, event.ip, orjson.dumps(event.details).decode()),
+        )  # fmt: skip
+
+    async def list(
+        self,
+        *,
+        user_id: str | None = None,
+        event_type: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> Page[AuditEvent]:
+        conditions, params = _time_filters(start, end)
+        for column, value in (("user_id", user_id), ("event_type", event_type)):
+            if value is not None:
+                conditions.append(f"{column} = ?")
+                params.append(value)
+        rows, total = self._paged(
+            "audit_events", conditions, params, columns=_AUDIT_COLUMNS,
+            order="created_at DESC, rowid DESC", limit=limit, offset=offset,
+        )  # fmt: skip
+        return _page([_event(row) for row in rows], total=total, offset=offset)
+
+
+def _event(row: Any) -> AuditEvent:
+    return AuditEvent(
+        event_id=row[0], event_type=row[1], created_at=from_micros(row[2]), user_id=row[3],
+        actor_id=row[4], ip=row[5], details=orjson.loads(row[6]),
+    )  # fmt: skip
+
+
+class SqliteUnitOfWork:
+    """Reads go straight to the connection; writes wait in `staged` until `commit()`."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.staged: list[Statement] = []
+        self.users: UserRepository = SqliteUsers(conn, self.staged)
+        self.accounts: AccountRepository = SqliteAccounts(conn, self.staged)
+        self.cash_ledger: CashLedgerRepository = SqliteCashLedger(conn, self.staged)
+        self.daily_limits: DailyLimitRepository = SqliteDailyLimits(conn, self.staged)
+        self.idempotency: IdempotencyRepository = SqliteIdempotency(conn, self.staged)
+        self.revocations: RevocationRepository = SqliteRevocations(conn, self.staged)
+        self.audit: AuditRepository = SqliteAudit(conn, self.staged)
+
+    async def commit(self) -> None:
+        statements = builtins.list(self.staged)
+        self.staged.clear()
+        if statements:
+            _apply(self._conn, statements)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.staged.clear()
+
+
+def _apply(conn: sqlite3.Connection, statements: builtins.list[Statement]) -> None:
+    """One synchronous transaction: every statement affects what it expects, or none applies."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in statements:
+            affected = conn.execute(statement.sql, statement.params).rowcount
+            if statement.expect is not None and affected != statement.expect:
+                raise _RowCountMismatch(statement.sql)
+    except (sqlite3.IntegrityError, _RowCountMismatch) as failed:
+        conn.execute("ROLLBACK")
+        raise ConcurrencyConflict() from failed
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+class SqliteStore:
+    """The store over one SQLite file (or `":memory:"`), created with its parent directory."""
+
+    def __init__(self, path: str | Path) -> None:
+        target = str(path)
+        if target != ":memory:":
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+        for pragma in (
+            "PRAGMA journal_mode = WAL",
+            "PRAGMA synchronous = NORMAL",
+            f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
+            "PRAGMA foreign_keys = ON",
+        ):
+            self._conn.execute(pragma)
+
+    def unit_of_work(self) -> SqliteUnitOfWork:
+        return SqliteUnitOfWork(self._conn)
+
+    async def migrate(self) -> None:
+        self._conn.execute(BOOKKEEPING)
+        for migration in MIGRATIONS:
+            self._apply_migration(migration)
+
+    def applied_versions(self) -> builtins.list[int]:
+        rows = self._conn.execute("SELECT version FROM schema_migrations ORDER BY version")
+        return [row[0] for row in rows.fetchall()]
+
+    def _apply_migration(self, migration: Migration) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            done = "SELECT 1 FROM schema_migrations WHERE version = ?"
+            if self._conn.execute(done, (migration.version,)).fetchone() is None:
+                for sql in migration.statements:
+                    self._conn.execute(sql)
+                self._conn.execute(
+                    "INSERT INTO schema_migrations (version, description, applied_at) "
+                    "VALUES (?, ?, ?)",
+                    (migration.version, migration.description, to_micros(SystemClock().now())),
+                )
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    async def ping(self) -> None:
+        self._conn.execute("SELECT 1").fetchone()
+
+    async def close(self) -> None:
+        self._conn.close()

@@ -1,0 +1,125 @@
+"""The SQLite schema, as numbered migrations applied in order by `SqliteStore.migrate()`.
+
+To change the schema, append a `Migration` to `MIGRATIONS` with the next version number and the
+statements that take the previous schema to the new one (never edit one that has shipped: an
+existing database has already applied it and will not run it again). Each migration runs in its
+own transaction together with its row in `schema_migrations`, so it applies fully or not at all.
+
+Conventions: money and quantities are INTEGER (cents, 10^-8 units), timestamps INTEGER
+microseconds since the epoch (UTC), dates ISO text, dict payloads JSON text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+BOOKKEEPING = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version     INTEGER PRIMARY KEY,
+    description TEXT    NOT NULL,
+    applied_at  INTEGER NOT NULL
+)
+"""
+
+_INITIAL = (
+    """
+    CREATE TABLE users (
+        user_id            TEXT    PRIMARY KEY,
+        username           TEXT    NOT NULL UNIQUE,
+        email              TEXT    NOT NULL UNIQUE,
+        password_hash      TEXT    NOT NULL,
+        first_name         TEXT    NOT NULL,
+        last_name          TEXT    NOT NULL,
+        phone              TEXT,
+        date_of_birth      TEXT,
+        role               TEXT    NOT NULL,
+        is_active          INTEGER NOT NULL,
+        created_at         INTEGER NOT NULL,
+        updated_at         INTEGER NOT NULL,
+        tokens_valid_after INTEGER,
+        version            INTEGER NOT NULL
+    )
+    """,
+    "CREATE INDEX users_created_at ON users (created_at DESC)",
+    """
+    CREATE TABLE accounts (
+        user_id         TEXT    PRIMARY KEY,
+        balance_cents   INTEGER NOT NULL CHECK (balance_cents >= 0),
+        reserved_cents  INTEGER NOT NULL CHECK (reserved_cents >= 0),
+        available_cents INTEGER NOT NULL CHECK (available_cents >= 0),
+        version         INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL,
+        CHECK (available_cents = balance_cents - reserved_cents)
+    )
+    """,
+    """
+    CREATE TABLE cash_ledger (
+        entry_id            TEXT    PRIMARY KEY,
+        user_id             TEXT    NOT NULL,
+        kind                TEXT    NOT NULL,
+        amount_cents        INTEGER NOT NULL,
+        balance_after_cents INTEGER NOT NULL,
+        reference_id        TEXT,
+        created_at          INTEGER NOT NULL
+    )
+    """,
+    "CREATE INDEX cash_ledger_user_time ON cash_ledger (user_id, created_at DESC)",
+    """
+    CREATE TABLE daily_limits (
+        user_id    TEXT    NOT NULL,
+        day        TEXT    NOT NULL,
+        kind       TEXT    NOT NULL,
+        used_cents INTEGER NOT NULL CHECK (used_cents >= 0),
+        PRIMARY KEY (user_id, day, kind)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE idempotency (
+        user_id     TEXT    NOT NULL,
+        key         TEXT    NOT NULL,
+        fingerprint TEXT    NOT NULL,
+        outcome     TEXT    NOT NULL,
+        payload     TEXT    NOT NULL,
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL,
+        PRIMARY KEY (user_id, key)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX idempotency_expires_at ON idempotency (expires_at)",
+    """
+    CREATE TABLE revoked_tokens (
+        jti        TEXT    PRIMARY KEY,
+        user_id    TEXT    NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX revoked_tokens_expires_at ON revoked_tokens (expires_at)",
+    """
+    CREATE TABLE audit_events (
+        event_id   TEXT    PRIMARY KEY,
+        event_type TEXT    NOT NULL,
+        created_at INTEGER NOT NULL,
+        user_id    TEXT,
+        actor_id   TEXT,
+        ip         TEXT,
+        details    TEXT    NOT NULL
+    )
+    """,
+    "CREATE INDEX audit_events_user_time ON audit_events (user_id, created_at DESC)",
+    "CREATE INDEX audit_events_type_time ON audit_events (event_type, created_at DESC)",
+    "CREATE INDEX audit_events_time ON audit_events (created_at DESC)",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1, "users, cash accounts and ledger, limits, idempotency, revocations, audit", _INITIAL
+    ),
+)

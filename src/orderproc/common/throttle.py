@@ -1,0 +1,112 @@
+"""In-process rate limiting and failed-login blocking (Redis versions come with distributed
+mode). Both are fixed-window counters keyed by client, cheap enough for every request."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Allowance:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after: int
+
+
+class WindowCounter:
+    """Counts events per key in fixed windows of `window` seconds."""
+
+    def __init__(
+        self, *, window: float, clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000
+    ) -> None:
+        self.window = window
+        self._clock = clock
+        self._max_keys = max_keys
+        self._counts: dict[str, tuple[float, int]] = {}
+
+    def hit(self, key: str) -> tuple[int, float]:
+        """Count one event; returns (events in this window, seconds until it resets)."""
+        now = self._clock()
+        started, count = self._counts.get(key, (now, 0))
+        if now - started >= self.window:
+            started, count = now, 0
+        if len(self._counts) >= self._max_keys and key not in self._counts:
+            self._evict(now)
+        self._counts[key] = (started, count + 1)
+        return count + 1, self.window - (now - started)
+
+    def count(self, key: str) -> int:
+        entry = self._counts.get(key)
+        if entry is None or self._clock() - entry[0] >= self.window:
+            return 0
+        return entry[1]
+
+    def reset(self, key: str) -> None:
+        self._counts.pop(key, None)
+
+    def _evict(self, now: float) -> None:
+        self._counts = {k: v for k, v in self._counts.items() if now - v[0] < self.window}
+        if len(self._counts) >= self._max_keys:
+            self._counts.clear()
+
+
+class RateLimiter:
+    """At most `per_minute` requests per client per minute."""
+
+    def __init__(self, *, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self._window = WindowCounter(window=60.0, clock=clock)
+
+    def allow(self, client: str) -> Allowance:
+        count, reset_after = self._window.hit(client)
+        return Allowance(
+            allowed=count <= self.per_minute,
+            limit=self.per_minute,
+            remaining=max(0, self.per_minute - count),
+            reset_after=max(1, math.ceil(reset_after)),
+        )
+
+
+class LoginGuard:
+    """Blocks a client address after `max_failures` failed logins within `window` seconds, for
+    `block_seconds`; the same for a username, so guesses spread over addresses also stop."""
+
+    def __init__(
+        self,
+        *,
+        max_failures: int,
+        window: float,
+        block_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_failures = max_failures
+        self.block_seconds = block_seconds
+        self._clock = clock
+        self._failures = WindowCounter(window=window, clock=clock)
+        self._blocked_until: dict[str, float] = {}
+
+    def blocked_for(self, key: str) -> int:
+        """Seconds left on a block of this key (`ip:…` or `user:…`), 0 if none."""
+        until = self._blocked_until.get(key)
+        if until is None:
+            return 0
+        left = until - self._clock()
+        if left <= 0:
+            del self._blocked_until[key]
+            return 0
+        return max(1, math.ceil(left))
+
+    def failed(self, *keys: str) -> None:
+        for key in keys:
+            count, _ = self._failures.hit(key)
+            if count >= self.max_failures:
+                self._blocked_until[key] = self._clock() + self.block_seconds
+                self._failures.reset(key)
+
+    def succeeded(self, *keys: str) -> None:
+        for key in keys:
+            self._failures.reset(key)

@@ -1,0 +1,126 @@
+"""The HTTP edge shared by every service: the runtime in app state, the current principal,
+admin checks, client IPs and paging parameters."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Query, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from orderproc.common.context import user_var
+from orderproc.errors import AdminRequired, InvalidToken, ValidationFailed
+
+TOKEN_URL = "/api/v1/auth/token"
+_bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user_id: str
+    role: str
+    jti: str
+    expires_at: datetime
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+def runtime_of(request: Request) -> Any:
+    """The composition root's runtime object (typed by each service's own alias)."""
+    return request.app.state.runtime
+
+
+async def current_principal(
+    request: Request, token: Annotated[str | None, Depends(_bearer)]
+) -> Principal:
+    if not token:
+        raise InvalidToken("An access token is required (Authorization: Bearer ...).")
+    runtime = request.app.state.runtime
+    claims = runtime.tokens.decode(token)
+    await runtime.revocations.ensure_valid(
+        user_id=claims.user_id, jti=claims.jti, issued_at=claims.issued_at
+    )
+    user_var.set(claims.user_id)
+    return Principal(claims.user_id, claims.role, claims.jti, claims.expires_at)
+
+
+async def admin_principal(
+    principal: Annotated[Principal, Depends(current_principal)],
+) -> Principal:
+    if not principal.is_admin:
+        raise AdminRequired()
+    return principal
+
+
+CurrentUser = Annotated[Principal, Depends(current_principal)]
+CurrentAdmin = Annotated[Principal, Depends(admin_principal)]
+
+
+def client_ip_from(
+    peer: str | None, forwarded_for: str | None, trusted: list[str]
+) -> str | None:
+    """The peer address, or the first untrusted hop of `X-Forwarded-For` when the peer is a
+    trusted proxy."""
+    if not forwarded_for or not peer or not trusted or not _is_trusted(peer, trusted):
+        return peer
+    for hop in reversed([part.strip() for part in forwarded_for.split(",") if part.strip()]):
+        if not _is_trusted(hop, trusted):
+            return hop
+    return peer
+
+
+def _is_trusted(address: str, trusted: list[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(net, strict=False) for net in trusted)
+
+
+def client_ip(request: Request) -> str | None:
+    peer = request.client.host if request.client else None
+    trusted = request.app.state.runtime.settings.trusted_proxies
+    return client_ip_from(peer, request.headers.get("x-forwarded-for"), trusted)
+
+
+ClientIP = Annotated[str | None, Depends(client_ip)]
+
+
+@dataclass(frozen=True, slots=True)
+class PageParams:
+    limit: int
+    offset: int
+
+
+def page_params(
+    limit: Annotated[int, Query(ge=1, le=250, description="Items per page")] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000, description="Items to skip")] = 0,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=64, description="Opaque `next_cursor` of the previous page"),
+    ] = None,
+) -> PageParams:
+    if cursor is not None:
+        if not cursor.isdigit() or int(cursor) > 1_000_000:
+            raise ValidationFailed(
+                "cursor: not a cursor from this API",
+                [{"loc": ["query", "cursor"], "msg": "invalid cursor", "type": "value_error"}],
+            )
+        offset = int(cursor)
+    return PageParams(limit=limit, offset=offset)
+
+
+Paging = Annotated[PageParams, Depends(page_params)]
+
+
+def check_time_range(start: datetime | None, end: datetime | None) -> None:
+    if start is not None and end is not None and end < start:
+        raise ValidationFailed(
+            "end must not be before start",
+            [{"loc": ["query", "end"], "msg": "end is before start", "type": "value_error"}],
+        )

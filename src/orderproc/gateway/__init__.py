@@ -1,0 +1,1 @@
+"""The gateway: the one public entry (routing, token and role checks, limits, headers)."""

@@ -1,0 +1,89 @@
+"""The embedded composition root: one app with every service's routes under `/api/v1`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse, RedirectResponse
+from starlette.responses import Response
+
+from orderproc import __version__
+from orderproc.common.asgi import EdgeMiddleware
+from orderproc.common.clock import Clock
+from orderproc.common.metrics import CONTENT_TYPE_LATEST
+from orderproc.common.settings import Settings
+from orderproc.errors import ServiceUnavailable
+from orderproc.errors.problem import install_problem_handlers, problem_responses
+from orderproc.gateway.ratelimit import RateLimitMiddleware
+from orderproc.runtime import Runtime, build_runtime
+from orderproc.users import api as users_api
+
+API_PREFIX = "/api/v1"
+SERVICES = ("users",)
+
+DESCRIPTION = """
+A trading-simulation platform. Register, log in (or use **Authorize** with your username and
+password), deposit USD and follow your ledger. Money is exact: amounts are decimal strings.
+Errors are RFC 7807 `application/problem+json` with a stable `code`.
+"""
+
+
+def create_app(
+    settings: Settings, *, runtime: Runtime | None = None, clock: Clock | None = None
+) -> FastAPI:
+    """The whole platform in one app. Without `runtime`, it is built at start-up."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if runtime is None:
+            app.state.runtime = await build_runtime(settings, clock=clock, service="gateway")
+            try:
+                yield
+            finally:
+                await app.state.runtime.close()
+        else:
+            yield
+
+    app = FastAPI(
+        title="Order Processor",
+        version=__version__,
+        description=DESCRIPTION,
+        default_response_class=ORJSONResponse,
+        lifespan=lifespan,
+    )
+    if runtime is not None:
+        app.state.runtime = runtime
+    install_problem_handlers(app)
+    app.add_middleware(RateLimitMiddleware, state=app.state)
+    app.add_middleware(EdgeMiddleware, state=app.state)  # added last, so outermost
+    for router in users_api.routers:
+        app.include_router(router, prefix=API_PREFIX)
+    _add_operations(app)
+    return app
+
+
+def _add_operations(app: FastAPI) -> None:
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    @app.get("/health", tags=["operations"])
+    async def health() -> dict[str, object]:
+        """Alive; in embedded mode every service lives in this process."""
+        return {"status": "ok", "services": {name: "ok" for name in SERVICES}}
+
+    @app.get("/ready", tags=["operations"], responses=problem_responses(503))
+    async def ready() -> dict[str, str]:
+        """The store answers."""
+        try:
+            await app.state.runtime.store.ping()
+        except Exception as exc:
+            raise ServiceUnavailable("The database does not answer.") from exc
+        return {"status": "ready"}
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus metrics."""
+        return Response(app.state.runtime.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,1 @@
+"""The users service: accounts, login and tokens, profiles, roles, cash, audit log."""

@@ -1,0 +1,286 @@
+"""HTTP routes of the users service: auth, profile, cash, and its admin routes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Protocol, cast
+
+from fastapi import APIRouter, Depends, Form, Header, Path, Query, Request
+from pydantic import AwareDatetime
+
+from orderproc.common.idempotency import fingerprint
+from orderproc.common.money import format_money
+from orderproc.common.security.tokens import IssuedToken
+from orderproc.common.settings import Settings
+from orderproc.common.storage.records import CashEntryKind, Page, UserRecord
+from orderproc.common.throttle import LoginGuard
+from orderproc.common.web import (
+    ClientIP,
+    CurrentAdmin,
+    CurrentUser,
+    PageParams,
+    Paging,
+    check_time_range,
+)
+from orderproc.errors import ClientBlocked, InvalidCredentials, RateLimited
+from orderproc.errors.problem import problem_responses
+from orderproc.users import cash, service
+from orderproc.users.schemas import (
+    AdminUserRead,
+    AdminUserUpdate,
+    AuditEventRead,
+    AuditPage,
+    BalanceRead,
+    CashReceiptRead,
+    CashRequest,
+    LoginRequest,
+    MessageResponse,
+    PasswordChange,
+    PasswordChanged,
+    ProfileUpdate,
+    RegisterRequest,
+    RegisterResponse,
+    TokenResponse,
+    TransactionRead,
+    TransactionsPage,
+    UserProfile,
+    UsersPage,
+)
+
+
+class UsersRuntime(Protocol):
+    settings: Settings
+    login_guard: LoginGuard
+
+    @property
+    def users(self) -> service.UsersDeps: ...
+    @property
+    def cash(self) -> cash.CashDeps: ...
+
+
+def _runtime(request: Request) -> UsersRuntime:
+    return cast(UsersRuntime, request.app.state.runtime)
+
+
+Runtime = Annotated[UsersRuntime, Depends(_runtime)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=r"^[A-Za-z0-9_\-:.]{1,128}$",
+        description="Makes a retry of this POST return the first answer instead of acting twice",
+    ),
+]
+
+auth = APIRouter(prefix="/auth", tags=["auth"])
+balance = APIRouter(prefix="/balance", tags=["cash"])
+admin = APIRouter(prefix="/admin", tags=["admin"])
+AUTHED = problem_responses(401, 422, 429)
+
+
+@auth.post("/register", status_code=201, response_model=RegisterResponse,
+           responses=problem_responses(409, 422, 429))
+async def register(body: RegisterRequest, rt: Runtime, ip: ClientIP) -> RegisterResponse:
+    """Create a customer account with an empty USD balance."""
+    reg = service.Registration(**body.model_dump())
+    user = await service.register(reg, deps=rt.users, ip=ip)
+    return RegisterResponse(message="User registered successfully", user=UserProfile.of(user))
+
+
+async def _login(rt: UsersRuntime, username: str, password: str, ip: str | None) -> TokenResponse:
+    guard, name = rt.login_guard, username.strip().lower()
+    keys = (f"ip:{ip}", f"user:{name}")
+    if rt.settings.login_block_enabled:
+        if left := guard.blocked_for(keys[0]):
+            raise ClientBlocked()
+        if left := guard.blocked_for(keys[1]):
+            raise RateLimited("Too many failed logins for this user; try later.", retry_after=left)
+    try:
+        user, token = await service.login(username, password, deps=rt.users, ip=ip)
+    except InvalidCredentials:
+        if rt.settings.login_block_enabled:
+            guard.failed(*keys)
+        raise
+    guard.succeeded(*keys)
+    return _token_response(user, token, rt)
+
+
+def _token_response(user: UserRecord, token: IssuedToken, rt: UsersRuntime) -> TokenResponse:
+    return TokenResponse(
+        access_token=token.token,
+        expires_in=rt.settings.access_token_ttl_seconds,
+        user=UserProfile.of(user),
+    )
+
+
+@auth.post("/login", response_model=TokenResponse, responses=problem_responses(401, 403, 422, 429))
+async def login(body: LoginRequest, rt: Runtime, ip: ClientIP) -> TokenResponse:
+    """Exchange a username and password for a bearer token."""
+    return await _login(rt, body.username, body.password, ip)
+
+
+@auth.post("/token", response_model=TokenResponse, responses=problem_responses(401, 403, 422, 429))
+async def token(
+    rt: Runtime,
+    ip: ClientIP,
+    username: Annotated[str, Form(min_length=1, max_length=64)],
+    password: Annotated[str, Form(min_length=1, max_length=1024)],
+) -> TokenResponse:
+    """The same login as an OAuth2 password form, for the interactive docs' Authorize button."""
+    return await _login(rt, username, password, ip)
+
+
+@auth.post("/logout", response_model=MessageResponse, responses=AUTHED)
+async def logout(principal: CurrentUser, rt: Runtime, ip: ClientIP) -> MessageResponse:
+    """Revoke the presented token for good."""
+    await service.logout(
+        user_id=principal.user_id, jti=principal.jti, expires_at=principal.expires_at,
+        deps=rt.users, ip=ip,
+    )
+    return MessageResponse(message="Logged out")
+
+
+@auth.get("/profile", response_model=UserProfile, responses=AUTHED)
+async def get_profile(principal: CurrentUser, rt: Runtime) -> UserProfile:
+    return UserProfile.of(await service.get_user(principal.user_id, store=rt.users.store))
+
+
+@auth.put("/profile", response_model=UserProfile, responses=problem_responses(401, 409, 422, 429))
+async def update_profile(body: ProfileUpdate, principal: CurrentUser, rt: Runtime) -> UserProfile:
+    """Change only the fields sent; `null` clears phone or date of birth."""
+    changes = service.ProfileChanges(**body.model_dump())
+    fields = set(body.model_fields_set)
+    for required in ("email", "first_name", "last_name"):
+        if required in fields and getattr(body, required) is None:
+            fields.discard(required)
+    user = await service.update_profile(
+        principal.user_id, changes, deps=rt.users, fields_set=fields
+    )
+    return UserProfile.of(user)
+
+
+@auth.post("/password", response_model=PasswordChanged, responses=AUTHED)
+async def change_password(
+    body: PasswordChange, principal: CurrentUser, rt: Runtime, ip: ClientIP
+) -> PasswordChanged:
+    """Change the password. Every token issued before now stops working; use the new one."""
+    issued = await service.change_password(
+        principal.user_id, body.current_password, body.new_password, deps=rt.users, ip=ip
+    )
+    return PasswordChanged(
+        message="Password changed; other sessions were signed out",
+        access_token=issued.token,
+        expires_in=rt.settings.access_token_ttl_seconds,
+    )
+
+
+@balance.get("", response_model=BalanceRead, responses=AUTHED)
+async def get_balance(principal: CurrentUser, rt: Runtime) -> BalanceRead:
+    """Cash balance, and what is available after open orders' reservations."""
+    return BalanceRead.of(await cash.get_account(principal.user_id, store=rt.cash.store))
+
+
+async def _move(
+    kind: cash.CashKind, body: CashRequest, principal: CurrentUser, rt: UsersRuntime,
+    key: str | None,
+) -> CashReceiptRead:
+    cmd = cash.CashCommand(
+        user_id=principal.user_id, kind=kind, amount=body.amount, idempotency_key=key,
+        fingerprint=fingerprint("POST", f"/balance/{kind}", {"amount": format_money(body.amount)}),
+    )
+    receipt = await cash.move_cash(cmd, deps=rt.cash)
+    return CashReceiptRead(**receipt.to_payload())
+
+
+@balance.post("/deposit", status_code=201, response_model=CashReceiptRead,
+              responses=problem_responses(401, 409, 422, 429))
+async def deposit(
+    body: CashRequest, principal: CurrentUser, rt: Runtime, key: IdempotencyKey = None
+) -> CashReceiptRead:
+    """Add cash (daily limit applies). A retry with the same Idempotency-Key replays."""
+    return await _move("deposit", body, principal, rt, key)
+
+
+@balance.post("/withdraw", status_code=201, response_model=CashReceiptRead,
+              responses=problem_responses(401, 409, 422, 429))
+async def withdraw(
+    body: CashRequest, principal: CurrentUser, rt: Runtime, key: IdempotencyKey = None
+) -> CashReceiptRead:
+    """Take cash out, up to the available balance (daily limit applies)."""
+    return await _move("withdraw", body, principal, rt, key)
+
+
+@balance.get("/transactions", response_model=TransactionsPage, responses=AUTHED)
+async def transactions(
+    principal: CurrentUser,
+    rt: Runtime,
+    paging: Paging,
+    transaction_type: CashEntryKind | None = None,
+    start: Annotated[AwareDatetime | None, Query(description="Inclusive, ISO-8601")] = None,
+    end: Annotated[AwareDatetime | None, Query(description="Exclusive, ISO-8601")] = None,
+) -> TransactionsPage:
+    """The cash ledger, newest first."""
+    check_time_range(start, end)
+    page = await cash.list_cash_entries(
+        principal.user_id, store=rt.cash.store, kind=transaction_type, start=start, end=end,
+        limit=paging.limit, offset=paging.offset,
+    )
+    return TransactionsPage(
+        transactions=[TransactionRead.of(e) for e in page.items], **_page_info(page, paging)
+    )
+
+
+def _page_info(page: Page[Any], paging: PageParams) -> dict[str, Any]:
+    return {
+        "total_count": page.total_count,
+        "has_more": page.next_cursor is not None,
+        "next_cursor": page.next_cursor,
+        "limit": paging.limit,
+        "offset": paging.offset,
+    }
+
+
+@admin.get("/users", response_model=UsersPage, responses=problem_responses(401, 403, 422, 429))
+async def admin_list_users(_: CurrentAdmin, rt: Runtime, paging: Paging) -> UsersPage:
+    page = await service.list_users(store=rt.users.store, limit=paging.limit, offset=paging.offset)
+    return UsersPage(users=[AdminUserRead.of(u) for u in page.items], **_page_info(page, paging))
+
+
+@admin.patch("/users/{username}", response_model=AdminUserRead,
+             responses=problem_responses(401, 403, 404, 422, 429))
+async def admin_update_user(
+    username: Annotated[str, Path(pattern=r"^[A-Za-z0-9_]{3,30}$")],
+    body: AdminUserUpdate, admin_user: CurrentAdmin, rt: Runtime, ip: ClientIP,
+) -> AdminUserRead:
+    """Change a user's role or disable them; both sign the user out everywhere."""
+    user = await service.admin_update_user(
+        username, role=body.role, is_active=body.is_active, actor_id=admin_user.user_id,
+        deps=rt.users, ip=ip,
+    )
+    return AdminUserRead.of(user)
+
+
+@admin.get("/audit", response_model=AuditPage, responses=problem_responses(401, 403, 422, 429))
+async def admin_audit(
+    _: CurrentAdmin,
+    rt: Runtime,
+    paging: Paging,
+    username: Annotated[str | None, Query(max_length=30)] = None,
+    event_type: Annotated[str | None, Query(max_length=64)] = None,
+    start: AwareDatetime | None = None,
+    end: AwareDatetime | None = None,
+) -> AuditPage:
+    """Security events, newest first."""
+    check_time_range(start, end)
+    user_id = None
+    if username:
+        async with rt.users.store.unit_of_work() as uow:
+            user = await uow.users.get_by_username(username.lower())
+        user_id = user.user_id if user else "-"
+    page = await service.list_audit(
+        store=rt.users.store, user_id=user_id, event_type=event_type, start=start, end=end,
+        limit=paging.limit, offset=paging.offset,
+    )
+    return AuditPage(events=[AuditEventRead.of(e) for e in page.items], **_page_info(page, paging))
+
+
+routers = (auth, balance, admin)

@@ -1,0 +1,201 @@
+"""Cash use cases: deposit, withdraw, balance and ledger.
+
+Each movement is one unit of work (balance, ledger entry, daily-limit counter, idempotency
+record) under the user's account lock, retried when a conditional write loses a race.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from orderproc.common.clock import Clock, isoformat_z, utc_day
+from orderproc.common.idempotency import rejection_payload, replay
+from orderproc.common.ids import new_id
+from orderproc.common.locking import Locker, account_lock_key
+from orderproc.common.money import format_money, from_cents
+from orderproc.common.retry import retry_on_conflict
+from orderproc.common.storage.ports import Store, UnitOfWork
+from orderproc.common.storage.records import (
+    AccountRecord,
+    CashEntry,
+    CashEntryKind,
+    IdempotencyRecord,
+    Page,
+)
+from orderproc.errors import AccountNotFound, BusinessRuleViolation
+from orderproc.users.domain import CashKind, CashRules, signed_movement, validate_amount
+
+
+@dataclass(frozen=True, slots=True)
+class CashCommand:
+    user_id: str
+    kind: CashKind
+    amount: Decimal
+    idempotency_key: str | None = None
+    fingerprint: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CashReceipt:
+    transaction_id: str
+    transaction_type: CashKind
+    amount: Decimal
+    balance: Decimal
+    available_balance: Decimal
+    timestamp: str
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "transaction_id": self.transaction_id,
+            "transaction_type": self.transaction_type,
+            "amount": format_money(self.amount),
+            "balance": format_money(self.balance),
+            "available_balance": format_money(self.available_balance),
+            "timestamp": self.timestamp,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> CashReceipt:
+        return cls(
+            transaction_id=payload["transaction_id"],
+            transaction_type=payload["transaction_type"],
+            amount=Decimal(payload["amount"]),
+            balance=Decimal(payload["balance"]),
+            available_balance=Decimal(payload["available_balance"]),
+            timestamp=payload["timestamp"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CashDeps:
+    store: Store
+    locker: Locker
+    clock: Clock
+    rules: CashRules
+    lock_timeout: float
+    idempotency_ttl: timedelta
+
+
+async def move_cash(cmd: CashCommand, *, deps: CashDeps) -> CashReceipt:
+    """Deposit or withdraw, exactly once per idempotency key."""
+    amount_cents = validate_amount(cmd.amount, deps.rules)
+    async with deps.locker.hold(account_lock_key(cmd.user_id), timeout=deps.lock_timeout):
+        return await retry_on_conflict(lambda: _move_cash_once(cmd, amount_cents, deps))
+
+
+async def _move_cash_once(cmd: CashCommand, amount_cents: int, deps: CashDeps) -> CashReceipt:
+    now = deps.clock.now()
+    async with deps.store.unit_of_work() as uow:
+        if cmd.idempotency_key:
+            record = await uow.idempotency.get(cmd.user_id, cmd.idempotency_key, now=now)
+            if record is not None:
+                return CashReceipt.from_payload(replay(record, fingerprint_now=cmd.fingerprint))
+        account = await uow.accounts.get(cmd.user_id)
+        if account is None:
+            raise AccountNotFound()
+        day = utc_day(now)
+        used = await uow.daily_limits.used(cmd.user_id, day, cmd.kind)
+        try:
+            delta = signed_movement(
+                cmd.kind,
+                amount_cents,
+                available_cents=account.available_cents,
+                used_today_cents=used,
+                rules=deps.rules,
+            )
+        except BusinessRuleViolation as rejection:
+            await _remember_rejection(cmd, rejection, deps=deps, now=now)
+            raise
+        receipt = _stage_movement(uow, cmd, account, delta, now=now)
+        uow.daily_limits.add(
+            cmd.user_id, day, cmd.kind, amount_cents,
+            limit_cents=deps.rules.daily_limit_cents[cmd.kind],
+        )
+        if cmd.idempotency_key:
+            uow.idempotency.add(
+                _idempotency_record(cmd, "ok", receipt.to_payload(), now=now, deps=deps)
+            )
+        await uow.commit()
+        return receipt
+
+
+def _stage_movement(
+    uow: UnitOfWork, cmd: CashCommand, account: AccountRecord, delta: int, *, now: datetime
+) -> CashReceipt:
+    updated = account.evolve(
+        balance_cents=account.balance_cents + delta, version=account.version + 1, updated_at=now
+    )
+    uow.accounts.update(updated, expected_version=account.version)
+    entry = CashEntry(
+        entry_id=new_id(),
+        user_id=cmd.user_id,
+        kind=cmd.kind,
+        amount_cents=delta,
+        balance_after_cents=updated.balance_cents,
+        reference_id=cmd.idempotency_key,
+        created_at=now,
+    )
+    uow.cash_ledger.add(entry)
+    return CashReceipt(
+        transaction_id=entry.entry_id,
+        transaction_type=cmd.kind,
+        amount=from_cents(abs(delta)),
+        balance=from_cents(updated.balance_cents),
+        available_balance=from_cents(updated.available_cents),
+        timestamp=isoformat_z(now),
+    )
+
+
+async def _remember_rejection(
+    cmd: CashCommand, rejection: BusinessRuleViolation, *, deps: CashDeps, now: datetime
+) -> None:
+    """A business refusal is the answer for this key too, kept in its own small transaction."""
+    if not cmd.idempotency_key:
+        return
+    async with deps.store.unit_of_work() as uow:
+        uow.idempotency.add(
+            _idempotency_record(cmd, "error", rejection_payload(rejection), now=now, deps=deps)
+        )
+        await uow.commit()
+
+
+def _idempotency_record(
+    cmd: CashCommand, outcome: Any, payload: dict[str, Any], *, now: datetime, deps: CashDeps
+) -> IdempotencyRecord:
+    assert cmd.idempotency_key is not None
+    return IdempotencyRecord(
+        user_id=cmd.user_id,
+        key=cmd.idempotency_key,
+        fingerprint=cmd.fingerprint,
+        outcome=outcome,
+        payload=payload,
+        created_at=now,
+        expires_at=now + deps.idempotency_ttl,
+    )
+
+
+async def get_account(user_id: str, *, store: Store) -> AccountRecord:
+    async with store.unit_of_work() as uow:
+        account = await uow.accounts.get(user_id)
+    if account is None:
+        raise AccountNotFound()
+    return account
+
+
+async def list_cash_entries(
+    user_id: str,
+    *,
+    store: Store,
+    kind: CashEntryKind | None,
+    start: datetime | None,
+    end: datetime | None,
+    limit: int,
+    offset: int,
+) -> Page[CashEntry]:
+    async with store.unit_of_work() as uow:
+        return await uow.cash_ledger.list_for_user(
+            user_id, kind=kind, start=start, end=end, limit=limit, offset=offset
+        )

@@ -1,0 +1,262 @@
+"""Account use cases: register, log in and out, profile, password, admin and audit."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from orderproc.common.clock import Clock
+from orderproc.common.ids import new_id
+from orderproc.common.retry import retry_on_conflict
+from orderproc.common.security.passwords import PasswordHasher, check_password_policy
+from orderproc.common.security.revocation import RevocationChecker
+from orderproc.common.security.tokens import IssuedToken, TokenService
+from orderproc.common.storage.ports import Store, UnitOfWork
+from orderproc.common.storage.records import AccountRecord, AuditEvent, Page, Role, UserRecord
+from orderproc.errors import (
+    AccountDisabled,
+    EmailTaken,
+    InvalidCredentials,
+    UsernameTaken,
+    UserNotFound,
+)
+from orderproc.users.domain import normalize_email, normalize_username
+
+log = logging.getLogger("orderproc.users")
+
+
+@dataclass(frozen=True, slots=True)
+class UsersDeps:
+    store: Store
+    hasher: PasswordHasher
+    tokens: TokenService
+    revocations: RevocationChecker
+    clock: Clock
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    username: str
+    email: str
+    password: str
+    first_name: str
+    last_name: str
+    phone: str | None = None
+    date_of_birth: date | None = None
+    role: Role = "customer"
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileChanges:
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    phone: str | None = None
+    date_of_birth: date | None = None
+
+
+def audit(uow: UnitOfWork, event_type: str, *, now: datetime, **fields: Any) -> None:
+    details = fields.pop("details", {})
+    uow.audit.add(
+        AuditEvent(
+            event_id=new_id(), event_type=event_type, created_at=now, details=details, **fields
+        )
+    )
+
+
+async def register(reg: Registration, *, deps: UsersDeps, ip: str | None = None) -> UserRecord:
+    """A new user with an empty cash account, or `UsernameTaken` / `EmailTaken`."""
+    username, email = normalize_username(reg.username), normalize_email(reg.email)
+    check_password_policy(reg.password, username=username, email=email)
+    password_hash = await deps.hasher.hash(reg.password)
+
+    async def attempt() -> UserRecord:
+        now = deps.clock.now()
+        async with deps.store.unit_of_work() as uow:
+            if await uow.users.get_by_username(username):
+                raise UsernameTaken()
+            if await uow.users.get_by_email(email):
+                raise EmailTaken()
+            user = UserRecord(
+                user_id=new_id(), username=username, email=email, password_hash=password_hash,
+                first_name=reg.first_name, last_name=reg.last_name, phone=reg.phone,
+                date_of_birth=reg.date_of_birth, role=reg.role, is_active=True,
+                created_at=now, updated_at=now,
+            )
+            uow.users.add(user)
+            uow.accounts.add(AccountRecord(user.user_id, 0, 0, 1, now))
+            audit(uow, "register", now=now, user_id=user.user_id, actor_id=user.user_id, ip=ip)
+            await uow.commit()
+            return user
+
+    return await retry_on_conflict(attempt)
+
+
+async def login(
+    username: str, password: str, *, deps: UsersDeps, ip: str | None = None
+) -> tuple[UserRecord, IssuedToken]:
+    """A token for the right password; `InvalidCredentials` alike for a wrong one or an
+    unknown user (which costs a dummy verify, so timing tells nothing)."""
+    username = normalize_username(username)
+    async with deps.store.unit_of_work() as uow:
+        user = await uow.users.get_by_username(username)
+    result = await deps.hasher.verify(password, user.password_hash if user else None)
+    now = deps.clock.now()
+    if user is None or not result.ok:
+        async with deps.store.unit_of_work() as uow:
+            audit(
+                uow, "login_failure", now=now, user_id=user.user_id if user else None, ip=ip,
+                details={"username": username},
+            )
+            await uow.commit()
+        raise InvalidCredentials()
+    if not user.is_active:
+        raise AccountDisabled()
+    token = deps.tokens.issue(user_id=user.user_id, role=user.role)
+    async with deps.store.unit_of_work() as uow:
+        audit(uow, "login_success", now=now, user_id=user.user_id, actor_id=user.user_id, ip=ip)
+        await uow.commit()
+    if result.needs_rehash:
+        await _upgrade_hash(user, password, deps=deps)
+    return user, token
+
+
+async def _upgrade_hash(user: UserRecord, password: str, *, deps: UsersDeps) -> None:
+    """Re-hash an old (bcrypt or weaker Argon2) hash; losing a race here is harmless."""
+    new_hash = await deps.hasher.hash(password)
+    async with deps.store.unit_of_work() as uow:
+        current = await uow.users.get(user.user_id)
+        if current is None or current.password_hash != user.password_hash:
+            return
+        uow.users.update(
+            current.evolve(password_hash=new_hash, version=current.version + 1),
+            expected_version=current.version,
+        )
+        try:
+            await uow.commit()
+        except Exception:  # noqa: BLE001 - the old hash still works; try again next login
+            log.info("password hash upgrade skipped", extra={"user": user.user_id})
+
+
+async def logout(
+    *, user_id: str, jti: str, expires_at: datetime, deps: UsersDeps, ip: str | None = None
+) -> None:
+    async with deps.store.unit_of_work() as uow:
+        uow.revocations.add(jti, user_id=user_id, expires_at=expires_at)
+        audit(uow, "logout", now=deps.clock.now(), user_id=user_id, actor_id=user_id, ip=ip)
+        await uow.commit()
+    deps.revocations.revoked(jti)
+
+
+async def get_user(user_id: str, *, store: Store) -> UserRecord:
+    async with store.unit_of_work() as uow:
+        user = await uow.users.get(user_id)
+    if user is None:
+        raise UserNotFound()
+    return user
+
+
+async def update_profile(
+    user_id: str, changes: ProfileChanges, *, deps: UsersDeps, fields_set: set[str]
+) -> UserRecord:
+    """Change only the fields the client sent (`fields_set`); a taken email is `EmailTaken`."""
+
+    async def attempt() -> UserRecord:
+        now = deps.clock.now()
+        async with deps.store.unit_of_work() as uow:
+            user = await uow.users.get(user_id)
+            if user is None:
+                raise UserNotFound()
+            updates = {name: getattr(changes, name) for name in fields_set}
+            if "email" in updates and updates["email"] is not None:
+                updates["email"] = normalize_email(updates["email"])
+                other = await uow.users.get_by_email(updates["email"])
+                if other is not None and other.user_id != user_id:
+                    raise EmailTaken()
+            updated = user.evolve(**updates, updated_at=now, version=user.version + 1)
+            uow.users.update(updated, expected_version=user.version)
+            audit(uow, "profile_update", now=now, user_id=user_id, actor_id=user_id,
+                  details={"fields": sorted(updates)})
+            await uow.commit()
+            return updated
+
+    return await retry_on_conflict(attempt)
+
+
+async def change_password(
+    user_id: str, current: str, new: str, *, deps: UsersDeps, ip: str | None = None
+) -> IssuedToken:
+    """Set a new password and revoke every token issued before now; returns a fresh token so
+    the session that changed it carries on."""
+    user = await get_user(user_id, store=deps.store)
+    if not (await deps.hasher.verify(current, user.password_hash)).ok:
+        raise InvalidCredentials("The current password is not correct.")
+    check_password_policy(new, username=user.username, email=user.email)
+    new_hash = await deps.hasher.hash(new)
+
+    async def attempt() -> IssuedToken:
+        now = deps.clock.now()
+        async with deps.store.unit_of_work() as uow:
+            fresh = await uow.users.get(user_id)
+            if fresh is None:
+                raise UserNotFound()
+            uow.users.update(
+                fresh.evolve(password_hash=new_hash, tokens_valid_after=now, updated_at=now,
+                             version=fresh.version + 1),
+                expected_version=fresh.version,
+            )
+            audit(uow, "password_change", now=now, user_id=user_id, actor_id=user_id, ip=ip)
+            await uow.commit()
+        deps.revocations.user_changed(user_id)
+        return deps.tokens.issue(user_id=user_id, role=fresh.role)
+
+    return await retry_on_conflict(attempt)
+
+
+async def list_users(*, store: Store, limit: int, offset: int) -> Page[UserRecord]:
+    async with store.unit_of_work() as uow:
+        return await uow.users.list(limit=limit, offset=offset)
+
+
+async def admin_update_user(
+    username: str, *, role: Role | None, is_active: bool | None, actor_id: str,
+    deps: UsersDeps, ip: str | None = None,
+) -> UserRecord:
+    """Change a role or enable/disable; either revokes the user's tokens (they carry the role)."""
+
+    async def attempt() -> UserRecord:
+        now = deps.clock.now()
+        async with deps.store.unit_of_work() as uow:
+            user = await uow.users.get_by_username(normalize_username(username))
+            if user is None:
+                raise UserNotFound()
+            changes: dict[str, Any] = {}
+            if role is not None and role != user.role:
+                changes["role"] = role
+            if is_active is not None and is_active != user.is_active:
+                changes["is_active"] = is_active
+            if not changes:
+                return user
+            updated = user.evolve(**changes, tokens_valid_after=now, updated_at=now,
+                                  version=user.version + 1)
+            uow.users.update(updated, expected_version=user.version)
+            audit(uow, "admin_user_update", now=now, user_id=user.user_id, actor_id=actor_id,
+                  ip=ip, details={k: v for k, v in changes.items()})
+            await uow.commit()
+        deps.revocations.user_changed(user.user_id)
+        return updated
+
+    return await retry_on_conflict(attempt)
+
+
+async def list_audit(
+    *, store: Store, user_id: str | None, event_type: str | None, start: datetime | None,
+    end: datetime | None, limit: int, offset: int,
+) -> Page[AuditEvent]:
+    async with store.unit_of_work() as uow:
+        return await uow.audit.list(
+            user_id=user_id, event_type=event_type, start=start, end=end, limit=limit,
+            offset=offset,
+        )

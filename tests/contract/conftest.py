@@ -1,0 +1,33 @@
+"""The storage contract's fixture: one migrated `store` per adapter.
+
+A new backend joins the contract by adding its name to `ADAPTERS` and a branch in `_open`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from orderproc.common.storage.memory import MemoryStore
+from orderproc.common.storage.ports import Store
+from orderproc.common.storage.sqlite import SqliteStore
+
+ADAPTERS = ["memory", "sqlite"]
+
+
+def _open(adapter: str, tmp_path: Path) -> Store:
+    if adapter == "memory":
+        return MemoryStore()
+    if adapter == "sqlite":
+        return SqliteStore(tmp_path / "data" / "store.db")
+    raise AssertionError(f"unknown adapter {adapter}")
+
+
+@pytest.fixture(params=ADAPTERS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    opened = _open(request.param, tmp_path)
+    await opened.migrate()
+    yield opened
+    await opened.close()
