@@ -9,7 +9,7 @@ import pytest
 
 from orderproc.testing import SteppingClock
 from tests.api.conftest import Auth, Client
-from tests.api.test_users_auth import assert_problem
+from tests.api.test_users_auth import Signup, assert_problem
 
 DEPOSIT = "/api/v1/balance/deposit"
 WITHDRAW = "/api/v1/balance/withdraw"
@@ -59,9 +59,10 @@ class TestDeposit:
         assert (await client.post(DEPOSIT, headers=alice, json={"amount": "0.01"})).is_success
 
     async def test_the_limit_starts_again_on_the_next_utc_day(
-        self, client: Client, alice: Auth, clock: SteppingClock
+        self, client: Client, signup: Signup, clock: SteppingClock
     ) -> None:
         clock.set(datetime(2026, 3, 1, 23, 59, tzinfo=UTC))
+        alice = await signup("alice")
         assert (await client.post(DEPOSIT, headers=alice, json={"amount": "10000"})).is_success
         clock.set(datetime(2026, 3, 2, 0, 0, 1, tzinfo=UTC))
         assert (await client.post(DEPOSIT, headers=alice, json={"amount": "10000"})).is_success
@@ -117,9 +118,9 @@ class TestIdempotency:
         assert (await balance(client, alice))["current_balance"] == "100.00"
 
     async def test_keys_belong_to_one_user(
-        self, client: Client, alice: Auth, signup: object
+        self, client: Client, alice: Auth, signup: Signup
     ) -> None:
-        bob = await signup("bob")  # type: ignore[operator]
+        bob = await signup("bob")
         await client.post(DEPOSIT, headers={**alice, "Idempotency-Key": "k"}, json={"amount": "1"})
         response = await client.post(
             DEPOSIT, headers={**bob, "Idempotency-Key": "k"}, json={"amount": "2"}
@@ -176,11 +177,12 @@ class TestLedger:
         assert rest["has_more"] is False
 
     async def test_filters_by_time(
-        self, client: Client, alice: Auth, clock: SteppingClock
+        self, client: Client, signup: Signup, clock: SteppingClock
     ) -> None:
-        clock.set(datetime(2026, 2, 1, 10, tzinfo=UTC))
+        clock.set(datetime(2026, 2, 1, 23, 40, tzinfo=UTC))
+        alice = await signup("alice")
         await client.post(DEPOSIT, headers=alice, json={"amount": "1"})
-        clock.set(datetime(2026, 2, 2, 10, tzinfo=UTC))
+        clock.set(datetime(2026, 2, 2, 0, 10, tzinfo=UTC))
         await client.post(DEPOSIT, headers=alice, json={"amount": "2"})
         page = (await client.get(
             "/api/v1/balance/transactions", headers=alice,

@@ -605,8 +605,9 @@ class TestSqliteFile:
 
 
 class TestOpenStore:
-    async def test_opens_sqlite_at_an_absolute_path(self, tmp_path: Path) -> None:
-        opened = open_store(f"sqlite:///{tmp_path}/x/store.db")
+    @pytest.mark.parametrize("slashes", ["sqlite://", "sqlite:///"])
+    async def test_opens_sqlite_at_an_absolute_path(self, tmp_path: Path, slashes: str) -> None:
+        opened = open_store(f"{slashes}{tmp_path}/x/store.db")
         assert isinstance(opened, SqliteStore)
         await opened.migrate()
         await opened.close()
@@ -619,7 +620,14 @@ class TestOpenStore:
         assert isinstance(open_store("memory://"), MemoryStore)
 
     @pytest.mark.parametrize(
-        "url", ["postgresql://user:secret@db/orderproc", "mysql://x", "sqlite://", "nonsense"]
+        "url",
+        [
+            "postgresql://user:secret@db/orderproc",
+            "mysql://x",
+            "sqlite://",
+            "sqlite:///",
+            "nonsense",
+        ],
     )
     async def test_refuses_other_urls_with_a_clear_message(self, url: str) -> None:
         with pytest.raises(ValueError, match="Unsupported") as refusal:

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse, RedirectResponse
+from fastapi.responses import RedirectResponse
 from starlette.responses import Response
 
 from orderproc import __version__
@@ -50,7 +50,6 @@ def create_app(
         title="Order Processor",
         version=__version__,
         description=DESCRIPTION,
-        default_response_class=ORJSONResponse,
         lifespan=lifespan,
     )
     if runtime is not None:

@@ -24,9 +24,10 @@ def _sqlite_path(database_url: str) -> str:
     rest = database_url[len(SQLITE_PREFIX) :]
     if rest == ":memory:":
         return rest
-    if not rest or "?" in rest:
+    if not rest.strip("/") or "?" in rest:
         raise ValueError(f"Unsupported SQLite URL {database_url!r}; use {SUPPORTED}.")
-    return "/" + rest
+    # Always absolute: `sqlite:///srv/x.db` and `sqlite:////srv/x.db` both name /srv/x.db.
+    return "/" + rest.lstrip("/")
 
 
 def _redacted(database_url: str) -> str:

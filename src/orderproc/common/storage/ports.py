@@ -9,6 +9,7 @@ raises `ConcurrencyConflict` and nothing is written, so the use case re-reads an
 
 from __future__ import annotations
 
+import builtins
 from datetime import date, datetime
 from types import TracebackType
 from typing import Protocol, Self
@@ -30,7 +31,7 @@ class UserRepository(Protocol):
     async def get_by_username(self, username: str) -> UserRecord | None: ...
     async def get_by_email(self, email: str) -> UserRecord | None: ...
     async def list(self, *, limit: int, offset: int) -> Page[UserRecord]: ...
-    async def all_ids(self) -> list[str]: ...
+    async def all_ids(self) -> builtins.list[str]: ...
     def add(self, user: UserRecord) -> None:
         """Stage an insert; fails at commit if the id, username or email exists."""
 

@@ -1,0 +1,1 @@
+"""Inventory: the asset catalog, its prices and the price feed, and candles."""

@@ -1,0 +1,93 @@
+"""Candle math: UTC buckets, the tick-by-tick upsert of a 1-minute candle, roll-ups, retention.
+
+Pure functions over `Candle` values; where candles are kept is the storage adapter's concern.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+
+from orderproc.common.clock import EPOCH
+
+
+class Interval(StrEnum):
+    MINUTE = "1m"
+    HOUR = "1h"
+    DAY = "1d"
+
+    @property
+    def length(self) -> timedelta:
+        return _LENGTHS[self]
+
+
+_LENGTHS = {
+    Interval.MINUTE: timedelta(minutes=1),
+    Interval.HOUR: timedelta(hours=1),
+    Interval.DAY: timedelta(days=1),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Candle:
+    asset_id: str
+    interval: Interval
+    open_time: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+
+
+def bucket_start(moment: datetime, interval: Interval) -> datetime:
+    """The UTC start of the bucket holding `moment` (minute, hour or day)."""
+    if moment.tzinfo is None:
+        raise ValueError("candle times must carry a time zone")
+    since_epoch = moment.astimezone(UTC) - EPOCH
+    return EPOCH + (since_epoch // interval.length) * interval.length
+
+
+def apply_tick(
+    current: Candle | None, *, asset_id: str, price: Decimal, moment: datetime
+) -> Candle:
+    """Upsert of the 1-minute candle for a tick: extend `current` when the tick falls in its
+    minute, otherwise open a new candle at the tick's minute."""
+    open_time = bucket_start(moment, Interval.MINUTE)
+    if current is None or current.open_time != open_time:
+        return Candle(asset_id, Interval.MINUTE, open_time, price, price, price, price)
+    if current.asset_id != asset_id or current.interval is not Interval.MINUTE:
+        raise ValueError("a tick extends only its own asset's 1-minute candle")
+    return replace(current, high=max(current.high, price), low=min(current.low, price), close=price)
+
+
+def roll_up(candles: Iterable[Candle], interval: Interval) -> list[Candle]:
+    """Merge finer candles into `interval` candles, per asset, ordered by asset then time."""
+    groups: dict[tuple[str, datetime], list[Candle]] = {}
+    for candle in sorted(candles, key=lambda c: (c.asset_id, c.open_time)):
+        if candle.interval.length > interval.length:
+            raise ValueError(f"cannot roll {candle.interval} candles up into {interval}")
+        key = (candle.asset_id, bucket_start(candle.open_time, interval))
+        groups.setdefault(key, []).append(candle)
+    return [_merge(asset_id, interval, start, parts) for (asset_id, start), parts in groups.items()]
+
+
+def _merge(asset_id: str, interval: Interval, start: datetime, parts: list[Candle]) -> Candle:
+    return Candle(
+        asset_id=asset_id,
+        interval=interval,
+        open_time=start,
+        open=parts[0].open,
+        high=max(part.high for part in parts),
+        low=min(part.low for part in parts),
+        close=parts[-1].close,
+    )
+
+
+def cutoff(now: datetime, interval: Interval, retention: timedelta) -> datetime:
+    """Candles of `interval` opening before this moment are past `retention` and may go.
+
+    Aligned to the interval, so a kept bucket is always whole."""
+    return bucket_start(now - retention, interval)

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from datetime import UTC
+from decimal import Decimal
+
+import pytest
+
+from orderproc.errors import AssetNotFound, ValidationFailed
+from orderproc.inventory.domain import (
+    ASSET_ID_PATTERN,
+    CATEGORIES,
+    find_asset,
+    load_snapshot,
+    normalize_asset_id,
+    read_snapshot,
+)
+
+
+class TestSnapshot:
+    def test_holds_about_one_hundred_assets_with_unique_ids(self) -> None:
+        assets = load_snapshot()
+        assert 95 <= len(assets) <= 110
+        assert len({asset.asset_id for asset in assets}) == len(assets)
+
+    def test_every_asset_has_valid_fields(self) -> None:
+        for asset in load_snapshot():
+            assert ASSET_ID_PATTERN.fullmatch(asset.asset_id)
+            assert asset.asset_id == asset.symbol.upper()
+            assert asset.category in CATEGORIES
+            assert asset.name and asset.description.endswith(".")
+            assert asset.image.startswith("https://assets.coingecko.com/")
+            assert asset.price_usd > 0
+            assert asset.market_cap_rank is not None and asset.market_cap_rank > 0
+            assert asset.last_updated.tzinfo is UTC
+            assert asset.is_active
+
+    def test_marks_the_unsourced_fields_as_illustrative(self) -> None:
+        for asset in load_snapshot():
+            assert set(asset.illustrative) == {"category", "description"}
+
+    def test_keeps_the_source_digits_exactly(self) -> None:
+        by_id = {asset.asset_id: asset for asset in load_snapshot()}
+        assert by_id["BTC"].price_usd == Decimal("51618")
+        assert by_id["SATS"].price_usd == Decimal("0.000000517785")
+        assert by_id["SHIB"].atl == Decimal("0.000000000056366")
+        assert by_id["ETH"].max_supply is None
+
+    def test_cites_its_source_and_as_of_date(self) -> None:
+        snapshot = read_snapshot()
+        assert snapshot.source["repository"] == "Adil-9/api.coingecko"
+        assert snapshot.as_of.date().isoformat() == "2024-02-18"
+        assert "illustrative" in snapshot.note
+
+    def test_covers_the_categories_the_simulator_treats_apart(self) -> None:
+        categories = {asset.category for asset in load_snapshot()}
+        assert {"major", "stablecoin", "meme"} <= categories
+
+    def test_returns_a_fresh_list_each_time(self) -> None:
+        first = load_snapshot()
+        first.clear()
+        assert load_snapshot()
+
+
+class TestAssetIds:
+    @pytest.mark.parametrize(
+        ("raw", "expected"), [("btc", "BTC"), (" Eth ", "ETH"), ("1INCH", "1INCH"), ("a" * 15, "A" * 15)]
+    )
+    def test_upper_cases_valid_ids(self, raw: str, expected: str) -> None:
+        assert normalize_asset_id(raw) == expected
+
+    @pytest.mark.parametrize("raw", ["", "BT-C", "a" * 16, "ÉTH", "BTC/USD", "b c"])
+    def test_refuses_malformed_ids(self, raw: str) -> None:
+        with pytest.raises(ValidationFailed):
+            normalize_asset_id(raw)
+
+    def test_finds_an_asset_whatever_the_case(self) -> None:
+        by_id = {asset.asset_id: asset for asset in load_snapshot()}
+        assert find_asset(by_id, "doge").name == "Dogecoin"
+
+    def test_reports_an_unknown_asset_as_not_found(self) -> None:
+        with pytest.raises(AssetNotFound):
+            find_asset({}, "NOPE")
+
+    def test_reports_a_malformed_id_before_looking_it_up(self) -> None:
+        with pytest.raises(ValidationFailed):
+            find_asset({}, "no-pe")
