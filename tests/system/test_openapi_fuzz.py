@@ -40,6 +40,7 @@ def api_schema(fuzz_server: ServerProcess) -> BaseOpenAPISchema:
     return schema.exclude(path_regex=r"/auth/(logout|password)$")  # type: ignore[no-any-return]
 
 
+schemathesis.experimental.OPEN_API_3_1.enable()  # FastAPI emits OpenAPI 3.1
 schema = schemathesis.from_pytest_fixture("api_schema")
 
 
@@ -51,4 +52,4 @@ schema = schemathesis.from_pytest_fixture("api_schema")
                            HealthCheck.function_scoped_fixture],
 )
 def test_the_api_keeps_its_documented_promises(case: schemathesis.Case, auth: dict[str, str]) -> None:
-    case.call_and_validate(headers={**auth, **(case.headers or {})})
+    case.call_and_validate(headers={**(case.headers or {}), **auth})

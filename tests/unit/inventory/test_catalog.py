@@ -63,7 +63,8 @@ class TestSnapshot:
 
 class TestAssetIds:
     @pytest.mark.parametrize(
-        ("raw", "expected"), [("btc", "BTC"), (" Eth ", "ETH"), ("1INCH", "1INCH"), ("a" * 15, "A" * 15)]
+        ("raw", "expected"),
+        [("btc", "BTC"), (" Eth ", "ETH"), ("1INCH", "1INCH"), ("a" * 15, "A" * 15)],
     )
     def test_upper_cases_valid_ids(self, raw: str, expected: str) -> None:
         assert normalize_asset_id(raw) == expected

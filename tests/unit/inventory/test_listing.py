@@ -93,9 +93,9 @@ class TestListAssets:
         full = list_assets(assets, replace(query, limit=250, offset=0)).items
         assert {a.asset_id for a in full} == {a.asset_id for a in matches}
         assert page.items == full[offset : offset + limit]
-        descending = (sort_order or (
-            SortOrder.DESC if sort_by in DESCENDING_BY_DEFAULT else SortOrder.ASC
-        )) is SortOrder.DESC
+        descending = (
+            sort_order or (SortOrder.DESC if sort_by in DESCENDING_BY_DEFAULT else SortOrder.ASC)
+        ) is SortOrder.DESC
         assert_ordered(full, sort_by, descending=descending)
 
 
@@ -129,7 +129,9 @@ class TestListingDefaults:
     def test_searches_ids_and_names_case_insensitively(self) -> None:
         by_id = list_assets(catalog(), AssetQuery(search="sHiB")).items
         by_name = list_assets(catalog(), AssetQuery(search="shiba inu")).items
-        assert [asset.asset_id for asset in by_id] == [asset.asset_id for asset in by_name] == ["SHIB"]
+        assert (
+            [asset.asset_id for asset in by_id] == [asset.asset_id for asset in by_name] == ["SHIB"]
+        )
 
     def test_treats_a_blank_search_as_no_filter(self) -> None:
         assert list_assets(catalog(), AssetQuery(search="  ")).total_count == len(catalog()) - 2
