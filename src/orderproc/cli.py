@@ -115,8 +115,11 @@ def _serve(args: argparse.Namespace) -> None:
     configure_logging(service="orderproc", level=settings.log_level)
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host
     url = f"http://{shown}:{sock.getsockname()[1]}"
-    print(f"Order Processor on {url}  (API docs: {url}/docs; data: {settings.data_dir})",
-          file=sys.stderr, flush=True)
+    print(
+        f"Order Processor on {url}  (API docs: {url}/docs; data: {settings.data_dir})",
+        file=sys.stderr,
+        flush=True,
+    )
     config = uvicorn.Config(
         create_app(settings),
         log_config=None,
@@ -153,8 +156,12 @@ async def _make_admin(settings: Settings, username: str, email: str, password: s
     runtime = await build_runtime(settings, service="cli")
     try:
         reg = service.Registration(
-            username=username, email=email, password=password, first_name="Admin",
-            last_name=username, role="admin",
+            username=username,
+            email=email,
+            password=password,
+            first_name="Admin",
+            last_name=username,
+            role="admin",
         )
         try:
             await service.register(reg, deps=runtime.users)

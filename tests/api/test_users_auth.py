@@ -39,8 +39,9 @@ class TestRegister:
     async def test_refuses_a_taken_username_in_any_case(self, client: Client) -> None:
         await client.post("/api/v1/auth/register", json=user_body("carol"))
         again = user_body("CAROL", email="other@example.com")
-        assert_problem(await client.post("/api/v1/auth/register", json=again), 409,
-                       "USERNAME_TAKEN")
+        assert_problem(
+            await client.post("/api/v1/auth/register", json=again), 409, "USERNAME_TAKEN"
+        )
 
     async def test_refuses_a_taken_email(self, client: Client) -> None:
         await client.post("/api/v1/auth/register", json=user_body("dave"))
@@ -78,7 +79,9 @@ class TestRegister:
     ) -> None:
         password = "Zq9!" * 32
         await client.post("/api/v1/auth/register", json={**user_body("gina"), "password": password})
-        ok = await client.post("/api/v1/auth/login", json={"username": "gina", "password": password})
+        ok = await client.post(
+            "/api/v1/auth/login", json={"username": "gina", "password": password}
+        )
         cut = await client.post(
             "/api/v1/auth/login", json={"username": "gina", "password": password[:72]}
         )
@@ -87,21 +90,27 @@ class TestRegister:
 
     async def test_refuses_unknown_fields_and_malformed_json(self, client: Client) -> None:
         extra = {**user_body("hank"), "role": "admin"}
-        assert_problem(await client.post("/api/v1/auth/register", json=extra), 422,
-                       "VALIDATION_ERROR")
+        assert_problem(
+            await client.post("/api/v1/auth/register", json=extra), 422, "VALIDATION_ERROR"
+        )
         broken = await client.post(
-            "/api/v1/auth/register", content=b"{not json", headers={"content-type": "application/json"}
+            "/api/v1/auth/register",
+            content=b"{not json",
+            headers={"content-type": "application/json"},
         )
         assert_problem(broken, 422, "VALIDATION_ERROR")
 
     async def test_refuses_an_oversized_body(self, client: Client) -> None:
         body = {**user_body("ivan"), "first_name": "x" * 100_000}
-        assert_problem(await client.post("/api/v1/auth/register", json=body), 413,
-                       "PAYLOAD_TOO_LARGE")
+        assert_problem(
+            await client.post("/api/v1/auth/register", json=body), 413, "PAYLOAD_TOO_LARGE"
+        )
 
 
 class TestLogin:
-    async def test_answers_a_bearer_token_and_the_profile(self, client: Client, alice: Auth) -> None:
+    async def test_answers_a_bearer_token_and_the_profile(
+        self, client: Client, alice: Auth
+    ) -> None:
         response = await client.post(
             "/api/v1/auth/login",
             json={"username": "ALICE", "password": "correct horse battery staple"},
@@ -114,7 +123,9 @@ class TestLogin:
     async def test_answers_the_same_401_for_a_wrong_password_and_an_unknown_user(
         self, client: Client, alice: Auth
     ) -> None:
-        wrong = await client.post("/api/v1/auth/login", json={"username": "alice", "password": "nope"})
+        wrong = await client.post(
+            "/api/v1/auth/login", json={"username": "alice", "password": "nope"}
+        )
         unknown = await client.post(
             "/api/v1/auth/login", json={"username": "nobody", "password": "nope"}
         )
@@ -179,8 +190,16 @@ class TestProfile:
     async def test_reads_the_profile(self, client: Client, alice: Auth) -> None:
         profile = (await client.get("/api/v1/auth/profile", headers=alice)).json()
         assert profile["email"] == "alice@example.com"
-        assert set(profile) >= {"username", "first_name", "last_name", "phone", "date_of_birth",
-                                "role", "created_at", "updated_at"}
+        assert set(profile) >= {
+            "username",
+            "first_name",
+            "last_name",
+            "phone",
+            "date_of_birth",
+            "role",
+            "created_at",
+            "updated_at",
+        }
 
     async def test_updates_only_the_fields_sent(self, client: Client, alice: Auth) -> None:
         response = await client.put(
@@ -211,8 +230,10 @@ class TestPasswordChange:
         response = await client.post(
             "/api/v1/auth/password",
             headers=alice,
-            json={"current_password": "correct horse battery staple",
-                  "new_password": "a much better passphrase"},
+            json={
+                "current_password": "correct horse battery staple",
+                "new_password": "a much better passphrase",
+            },
         )
         assert response.status_code == 200
         fresh = {"Authorization": f"Bearer {response.json()['access_token']}"}
@@ -248,10 +269,12 @@ class TestAdmin:
         return {"Authorization": f"Bearer {login.json()['access_token']}"}
 
     async def test_customers_get_403_on_admin_routes(self, client: Client, alice: Auth) -> None:
-        assert_problem(await client.get("/api/v1/admin/users", headers=alice), 403,
-                       "ADMIN_REQUIRED")
-        assert_problem(await client.get("/api/v1/admin/audit", headers=alice), 403,
-                       "ADMIN_REQUIRED")
+        assert_problem(
+            await client.get("/api/v1/admin/users", headers=alice), 403, "ADMIN_REQUIRED"
+        )
+        assert_problem(
+            await client.get("/api/v1/admin/audit", headers=alice), 403, "ADMIN_REQUIRED"
+        )
 
     async def test_admin_lists_users_and_reads_the_audit_log(
         self, client: Client, alice: Auth, signup: Signup, runtime: Any
@@ -259,9 +282,7 @@ class TestAdmin:
         admin = await self.make_admin(client, signup, runtime)
         users = (await client.get("/api/v1/admin/users", headers=admin)).json()
         assert {u["username"] for u in users["users"]} == {"alice", "root_admin"}
-        audit = await client.get(
-            "/api/v1/admin/audit", headers=admin, params={"username": "alice"}
-        )
+        audit = await client.get("/api/v1/admin/audit", headers=admin, params={"username": "alice"})
         kinds = [e["event_type"] for e in audit.json()["events"]]
         assert kinds == ["login_success", "register"]
 
@@ -293,9 +314,7 @@ class TestEdge:
         assert_problem(await client.get("/api/v1/nowhere"), 404, "ROUTE_NOT_FOUND")
         assert_problem(await client.delete("/api/v1/auth/login"), 405, "METHOD_NOT_ALLOWED")
 
-    async def test_keeps_a_safe_request_id_and_replaces_an_unsafe_one(
-        self, client: Client
-    ) -> None:
+    async def test_keeps_a_safe_request_id_and_replaces_an_unsafe_one(self, client: Client) -> None:
         kept = await client.get("/health", headers={"X-Request-ID": "abc-123"})
         replaced = await client.get("/health", headers={"X-Request-ID": "<script>"})
         assert kept.headers["x-request-id"] == "abc-123"
@@ -312,8 +331,9 @@ class TestEdge:
         metrics = await client.get("/metrics")
         assert "orderproc_http_requests_total" in metrics.text
 
-    @pytest.mark.parametrize("settings_overrides", [{"rate_limit_enabled": True,
-                                                     "rate_limit_per_minute": 3}])
+    @pytest.mark.parametrize(
+        "settings_overrides", [{"rate_limit_enabled": True, "rate_limit_per_minute": 3}]
+    )
     async def test_rate_limits_with_retry_after(self, client: Client) -> None:
         answers = [await client.get("/api/v1/auth/profile") for _ in range(4)]
         assert answers[0].headers["x-ratelimit-limit"] == "3"

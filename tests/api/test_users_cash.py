@@ -153,9 +153,9 @@ class TestLedger:
         await client.post(DEPOSIT, headers=alice, json={"amount": "30"})
         await client.post(WITHDRAW, headers=alice, json={"amount": "10"})
         page = (await client.get("/api/v1/balance/transactions", headers=alice)).json()
-        assert [(t["transaction_type"], t["amount"], t["balance_after"])
-                for t in page["transactions"]] == [("withdraw", "-10.00", "20.00"),
-                                                   ("deposit", "30.00", "30.00")]
+        assert [
+            (t["transaction_type"], t["amount"], t["balance_after"]) for t in page["transactions"]
+        ] == [("withdraw", "-10.00", "20.00"), ("deposit", "30.00", "30.00")]
         assert page["total_count"] == 2
         assert page["has_more"] is False
 
@@ -163,16 +163,22 @@ class TestLedger:
         for amount in ("1", "2", "3"):
             await client.post(DEPOSIT, headers=alice, json={"amount": amount})
         await client.post(WITHDRAW, headers=alice, json={"amount": "1"})
-        first = (await client.get(
-            "/api/v1/balance/transactions", headers=alice,
-            params={"transaction_type": "deposit", "limit": 2},
-        )).json()
+        first = (
+            await client.get(
+                "/api/v1/balance/transactions",
+                headers=alice,
+                params={"transaction_type": "deposit", "limit": 2},
+            )
+        ).json()
         assert [t["amount"] for t in first["transactions"]] == ["3.00", "2.00"]
         assert first["has_more"] is True
-        rest = (await client.get(
-            "/api/v1/balance/transactions", headers=alice,
-            params={"transaction_type": "deposit", "limit": 2, "cursor": first["next_cursor"]},
-        )).json()
+        rest = (
+            await client.get(
+                "/api/v1/balance/transactions",
+                headers=alice,
+                params={"transaction_type": "deposit", "limit": 2, "cursor": first["next_cursor"]},
+            )
+        ).json()
         assert [t["amount"] for t in rest["transactions"]] == ["1.00"]
         assert rest["has_more"] is False
 
@@ -184,17 +190,21 @@ class TestLedger:
         await client.post(DEPOSIT, headers=alice, json={"amount": "1"})
         clock.set(datetime(2026, 2, 2, 0, 10, tzinfo=UTC))
         await client.post(DEPOSIT, headers=alice, json={"amount": "2"})
-        page = (await client.get(
-            "/api/v1/balance/transactions", headers=alice,
-            params={"start": "2026-02-02T00:00:00Z"},
-        )).json()
+        page = (
+            await client.get(
+                "/api/v1/balance/transactions",
+                headers=alice,
+                params={"start": "2026-02-02T00:00:00Z"},
+            )
+        ).json()
         assert [t["amount"] for t in page["transactions"]] == ["2.00"]
 
     async def test_refuses_a_reversed_range_and_an_unknown_type(
         self, client: Client, alice: Auth
     ) -> None:
         reversed_range = await client.get(
-            "/api/v1/balance/transactions", headers=alice,
+            "/api/v1/balance/transactions",
+            headers=alice,
             params={"start": "2026-02-02T00:00:00Z", "end": "2026-02-01T00:00:00Z"},
         )
         assert_problem(reversed_range, 422, "VALIDATION_ERROR")

@@ -43,9 +43,20 @@ class ServerProcess:
         start_at = self.log.stat().st_size if self.log.exists() else 0
         self._log_file = log = self.log.open("a")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "orderproc.cli", "serve", "--port", "0",
-             "--data-dir", str(self.data_dir)],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "orderproc.cli",
+                "serve",
+                "--port",
+                "0",
+                "--data-dir",
+                str(self.data_dir),
+            ],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -85,10 +96,16 @@ PASSWORD = "correct horse battery staple"
 
 
 def register_and_login(client: httpx.Client, username: str) -> dict[str, str]:
-    client.post("/api/v1/auth/register", json={
-        "username": username, "email": f"{username}@example.com", "password": PASSWORD,
-        "first_name": "Test", "last_name": "User",
-    }).raise_for_status()
+    client.post(
+        "/api/v1/auth/register",
+        json={
+            "username": username,
+            "email": f"{username}@example.com",
+            "password": PASSWORD,
+            "first_name": "Test",
+            "last_name": "User",
+        },
+    ).raise_for_status()
     login = client.post("/api/v1/auth/login", json={"username": username, "password": PASSWORD})
     login.raise_for_status()
     return {"Authorization": f"Bearer {login.json()['access_token']}"}

@@ -58,8 +58,11 @@ class TestParallelMovements:
             client.post("/api/v1/balance/deposit", headers=auth, json={"amount": "100"})
             rng = random.Random(7)
             requests = [
-                (f"/api/v1/balance/{rng.choice(['deposit', 'withdraw'])}", auth,
-                 {"amount": str(rng.randint(1, 60))})
+                (
+                    f"/api/v1/balance/{rng.choice(['deposit', 'withdraw'])}",
+                    auth,
+                    {"amount": str(rng.randint(1, 60))},
+                )
                 for _ in range(200)
             ]
             answers = asyncio.run(post_all(server.url, requests, concurrency=32))
@@ -89,8 +92,11 @@ class TestLockBypassed:
 
             async def fire() -> list[httpx.Response | Exception]:
                 batches = [
-                    post_all(s.url, [("/api/v1/balance/withdraw", auth, {"amount": "10"})] * 30,
-                             concurrency=10)
+                    post_all(
+                        s.url,
+                        [("/api/v1/balance/withdraw", auth, {"amount": "10"})] * 30,
+                        concurrency=10,
+                    )
                     for s in servers
                 ]
                 return list(itertools.chain(*await asyncio.gather(*batches)))
@@ -116,8 +122,11 @@ class TestKillNine:
         with httpx.Client(base_url=server.url) as client:
             users = [register_and_login(client, f"user{i}") for i in range(5)]
         requests = [
-            ("/api/v1/balance/deposit", {**users[i % 5], "Idempotency-Key": f"burst-{i}"},
-             {"amount": f"{1 + i % 9}.{i % 100:02d}"})
+            (
+                "/api/v1/balance/deposit",
+                {**users[i % 5], "Idempotency-Key": f"burst-{i}"},
+                {"amount": f"{1 + i % 9}.{i % 100:02d}"},
+            )
             for i in range(600)
         ]
 
@@ -148,9 +157,7 @@ class TestKillNine:
                     for key, receipt in acknowledged.items():
                         if receipt["transaction_id"] in ids:
                             assert by_key[key]["transaction_id"] == receipt["transaction_id"]
-                found = {
-                    e["transaction_id"] for auth in users for e in ledger(client, auth)
-                }
+                found = {e["transaction_id"] for auth in users for e in ledger(client, auth)}
                 assert {r["transaction_id"] for r in acknowledged.values()} <= found
                 # Retrying everything with the same keys replays what landed, adds the rest once.
                 again = asyncio.run(post_all(restarted.url, requests, concurrency=24))

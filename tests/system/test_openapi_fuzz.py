@@ -48,8 +48,13 @@ schema = schemathesis.from_pytest_fixture("api_schema")
 @settings(
     max_examples=25,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
-                           HealthCheck.function_scoped_fixture],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.function_scoped_fixture,
+    ],
 )
-def test_the_api_keeps_its_documented_promises(case: schemathesis.Case, auth: dict[str, str]) -> None:
+def test_the_api_keeps_its_documented_promises(
+    case: schemathesis.Case, auth: dict[str, str]
+) -> None:
     case.call_and_validate(headers={**(case.headers or {}), **auth})

@@ -61,9 +61,7 @@ CurrentUser = Annotated[Principal, Depends(current_principal)]
 CurrentAdmin = Annotated[Principal, Depends(admin_principal)]
 
 
-def client_ip_from(
-    peer: str | None, forwarded_for: str | None, trusted: list[str]
-) -> str | None:
+def client_ip_from(peer: str | None, forwarded_for: str | None, trusted: list[str]) -> str | None:
     """The peer address, or the first untrusted hop of `X-Forwarded-For` when the peer is a
     trusted proxy."""
     if not forwarded_for or not peer or not trusted or not _is_trusted(peer, trusted):

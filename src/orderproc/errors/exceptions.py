@@ -1,14 +1,14 @@
 """The domain exception tree. Each error has a stable `code`; only the edge knows HTTP.
 
-    OrderProcError
-    ├── ValidationFailed            invalid input (with a list of field errors)
-    ├── AuthenticationFailed        InvalidCredentials, InvalidToken, TokenRevoked
-    ├── PermissionDenied            AdminRequired, AccountDisabled, ClientBlocked
-    ├── NotFound                    UserNotFound, AccountNotFound, AssetNotFound, ...
-    ├── Conflict                    UsernameTaken, EmailTaken, ConcurrencyConflict, ...
-    ├── BusinessRuleViolation       InsufficientFunds, DailyLimitExceeded, ...
-    ├── TooManyRequests             RateLimited, ServerBusy
-    └── ServiceUnavailable          StoreUnavailable
+OrderProcError
+├── ValidationFailed            invalid input (with a list of field errors)
+├── AuthenticationFailed        InvalidCredentials, InvalidToken, TokenRevoked
+├── PermissionDenied            AdminRequired, AccountDisabled, ClientBlocked
+├── NotFound                    UserNotFound, AccountNotFound, AssetNotFound, ...
+├── Conflict                    UsernameTaken, EmailTaken, ConcurrencyConflict, ...
+├── BusinessRuleViolation       InsufficientFunds, DailyLimitExceeded, ...
+├── TooManyRequests             RateLimited, ServerBusy
+└── ServiceUnavailable          StoreUnavailable
 """
 
 from __future__ import annotations

@@ -132,7 +132,8 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
     errors = _field_errors(exc)
     first = errors[0] if errors else {"loc": [], "msg": "invalid"}
     where = ".".join(str(part) for part in first["loc"])
-    error = ValidationFailed(f"{where}: {first['msg']}" if where else first["msg"], errors)
+    message = str(first["msg"])
+    error = ValidationFailed(f"{where}: {message}" if where else message, errors)
     return render(error, request.url.path)
 
 

@@ -24,6 +24,7 @@ from orderproc.common.web import (
 from orderproc.errors import ClientBlocked, InvalidCredentials, RateLimited
 from orderproc.errors.problem import problem_responses
 from orderproc.users import cash, service
+from orderproc.users.domain import CashKind
 from orderproc.users.schemas import (
     AdminUserRead,
     AdminUserUpdate,
@@ -77,8 +78,12 @@ admin = APIRouter(prefix="/admin", tags=["admin"])
 AUTHED = problem_responses(401, 422, 429)
 
 
-@auth.post("/register", status_code=201, response_model=RegisterResponse,
-           responses=problem_responses(409, 422, 429))
+@auth.post(
+    "/register",
+    status_code=201,
+    response_model=RegisterResponse,
+    responses=problem_responses(409, 422, 429),
+)
 async def register(body: RegisterRequest, rt: Runtime, ip: ClientIP) -> RegisterResponse:
     """Create a customer account with an empty USD balance."""
     reg = service.Registration(**body.model_dump())
@@ -133,8 +138,11 @@ async def token(
 async def logout(principal: CurrentUser, rt: Runtime, ip: ClientIP) -> MessageResponse:
     """Revoke the presented token for good."""
     await service.logout(
-        user_id=principal.user_id, jti=principal.jti, expires_at=principal.expires_at,
-        deps=rt.users, ip=ip,
+        user_id=principal.user_id,
+        jti=principal.jti,
+        expires_at=principal.expires_at,
+        deps=rt.users,
+        ip=ip,
     )
     return MessageResponse(message="Logged out")
 
@@ -180,19 +188,29 @@ async def get_balance(principal: CurrentUser, rt: Runtime) -> BalanceRead:
 
 
 async def _move(
-    kind: cash.CashKind, body: CashRequest, principal: CurrentUser, rt: UsersRuntime,
+    kind: CashKind,
+    body: CashRequest,
+    principal: CurrentUser,
+    rt: UsersRuntime,
     key: str | None,
 ) -> CashReceiptRead:
     cmd = cash.CashCommand(
-        user_id=principal.user_id, kind=kind, amount=body.amount, idempotency_key=key,
+        user_id=principal.user_id,
+        kind=kind,
+        amount=body.amount,
+        idempotency_key=key,
         fingerprint=fingerprint("POST", f"/balance/{kind}", {"amount": format_money(body.amount)}),
     )
     receipt = await cash.move_cash(cmd, deps=rt.cash)
     return CashReceiptRead(**receipt.to_payload())
 
 
-@balance.post("/deposit", status_code=201, response_model=CashReceiptRead,
-              responses=problem_responses(401, 409, 422, 429))
+@balance.post(
+    "/deposit",
+    status_code=201,
+    response_model=CashReceiptRead,
+    responses=problem_responses(401, 409, 422, 429),
+)
 async def deposit(
     body: CashRequest, principal: CurrentUser, rt: Runtime, key: IdempotencyKey = None
 ) -> CashReceiptRead:
@@ -200,8 +218,12 @@ async def deposit(
     return await _move("deposit", body, principal, rt, key)
 
 
-@balance.post("/withdraw", status_code=201, response_model=CashReceiptRead,
-              responses=problem_responses(401, 409, 422, 429))
+@balance.post(
+    "/withdraw",
+    status_code=201,
+    response_model=CashReceiptRead,
+    responses=problem_responses(401, 409, 422, 429),
+)
 async def withdraw(
     body: CashRequest, principal: CurrentUser, rt: Runtime, key: IdempotencyKey = None
 ) -> CashReceiptRead:
@@ -221,8 +243,13 @@ async def transactions(
     """The cash ledger, newest first."""
     check_time_range(start, end)
     page = await cash.list_cash_entries(
-        principal.user_id, store=rt.cash.store, kind=transaction_type, start=start, end=end,
-        limit=paging.limit, offset=paging.offset,
+        principal.user_id,
+        store=rt.cash.store,
+        kind=transaction_type,
+        start=start,
+        end=end,
+        limit=paging.limit,
+        offset=paging.offset,
     )
     return TransactionsPage(
         transactions=[TransactionRead.of(e) for e in page.items], **_page_info(page, paging)
@@ -245,16 +272,26 @@ async def admin_list_users(_: CurrentAdmin, rt: Runtime, paging: Paging) -> User
     return UsersPage(users=[AdminUserRead.of(u) for u in page.items], **_page_info(page, paging))
 
 
-@admin.patch("/users/{username}", response_model=AdminUserRead,
-             responses=problem_responses(401, 403, 404, 422, 429))
+@admin.patch(
+    "/users/{username}",
+    response_model=AdminUserRead,
+    responses=problem_responses(401, 403, 404, 422, 429),
+)
 async def admin_update_user(
     username: Annotated[str, Path(pattern=r"^[A-Za-z0-9_]{3,30}$")],
-    body: AdminUserUpdate, admin_user: CurrentAdmin, rt: Runtime, ip: ClientIP,
+    body: AdminUserUpdate,
+    admin_user: CurrentAdmin,
+    rt: Runtime,
+    ip: ClientIP,
 ) -> AdminUserRead:
     """Change a user's role or disable them; both sign the user out everywhere."""
     user = await service.admin_update_user(
-        username, role=body.role, is_active=body.is_active, actor_id=admin_user.user_id,
-        deps=rt.users, ip=ip,
+        username,
+        role=body.role,
+        is_active=body.is_active,
+        actor_id=admin_user.user_id,
+        deps=rt.users,
+        ip=ip,
     )
     return AdminUserRead.of(user)
 
@@ -277,8 +314,13 @@ async def admin_audit(
             user = await uow.users.get_by_username(username.lower())
         user_id = user.user_id if user else "-"
     page = await service.list_audit(
-        store=rt.users.store, user_id=user_id, event_type=event_type, start=start, end=end,
-        limit=paging.limit, offset=paging.offset,
+        store=rt.users.store,
+        user_id=user_id,
+        event_type=event_type,
+        start=start,
+        end=end,
+        limit=paging.limit,
+        offset=paging.offset,
     )
     return AuditPage(events=[AuditEventRead.of(e) for e in page.items], **_page_info(page, paging))
 

@@ -111,7 +111,10 @@ async def _move_cash_once(cmd: CashCommand, amount_cents: int, deps: CashDeps) -
             raise
         receipt = _stage_movement(uow, cmd, account, delta, now=now)
         uow.daily_limits.add(
-            cmd.user_id, day, cmd.kind, amount_cents,
+            cmd.user_id,
+            day,
+            cmd.kind,
+            amount_cents,
             limit_cents=deps.rules.daily_limit_cents[cmd.kind],
         )
         if cmd.idempotency_key:

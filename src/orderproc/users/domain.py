@@ -41,7 +41,11 @@ def validate_amount(amount: Decimal, rules: CashRules) -> int:
 
 
 def signed_movement(
-    kind: CashKind, amount_cents: int, *, available_cents: int, used_today_cents: int,
+    kind: CashKind,
+    amount_cents: int,
+    *,
+    available_cents: int,
+    used_today_cents: int,
     rules: CashRules,
 ) -> int:
     """The signed change to the balance, or the rule it breaks."""
@@ -52,9 +56,7 @@ def signed_movement(
     limit = rules.daily_limit_cents[kind]
     if used_today_cents + amount_cents > limit:
         left = max(0, limit - used_today_cents)
-        raise DailyLimitExceeded(
-            f"daily {kind} limit is {_usd(limit)}; {_usd(left)} left today"
-        )
+        raise DailyLimitExceeded(f"daily {kind} limit is {_usd(limit)}; {_usd(left)} left today")
     return amount_cents if kind == "deposit" else -amount_cents
 
 

@@ -12,9 +12,7 @@ from orderproc.common.clock import isoformat_z
 from orderproc.common.money import format_money, from_cents
 from orderproc.common.storage.records import AccountRecord, AuditEvent, CashEntry, UserRecord
 
-Username = Annotated[
-    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_]{3,30}$")
-]
+Username = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_]{3,30}$")]
 PersonName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9 ()\-]{5,20}$")]
 Password = Annotated[str, Field(min_length=1, max_length=1024)]
@@ -53,9 +51,14 @@ class UserProfile(BaseModel):
     @classmethod
     def of(cls, user: UserRecord) -> UserProfile:
         return cls(
-            username=user.username, email=user.email, first_name=user.first_name,
-            last_name=user.last_name, phone=user.phone, date_of_birth=user.date_of_birth,
-            role=user.role, created_at=isoformat_z(user.created_at),
+            username=user.username,
+            email=user.email,
+            first_name=user.first_name,
+            last_name=user.last_name,
+            phone=user.phone,
+            date_of_birth=user.date_of_birth,
+            role=user.role,
+            created_at=isoformat_z(user.created_at),
             updated_at=isoformat_z(user.updated_at),
         )
 
@@ -141,10 +144,12 @@ class TransactionRead(BaseModel):
     @classmethod
     def of(cls, entry: CashEntry) -> TransactionRead:
         return cls(
-            transaction_id=entry.entry_id, transaction_type=entry.kind,
+            transaction_id=entry.entry_id,
+            transaction_type=entry.kind,
             amount=format_money(from_cents(entry.amount_cents)),
             balance_after=format_money(from_cents(entry.balance_after_cents)),
-            reference_id=entry.reference_id, created_at=isoformat_z(entry.created_at),
+            reference_id=entry.reference_id,
+            created_at=isoformat_z(entry.created_at),
         )
 
 
@@ -166,8 +171,9 @@ class AdminUserRead(UserProfile):
 
     @classmethod
     def of(cls, user: UserRecord) -> AdminUserRead:
-        return cls(**UserProfile.of(user).model_dump(), user_id=user.user_id,
-                   is_active=user.is_active)
+        return cls(
+            **UserProfile.of(user).model_dump(), user_id=user.user_id, is_active=user.is_active
+        )
 
 
 class UsersPage(PageInfo):
@@ -191,8 +197,12 @@ class AuditEventRead(BaseModel):
     @classmethod
     def of(cls, event: AuditEvent) -> AuditEventRead:
         return cls(
-            event_id=event.event_id, event_type=event.event_type, user_id=event.user_id,
-            actor_id=event.actor_id, ip=event.ip, details=dict(event.details),
+            event_id=event.event_id,
+            event_type=event.event_type,
+            user_id=event.user_id,
+            actor_id=event.actor_id,
+            ip=event.ip,
+            details=dict(event.details),
             created_at=isoformat_z(event.created_at),
         )
 

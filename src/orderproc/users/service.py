@@ -80,10 +80,18 @@ async def register(reg: Registration, *, deps: UsersDeps, ip: str | None = None)
             if await uow.users.get_by_email(email):
                 raise EmailTaken()
             user = UserRecord(
-                user_id=new_id(), username=username, email=email, password_hash=password_hash,
-                first_name=reg.first_name, last_name=reg.last_name, phone=reg.phone,
-                date_of_birth=reg.date_of_birth, role=reg.role, is_active=True,
-                created_at=now, updated_at=now,
+                user_id=new_id(),
+                username=username,
+                email=email,
+                password_hash=password_hash,
+                first_name=reg.first_name,
+                last_name=reg.last_name,
+                phone=reg.phone,
+                date_of_birth=reg.date_of_birth,
+                role=reg.role,
+                is_active=True,
+                created_at=now,
+                updated_at=now,
             )
             uow.users.add(user)
             uow.accounts.add(AccountRecord(user.user_id, 0, 0, 1, now))
@@ -107,7 +115,11 @@ async def login(
     if user is None or not result.ok:
         async with deps.store.unit_of_work() as uow:
             audit(
-                uow, "login_failure", now=now, user_id=user.user_id if user else None, ip=ip,
+                uow,
+                "login_failure",
+                now=now,
+                user_id=user.user_id if user else None,
+                ip=ip,
                 details={"username": username},
             )
             await uow.commit()
@@ -136,7 +148,7 @@ async def _upgrade_hash(user: UserRecord, password: str, *, deps: UsersDeps) -> 
         )
         try:
             await uow.commit()
-        except Exception:  # noqa: BLE001 - the old hash still works; try again next login
+        except Exception:  # the old hash still works; try again at the next login
             log.info("password hash upgrade skipped", extra={"user": user.user_id})
 
 
@@ -177,8 +189,14 @@ async def update_profile(
                     raise EmailTaken()
             updated = user.evolve(**updates, updated_at=now, version=user.version + 1)
             uow.users.update(updated, expected_version=user.version)
-            audit(uow, "profile_update", now=now, user_id=user_id, actor_id=user_id,
-                  details={"fields": sorted(updates)})
+            audit(
+                uow,
+                "profile_update",
+                now=now,
+                user_id=user_id,
+                actor_id=user_id,
+                details={"fields": sorted(updates)},
+            )
             await uow.commit()
             return updated
 
@@ -203,8 +221,12 @@ async def change_password(
             if fresh is None:
                 raise UserNotFound()
             uow.users.update(
-                fresh.evolve(password_hash=new_hash, tokens_valid_after=now, updated_at=now,
-                             version=fresh.version + 1),
+                fresh.evolve(
+                    password_hash=new_hash,
+                    tokens_valid_after=now,
+                    updated_at=now,
+                    version=fresh.version + 1,
+                ),
                 expected_version=fresh.version,
             )
             audit(uow, "password_change", now=now, user_id=user_id, actor_id=user_id, ip=ip)
@@ -221,8 +243,13 @@ async def list_users(*, store: Store, limit: int, offset: int) -> Page[UserRecor
 
 
 async def admin_update_user(
-    username: str, *, role: Role | None, is_active: bool | None, actor_id: str,
-    deps: UsersDeps, ip: str | None = None,
+    username: str,
+    *,
+    role: Role | None,
+    is_active: bool | None,
+    actor_id: str,
+    deps: UsersDeps,
+    ip: str | None = None,
 ) -> UserRecord:
     """Change a role or enable/disable; either revokes the user's tokens (they carry the role)."""
 
@@ -239,11 +266,19 @@ async def admin_update_user(
                 changes["is_active"] = is_active
             if not changes:
                 return user
-            updated = user.evolve(**changes, tokens_valid_after=now, updated_at=now,
-                                  version=user.version + 1)
+            updated = user.evolve(
+                **changes, tokens_valid_after=now, updated_at=now, version=user.version + 1
+            )
             uow.users.update(updated, expected_version=user.version)
-            audit(uow, "admin_user_update", now=now, user_id=user.user_id, actor_id=actor_id,
-                  ip=ip, details={k: v for k, v in changes.items()})
+            audit(
+                uow,
+                "admin_user_update",
+                now=now,
+                user_id=user.user_id,
+                actor_id=actor_id,
+                ip=ip,
+                details={k: v for k, v in changes.items()},
+            )
             await uow.commit()
         deps.revocations.user_changed(user.user_id)
         return updated
@@ -252,11 +287,21 @@ async def admin_update_user(
 
 
 async def list_audit(
-    *, store: Store, user_id: str | None, event_type: str | None, start: datetime | None,
-    end: datetime | None, limit: int, offset: int,
+    *,
+    store: Store,
+    user_id: str | None,
+    event_type: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    limit: int,
+    offset: int,
 ) -> Page[AuditEvent]:
     async with store.unit_of_work() as uow:
         return await uow.audit.list(
-            user_id=user_id, event_type=event_type, start=start, end=end, limit=limit,
+            user_id=user_id,
+            event_type=event_type,
+            start=start,
+            end=end,
+            limit=limit,
             offset=offset,
         )

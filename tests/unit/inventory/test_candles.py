@@ -39,7 +39,7 @@ class TestBuckets:
 
     def test_refuse_a_naive_moment(self) -> None:
         with pytest.raises(ValueError, match="time zone"):
-            bucket_start(datetime(2026, 1, 15), Interval.MINUTE)  # noqa: DTZ001
+            bucket_start(datetime(2026, 1, 15), Interval.MINUTE)
 
 
 class TestApplyTick:
@@ -114,7 +114,9 @@ def minute_candles(ticks: list[tuple[int, Decimal]]) -> list[Candle]:
     return [*closed, current]
 
 
-def expected_summary(ticks: list[tuple[int, Decimal]], interval: Interval) -> dict[datetime, tuple]:
+def expected_summary(
+    ticks: list[tuple[int, Decimal]], interval: Interval
+) -> dict[datetime, tuple[Decimal, Decimal, Decimal, Decimal]]:
     buckets: dict[datetime, list[Decimal]] = {}
     for offset, price in ticks:
         start = bucket_start(START + timedelta(milliseconds=offset), interval)
@@ -125,7 +127,7 @@ def expected_summary(ticks: list[tuple[int, Decimal]], interval: Interval) -> di
     }
 
 
-def summary(candles: list[Candle]) -> dict[datetime, tuple]:
+def summary(candles: list[Candle]) -> dict[datetime, tuple[Decimal, Decimal, Decimal, Decimal]]:
     return {c.open_time: (c.open, c.high, c.low, c.close) for c in candles}
 
 

@@ -27,10 +27,12 @@ class TestSnapshot:
             assert ASSET_ID_PATTERN.fullmatch(asset.asset_id)
             assert asset.asset_id == asset.symbol.upper()
             assert asset.category in CATEGORIES
-            assert asset.name and asset.description.endswith(".")
+            assert asset.name
+            assert asset.description.endswith(".")
             assert asset.image.startswith("https://assets.coingecko.com/")
             assert asset.price_usd > 0
-            assert asset.market_cap_rank is not None and asset.market_cap_rank > 0
+            assert asset.market_cap_rank is not None
+            assert asset.market_cap_rank > 0
             assert asset.last_updated.tzinfo is UTC
             assert asset.is_active
 

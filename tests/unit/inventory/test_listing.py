@@ -138,7 +138,8 @@ class TestListingDefaults:
 
     def test_accepts_a_category_in_any_case(self) -> None:
         page = list_assets(catalog(), AssetQuery(category="MEME"))
-        assert page.items and all(asset.category == "meme" for asset in page.items)
+        assert page.items
+        assert all(asset.category == "meme" for asset in page.items)
 
     def test_puts_the_most_expensive_first_when_sorting_by_price(self) -> None:
         page = list_assets(catalog(), AssetQuery(sort_by=SortField.PRICE, limit=1))
@@ -160,7 +161,9 @@ class TestListingDefaults:
 
     def test_answers_an_empty_page_past_the_end(self) -> None:
         page = list_assets(catalog(), AssetQuery(offset=1000))
-        assert page.items == [] and not page.has_more and page.total_count > 0
+        assert page.items == []
+        assert not page.has_more
+        assert page.total_count > 0
 
 
 class TestListingValidation:

@@ -92,7 +92,8 @@ class TestPrices:
 
     def test_builds_its_id_map_from_the_catalog(self) -> None:
         ids = coingecko_ids(load_snapshot())
-        assert ids["BTC"] == "bitcoin" and ids["ETHDYDX"] == "dydx"
+        assert ids["BTC"] == "bitcoin"
+        assert ids["ETHDYDX"] == "dydx"
 
 
 class TestApiKey:
@@ -121,7 +122,8 @@ class TestRetries:
         handler, seen = sequence(httpx.Response(500), ok(httpx.Request("GET", "/")))
         prices = await make_feed(handler, sleep).next_prices(NOW)
         assert prices["BTC"] == Decimal("51618.12")
-        assert len(seen) == 2 and sleep.waits == [0.5]
+        assert len(seen) == 2
+        assert sleep.waits == [0.5]
 
     async def test_retries_network_errors_and_timeouts(self) -> None:
         sleep = SleepRecorder()
@@ -139,7 +141,8 @@ class TestRetries:
         with pytest.raises(FeedError) as caught:
             await make_feed(handler, sleep).next_prices(NOW)
         assert caught.value.status == 503
-        assert len(seen) == 4 and sleep.waits == [0.5, 1.0, 2.0]
+        assert len(seen) == 4
+        assert sleep.waits == [0.5, 1.0, 2.0]
 
     async def test_gives_up_when_the_network_stays_down(self) -> None:
         handler, _ = sequence(*[httpx.ConnectError("down")] * 4)
@@ -156,7 +159,8 @@ class TestRetries:
         with pytest.raises(FeedError) as caught:
             await make_feed(handler, sleep).next_prices(NOW)
         assert caught.value.status == 401
-        assert len(seen) == 1 and sleep.waits == []
+        assert len(seen) == 1
+        assert sleep.waits == []
 
 
 class TestRateLimits:
@@ -167,7 +171,8 @@ class TestRateLimits:
         )
         handler, seen = sequence(limited, ok(httpx.Request("GET", "/")))
         assert await make_feed(handler, sleep).next_prices(NOW)
-        assert sleep.waits == [7.0] and len(seen) == 2
+        assert sleep.waits == [7.0]
+        assert len(seen) == 2
 
     async def test_backs_off_when_a_429_has_no_retry_after(self) -> None:
         sleep = SleepRecorder()
@@ -183,7 +188,8 @@ class TestRateLimits:
         with pytest.raises(FeedError) as caught:
             await make_feed(handler, sleep).next_prices(NOW)
         assert caught.value.status == 429
-        assert sleep.waits == [] and len(seen) == 1
+        assert sleep.waits == []
+        assert len(seen) == 1
 
     def test_reads_retry_after_as_seconds_or_an_http_date(self) -> None:
         assert retry_after_seconds("12") == 12.0

@@ -72,7 +72,8 @@ class TestMemecoins:
             for asset_id, price in prices.items():
                 assert price > 0
                 exponent = price.as_tuple().exponent
-                assert isinstance(exponent, int) and -exponent <= 18
+                assert isinstance(exponent, int)
+                assert -exponent <= 18
                 assert price.adjusted() - exponent + 1 >= 8, "at least 8 significant digits"
                 if asset_id in previous:
                     assert abs(price / previous[asset_id] - 1) < Decimal("0.01"), "smooth"
