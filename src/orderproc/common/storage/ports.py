@@ -11,17 +11,25 @@ from __future__ import annotations
 
 import builtins
 from datetime import date, datetime
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Protocol, Self
 
 from orderproc.common.storage.records import (
     AccountRecord,
+    AssetEntry,
+    AssetRecord,
     AuditEvent,
+    CandleRecord,
     CashEntry,
     CashEntryKind,
     IdempotencyRecord,
     LimitKind,
+    OrderRecord,
+    OrderStatus,
     Page,
+    PositionRecord,
+    PriceUpdate,
     UserRecord,
 )
 
@@ -108,6 +116,84 @@ class AuditRepository(Protocol):
         """Newest first."""
 
 
+class AssetRepository(Protocol):
+    async def list_all(self) -> builtins.list[AssetRecord]: ...
+    async def get(self, asset_id: str) -> AssetRecord | None: ...
+    def add(self, asset: AssetRecord) -> None:
+        """Stage an insert; fails at commit if the id exists."""
+
+    def update(self, asset: AssetRecord, *, expected_version: int) -> None:
+        """Stage a replace (metadata, activity, price) at `expected_version`."""
+
+    def set_prices(self, updates: Sequence[PriceUpdate]) -> None:
+        """Stage one batch of price changes (one tick); unknown ids are ignored; no version
+        check and no version bump (prices are the feed's alone)."""
+
+
+class CandleRepository(Protocol):
+    def upsert(self, candles: Sequence[CandleRecord]) -> None:
+        """Stage inserts or replacements keyed by (asset_id, interval, open_time)."""
+
+    async def list(
+        self, asset_id: str, interval: str, *, limit: int, end: datetime | None = None
+    ) -> builtins.list[CandleRecord]:
+        """The latest `limit` candles opening before `end` (if given), oldest first."""
+
+    async def purge(self, interval: str, *, before: datetime) -> int:
+        """Delete candles of `interval` opening before `before`, now (not staged)."""
+
+
+class OrderRepository(Protocol):
+    async def get(self, order_id: str) -> OrderRecord | None: ...
+    async def get_by_client_id(self, user_id: str, client_order_id: str) -> OrderRecord | None: ...
+    async def list_for_user(
+        self,
+        user_id: str,
+        *,
+        status: OrderStatus | None = None,
+        asset_id: str | None = None,
+        order_type: str | None = None,
+        client_order_id: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> Page[OrderRecord]:
+        """Newest first; `start` inclusive, `end` exclusive."""
+
+    async def list_open(self, *, asset_id: str | None = None) -> builtins.list[OrderRecord]:
+        """Resting orders, oldest first (for matching)."""
+
+    def add(self, order: OrderRecord) -> None:
+        """Stage an insert; fails at commit if the id, or the user's client_order_id, exists."""
+
+    def update(self, order: OrderRecord, *, expected_version: int) -> None: ...
+
+
+class PositionRepository(Protocol):
+    async def get(self, user_id: str, asset_id: str) -> PositionRecord | None: ...
+    async def list_for_user(self, user_id: str) -> builtins.list[PositionRecord]:
+        """Every position of the user, zero ones included, by asset id."""
+
+    def add(self, position: PositionRecord) -> None:
+        """Stage an insert; fails at commit if the (user, asset) position exists."""
+
+    def update(self, position: PositionRecord, *, expected_version: int) -> None:
+        """Stage the new state; fails unless the stored version is `expected_version` and the
+        new quantity, reserved and available units are all >= 0."""
+
+
+class AssetLedgerRepository(Protocol):
+    def add(self, entry: AssetEntry) -> None: ...
+    async def list_for_user(
+        self, user_id: str, *, asset_id: str | None = None, limit: int = 50, offset: int = 0
+    ) -> Page[AssetEntry]:
+        """Newest first."""
+
+    async def sum_for_position(self, user_id: str, asset_id: str) -> int:
+        """The signed sum of quantity units."""
+
+
 class UnitOfWork(Protocol):
     """One transaction. Leaving the `async with` block without `commit()` discards it."""
 
@@ -118,6 +204,11 @@ class UnitOfWork(Protocol):
     idempotency: IdempotencyRepository
     revocations: RevocationRepository
     audit: AuditRepository
+    assets: AssetRepository
+    candles: CandleRepository
+    orders: OrderRepository
+    positions: PositionRepository
+    asset_ledger: AssetLedgerRepository
 
     async def commit(self) -> None:
         """Apply every staged write atomically, or raise `ConcurrencyConflict` and apply none."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, Generic, Literal, Self, TypeVar
 
 Role = Literal["customer", "admin"]
@@ -92,3 +93,104 @@ class AuditEvent(_Record):
     actor_id: str | None = None
     ip: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+
+
+# --- inventory -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AssetRecord(_Record):
+    """A catalog entry: the columns trading needs, and the rest of its metadata as JSON."""
+
+    asset_id: str
+    name: str
+    category: str
+    is_active: bool
+    price: Decimal
+    price_updated_at: datetime
+    metadata: dict[str, Any]
+    version: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class PriceUpdate:
+    asset_id: str
+    price: Decimal
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CandleRecord(_Record):
+    asset_id: str
+    interval: str  # "1m" | "1h" | "1d"
+    open_time: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+
+
+# --- orders --------------------------------------------------------------------------------
+
+OrderStatus = Literal["open", "filled", "cancelled", "expired", "rejected"]
+AssetEntryKind = Literal["buy", "sell"]
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRecord(_Record):
+    order_id: str
+    user_id: str
+    order_type: str  # market_buy, market_sell, limit_buy, limit_sell, stop_buy, stop_sell
+    asset_id: str
+    status: OrderStatus
+    quantity_units: int  # 10^-8 units
+    created_at: datetime
+    updated_at: datetime
+    client_order_id: str | None = None
+    fingerprint: str = ""  # of the request, to tell a retry from a reuse of client_order_id
+    price: Decimal | None = None  # the fill price
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    notional_cents: int | None = None  # a buy by USD amount
+    total_cents: int = 0  # what moved, before the fee
+    fee_cents: int = 0
+    reserved_cents: int = 0  # held from the cash account while open
+    reserved_units: int = 0  # held from the position while open
+    time_in_force: str = "gtc"
+    expires_at: datetime | None = None
+    filled_at: datetime | None = None
+    version: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class PositionRecord(_Record):
+    """Holdings of one asset. `cost_basis` is what the units held cost, buy fees included
+    (exact decimal); average cost = cost_basis / quantity."""
+
+    user_id: str
+    asset_id: str
+    quantity_units: int
+    reserved_units: int
+    cost_basis: Decimal
+    realized_pnl: Decimal
+    version: int
+    updated_at: datetime
+
+    @property
+    def available_units(self) -> int:
+        return self.quantity_units - self.reserved_units
+
+
+@dataclass(frozen=True, slots=True)
+class AssetEntry(_Record):
+    entry_id: str
+    user_id: str
+    asset_id: str
+    order_id: str
+    kind: AssetEntryKind
+    quantity_units: int  # signed: + bought, - sold
+    price: Decimal
+    total_cents: int  # cash that moved for these units, before the fee
+    fee_cents: int
+    quantity_after_units: int
+    created_at: datetime
