@@ -58,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
     migrate.add_argument("--data-dir")
     migrate.set_defaults(handler=_migrate)
+
+    seed = commands.add_parser("seed", help="load the packaged asset catalog (missing assets only)")
+    seed.add_argument("--data-dir")
+    seed.set_defaults(handler=_seed)
     return parser
 
 
@@ -192,6 +196,24 @@ def _migrate(args: argparse.Namespace) -> None:
 
     asyncio.run(run())
     print("schema is up to date")
+
+
+def _seed(args: argparse.Namespace) -> None:
+    from orderproc.common.storage.factory import open_store
+    from orderproc.inventory.service import seed_catalog
+
+    settings = load_settings(args)
+    _check_data_dir(settings)
+
+    async def run() -> int:
+        store = open_store(settings.resolved_database_url)
+        try:
+            await store.migrate()
+            return await seed_catalog(store)
+        finally:
+            await store.close()
+
+    print(f"added {asyncio.run(run())} assets to the catalog")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,17 @@ from orderproc.common.settings import Settings
 from orderproc.common.storage.factory import open_store
 from orderproc.common.storage.ports import Store
 from orderproc.common.throttle import LoginGuard, RateLimiter
+from orderproc.common.prices import PriceCache
+from orderproc.inventory.pricefeed import CoinGeckoFeed, PriceFeed, SimulatedFeed, coingecko_ids
+from orderproc.inventory.service import (
+    Catalog,
+    PriceTicker,
+    Retention,
+    load_catalog,
+    seed_catalog,
+)
+from orderproc.orders.domain import TradingRules
+from orderproc.orders.service import OrderDeps
 from orderproc.users.cash import CashDeps
 from orderproc.users.domain import CashRules
 from orderproc.users.service import UsersDeps
@@ -47,7 +58,33 @@ class Runtime:
     def cash(self) -> CashDeps:
         return self.extras["cash"]  # type: ignore[no-any-return]
 
+    @property
+    def catalog(self) -> Catalog:
+        return self.extras["catalog"]  # type: ignore[no-any-return]
+
+    @property
+    def prices(self) -> PriceCache:
+        return self.extras["prices"]  # type: ignore[no-any-return]
+
+    @property
+    def orders(self) -> OrderDeps:
+        return self.extras["orders"]  # type: ignore[no-any-return]
+
+    @property
+    def ticker(self) -> PriceTicker:
+        return self.extras["ticker"]  # type: ignore[no-any-return]
+
+    async def start_background(self) -> None:
+        """Start what runs on its own: the price ticker (unless the feed is off)."""
+        if self.settings.price_feed != "off":
+            await self.ticker.resume()
+            self.ticker.start()
+
     async def close(self) -> None:
+        await self.ticker.stop()
+        feed = self.extras.get("feed")
+        if isinstance(feed, CoinGeckoFeed):
+            await feed.aclose()
         self.hasher.close()
         await self.store.close()
 
@@ -112,4 +149,52 @@ async def build_runtime(
         lock_timeout=settings.lock_timeout_seconds,
         idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
     )
+    await _build_inventory(runtime)
+    runtime.extras["orders"] = OrderDeps(
+        store=store,
+        locker=runtime.locker,
+        clock=clock,
+        prices=runtime.prices,
+        rules=TradingRules(
+            fee_bps=settings.order_fee_bps,
+            slippage_bps=settings.order_slippage_bps,
+            min_notional=settings.min_order_notional,
+            max_notional=settings.max_order_notional,
+        ),
+        stale_after=timedelta(seconds=settings.price_stale_seconds),
+        lock_timeout=settings.lock_timeout_seconds,
+        idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
+    )
     return runtime
+
+
+async def _build_inventory(runtime: Runtime) -> None:
+    settings = runtime.settings
+    await seed_catalog(runtime.store)
+    prices = PriceCache()
+    catalog = await load_catalog(runtime.store, prices)
+    feed = _price_feed(settings, catalog)
+    runtime.extras.update(prices=prices, catalog=catalog, feed=feed)
+    runtime.extras["ticker"] = PriceTicker(
+        feed=feed,
+        catalog=catalog,
+        store=runtime.store,
+        clock=runtime.clock,
+        interval=settings.price_tick_seconds,
+        retention=Retention(
+            minute=timedelta(hours=settings.candle_retention_1m_hours),
+            hour=timedelta(days=settings.candle_retention_1h_days),
+            day=timedelta(days=settings.candle_retention_1d_days),
+        ),
+    )
+
+
+def _price_feed(settings: Settings, catalog: Catalog) -> PriceFeed:
+    if settings.price_feed == "coingecko":
+        key = settings.coingecko_api_key
+        return CoinGeckoFeed(
+            coingecko_ids(catalog.assets()),
+            api_key=key.get_secret_value() if key else None,
+            plan=settings.coingecko_plan,
+        )
+    return SimulatedFeed.from_assets(catalog.assets(), seed=settings.price_seed)

@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 WEAK_SECRETS = frozenset({"", "secret", "changeme", "change-me", "password", "jwt-secret"})
@@ -56,6 +56,21 @@ class Settings(BaseSettings):
     lock_timeout_seconds: float = Field(5.0, gt=0)
     idempotency_ttl_seconds: int = Field(86400, ge=60)
 
+    order_fee_bps: int = Field(0, ge=0, le=1000, description="Fee in basis points of value")
+    order_slippage_bps: int = Field(0, ge=0, le=1000)
+    min_order_notional: Decimal = Field(Decimal("1.00"), gt=0)
+    max_order_notional: Decimal = Field(Decimal("10000"), gt=0)
+
+    price_feed: Literal["simulated", "coingecko", "off"] = "simulated"
+    price_tick_seconds: float = Field(2.0, gt=0, le=3600)
+    price_seed: int = 20240218
+    price_stale_seconds: float = Field(30.0, gt=0)
+    coingecko_api_key: SecretStr | None = None
+    coingecko_plan: Literal["demo", "pro"] = "demo"
+    candle_retention_1m_hours: float = Field(48, gt=0)
+    candle_retention_1h_days: float = Field(90, gt=0)
+    candle_retention_1d_days: float = Field(3650, gt=0)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     access_log: bool = True
 
@@ -63,6 +78,12 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @model_validator(mode="after")
+    def _stale_bound_exceeds_tick(self) -> Settings:
+        if self.price_feed != "off" and self.price_stale_seconds <= self.price_tick_seconds:
+            raise ValueError("price_stale_seconds must be larger than price_tick_seconds")
+        return self
 
     @property
     def resolved_database_url(self) -> str:

@@ -155,6 +155,11 @@ class LockTimeout(ConcurrencyConflict):
     default_detail = "Another request for this account is still running; retry later."
 
 
+class AssetExists(Conflict):
+    code = "ASSET_EXISTS"
+    default_detail = "An asset with this id exists already."
+
+
 class ClientOrderIdReused(Conflict):
     code = "CLIENT_ORDER_ID_REUSED"
     default_detail = "This client_order_id was used for a different order."
@@ -209,6 +214,11 @@ class StalePrice(BusinessRuleViolation):
 class NotionalOutOfRange(BusinessRuleViolation):
     code = "NOTIONAL_OUT_OF_RANGE"
     default_detail = "The order value is outside the allowed range."
+
+
+class OrderTypeNotSupported(BusinessRuleViolation):
+    code = "ORDER_TYPE_NOT_SUPPORTED"
+    default_detail = "This order type is not available."
 
 
 class TooManyRequests(OrderProcError):

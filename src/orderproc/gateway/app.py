@@ -18,10 +18,12 @@ from orderproc.errors import ServiceUnavailable
 from orderproc.errors.problem import install_problem_handlers, problem_responses
 from orderproc.gateway.ratelimit import RateLimitMiddleware
 from orderproc.runtime import Runtime, build_runtime
+from orderproc.inventory import api as inventory_api
+from orderproc.orders import api as orders_api
 from orderproc.users import api as users_api
 
 API_PREFIX = "/api/v1"
-SERVICES = ("users",)
+SERVICES = ("users", "inventory", "orders")
 
 DESCRIPTION = """
 A trading-simulation platform. Register, log in (or use **Authorize** with your username and
@@ -39,6 +41,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if runtime is None:
             app.state.runtime = await build_runtime(settings, clock=clock, service="gateway")
+            await app.state.runtime.start_background()
             try:
                 yield
             finally:
@@ -57,7 +60,7 @@ def create_app(
     install_problem_handlers(app)
     app.add_middleware(RateLimitMiddleware, state=app.state)
     app.add_middleware(EdgeMiddleware, state=app.state)  # added last, so outermost
-    for router in users_api.routers:
+    for router in (*users_api.routers, *inventory_api.routers, *orders_api.routers):
         app.include_router(router, prefix=API_PREFIX)
     _add_operations(app)
     return app

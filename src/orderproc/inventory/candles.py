@@ -51,15 +51,20 @@ def bucket_start(moment: datetime, interval: Interval) -> datetime:
 
 
 def apply_tick(
-    current: Candle | None, *, asset_id: str, price: Decimal, moment: datetime
+    current: Candle | None,
+    *,
+    asset_id: str,
+    price: Decimal,
+    moment: datetime,
+    interval: Interval = Interval.MINUTE,
 ) -> Candle:
-    """Upsert of the 1-minute candle for a tick: extend `current` when the tick falls in its
-    minute, otherwise open a new candle at the tick's minute."""
-    open_time = bucket_start(moment, Interval.MINUTE)
+    """Upsert of the current candle for a tick: extend `current` when the tick falls in its
+    bucket, otherwise open a new candle at the tick's bucket (a minute unless told)."""
+    open_time = bucket_start(moment, interval)
     if current is None or current.open_time != open_time:
-        return Candle(asset_id, Interval.MINUTE, open_time, price, price, price, price)
-    if current.asset_id != asset_id or current.interval is not Interval.MINUTE:
-        raise ValueError("a tick extends only its own asset's 1-minute candle")
+        return Candle(asset_id, interval, open_time, price, price, price, price)
+    if current.asset_id != asset_id or current.interval is not interval:
+        raise ValueError("a tick extends only its own asset's candle of that interval")
     return replace(current, high=max(current.high, price), low=min(current.low, price), close=price)
 
 

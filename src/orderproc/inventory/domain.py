@@ -82,7 +82,7 @@ def normalize_asset_id(raw: str) -> str:
     if not ASSET_ID_PATTERN.fullmatch(asset_id):
         raise ValidationFailed(
             "asset_id must be 1 to 15 letters or digits",
-            errors=[{"field": "asset_id", "message": "must match ^[A-Z0-9]{1,15}$"}],
+            errors=[_field_error("asset_id", "must be 1 to 15 letters or digits", where="path")],
         )
     return asset_id
 
@@ -269,10 +269,15 @@ def _matches(asset: Asset, query: AssetQuery) -> bool:
 def _check_query(query: AssetQuery) -> None:
     errors: list[dict[str, Any]] = []
     if not 1 <= query.limit <= MAX_PAGE_SIZE:
-        errors.append({"field": "limit", "message": f"must be between 1 and {MAX_PAGE_SIZE}"})
+        errors.append(_field_error("limit", f"must be between 1 and {MAX_PAGE_SIZE}"))
     if query.offset < 0:
-        errors.append({"field": "offset", "message": "must not be negative"})
+        errors.append(_field_error("offset", "must not be negative"))
     if query.category is not None and query.category.strip().lower() not in CATEGORIES:
-        errors.append({"field": "category", "message": f"one of {sorted(CATEGORIES)}"})
+        errors.append(_field_error("category", f"must be one of {', '.join(sorted(CATEGORIES))}"))
     if errors:
         raise ValidationFailed("invalid asset query", errors=errors)
+
+
+def _field_error(name: str, message: str, *, where: str = "query") -> dict[str, Any]:
+    """A field error in the shape of the API's validation errors."""
+    return {"loc": [where, name], "msg": message, "type": "value_error"}

@@ -1,4 +1,5 @@
 """The in-memory storage adapter: the fake for unit tests and the reference for the contract.
+Trading's repositories live in `memory_trading`, the shared state and journal in `memory_core`.
 
 Writes are staged as small operations; `commit()` runs them against the state, journalling how to
 undo each change, and undoes them all if any condition fails, so a failed commit leaves nothing
@@ -8,20 +9,38 @@ behind. There is no `await` in `commit()`, so it is atomic on the event loop.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import date, datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
-import orjson
-
+from orderproc.common.storage.memory_core import (
+    Journal,
+    MemoryRepository,
+    Operation,
+    State,
+    json_copy,
+    newest_first,
+    page,
+    within,
+)
+from orderproc.common.storage.memory_trading import (
+    MemoryAssetLedger,
+    MemoryAssets,
+    MemoryCandles,
+    MemoryOrders,
+    MemoryPositions,
+)
 from orderproc.common.storage.ports import (
     AccountRepository,
+    AssetLedgerRepository,
+    AssetRepository,
     AuditRepository,
+    CandleRepository,
     CashLedgerRepository,
     DailyLimitRepository,
     IdempotencyRepository,
+    OrderRepository,
+    PositionRepository,
     RevocationRepository,
     UserRepository,
 )
@@ -37,89 +56,8 @@ from orderproc.common.storage.records import (
 )
 from orderproc.errors import ConcurrencyConflict
 
-LimitKey = tuple[str, str, str]
 
-
-@dataclass(slots=True)
-class _State:
-    users: dict[str, UserRecord] = field(default_factory=dict)
-    user_by_name: dict[str, str] = field(default_factory=dict)
-    user_by_email: dict[str, str] = field(default_factory=dict)
-    accounts: dict[str, AccountRecord] = field(default_factory=dict)
-    ledger: list[CashEntry] = field(default_factory=list)
-    ledger_ids: dict[str, None] = field(default_factory=dict)
-    limits: dict[LimitKey, int] = field(default_factory=dict)
-    idempotency: dict[tuple[str, str], IdempotencyRecord] = field(default_factory=dict)
-    revocations: dict[str, tuple[str, datetime]] = field(default_factory=dict)
-    audit: list[AuditEvent] = field(default_factory=list)
-    audit_ids: dict[str, None] = field(default_factory=dict)
-
-
-_MISSING = object()
-
-
-class _Journal:
-    """Changes made during one commit, with how to undo each, so a failed commit leaves none."""
-
-    def __init__(self) -> None:
-        self._undo: list[Callable[[], object]] = []
-
-    def put(self, table: dict[Any, Any], key: Any, value: Any) -> None:
-        previous = table.get(key, _MISSING)
-        if previous is _MISSING:
-            self._undo.append(lambda: table.pop(key))
-        else:
-            self._undo.append(lambda: table.__setitem__(key, previous))
-        table[key] = value
-
-    def delete(self, table: dict[Any, Any], key: Any) -> None:
-        previous = table.pop(key)
-        self._undo.append(lambda: table.__setitem__(key, previous))
-
-    def append(self, items: list[Any], item: Any) -> None:
-        items.append(item)
-        self._undo.append(items.pop)
-
-    def roll_back(self) -> None:
-        for undo in reversed(self._undo):
-            undo()
-
-
-Operation = Callable[[_State, _Journal], bool]
-
-
-def _json_copy(payload: dict[str, Any]) -> dict[str, Any]:
-    """What a JSON column gives back, so the fake refuses what a real store would."""
-    copied: dict[str, Any] = orjson.loads(orjson.dumps(payload))
-    return copied
-
-
-def _page(items: builtins.list[Any], *, limit: int, offset: int) -> Page[Any]:
-    chosen = items[offset : offset + limit]
-    end = offset + len(chosen)
-    return Page(chosen, total_count=len(items), next_cursor=str(end) if end < len(items) else None)
-
-
-def _newest_first(items: Iterable[Any]) -> builtins.list[Any]:
-    """Newest first; among equal times the later insert first, as SQL's rowid order does."""
-    return sorted(reversed(builtins.list(items)), key=lambda item: item.created_at, reverse=True)
-
-
-def _within(moment: datetime, start: datetime | None, end: datetime | None) -> bool:
-    return (start is None or moment >= start) and (end is None or moment < end)
-
-
-class _Repository:
-    def __init__(self, store: MemoryStore, staged: builtins.list[Operation]) -> None:
-        self._store = store
-        self._staged = staged
-
-    @property
-    def _state(self) -> _State:
-        return self._store.state
-
-
-class MemoryUsers(_Repository):
+class MemoryUsers(MemoryRepository):
     async def get(self, user_id: str) -> UserRecord | None:
         return self._state.users.get(user_id)
 
@@ -132,7 +70,7 @@ class MemoryUsers(_Repository):
         return None if user_id is None else self._state.users[user_id]
 
     async def list(self, *, limit: int, offset: int) -> Page[UserRecord]:
-        return _page(_newest_first(self._state.users.values()), limit=limit, offset=offset)
+        return page(newest_first(self._state.users.values()), limit=limit, offset=offset)
 
     async def all_ids(self) -> builtins.list[str]:
         return sorted(self._state.users)
@@ -141,7 +79,7 @@ class MemoryUsers(_Repository):
         self._staged.append(lambda state, journal: _put_user(state, journal, user, previous=None))
 
     def update(self, user: UserRecord, *, expected_version: int) -> None:
-        def apply(state: _State, journal: _Journal) -> bool:
+        def apply(state: State, journal: Journal) -> bool:
             previous = state.users.get(user.user_id)
             if previous is None or previous.version != expected_version:
                 return False
@@ -151,7 +89,7 @@ class MemoryUsers(_Repository):
 
 
 def _put_user(
-    state: _State, journal: _Journal, user: UserRecord, *, previous: UserRecord | None
+    state: State, journal: Journal, user: UserRecord, *, previous: UserRecord | None
 ) -> bool:
     if previous is None and user.user_id in state.users:
         return False
@@ -171,12 +109,12 @@ def _sound(account: AccountRecord) -> bool:
     return min(account.balance_cents, account.reserved_cents, account.available_cents) >= 0
 
 
-class MemoryAccounts(_Repository):
+class MemoryAccounts(MemoryRepository):
     async def get(self, user_id: str) -> AccountRecord | None:
         return self._state.accounts.get(user_id)
 
     def add(self, account: AccountRecord) -> None:
-        def apply(state: _State, journal: _Journal) -> bool:
+        def apply(state: State, journal: Journal) -> bool:
             if account.user_id in state.accounts or not _sound(account):
                 return False
             journal.put(state.accounts, account.user_id, account)
@@ -185,7 +123,7 @@ class MemoryAccounts(_Repository):
         self._staged.append(apply)
 
     def update(self, account: AccountRecord, *, expected_version: int) -> None:
-        def apply(state: _State, journal: _Journal) -> bool:
+        def apply(state: State, journal: Journal) -> bool:
             stored = state.accounts.get(account.user_id)
             if stored is None or stored.version != expected_version or not _sound(account):
                 return False
@@ -195,9 +133,9 @@ class MemoryAccounts(_Repository):
         self._staged.append(apply)
 
 
-class MemoryCashLedger(_Repository):
+class MemoryCashLedger(MemoryRepository):
     def add(self, entry: CashEntry) -> None:
-        def apply(state: _State, journal: _Journal) -> bool:
+        def apply(state: State, journal: Journal) -> bool:
             if entry.entry_id in state.ledger_ids:
                 return False
             journal.append(state.ledger, entry)
@@ -221,15 +159,15 @@ class MemoryCashLedger(_Repository):
             for entry in self._state.ledger
             if entry.user_id == user_id
             and (kind is None or entry.kind == kind)
-            and _within(entry.created_at, start, end)
+            and within(entry.created_at, start, end)
         ]
-        return _page(_newest_first(chosen), limit=limit, offset=offset)
+        return page(newest_first(chosen), limit=limit, offset=offset)
 
     async def sum_for_user(self, user_id: str) -> int:
         return sum(entry.amount_cents for entry in self._state.ledger if entry.user_id == user_id)
 
 
-class MemoryDailyLimits(_Repository):
+class MemoryDailyLimits(MemoryRepository):
     async def used(self, user_id: str, day: date, kind: LimitKind) -> int:
         return self._state.limits.get((user_id, day.isoformat(), kind), 0)
 
@@ -238,7 +176,7 @@ class MemoryDailyLimits(_Repository):
     ) -> None:
         key = (user_id, day.isoformat(), kind)
 
-        def apply(state: _State, journal: _Journal) -> bool:
+        def apply(state: State, journal: Journal) -> bool:
             used = state.limits.get(key, 0) + amount_cents
             if used > limit_cents or used < 0:
                 return False
@@ -248,15 +186,15 @@ class MemoryDailyLimits(_Repository):
         self._staged.append(apply)
 
 
-class MemoryIdempotency(_Repository):
+class MemoryIdempotency(MemoryRepository):
     async def get(self, user_id: str, key: str, *, now: datetime) -> IdempotencyRecord | None:
         record = self._state.idempotency.get((user_id, key))
         return record if record is not None and record.expires_at > now else None
 
     def add(self, record: IdempotencyRecord) -> None:
-        stored_record = record.evolve(payload=_json_copy(record.payload))
+        stored_record = record.evolve(payload=json_copy(record.payload))
 
-        def apply(state: _State, journal: _Journal) -> bool:
+        def apply(state: State, journal: Journal) -> bool:
             existing = state.idempotency.get((record.user_id, record.key))
             if existing is not None and existing.expires_at > record.created_at:
                 return False
@@ -273,12 +211,12 @@ class MemoryIdempotency(_Repository):
         return len(expired)
 
 
-class MemoryRevocations(_Repository):
+class MemoryRevocations(MemoryRepository):
     async def is_revoked(self, jti: str) -> bool:
         return jti in self._state.revocations
 
     def add(self, jti: str, *, user_id: str, expires_at: datetime) -> None:
-        def apply(state: _State, journal: _Journal) -> bool:
+        def apply(state: State, journal: Journal) -> bool:
             if jti not in state.revocations:
                 journal.put(state.revocations, jti, (user_id, expires_at))
             return True
@@ -293,11 +231,11 @@ class MemoryRevocations(_Repository):
         return len(expired)
 
 
-class MemoryAudit(_Repository):
+class MemoryAudit(MemoryRepository):
     def add(self, event: AuditEvent) -> None:
-        stored_event = event.evolve(details=_json_copy(event.details))
+        stored_event = event.evolve(details=json_copy(event.details))
 
-        def apply(state: _State, journal: _Journal) -> bool:
+        def apply(state: State, journal: Journal) -> bool:
             if event.event_id in state.audit_ids:
                 return False
             journal.append(state.audit, stored_event)
@@ -321,9 +259,9 @@ class MemoryAudit(_Repository):
             for event in self._state.audit
             if (user_id is None or event.user_id == user_id)
             and (event_type is None or event.event_type == event_type)
-            and _within(event.created_at, start, end)
+            and within(event.created_at, start, end)
         ]
-        return _page(_newest_first(chosen), limit=limit, offset=offset)
+        return page(newest_first(chosen), limit=limit, offset=offset)
 
 
 class MemoryUnitOfWork:
@@ -339,13 +277,18 @@ class MemoryUnitOfWork:
         self.idempotency: IdempotencyRepository = MemoryIdempotency(store, self.staged)
         self.revocations: RevocationRepository = MemoryRevocations(store, self.staged)
         self.audit: AuditRepository = MemoryAudit(store, self.staged)
+        self.assets: AssetRepository = MemoryAssets(store, self.staged)
+        self.candles: CandleRepository = MemoryCandles(store, self.staged)
+        self.orders: OrderRepository = MemoryOrders(store, self.staged)
+        self.positions: PositionRepository = MemoryPositions(store, self.staged)
+        self.asset_ledger: AssetLedgerRepository = MemoryAssetLedger(store, self.staged)
 
     async def commit(self) -> None:
         operations = builtins.list(self.staged)
         self.staged.clear()
         if not operations:
             return
-        journal = _Journal()
+        journal = Journal()
         if not all(operation(self._store.state, journal) for operation in operations):
             journal.roll_back()
             raise ConcurrencyConflict()
@@ -366,7 +309,7 @@ class MemoryStore:
     """Everything in dictionaries; lost when the process ends."""
 
     def __init__(self) -> None:
-        self.state = _State()
+        self.state = State()
 
     def unit_of_work(self) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self)

@@ -10,8 +10,8 @@ raises `ConcurrencyConflict` and nothing is written, so the use case re-reads an
 from __future__ import annotations
 
 import builtins
-from datetime import date, datetime
 from collections.abc import Sequence
+from datetime import date, datetime
 from types import TracebackType
 from typing import Protocol, Self
 

@@ -3,14 +3,14 @@ and each unit of work's writes flushed in one synchronous `BEGIN IMMEDIATE … C
 
 Why no thread hop: a point read on a local WAL database takes microseconds, far less than a hop to
 a worker thread, and a write block with no `await` inside cannot interleave with another one.
-The schema lives in `sqlite_migrations` (see there for how to add a migration).
+The schema lives in `sqlite_migrations` (see there for how to add a migration); trading's
+repositories in `sqlite_trading`, what all repositories share in `sqlite_core`.
 """
 
 from __future__ import annotations
 
 import builtins
 import sqlite3
-from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
@@ -21,10 +21,15 @@ import orjson
 from orderproc.common.clock import SystemClock, from_micros, to_micros
 from orderproc.common.storage.ports import (
     AccountRepository,
+    AssetLedgerRepository,
+    AssetRepository,
     AuditRepository,
+    CandleRepository,
     CashLedgerRepository,
     DailyLimitRepository,
     IdempotencyRepository,
+    OrderRepository,
+    PositionRepository,
     RevocationRepository,
     UserRepository,
 )
@@ -38,83 +43,31 @@ from orderproc.common.storage.records import (
     Page,
     UserRecord,
 )
+from orderproc.common.storage.sqlite_core import (
+    Params,
+    SqliteRepository,
+    Statement,
+    marks,
+    micros,
+    moment,
+    page,
+    time_filters,
+)
 from orderproc.common.storage.sqlite_migrations import BOOKKEEPING, MIGRATIONS, Migration
+from orderproc.common.storage.sqlite_trading import (
+    SqliteAssetLedger,
+    SqliteAssets,
+    SqliteCandles,
+    SqliteOrders,
+    SqlitePositions,
+)
 from orderproc.errors import ConcurrencyConflict
 
 BUSY_TIMEOUT_MS = 5000
-Params = tuple[Any, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Statement:
-    """One staged write; `expect` is the row count it must affect (None: any count will do)."""
-
-    sql: str
-    params: Params
-    expect: int | None = 1
 
 
 class _RowCountMismatch(Exception):
     pass
-
-
-def _micros(moment: datetime | None) -> int | None:
-    return None if moment is None else to_micros(moment)
-
-
-def _moment(micros: int | None) -> datetime | None:
-    return None if micros is None else from_micros(micros)
-
-
-def _page(items: builtins.list[Any], *, total: int, offset: int) -> Page[Any]:
-    end = offset + len(items)
-    return Page(items=items, total_count=total, next_cursor=str(end) if end < total else None)
-
-
-def _time_filters(start: datetime | None, end: datetime | None) -> tuple[list[str], list[Any]]:
-    conditions: list[str] = []
-    params: list[Any] = []
-    if start is not None:
-        conditions.append("created_at >= ?")
-        params.append(to_micros(start))
-    if end is not None:
-        conditions.append("created_at < ?")
-        params.append(to_micros(end))
-    return conditions, params
-
-
-class _Repository:
-    def __init__(self, conn: sqlite3.Connection, staged: list[Statement]) -> None:
-        self._conn = conn
-        self._staged = staged
-
-    def _one(self, sql: str, params: Params) -> Any:
-        return self._conn.execute(sql, params).fetchone()
-
-    def _all(self, sql: str, params: Params) -> builtins.list[Any]:
-        return self._conn.execute(sql, params).fetchall()
-
-    def _stage(self, sql: str, params: Params, *, expect: int | None = 1) -> None:
-        self._staged.append(Statement(sql, params, expect))
-
-    def _paged(
-        self,
-        table_sql: str,
-        conditions: builtins.list[str],
-        params: builtins.list[Any],
-        *,
-        columns: str,
-        order: str,
-        limit: int,
-        offset: int,
-    ) -> tuple[builtins.list[Any], int]:
-        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        total = self._one(f"SELECT count(*) FROM {table_sql}{where}", tuple(params))[0]
-        rows = self._all(
-            f"SELECT {columns} FROM {table_sql}{where} ORDER BY {order} LIMIT ? OFFSET ?",
-            (*params, limit, offset),
-        )
-        return rows, int(total)
 
 
 _USER_COLUMNS = (
@@ -129,7 +82,7 @@ def _user_params(user: UserRecord) -> Params:
         user.last_name, user.phone,
         None if user.date_of_birth is None else user.date_of_birth.isoformat(),
         user.role, int(user.is_active), to_micros(user.created_at), to_micros(user.updated_at),
-        _micros(user.tokens_valid_after), user.version,
+        micros(user.tokens_valid_after), user.version,
     )  # fmt: skip
 
 
@@ -139,11 +92,11 @@ def _user(row: Any) -> UserRecord:
         first_name=row[4], last_name=row[5], phone=row[6],
         date_of_birth=None if row[7] is None else date.fromisoformat(row[7]),
         role=row[8], is_active=bool(row[9]), created_at=from_micros(row[10]),
-        updated_at=from_micros(row[11]), tokens_valid_after=_moment(row[12]), version=row[13],
+        updated_at=from_micros(row[11]), tokens_valid_after=moment(row[12]), version=row[13],
     )  # fmt: skip
 
 
-class SqliteUsers(_Repository):
+class SqliteUsers(SqliteRepository):
     async def get(self, user_id: str) -> UserRecord | None:
         row = self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE user_id = ?", (user_id,))
         return None if row is None else _user(row)
@@ -161,15 +114,13 @@ class SqliteUsers(_Repository):
             "users", [], [], columns=_USER_COLUMNS,
             order="created_at DESC, rowid DESC", limit=limit, offset=offset,
         )  # fmt: skip
-        return _page([_user(row) for row in rows], total=total, offset=offset)
+        return page([_user(row) for row in rows], total=total, offset=offset)
 
     async def all_ids(self) -> builtins.list[str]:
         return [row[0] for row in self._all("SELECT user_id FROM users ORDER BY user_id", ())]
 
     def add(self, user: UserRecord) -> None:
-        self._stage(
-            f"INSERT INTO users ({_USER_COLUMNS}) VALUES ({_marks(14)})", _user_params(user)
-        )
+        self._stage(f"INSERT INTO users ({_USER_COLUMNS}) VALUES ({marks(14)})", _user_params(user))
 
     def update(self, user: UserRecord, *, expected_version: int) -> None:
         assignments = ", ".join(f"{c} = ?" for c in _USER_COLUMNS.split(", ")[1:])
@@ -179,11 +130,7 @@ class SqliteUsers(_Repository):
         )
 
 
-def _marks(count: int) -> str:
-    return ", ".join("?" * count)
-
-
-class SqliteAccounts(_Repository):
+class SqliteAccounts(SqliteRepository):
     async def get(self, user_id: str) -> AccountRecord | None:
         row = self._one(
             "SELECT user_id, balance_cents, reserved_cents, version, updated_at "
@@ -220,10 +167,10 @@ _ENTRY_COLUMNS = (
 )
 
 
-class SqliteCashLedger(_Repository):
+class SqliteCashLedger(SqliteRepository):
     def add(self, entry: CashEntry) -> None:
         self._stage(
-            f"INSERT INTO cash_ledger ({_ENTRY_COLUMNS}) VALUES ({_marks(7)})",
+            f"INSERT INTO cash_ledger ({_ENTRY_COLUMNS}) VALUES ({marks(7)})",
             (entry.entry_id, entry.user_id, entry.kind, entry.amount_cents,
              entry.balance_after_cents, entry.reference_id, to_micros(entry.created_at)),
         )  # fmt: skip
@@ -238,7 +185,7 @@ class SqliteCashLedger(_Repository):
         limit: int = 50,
         offset: int = 0,
     ) -> Page[CashEntry]:
-        conditions, params = _time_filters(start, end)
+        conditions, params = time_filters(start, end)
         conditions.insert(0, "user_id = ?")
         params.insert(0, user_id)
         if kind is not None:
@@ -248,7 +195,7 @@ class SqliteCashLedger(_Repository):
             "cash_ledger", conditions, params, columns=_ENTRY_COLUMNS,
             order="created_at DESC, rowid DESC", limit=limit, offset=offset,
         )  # fmt: skip
-        return _page([_entry(row) for row in rows], total=total, offset=offset)
+        return page([_entry(row) for row in rows], total=total, offset=offset)
 
     async def sum_for_user(self, user_id: str) -> int:
         row = self._one("SELECT total(amount_cents) FROM cash_ledger WHERE user_id = ?", (user_id,))
@@ -267,7 +214,7 @@ def _entry(row: Any) -> CashEntry:
     )  # fmt: skip
 
 
-class SqliteDailyLimits(_Repository):
+class SqliteDailyLimits(SqliteRepository):
     async def used(self, user_id: str, day: date, kind: LimitKind) -> int:
         row = self._one(
             "SELECT used_cents FROM daily_limits WHERE user_id = ? AND day = ? AND kind = ?",
@@ -289,7 +236,7 @@ class SqliteDailyLimits(_Repository):
         )
 
 
-class SqliteIdempotency(_Repository):
+class SqliteIdempotency(SqliteRepository):
     async def get(self, user_id: str, key: str, *, now: datetime) -> IdempotencyRecord | None:
         row = self._one(
             "SELECT user_id, key, fingerprint, outcome, payload, created_at, expires_at "
@@ -325,7 +272,7 @@ class SqliteIdempotency(_Repository):
         return cursor.rowcount
 
 
-class SqliteRevocations(_Repository):
+class SqliteRevocations(SqliteRepository):
     async def is_revoked(self, jti: str) -> bool:
         return self._one("SELECT 1 FROM revoked_tokens WHERE jti = ?", (jti,)) is not None
 
@@ -346,10 +293,10 @@ class SqliteRevocations(_Repository):
 _AUDIT_COLUMNS = "event_id, event_type, created_at, user_id, actor_id, ip, details"
 
 
-class SqliteAudit(_Repository):
+class SqliteAudit(SqliteRepository):
     def add(self, event: AuditEvent) -> None:
         self._stage(
-            f"INSERT INTO audit_events ({_AUDIT_COLUMNS}) VALUES ({_marks(7)})",
+            f"INSERT INTO audit_events ({_AUDIT_COLUMNS}) VALUES ({marks(7)})",
             (event.event_id, event.event_type, to_micros(event.created_at), event.user_id,
              event.actor_id, event.ip, orjson.dumps(event.details).decode()),
         )  # fmt: skip
@@ -364,7 +311,7 @@ class SqliteAudit(_Repository):
         limit: int = 50,
         offset: int = 0,
     ) -> Page[AuditEvent]:
-        conditions, params = _time_filters(start, end)
+        conditions, params = time_filters(start, end)
         for column, value in (("user_id", user_id), ("event_type", event_type)):
             if value is not None:
                 conditions.append(f"{column} = ?")
@@ -373,7 +320,7 @@ class SqliteAudit(_Repository):
             "audit_events", conditions, params, columns=_AUDIT_COLUMNS,
             order="created_at DESC, rowid DESC", limit=limit, offset=offset,
         )  # fmt: skip
-        return _page([_event(row) for row in rows], total=total, offset=offset)
+        return page([_event(row) for row in rows], total=total, offset=offset)
 
 
 def _event(row: Any) -> AuditEvent:
@@ -396,6 +343,11 @@ class SqliteUnitOfWork:
         self.idempotency: IdempotencyRepository = SqliteIdempotency(conn, self.staged)
         self.revocations: RevocationRepository = SqliteRevocations(conn, self.staged)
         self.audit: AuditRepository = SqliteAudit(conn, self.staged)
+        self.assets: AssetRepository = SqliteAssets(conn, self.staged)
+        self.candles: CandleRepository = SqliteCandles(conn, self.staged)
+        self.orders: OrderRepository = SqliteOrders(conn, self.staged)
+        self.positions: PositionRepository = SqlitePositions(conn, self.staged)
+        self.asset_ledger: AssetLedgerRepository = SqliteAssetLedger(conn, self.staged)
 
     async def commit(self) -> None:
         statements = builtins.list(self.staged)
@@ -420,7 +372,8 @@ def _apply(conn: sqlite3.Connection, statements: builtins.list[Statement]) -> No
     conn.execute("BEGIN IMMEDIATE")
     try:
         for statement in statements:
-            affected = conn.execute(statement.sql, statement.params).rowcount
+            run = conn.executemany if statement.many else conn.execute
+            affected = run(statement.sql, statement.params).rowcount
             if statement.expect is not None and affected != statement.expect:
                 raise _RowCountMismatch(statement.sql)
     except (sqlite3.IntegrityError, _RowCountMismatch) as failed:

@@ -118,8 +118,104 @@ _INITIAL = (
     "CREATE INDEX audit_events_time ON audit_events (created_at DESC)",
 )
 
+# Prices, cost basis and realized P&L are exact decimal TEXT (`str(Decimal)`): read, never compared.
+_TRADING = (
+    """
+    CREATE TABLE assets (
+        asset_id         TEXT    PRIMARY KEY,
+        name             TEXT    NOT NULL,
+        category         TEXT    NOT NULL,
+        is_active        INTEGER NOT NULL,
+        price            TEXT    NOT NULL,
+        price_updated_at INTEGER NOT NULL,
+        metadata         TEXT    NOT NULL,
+        version          INTEGER NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE candles (
+        asset_id  TEXT    NOT NULL,
+        interval  TEXT    NOT NULL,
+        open_time INTEGER NOT NULL,
+        open      TEXT    NOT NULL,
+        high      TEXT    NOT NULL,
+        low       TEXT    NOT NULL,
+        close     TEXT    NOT NULL,
+        PRIMARY KEY (asset_id, interval, open_time)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX candles_interval_time ON candles (interval, open_time)",
+    """
+    CREATE TABLE orders (
+        order_id        TEXT    PRIMARY KEY,
+        user_id         TEXT    NOT NULL,
+        order_type      TEXT    NOT NULL,
+        asset_id        TEXT    NOT NULL,
+        status          TEXT    NOT NULL,
+        quantity_units  INTEGER NOT NULL,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL,
+        client_order_id TEXT,
+        fingerprint     TEXT    NOT NULL,
+        price           TEXT,
+        limit_price     TEXT,
+        stop_price      TEXT,
+        notional_cents  INTEGER,
+        total_cents     INTEGER NOT NULL,
+        fee_cents       INTEGER NOT NULL,
+        reserved_cents  INTEGER NOT NULL,
+        reserved_units  INTEGER NOT NULL,
+        time_in_force   TEXT    NOT NULL,
+        expires_at      INTEGER,
+        filled_at       INTEGER,
+        version         INTEGER NOT NULL
+    )
+    """,
+    "CREATE UNIQUE INDEX orders_user_client_id ON orders (user_id, client_order_id) "
+    "WHERE client_order_id IS NOT NULL",
+    "CREATE INDEX orders_user_time ON orders (user_id, created_at DESC)",
+    "CREATE INDEX orders_user_status_time ON orders (user_id, status, created_at DESC)",
+    "CREATE INDEX orders_user_asset_time ON orders (user_id, asset_id, created_at DESC)",
+    "CREATE INDEX orders_user_type_time ON orders (user_id, order_type, created_at DESC)",
+    "CREATE INDEX orders_open ON orders (asset_id, created_at) WHERE status = 'open'",
+    """
+    CREATE TABLE positions (
+        user_id         TEXT    NOT NULL,
+        asset_id        TEXT    NOT NULL,
+        quantity_units  INTEGER NOT NULL CHECK (quantity_units >= 0),
+        reserved_units  INTEGER NOT NULL CHECK (reserved_units >= 0),
+        available_units INTEGER NOT NULL CHECK (available_units >= 0),
+        cost_basis      TEXT    NOT NULL,
+        realized_pnl    TEXT    NOT NULL,
+        version         INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL,
+        PRIMARY KEY (user_id, asset_id),
+        CHECK (available_units = quantity_units - reserved_units)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE asset_ledger (
+        entry_id             TEXT    PRIMARY KEY,
+        user_id              TEXT    NOT NULL,
+        asset_id             TEXT    NOT NULL,
+        order_id             TEXT    NOT NULL,
+        kind                 TEXT    NOT NULL,
+        quantity_units       INTEGER NOT NULL,
+        price                TEXT    NOT NULL,
+        total_cents          INTEGER NOT NULL,
+        fee_cents            INTEGER NOT NULL,
+        quantity_after_units INTEGER NOT NULL,
+        created_at           INTEGER NOT NULL
+    )
+    """,
+    "CREATE INDEX asset_ledger_user_asset_time "
+    "ON asset_ledger (user_id, asset_id, created_at DESC)",
+    "CREATE INDEX asset_ledger_user_time ON asset_ledger (user_id, created_at DESC)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1, "users, cash accounts and ledger, limits, idempotency, revocations, audit", _INITIAL
     ),
+    Migration(2, "assets, candles, orders, positions, asset ledger", _TRADING),
 )

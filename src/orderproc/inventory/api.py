@@ -1,0 +1,177 @@
+"""HTTP routes of the inventory service: the public catalog, candles, admin asset routes.
+
+Catalog answers are rendered once per tick and query, then served from memory."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Protocol, cast
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel
+from starlette.responses import Response
+
+from orderproc.common.clock import Clock
+from orderproc.common.storage.ports import Store
+from orderproc.common.web import CurrentAdmin
+from orderproc.errors.problem import problem_responses
+from orderproc.inventory import service
+from orderproc.inventory.candles import Interval
+from orderproc.inventory.domain import (
+    Asset,
+    AssetQuery,
+    SortField,
+    SortOrder,
+    find_asset,
+    list_assets,
+)
+from orderproc.inventory.schemas import (
+    AssetCreate,
+    AssetEnvelope,
+    AssetRead,
+    AssetsPage,
+    AssetUpdate,
+    Category,
+    CandleRead,
+    CandlesRead,
+)
+
+
+class InventoryRuntime(Protocol):
+    store: Store
+    clock: Clock
+
+    @property
+    def catalog(self) -> service.Catalog: ...
+
+
+def _runtime(request: Request) -> InventoryRuntime:
+    return cast(InventoryRuntime, request.app.state.runtime)
+
+
+Runtime = Annotated[InventoryRuntime, Depends(_runtime)]
+AssetId = Annotated[str, Path(min_length=1, max_length=32, description="Case-insensitive")]
+
+catalog_router = APIRouter(prefix="/inventory", tags=["catalog"])
+admin = APIRouter(prefix="/admin/assets", tags=["admin"])
+
+
+class RenderCache:
+    """Rendered JSON by key, valid while the catalog's version stands."""
+
+    def __init__(self, max_entries: int = 512) -> None:
+        self._version = -1
+        self._max = max_entries
+        self._bodies: dict[Any, bytes] = {}
+
+    def get(self, version: int, key: Any) -> bytes | None:
+        if version != self._version:
+            self._version, self._bodies = version, {}
+            return None
+        return self._bodies.get(key)
+
+    def put(self, key: Any, body: bytes) -> bytes:
+        if len(self._bodies) < self._max:
+            self._bodies[key] = body
+        return body
+
+
+_rendered = RenderCache()
+
+
+def _json(model: BaseModel) -> bytes:
+    return model.__pydantic_serializer__.to_json(model)
+
+
+@catalog_router.get("/assets", response_model=AssetsPage, responses=problem_responses(422, 429))
+async def get_assets(
+    rt: Runtime,
+    search: Annotated[str | None, Query(max_length=64, description="Id or name")] = None,
+    category: Category | None = None,
+    active_only: bool = True,
+    sort_by: SortField = SortField.MARKET_CAP_RANK,
+    sort_order: SortOrder | None = None,
+    limit: Annotated[int, Query(ge=1, le=250)] = 50,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> Response:
+    """The catalog with live prices: search, filter, sort and page."""
+    catalog = rt.catalog
+    key = ("list", search, category, active_only, sort_by, sort_order, limit, offset)
+    body = _rendered.get(catalog.version, key)
+    if body is None:
+        query = AssetQuery(search, category, active_only, sort_by, sort_order, limit, offset)
+        page = list_assets(catalog.assets(), query)
+        next_cursor = str(offset + limit) if page.has_more else None
+        model = AssetsPage(
+            data=[AssetRead.of(a) for a in page.items], total_count=page.total_count,
+            active_count=page.active_count, has_more=page.has_more, next_cursor=next_cursor,
+            limit=limit, offset=offset,
+        )
+        body = _rendered.put(key, _json(model))
+    return Response(body, media_type="application/json")
+
+
+@catalog_router.get(
+    "/assets/{asset_id}", response_model=AssetEnvelope, responses=problem_responses(404, 422, 429)
+)
+async def get_asset(asset_id: AssetId, rt: Runtime) -> Response:
+    """One asset with its market data."""
+    catalog = rt.catalog
+    key = ("one", asset_id)
+    body = _rendered.get(catalog.version, key)
+    if body is None:
+        asset = find_asset(catalog.by_id, asset_id)
+        body = _rendered.put(key, _json(AssetEnvelope(data=AssetRead.of(asset))))
+    return Response(body, media_type="application/json")
+
+
+@catalog_router.get(
+    "/assets/{asset_id}/candles", response_model=CandlesRead,
+    responses=problem_responses(404, 422, 429),
+)
+async def get_candles(
+    asset_id: AssetId,
+    rt: Runtime,
+    interval: Interval = Interval.MINUTE,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> CandlesRead:
+    """OHLC candles, oldest first (1m from ticks; 1h and 1d roll up)."""
+    asset = find_asset(rt.catalog.by_id, asset_id)
+    candles = await service.list_candles(asset.asset_id, interval, limit=limit, store=rt.store)
+    return CandlesRead(
+        asset_id=asset.asset_id, interval=interval.value,
+        data=[CandleRead.of(c) for c in candles],
+    )
+
+
+@admin.post("", status_code=201, response_model=AssetEnvelope,
+            responses=problem_responses(401, 403, 409, 422, 429))
+async def create_asset(body: AssetCreate, _: CurrentAdmin, rt: Runtime) -> AssetEnvelope:
+    """Add an asset to the catalog; the price feed moves it from the next tick."""
+    asset_id = body.asset_id.upper()
+    asset = Asset(
+        asset_id=asset_id, symbol=asset_id.lower(), name=body.name, category=body.category,
+        description=body.description, image=str(body.image or ""), price_usd=body.price_usd,
+        last_updated=rt.clock.now(), is_active=body.is_active,
+        market_cap_rank=body.market_cap_rank,
+    )
+    added = await service.add_asset(asset, store=rt.store, catalog=rt.catalog)
+    return AssetEnvelope(data=AssetRead.of(added))
+
+
+@admin.patch("/{asset_id}", response_model=AssetEnvelope,
+             responses=problem_responses(401, 403, 404, 422, 429))
+async def update_asset(
+    asset_id: AssetId, body: AssetUpdate, _: CurrentAdmin, rt: Runtime
+) -> AssetEnvelope:
+    """Change metadata, or activate and deactivate (inactive assets cannot be traded)."""
+    known = find_asset(rt.catalog.by_id, asset_id)
+    changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
+    if "image" in changes:
+        changes["image"] = str(changes["image"])
+    updated = await service.change_asset(
+        known.asset_id, changes, store=rt.store, catalog=rt.catalog
+    )
+    return AssetEnvelope(data=AssetRead.of(updated))
+
+
+routers = (catalog_router, admin)

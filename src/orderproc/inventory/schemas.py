@@ -1,0 +1,133 @@
+"""API schemas of the inventory service."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints
+
+from orderproc.common.clock import isoformat_z
+from orderproc.common.money import format_price
+from orderproc.inventory.candles import Candle
+from orderproc.inventory.domain import Asset
+
+DecimalText = Annotated[str, Field(examples=["64123.5"], description="Exact decimal")]
+Category = Literal[
+    "major", "stablecoin", "defi", "layer-1", "layer-2", "meme", "exchange", "privacy",
+    "infrastructure", "gaming", "ai", "payments", "other",
+]
+
+
+def _dec(value: Decimal | None) -> str | None:
+    return None if value is None else format_price(value)
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else isoformat_z(value)
+
+
+class AssetRead(BaseModel):
+    asset_id: str
+    symbol: str
+    name: str
+    category: str
+    description: str
+    image: str
+    is_active: bool
+    price_usd: DecimalText
+    market_cap: DecimalText | None
+    market_cap_rank: int | None
+    total_volume_24h: DecimalText | None
+    high_24h: DecimalText | None
+    low_24h: DecimalText | None
+    price_change_24h: DecimalText | None
+    price_change_percentage_24h: DecimalText | None
+    circulating_supply: DecimalText | None
+    total_supply: DecimalText | None
+    max_supply: DecimalText | None
+    ath: DecimalText | None
+    ath_date: str | None
+    atl: DecimalText | None
+    atl_date: str | None
+    last_updated: str
+
+    @classmethod
+    def of(cls, a: Asset) -> AssetRead:
+        return cls(
+            asset_id=a.asset_id, symbol=a.symbol, name=a.name, category=a.category,
+            description=a.description, image=a.image, is_active=a.is_active,
+            price_usd=format_price(a.price_usd), market_cap=_dec(a.market_cap),
+            market_cap_rank=a.market_cap_rank, total_volume_24h=_dec(a.total_volume_24h),
+            high_24h=_dec(a.high_24h), low_24h=_dec(a.low_24h),
+            price_change_24h=_dec(a.price_change_24h),
+            price_change_percentage_24h=_dec(a.price_change_percentage_24h),
+            circulating_supply=_dec(a.circulating_supply), total_supply=_dec(a.total_supply),
+            max_supply=_dec(a.max_supply), ath=_dec(a.ath), ath_date=_time(a.ath_date),
+            atl=_dec(a.atl), atl_date=_time(a.atl_date), last_updated=isoformat_z(a.last_updated),
+        )
+
+
+class AssetEnvelope(BaseModel):
+    data: AssetRead
+
+
+class AssetsPage(BaseModel):
+    data: list[AssetRead]
+    total_count: int
+    active_count: int
+    has_more: bool
+    next_cursor: str | None
+    limit: int
+    offset: int
+
+
+class CandleRead(BaseModel):
+    t: str = Field(description="Open time")
+    open: DecimalText
+    high: DecimalText
+    low: DecimalText
+    close: DecimalText
+
+    @classmethod
+    def of(cls, c: Candle) -> CandleRead:
+        return cls(
+            t=isoformat_z(c.open_time), open=format_price(c.open), high=format_price(c.high),
+            low=format_price(c.low), close=format_price(c.close),
+        )
+
+
+class CandlesRead(BaseModel):
+    asset_id: str
+    interval: Literal["1m", "1h", "1d"]
+    data: list[CandleRead]
+
+
+Price = Annotated[Decimal, Field(gt=0, lt=Decimal("1e12"), decimal_places=18)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
+
+
+class AssetCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    asset_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,15}$")]
+    name: Text
+    category: Category
+    price_usd: Price
+    description: LongText = ""
+    image: AnyHttpUrl | None = None
+    is_active: bool = True
+    market_cap_rank: Annotated[int, Field(ge=1, le=100_000)] | None = None
+
+
+class AssetUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Text | None = None
+    category: Category | None = None
+    description: LongText | None = None
+    image: AnyHttpUrl | None = None
+    is_active: bool | None = None
+    market_cap_rank: Annotated[int, Field(ge=1, le=100_000)] | None = None

@@ -1,0 +1,322 @@
+"""Inventory use cases: the catalog read model, seeding, admin changes, and price ticks.
+
+The catalog lives in memory and is refreshed on each tick; each tick is written to the store
+as one batch (prices and the current 1m, 1h and 1d candles)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from orderproc.common.clock import Clock
+from orderproc.common.prices import PriceCache, Quote
+from orderproc.common.retry import retry_on_conflict
+from orderproc.common.storage.ports import Store
+from orderproc.common.storage.records import AssetRecord, CandleRecord, PriceUpdate
+from orderproc.errors import AssetExists, AssetNotFound
+from orderproc.inventory.candles import Candle, Interval, apply_tick, cutoff
+from orderproc.inventory.domain import Asset, load_snapshot, parse_time
+from orderproc.inventory.pricefeed import PriceFeed
+
+log = logging.getLogger("orderproc.inventory")
+INTERVALS = (Interval.MINUTE, Interval.HOUR, Interval.DAY)
+_COLUMNS = {"asset_id", "name", "category", "is_active", "price_usd", "last_updated"}
+
+
+# --- records <-> domain ----------------------------------------------------------------------
+
+
+def to_record(asset: Asset, *, version: int = 1) -> AssetRecord:
+    metadata = {
+        key: _jsonable(value) for key, value in asdict(asset).items() if key not in _COLUMNS
+    }
+    return AssetRecord(
+        asset_id=asset.asset_id, name=asset.name, category=asset.category,
+        is_active=asset.is_active, price=asset.price_usd, price_updated_at=asset.last_updated,
+        metadata=metadata, version=version,
+    )
+
+
+def from_record(record: AssetRecord) -> Asset:
+    kinds = {f.name: f.type for f in fields(Asset)}
+    values: dict[str, Any] = {}
+    for key, raw in record.metadata.items():
+        if key in kinds:
+            values[key] = _parse(kinds[key], raw)
+    return Asset(
+        asset_id=record.asset_id, name=record.name, category=record.category,
+        is_active=record.is_active, price_usd=record.price,
+        last_updated=record.price_updated_at, **values,
+    )
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _parse(kind: object, raw: Any) -> object:
+    text = str(kind)
+    if raw is None:
+        return None
+    if "Decimal" in text:
+        return Decimal(raw)
+    if "datetime" in text:
+        return parse_time(raw)
+    if "tuple" in text:
+        return tuple(raw)
+    return raw
+
+
+# --- the read model --------------------------------------------------------------------------
+
+
+class Catalog:
+    """Every asset in memory, by id; `version` moves on every change so renderings can be
+    cached until the next tick."""
+
+    def __init__(self, assets: Iterable[Asset], prices: PriceCache) -> None:
+        self._by_id = {asset.asset_id: asset for asset in assets}
+        self._prices = prices
+        self._baseline = {a.asset_id: _price_24h_ago(a) for a in self._by_id.values()}
+        self.version = 0
+        self._publish()
+
+    @property
+    def by_id(self) -> dict[str, Asset]:
+        return self._by_id
+
+    def assets(self) -> list[Asset]:
+        return list(self._by_id.values())
+
+    def put(self, asset: Asset) -> None:
+        self._by_id[asset.asset_id] = asset
+        self._baseline.setdefault(asset.asset_id, _price_24h_ago(asset))
+        self._publish()
+
+    def apply_prices(self, prices: dict[str, Decimal], moment: datetime) -> list[Asset]:
+        """Move prices (and the 24 h figures that follow from them); returns what moved."""
+        moved = []
+        for asset_id, price in prices.items():
+            asset = self._by_id.get(asset_id)
+            if asset is None:
+                continue
+            updated = _with_market_move(asset, price, moment, self._baseline[asset_id])
+            self._by_id[asset_id] = updated
+            moved.append(updated)
+        self._publish()
+        return moved
+
+    def _publish(self) -> None:
+        self.version += 1
+        self._prices.publish(
+            {
+                a.asset_id: Quote(a.asset_id, a.name, a.price_usd, a.last_updated, a.is_active)
+                for a in self._by_id.values()
+            }
+        )
+
+
+def _price_24h_ago(asset: Asset) -> Decimal:
+    if asset.price_change_24h is None:
+        return asset.price_usd
+    before = asset.price_usd - asset.price_change_24h
+    return before if before > 0 else asset.price_usd
+
+
+def _with_market_move(asset: Asset, price: Decimal, moment: datetime, base: Decimal) -> Asset:
+    change = price - base
+    return replace(
+        asset,
+        price_usd=price,
+        last_updated=moment,
+        high_24h=max(asset.high_24h or price, price),
+        low_24h=min(asset.low_24h or price, price),
+        price_change_24h=change,
+        price_change_percentage_24h=(change / base * 100).quantize(Decimal("0.00001")),
+    )
+
+
+# --- seeding and admin -----------------------------------------------------------------------
+
+
+async def seed_catalog(store: Store, *, assets: Iterable[Asset] | None = None) -> int:
+    """Add the packaged snapshot's assets the store lacks; returns how many were added."""
+    async with store.unit_of_work() as uow:
+        present = {record.asset_id for record in await uow.assets.list_all()}
+        added = 0
+        for asset in assets if assets is not None else load_snapshot():
+            if asset.asset_id not in present:
+                uow.assets.add(to_record(asset))
+                added += 1
+        await uow.commit()
+    return added
+
+
+async def load_catalog(store: Store, prices: PriceCache) -> Catalog:
+    async with store.unit_of_work() as uow:
+        records = await uow.assets.list_all()
+    return Catalog((from_record(r) for r in records), prices)
+
+
+async def add_asset(asset: Asset, *, store: Store, catalog: Catalog) -> Asset:
+    async with store.unit_of_work() as uow:
+        if await uow.assets.get(asset.asset_id) is not None:
+            raise AssetExists()
+        uow.assets.add(to_record(asset))
+        await uow.commit()
+    catalog.put(asset)
+    return asset
+
+
+async def change_asset(
+    asset_id: str, changes: dict[str, Any], *, store: Store, catalog: Catalog
+) -> Asset:
+    """Change metadata or activity; the price stays the feed's."""
+
+    async def attempt() -> Asset:
+        async with store.unit_of_work() as uow:
+            record = await uow.assets.get(asset_id)
+            if record is None:
+                raise AssetNotFound()
+            current = catalog.by_id.get(asset_id) or from_record(record)
+            updated = replace(current, **changes)
+            uow.assets.update(
+                to_record(updated, version=record.version + 1), expected_version=record.version
+            )
+            await uow.commit()
+        catalog.put(updated)
+        return updated
+
+    return await retry_on_conflict(attempt)
+
+
+# --- ticks -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    minute: timedelta
+    hour: timedelta
+    day: timedelta
+
+    def of(self, interval: Interval) -> timedelta:
+        return {Interval.MINUTE: self.minute, Interval.HOUR: self.hour, Interval.DAY: self.day}[
+            interval
+        ]
+
+
+class PriceTicker:
+    """Moves prices every `interval` seconds: asks the feed, updates the read model, writes
+    prices and candles in one batch. A failing feed leaves prices as they were (stale by
+    `last_updated`) and never stops the loop."""
+
+    def __init__(
+        self, *, feed: PriceFeed, catalog: Catalog, store: Store, clock: Clock,
+        interval: float, retention: Retention, purge_every: int = 300,
+    ) -> None:
+        self.feed, self.catalog, self.store, self.clock = feed, catalog, store, clock
+        self.interval = interval
+        self.retention = retention
+        self.purge_every = purge_every
+        self.ticks = 0
+        self._candles: dict[tuple[str, Interval], Candle] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def tick_once(self) -> int:
+        """One tick; returns how many assets moved."""
+        now = self.clock.now()
+        try:
+            prices = await self.feed.next_prices(now)
+        except Exception:  # a feed must never stop the service
+            log.warning("price feed failed; prices kept", exc_info=True)
+            return 0
+        moved = self.catalog.apply_prices(prices, now)
+        await self._write(moved, now)
+        self.ticks += 1
+        if self.ticks % self.purge_every == 0:
+            await self.purge(now)
+        return len(moved)
+
+    async def _write(self, moved: list[Asset], now: datetime) -> None:
+        candles = []
+        for asset in moved:
+            for interval in INTERVALS:
+                key = (asset.asset_id, interval)
+                candle = apply_tick(
+                    self._candles.get(key), asset_id=asset.asset_id, price=asset.price_usd,
+                    moment=now, interval=interval,
+                )
+                self._candles[key] = candle
+                candles.append(candle)
+        async with self.store.unit_of_work() as uow:
+            uow.assets.set_prices([PriceUpdate(a.asset_id, a.price_usd, now) for a in moved])
+            uow.candles.upsert([_candle_record(c) for c in candles])
+            await uow.commit()
+
+    async def purge(self, now: datetime) -> None:
+        async with self.store.unit_of_work() as uow:
+            for interval in INTERVALS:
+                before = cutoff(now, interval, self.retention.of(interval))
+                await uow.candles.purge(interval.value, before=before)
+
+    async def resume(self) -> None:
+        """Continue the current candles from the store, so a restart does not reopen them."""
+        async with self.store.unit_of_work() as uow:
+            for asset_id in self.catalog.by_id:
+                for interval in INTERVALS:
+                    latest = await uow.candles.list(asset_id, interval.value, limit=1)
+                    if latest:
+                        self._candles[(asset_id, interval)] = _candle(latest[-1])
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="price-ticker")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.tick_once()
+            except Exception:  # storage hiccup: next tick tries again
+                log.exception("price tick failed")
+
+
+def _candle_record(candle: Candle) -> CandleRecord:
+    return CandleRecord(
+        candle.asset_id, candle.interval.value, candle.open_time, candle.open, candle.high,
+        candle.low, candle.close,
+    )
+
+
+def _candle(record: CandleRecord) -> Candle:
+    return Candle(
+        record.asset_id, Interval(record.interval), record.open_time, record.open, record.high,
+        record.low, record.close,
+    )
+
+
+async def list_candles(
+    asset_id: str, interval: Interval, *, limit: int, store: Store
+) -> list[Candle]:
+    async with store.unit_of_work() as uow:
+        records = await uow.candles.list(asset_id, interval.value, limit=limit)
+    return [_candle(r) for r in records]

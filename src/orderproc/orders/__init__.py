@@ -1,0 +1,1 @@
+"""The orders service: market orders, positions, portfolio, asset ledger, reconcile."""

@@ -1,0 +1,175 @@
+"""HTTP routes of the orders service: orders, portfolio, positions, asset ledger, reconcile."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Protocol, cast
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from pydantic import AwareDatetime
+
+from orderproc.common.idempotency import fingerprint
+from orderproc.common.money import format_money
+from orderproc.common.prices import PriceSource
+from orderproc.common.storage.ports import Store
+from orderproc.common.storage.records import OrderStatus, Page
+from orderproc.common.web import CurrentAdmin, CurrentUser, PageParams, Paging, check_time_range
+from orderproc.errors import UserNotFound
+from orderproc.errors.problem import problem_responses
+from orderproc.inventory.domain import normalize_asset_id
+from orderproc.orders import portfolio as reads
+from orderproc.orders import service
+from orderproc.orders.domain import OrderType
+from orderproc.orders.schemas import (
+    AssetTransactionRead,
+    AssetTransactionsPage,
+    HoldingRead,
+    OrderCreate,
+    OrderEnvelope,
+    OrderRead,
+    OrdersPage,
+    PortfolioRead,
+    PositionRead,
+    ReconcileRead,
+)
+
+
+class OrdersRuntime(Protocol):
+    store: Store
+
+    @property
+    def orders(self) -> service.OrderDeps: ...
+    @property
+    def prices(self) -> PriceSource: ...
+
+
+def _runtime(request: Request) -> OrdersRuntime:
+    return cast(OrdersRuntime, request.app.state.runtime)
+
+
+Runtime = Annotated[OrdersRuntime, Depends(_runtime)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", pattern=r"^[A-Za-z0-9_\-:.]{1,128}$",
+           description="Makes a retry of this POST return the first answer"),
+]
+OrderId = Annotated[str, Path(min_length=1, max_length=64)]
+AssetIdPath = Annotated[str, Path(min_length=1, max_length=32, description="Case-insensitive")]
+
+orders = APIRouter(prefix="/orders", tags=["orders"])
+portfolio = APIRouter(tags=["portfolio"])
+admin = APIRouter(prefix="/admin", tags=["admin"])
+AUTHED = problem_responses(401, 422, 429)
+
+
+def _page(page: Page[Any], paging: PageParams) -> dict[str, Any]:
+    return {"total_count": page.total_count, "has_more": page.next_cursor is not None,
+            "next_cursor": page.next_cursor, "limit": paging.limit, "offset": paging.offset}
+
+
+@orders.post("", status_code=201, response_model=OrderEnvelope,
+             responses=problem_responses(401, 404, 409, 422, 429))
+async def place_order(
+    body: OrderCreate, principal: CurrentUser, rt: Runtime, key: IdempotencyKey = None
+) -> OrderEnvelope:
+    """Place a market order; it fills at once at the current price (plus any slippage).
+    Buy by `quantity` or by `notional` (USD, before the fee)."""
+    cmd = service.PlaceOrder(
+        user_id=principal.user_id, order_type=body.order_type,
+        asset_id=normalize_asset_id(body.asset_id), quantity=body.quantity,
+        notional=body.notional, client_order_id=body.client_order_id, idempotency_key=key,
+        fingerprint=fingerprint("POST", "/orders", body.canonical()),
+    )
+    order = await service.place_order(cmd, deps=rt.orders)
+    return OrderEnvelope(data=OrderRead.of(order))
+
+
+@orders.get("", response_model=OrdersPage, responses=AUTHED)
+async def list_orders(
+    principal: CurrentUser,
+    rt: Runtime,
+    paging: Paging,
+    status: OrderStatus | None = None,
+    asset_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9]{1,15}$")] = None,
+    order_type: OrderType | None = None,
+    client_order_id: Annotated[str | None, Query(max_length=64)] = None,
+    start: AwareDatetime | None = None,
+    end: AwareDatetime | None = None,
+) -> OrdersPage:
+    """Your orders, newest first."""
+    check_time_range(start, end)
+    async with rt.store.unit_of_work() as uow:
+        page = await uow.orders.list_for_user(
+            principal.user_id, status=status, asset_id=asset_id.upper() if asset_id else None,
+            order_type=order_type.value if order_type else None,
+            client_order_id=client_order_id, start=start, end=end, limit=paging.limit,
+            offset=paging.offset,
+        )
+    return OrdersPage(data=[OrderRead.of(o) for o in page.items], **_page(page, paging))
+
+
+@orders.get("/{order_id}", response_model=OrderEnvelope, responses=problem_responses(401, 404, 429))
+async def get_order(order_id: OrderId, principal: CurrentUser, rt: Runtime) -> OrderEnvelope:
+    order = await service.get_order(principal.user_id, order_id, store=rt.store)
+    return OrderEnvelope(data=OrderRead.of(order))
+
+
+@orders.delete("/{order_id}", response_model=OrderEnvelope,
+               responses=problem_responses(401, 404, 409, 429))
+async def cancel_order(order_id: OrderId, principal: CurrentUser, rt: Runtime) -> OrderEnvelope:
+    """Cancel an open order and release what it reserved; a filled one is 409."""
+    order = await service.cancel_order(principal.user_id, order_id, deps=rt.orders)
+    return OrderEnvelope(data=OrderRead.of(order))
+
+
+@portfolio.get("/portfolio", response_model=PortfolioRead, responses=AUTHED)
+async def get_portfolio(principal: CurrentUser, rt: Runtime) -> PortfolioRead:
+    """Cash and positions at current prices, with unrealized and realized P&L."""
+    p = await reads.portfolio(principal.user_id, store=rt.store, prices=rt.prices)
+    return PortfolioRead(
+        cash=format_money(p.cash), available_cash=format_money(p.available_cash),
+        assets=[PositionRead.of(v) for v in p.assets], total_value=format_money(p.total_value),
+        realized_pnl=format_money(p.realized_pnl), unrealized_pnl=format_money(p.unrealized_pnl),
+    )
+
+
+@portfolio.get("/balance/asset/{asset_id}", response_model=HoldingRead,
+               responses=problem_responses(401, 404, 422, 429))
+async def get_holding(asset_id: AssetIdPath, principal: CurrentUser, rt: Runtime) -> HoldingRead:
+    """One position; none is 404."""
+    view = await reads.position(
+        principal.user_id, normalize_asset_id(asset_id), store=rt.store, prices=rt.prices
+    )
+    return HoldingRead.of(view)
+
+
+@portfolio.get("/assets/{asset_id}/transactions", response_model=AssetTransactionsPage,
+               responses=problem_responses(401, 422, 429))
+async def asset_transactions(
+    asset_id: AssetIdPath, principal: CurrentUser, rt: Runtime, paging: Paging
+) -> AssetTransactionsPage:
+    """Your buys and sells of one asset, newest first."""
+    async with rt.store.unit_of_work() as uow:
+        page = await uow.asset_ledger.list_for_user(
+            principal.user_id, asset_id=normalize_asset_id(asset_id), limit=paging.limit,
+            offset=paging.offset,
+        )
+    return AssetTransactionsPage(
+        transactions=[AssetTransactionRead.of(e) for e in page.items], **_page(page, paging)
+    )
+
+
+@admin.get("/reconcile", response_model=ReconcileRead,
+           responses=problem_responses(401, 403, 404, 422, 429))
+async def reconcile(
+    username: Annotated[str, Query(pattern=r"^[A-Za-z0-9_]{3,30}$")], _: CurrentAdmin, rt: Runtime
+) -> ReconcileRead:
+    """Check one account: each balance and position against the sum of its ledger."""
+    async with rt.store.unit_of_work() as uow:
+        user = await uow.users.get_by_username(username.lower())
+    if user is None:
+        raise UserNotFound()
+    result = await reads.reconcile_user(user.user_id, store=rt.store)
+    return ReconcileRead.of(user.username, result)
+
+
+routers = (orders, portfolio, admin)

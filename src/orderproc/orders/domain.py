@@ -1,0 +1,163 @@
+"""Pure trading rules: filling a market order, and what a fill does to a position.
+
+Rounding happens once, here: a buy's cost rounds up to the cent, a sale's proceeds round
+down, a fee rounds up. Average cost carries buy fees; a sale leaves it unchanged."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_FLOOR, Decimal
+from enum import StrEnum
+
+from orderproc.common.money import (
+    EXACT,
+    QUANTITY_STEP,
+    fee_for,
+    format_money,
+    from_cents,
+    from_units,
+    round_cost_up,
+    round_proceeds_down,
+    to_cents,
+    to_units,
+)
+from orderproc.errors import NotionalOutOfRange, OrderTypeNotSupported, ValidationFailed
+
+COST_STEP = Decimal("0.000000000000000001")  # cost basis and P&L carry 18 places
+
+
+class OrderType(StrEnum):
+    MARKET_BUY = "market_buy"
+    MARKET_SELL = "market_sell"
+    LIMIT_BUY = "limit_buy"
+    LIMIT_SELL = "limit_sell"
+    STOP_BUY = "stop_buy"
+    STOP_SELL = "stop_sell"
+
+    @property
+    def is_buy(self) -> bool:
+        return self.value.endswith("_buy")
+
+
+MARKET_TYPES = frozenset({OrderType.MARKET_BUY, OrderType.MARKET_SELL})
+
+
+@dataclass(frozen=True, slots=True)
+class TradingRules:
+    fee_bps: int
+    slippage_bps: int
+    min_notional: Decimal
+    max_notional: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """What a market order moves: `quantity_units` of the asset at `price`, `total_cents` of
+    cash for them (cost for a buy, proceeds for a sale) and `fee_cents` on top."""
+
+    is_buy: bool
+    quantity_units: int
+    price: Decimal
+    total_cents: int
+    fee_cents: int
+
+    @property
+    def cash_delta_cents(self) -> int:
+        """The signed change to the cash balance, fee included."""
+        if self.is_buy:
+            return -(self.total_cents + self.fee_cents)
+        return self.total_cents - self.fee_cents
+
+
+def execution_price(market: Decimal, *, is_buy: bool, slippage_bps: int) -> Decimal:
+    """The market price moved against the trader by the slippage."""
+    factor = Decimal(10_000 + slippage_bps if is_buy else 10_000 - slippage_bps) / 10_000
+    return EXACT.multiply(market, factor)
+
+
+def fill_market_order(
+    order_type: OrderType,
+    *,
+    market_price: Decimal,
+    rules: TradingRules,
+    quantity: Decimal | None = None,
+    notional: Decimal | None = None,
+) -> Fill:
+    if order_type not in MARKET_TYPES:
+        raise OrderTypeNotSupported(f"{order_type.value} orders are not available yet")
+    is_buy = order_type.is_buy
+    price = execution_price(market_price, is_buy=is_buy, slippage_bps=rules.slippage_bps)
+    if quantity is None:
+        quantity = _quantity_for(notional, price, is_buy=is_buy)
+    gross = EXACT.multiply(price, quantity)
+    total = round_cost_up(gross) if is_buy else round_proceeds_down(gross)
+    _check_notional(total, rules)
+    fee = fee_for(total, basis_points=rules.fee_bps)
+    return Fill(is_buy, to_units(quantity), price, to_cents(total), to_cents(fee))
+
+
+def _quantity_for(notional: Decimal | None, price: Decimal, *, is_buy: bool) -> Decimal:
+    if notional is None:
+        raise ValidationFailed("give either quantity or notional")
+    if not is_buy:
+        raise ValidationFailed("notional orders are for market buys; sell by quantity")
+    quantity = (notional / price).quantize(QUANTITY_STEP, rounding=ROUND_FLOOR, context=EXACT)
+    if quantity <= 0:
+        raise NotionalOutOfRange(f"{format_money(notional)} USD buys less than 0.00000001 units")
+    return quantity
+
+
+def _check_notional(total: Decimal, rules: TradingRules) -> None:
+    if total < rules.min_notional:
+        raise NotionalOutOfRange(
+            f"order value {format_money(total)} USD is below the minimum "
+            f"{format_money(rules.min_notional)}"
+        )
+    if total > rules.max_notional:
+        raise NotionalOutOfRange(
+            f"order value {format_money(total)} USD is above the maximum "
+            f"{format_money(rules.max_notional)}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """A position's numbers: units held, what they cost (fees included), realized P&L."""
+
+    quantity_units: int
+    cost_basis: Decimal
+    realized_pnl: Decimal
+
+    @property
+    def average_cost(self) -> Decimal:
+        if self.quantity_units == 0:
+            return Decimal(0)
+        return (self.cost_basis / from_units(self.quantity_units)).quantize(
+            COST_STEP, context=EXACT
+        )
+
+    def after(self, fill: Fill) -> Holding:
+        if fill.is_buy:
+            paid = from_cents(fill.total_cents + fill.fee_cents)
+            return Holding(
+                self.quantity_units + fill.quantity_units,
+                self.cost_basis + paid,
+                self.realized_pnl,
+            )
+        return self._after_sale(fill)
+
+    def _after_sale(self, fill: Fill) -> Holding:
+        left = self.quantity_units - fill.quantity_units
+        if left < 0:
+            raise ValueError("a sale cannot exceed the quantity held")
+        if left == 0:
+            cost_sold = self.cost_basis
+        else:
+            share = Decimal(fill.quantity_units) / Decimal(self.quantity_units)
+            cost_sold = EXACT.multiply(self.cost_basis, share).quantize(COST_STEP, context=EXACT)
+        net = from_cents(fill.total_cents - fill.fee_cents)
+        return Holding(
+            left,
+            Decimal(0) if left == 0 else self.cost_basis - cost_sold,
+            self.realized_pnl + net - cost_sold,
+        )

@@ -1,0 +1,228 @@
+"""API schemas of the orders service."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Literal, Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from orderproc.common.clock import isoformat_z
+from orderproc.common.money import (
+    format_money,
+    format_price,
+    format_quantity,
+    from_cents,
+    from_units,
+)
+from orderproc.common.storage.records import AssetEntry, OrderRecord
+from orderproc.orders.domain import MARKET_TYPES, OrderType
+from orderproc.orders.portfolio import PositionView, Reconciliation
+
+Quantity = Annotated[
+    Decimal, Field(gt=0, lt=Decimal("1e12"), decimal_places=8, description="At most 8 places")
+]
+Notional = Annotated[
+    Decimal, Field(gt=0, le=Decimal("1e9"), decimal_places=2, description="USD to spend")
+]
+LimitPrice = Annotated[Decimal, Field(gt=0, lt=Decimal("1e12"), decimal_places=18)]
+AssetIdText = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,15}$")]
+ClientOrderId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-:.]{1,64}$")]
+Money = Annotated[str, Field(examples=["1000.00"])]
+QuantityText = Annotated[str, Field(examples=["0.05000000"])]
+
+
+class OrderCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    order_type: OrderType
+    asset_id: AssetIdText
+    quantity: Quantity | None = None
+    notional: Notional | None = None
+    price: LimitPrice | None = None
+    stop_price: LimitPrice | None = None
+    time_in_force: Literal["gtc", "day", "ioc", "fok"] = "gtc"
+    expires_at: AwareDatetime | None = None
+    client_order_id: ClientOrderId | None = None
+
+    @model_validator(mode="after")
+    def _one_size(self) -> Self:
+        if (self.quantity is None) == (self.notional is None):
+            raise ValueError("give exactly one of quantity or notional")
+        if self.notional is not None and self.order_type is not OrderType.MARKET_BUY:
+            raise ValueError("notional is for market_buy orders; others take a quantity")
+        if self.order_type in MARKET_TYPES and (self.price or self.stop_price):
+            raise ValueError("market orders take no price or stop_price")
+        return self
+
+    def canonical(self) -> dict[str, str | None]:
+        """The order's meaning, independent of how numbers were spelled."""
+        return {
+            "order_type": self.order_type.value,
+            "asset_id": self.asset_id.upper(),
+            "quantity": None if self.quantity is None else format_quantity(self.quantity),
+            "notional": None if self.notional is None else format_money(self.notional),
+            "price": None if self.price is None else format_price(self.price),
+            "stop_price": None if self.stop_price is None else format_price(self.stop_price),
+            "time_in_force": self.time_in_force,
+            "expires_at": None if self.expires_at is None else isoformat_z(self.expires_at),
+            "client_order_id": self.client_order_id,
+        }
+
+
+class OrderRead(BaseModel):
+    order_id: str
+    client_order_id: str | None
+    order_type: str
+    asset_id: str
+    quantity: QuantityText
+    notional: Money | None
+    price: Annotated[str | None, Field(description="Fill price per unit")]
+    total_amount: Annotated[Money, Field(description="Cash that moved, before the fee")]
+    fee: Money
+    status: Literal["open", "filled", "cancelled", "expired", "rejected"]
+    created_at: str
+    updated_at: str
+    filled_at: str | None
+
+    @classmethod
+    def of(cls, o: OrderRecord) -> OrderRead:
+        return cls(
+            order_id=o.order_id, client_order_id=o.client_order_id, order_type=o.order_type,
+            asset_id=o.asset_id, quantity=format_quantity(from_units(o.quantity_units)),
+            notional=None if o.notional_cents is None else format_money(from_cents(o.notional_cents)),
+            price=None if o.price is None else format_price(o.price),
+            total_amount=format_money(from_cents(o.total_cents)),
+            fee=format_money(from_cents(o.fee_cents)), status=o.status,
+            created_at=isoformat_z(o.created_at), updated_at=isoformat_z(o.updated_at),
+            filled_at=None if o.filled_at is None else isoformat_z(o.filled_at),
+        )
+
+
+class OrderEnvelope(BaseModel):
+    data: OrderRead
+
+
+class Paged(BaseModel):
+    total_count: int | None
+    has_more: bool
+    next_cursor: str | None
+    limit: int
+    offset: int
+
+
+class OrdersPage(Paged):
+    data: list[OrderRead]
+
+
+class PositionRead(BaseModel):
+    asset_id: str
+    asset_name: str
+    quantity: QuantityText
+    available: QuantityText
+    average_cost: str
+    current_price: str | None
+    market_value: Money
+    unrealized_pnl: Money
+    realized_pnl: Money
+    percentage: Annotated[str, Field(description="Share of the portfolio's total value, %")]
+
+    @classmethod
+    def of(cls, v: PositionView) -> PositionRead:
+        return cls(
+            asset_id=v.asset_id, asset_name=v.asset_name, quantity=format_quantity(v.quantity),
+            available=format_quantity(v.available), average_cost=format_price(v.average_cost),
+            current_price=None if v.current_price is None else format_price(v.current_price),
+            market_value=format_money(v.market_value),
+            unrealized_pnl=format_money(v.unrealized_pnl),
+            realized_pnl=format_money(v.realized_pnl), percentage=str(v.percentage),
+        )
+
+
+class PortfolioRead(BaseModel):
+    cash: Money
+    available_cash: Money
+    assets: list[PositionRead]
+    total_value: Money
+    realized_pnl: Money
+    unrealized_pnl: Money
+
+
+class HoldingRead(BaseModel):
+    asset_id: str
+    asset_name: str
+    quantity: QuantityText
+    available: QuantityText
+    average_cost: str
+    current_price: str | None
+    total_value: Money
+    unrealized_pnl: Money
+    realized_pnl: Money
+
+    @classmethod
+    def of(cls, v: PositionView) -> HoldingRead:
+        return cls(
+            asset_id=v.asset_id, asset_name=v.asset_name, quantity=format_quantity(v.quantity),
+            available=format_quantity(v.available), average_cost=format_price(v.average_cost),
+            current_price=None if v.current_price is None else format_price(v.current_price),
+            total_value=format_money(v.market_value),
+            unrealized_pnl=format_money(v.unrealized_pnl),
+            realized_pnl=format_money(v.realized_pnl),
+        )
+
+
+class AssetTransactionRead(BaseModel):
+    transaction_id: str
+    order_id: str
+    transaction_type: Literal["BUY", "SELL"]
+    asset_id: str
+    quantity: QuantityText
+    price: str
+    total_amount: Money
+    fee: Money
+    quantity_after: QuantityText
+    created_at: str
+
+    @classmethod
+    def of(cls, e: AssetEntry) -> AssetTransactionRead:
+        return cls(
+            transaction_id=e.entry_id, order_id=e.order_id,
+            transaction_type="BUY" if e.kind == "buy" else "SELL", asset_id=e.asset_id,
+            quantity=format_quantity(from_units(abs(e.quantity_units))),
+            price=format_price(e.price), total_amount=format_money(from_cents(e.total_cents)),
+            fee=format_money(from_cents(e.fee_cents)),
+            quantity_after=format_quantity(from_units(e.quantity_after_units)),
+            created_at=isoformat_z(e.created_at),
+        )
+
+
+class AssetTransactionsPage(Paged):
+    transactions: list[AssetTransactionRead]
+
+
+class MismatchRead(BaseModel):
+    what: Literal["cash", "position"]
+    asset_id: str | None
+    stored: str
+    ledger: str
+    problem: str
+
+
+class ReconcileRead(BaseModel):
+    username: str
+    clean: bool
+    positions_checked: int
+    mismatches: list[MismatchRead]
+
+    @classmethod
+    def of(cls, username: str, r: Reconciliation) -> ReconcileRead:
+        return cls(
+            username=username, clean=r.clean, positions_checked=r.positions_checked,
+            mismatches=[
+                MismatchRead(
+                    what=m.what, asset_id=m.asset_id, stored=m.stored, ledger=m.ledger,
+                    problem=m.problem,
+                )
+                for m in r.mismatches
+            ],
+        )

@@ -1,0 +1,174 @@
+"""The catalog over HTTP: listing with every filter, one asset, candles, admin routes."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from orderproc.runtime import Runtime
+from orderproc.testing import SteppingClock
+from tests.api.conftest import Auth, Client
+from tests.api.test_users_auth import Signup, assert_problem
+
+ASSETS = "/api/v1/inventory/assets"
+
+
+async def make_admin(client: Client, signup: Signup, runtime: Runtime) -> Auth:
+    from orderproc.users import service
+
+    await signup("root_admin")
+    await service.admin_update_user(
+        "root_admin", role="admin", is_active=None, actor_id="test", deps=runtime.users
+    )
+    login = await client.post(
+        "/api/v1/auth/login",
+        json={"username": "root_admin", "password": "correct horse battery staple"},
+    )
+    return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
+class TestCatalog:
+    async def test_a_fresh_install_lists_about_a_hundred_assets(self, client: Client) -> None:
+        page = (await client.get(ASSETS, params={"limit": 250})).json()
+        assert 95 <= page["total_count"] <= 110
+        assert page["active_count"] == page["total_count"]
+        assert page["has_more"] is False
+        first = page["data"][0]
+        assert first["asset_id"] == "BTC"
+        assert Decimal(first["price_usd"]) > 0
+
+    async def test_pages_with_has_more_and_a_cursor(self, client: Client) -> None:
+        first = (await client.get(ASSETS, params={"limit": 10})).json()
+        assert len(first["data"]) == 10
+        assert first["has_more"] is True
+        second = (await client.get(ASSETS, params={"limit": 10, "offset": 10})).json()
+        assert {a["asset_id"] for a in first["data"]}.isdisjoint(
+            {a["asset_id"] for a in second["data"]}
+        )
+        assert first["next_cursor"] == "10"
+
+    @pytest.mark.parametrize(
+        ("params", "check"),
+        [
+            ({"search": "bit"}, lambda a: "bit" in (a["asset_id"] + a["name"]).lower()),
+            ({"category": "stablecoin"}, lambda a: a["category"] == "stablecoin"),
+            ({"category": "meme", "search": "o"}, lambda a: a["category"] == "meme"),
+        ],
+    )
+    async def test_filters(self, client: Client, params: dict[str, str], check: Any) -> None:
+        page = (await client.get(ASSETS, params={**params, "limit": 250})).json()
+        assert page["data"]
+        assert all(check(a) for a in page["data"])
+
+    @pytest.mark.parametrize(
+        ("sort_by", "order", "field", "kind"),
+        [
+            ("price", "asc", "price_usd", Decimal),
+            ("price", "desc", "price_usd", Decimal),
+            ("name", "asc", "name", str.casefold),
+            ("market_cap_rank", "desc", "market_cap_rank", int),
+            ("volume", "desc", "total_volume_24h", Decimal),
+            ("change_24h", "asc", "price_change_percentage_24h", Decimal),
+        ],
+    )
+    async def test_sorts(
+        self, client: Client, sort_by: str, order: str, field: str, kind: Any
+    ) -> None:
+        params = {"sort_by": sort_by, "sort_order": order, "limit": 250}
+        data = (await client.get(ASSETS, params=params)).json()["data"]
+        values = [kind(a[field]) for a in data if a[field] is not None]
+        assert values == sorted(values, reverse=order == "desc")
+
+    @pytest.mark.parametrize(
+        "params",
+        [{"limit": 0}, {"limit": 251}, {"offset": -1}, {"category": "nope"},
+         {"sort_by": "colour"}, {"sort_order": "sideways"}, {"search": "x" * 65}],
+    )
+    async def test_refuses_bad_parameters(self, client: Client, params: dict[str, Any]) -> None:
+        assert_problem(await client.get(ASSETS, params=params), 422, "VALIDATION_ERROR")
+
+
+class TestOneAsset:
+    async def test_ids_are_case_insensitive(self, client: Client) -> None:
+        lower = (await client.get(f"{ASSETS}/btc")).json()["data"]
+        upper = (await client.get(f"{ASSETS}/BTC")).json()["data"]
+        assert lower == upper
+        assert set(lower) >= {"symbol", "market_cap", "ath", "atl_date", "circulating_supply"}
+
+    async def test_malformed_is_422_and_unknown_is_404(self, client: Client) -> None:
+        assert_problem(await client.get(f"{ASSETS}/BT-C"), 422, "VALIDATION_ERROR")
+        assert_problem(await client.get(f"{ASSETS}/NOPE123"), 404, "ASSET_NOT_FOUND")
+
+
+class TestPricesAndCandles:
+    async def test_a_tick_moves_prices_and_writes_candles(
+        self, client: Client, runtime: Runtime, clock: SteppingClock
+    ) -> None:
+        before = (await client.get(f"{ASSETS}/BTC")).json()["data"]["price_usd"]
+        for _ in range(3):
+            clock.advance(seconds=20)
+            assert await runtime.ticker.tick_once() > 90
+        after = (await client.get(f"{ASSETS}/BTC")).json()["data"]
+        assert after["price_usd"] != before
+        candles = (await client.get(f"{ASSETS}/BTC/candles", params={"interval": "1m"})).json()
+        assert 2 <= len(candles["data"]) <= 3
+        last = candles["data"][-1]
+        assert last["close"] == after["price_usd"]
+        assert Decimal(last["low"]) <= Decimal(last["close"]) <= Decimal(last["high"])
+        hourly = (await client.get(f"{ASSETS}/BTC/candles", params={"interval": "1h"})).json()
+        assert len(hourly["data"]) == 1
+        assert hourly["data"][0]["close"] == after["price_usd"]
+
+    async def test_a_failing_feed_keeps_prices(self, client: Client, runtime: Runtime) -> None:
+        class Broken:
+            async def next_prices(self, now: object) -> dict[str, Decimal]:
+                raise ConnectionError("price API down")
+
+        runtime.ticker.feed = Broken()
+        before = (await client.get(f"{ASSETS}/ETH")).json()["data"]
+        assert await runtime.ticker.tick_once() == 0
+        assert (await client.get(f"{ASSETS}/ETH")).json()["data"] == before
+
+    async def test_refuses_a_bad_interval(self, client: Client) -> None:
+        response = await client.get(f"{ASSETS}/BTC/candles", params={"interval": "5m"})
+        assert_problem(response, 422, "VALIDATION_ERROR")
+
+
+class TestAdminAssets:
+    async def test_customers_cannot_add_assets(self, client: Client, alice: Auth) -> None:
+        body = {"asset_id": "NEWC", "name": "New Coin", "category": "other", "price_usd": "1.5"}
+        assert_problem(await client.post("/api/v1/admin/assets", headers=alice, json=body), 403,
+                       "ADMIN_REQUIRED")
+        assert_problem(await client.post("/api/v1/admin/assets", json=body), 401, "INVALID_TOKEN")
+
+    async def test_admin_adds_deactivates_and_reactivates(
+        self, client: Client, signup: Signup, runtime: Runtime
+    ) -> None:
+        admin = await make_admin(client, signup, runtime)
+        body = {"asset_id": "newc", "name": "New Coin", "category": "other",
+                "price_usd": "0.000001234567890123"}
+        created = await client.post("/api/v1/admin/assets", headers=admin, json=body)
+        assert created.status_code == 201
+        assert created.json()["data"]["price_usd"] == "0.000001234567890123"
+        again = await client.post("/api/v1/admin/assets", headers=admin, json=body)
+        assert_problem(again, 409, "ASSET_EXISTS")
+        off = await client.patch("/api/v1/admin/assets/NEWC", headers=admin,
+                                 json={"is_active": False})
+        assert off.json()["data"]["is_active"] is False
+        listed = (await client.get(ASSETS, params={"search": "newc"})).json()
+        assert listed["data"] == []
+        everything = (await client.get(ASSETS, params={"search": "newc", "active_only": False}))
+        assert [a["asset_id"] for a in everything.json()["data"]] == ["NEWC"]
+        on = await client.patch("/api/v1/admin/assets/newc", headers=admin,
+                                json={"is_active": True, "name": "Renamed"})
+        assert on.json()["data"]["name"] == "Renamed"
+
+    async def test_patching_an_unknown_asset_is_404(
+        self, client: Client, signup: Signup, runtime: Runtime
+    ) -> None:
+        admin = await make_admin(client, signup, runtime)
+        response = await client.patch("/api/v1/admin/assets/NOPE9", headers=admin,
+                                      json={"is_active": False})
+        assert_problem(response, 404, "ASSET_NOT_FOUND")

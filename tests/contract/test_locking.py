@@ -1,0 +1,350 @@
+"""The locking contract: every `Locker` (see `LOCKERS`) must pass the first part; the rest is
+what only the Redis locker promises, tested against a real `redis-server` that the tests start."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from orderproc.common.breaker import CircuitBreaker
+from orderproc.common.locking import InProcessLocker, Locker
+from orderproc.common.redis_locking import KEY_PREFIX, RedisLocker
+from orderproc.errors import LockTimeout
+from tests.support.fixtures import redis_client
+from tests.support.redis_server import RedisServer
+
+LOCKERS = ["in-process", "redis"]
+
+OUTAGE_MESSAGE = "Redis lock unavailable"
+
+
+@pytest.fixture(params=LOCKERS)
+def locker(request: pytest.FixtureRequest) -> Locker:
+    if request.param == "in-process":
+        return InProcessLocker()
+    client: aioredis.Redis = request.getfixturevalue("redis")
+    return RedisLocker(client)
+
+
+async def hold_until(locker: Locker, key: str, held: asyncio.Event, leave: asyncio.Event) -> None:
+    """Take `key`, say so, and keep it until told to leave."""
+    async with locker.hold(key, timeout=5):
+        held.set()
+        await leave.wait()
+
+
+class Holder:
+    """A task holding one key until `release()`."""
+
+    def __init__(self, locker: Locker, key: str) -> None:
+        self.held = asyncio.Event()
+        self._leave = asyncio.Event()
+        self.task = asyncio.create_task(hold_until(locker, key, self.held, self._leave))
+
+    async def __aenter__(self) -> Holder:
+        await asyncio.wait_for(self.held.wait(), 5)
+        return self
+
+    async def release(self) -> None:
+        self._leave.set()
+        await asyncio.wait_for(self.task, 5)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.release()
+
+
+async def increment_concurrently(lockers: list[Locker], tasks: int) -> int:
+    """`tasks` tasks, spread over `lockers`, each read-yield-write a shared counter under the
+    lock of one key. Without exclusion, the yield between read and write loses updates."""
+    counter = 0
+
+    async def increment(locker: Locker) -> None:
+        nonlocal counter
+        async with locker.hold("counter", timeout=30):
+            seen = counter
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            counter = seen + 1
+
+    await asyncio.gather(*(increment(lockers[i % len(lockers)]) for i in range(tasks)))
+    return counter
+
+
+class TestMutualExclusion:
+    async def test_concurrent_holders_of_one_key_never_lose_an_update(self, locker: Locker) -> None:
+        assert await increment_concurrently([locker], 50) == 50
+
+    async def test_holders_of_different_keys_do_not_wait_for_each_other(
+        self, locker: Locker
+    ) -> None:
+        async with Holder(locker, "alice"):
+            async with locker.hold("bob", timeout=1):
+                pass
+
+    async def test_the_block_runs_while_the_key_is_held(self, locker: Locker) -> None:
+        ran = False
+        async with locker.hold("alice", timeout=1):
+            ran = True
+        assert ran
+
+
+class TestTimeouts:
+    async def test_a_waiter_gives_up_with_lock_timeout_once_its_timeout_is_over(
+        self, locker: Locker
+    ) -> None:
+        async with Holder(locker, "alice"):
+            started = time.monotonic()
+            with pytest.raises(LockTimeout):
+                async with locker.hold("alice", timeout=0.1):
+                    pytest.fail("entered a held lock")
+            waited = time.monotonic() - started
+        assert 0.09 <= waited < 2
+
+    async def test_the_lock_is_usable_after_a_waiter_timed_out(self, locker: Locker) -> None:
+        async with Holder(locker, "alice"):
+            with pytest.raises(LockTimeout):
+                async with locker.hold("alice", timeout=0.05):
+                    pass
+        async with locker.hold("alice", timeout=1):
+            pass
+        assert await increment_concurrently([locker], 10) == 10
+
+    async def test_a_waiter_enters_when_the_holder_leaves_within_its_timeout(
+        self, locker: Locker
+    ) -> None:
+        holder = Holder(locker, "alice")
+        async with holder:
+            waiter = asyncio.create_task(self._enter(locker, "alice"))
+            await asyncio.sleep(0.05)
+            assert not waiter.done()
+        assert await asyncio.wait_for(waiter, 5)
+
+    @staticmethod
+    async def _enter(locker: Locker, key: str) -> bool:
+        async with locker.hold(key, timeout=5):
+            return True
+
+
+class TestRelease:
+    async def test_an_exception_in_the_block_releases_the_lock_and_propagates(
+        self, locker: Locker
+    ) -> None:
+        with pytest.raises(ValueError, match="boom"):
+            async with locker.hold("alice", timeout=1):
+                raise ValueError("boom")
+        async with locker.hold("alice", timeout=0.5):
+            pass
+
+    async def test_a_released_lock_can_be_taken_again_at_once(self, locker: Locker) -> None:
+        for _ in range(20):
+            async with locker.hold("alice", timeout=0.5):
+                pass
+        started = time.monotonic()
+        async with locker.hold("alice", timeout=0.5):
+            pass
+        assert time.monotonic() - started < 0.4
+
+    async def test_a_cancelled_holder_releases_the_lock(self, locker: Locker) -> None:
+        holder = Holder(locker, "alice")
+        await asyncio.wait_for(holder.held.wait(), 5)
+        holder.task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await holder.task
+        async with locker.hold("alice", timeout=0.5):
+            pass
+
+
+# --- Redis only -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def other_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    """A second connection pool to the same server: what another process would have."""
+    client = redis_client(redis_server)
+    yield client
+    await client.aclose()
+
+
+class TestRedisLockAcrossProcesses:
+    async def test_two_lockers_with_their_own_clients_exclude_each_other(
+        self, redis: aioredis.Redis, other_client: aioredis.Redis
+    ) -> None:
+        first, second = RedisLocker(redis), RedisLocker(other_client)
+        async with Holder(first, "alice"):
+            with pytest.raises(LockTimeout):
+                async with second.hold("alice", timeout=0.2):
+                    pytest.fail("the second process entered a held lock")
+        async with second.hold("alice", timeout=1):
+            pass
+
+    async def test_two_lockers_never_lose_an_update_between_them(
+        self, redis: aioredis.Redis, other_client: aioredis.Redis
+    ) -> None:
+        lockers: list[Locker] = [RedisLocker(redis), RedisLocker(other_client)]
+        assert await increment_concurrently(lockers, 40) == 40
+
+    async def test_the_lock_is_a_prefixed_key_with_a_lease_gone_after_release(
+        self, redis: aioredis.Redis
+    ) -> None:
+        locker = RedisLocker(redis, lease_ms=5_000)
+        async with locker.hold("account:u1", timeout=1):
+            assert await redis.get(f"{KEY_PREFIX}account:u1") is not None
+            assert 0 < await redis.pttl(f"{KEY_PREFIX}account:u1") <= 5_000
+        assert await redis.get(f"{KEY_PREFIX}account:u1") is None
+
+    async def test_a_late_release_never_deletes_the_next_holders_lock(
+        self,
+        redis: aioredis.Redis,
+        other_client: aioredis.Redis,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        caplog.set_level(logging.WARNING, logger="orderproc.locking")
+        key = f"{KEY_PREFIX}alice"
+        slow = RedisLocker(redis, lease_ms=50)
+        other = RedisLocker(other_client)
+        async with slow.hold("alice", timeout=1):
+            await asyncio.sleep(0.15)  # the lease runs out while the block still runs
+            assert await redis.get(key) is None
+            successor = Holder(other, "alice")
+            await asyncio.wait_for(successor.held.wait(), 5)
+            successors_token = await redis.get(key)
+            assert successors_token is not None
+        # The slow holder has released: the successor's lock must still be there, untouched.
+        assert await redis.get(key) == successors_token
+        assert any("lease expired" in r.getMessage() for r in caplog.records)
+        await successor.release()
+        assert await redis.get(key) is None
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def private_client(
+    private_redis_server: RedisServer,
+) -> AsyncIterator[aioredis.Redis]:
+    client = redis_client(private_redis_server)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def outage_locker(private_client: aioredis.Redis, clock: ManualClock) -> RedisLocker:
+    breaker = CircuitBreaker(failure_threshold=3, cool_down=30, clock=clock)
+    return RedisLocker(private_client, op_timeout=0.2, breaker=breaker)
+
+
+def outage_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if OUTAGE_MESSAGE in r.getMessage()]
+
+
+@pytest.fixture
+def locking_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    caplog.set_level(logging.INFO, logger="orderproc.locking")
+    yield caplog
+
+
+class TestRedisOutage:
+    async def test_with_redis_stopped_the_block_still_runs_and_the_breaker_opens(
+        self,
+        private_redis_server: RedisServer,
+        outage_locker: RedisLocker,
+        locking_logs: pytest.LogCaptureFixture,
+    ) -> None:
+        async with outage_locker.hold("alice", timeout=1):
+            pass  # the script is loaded and the connection pooled before the outage
+        private_redis_server.stop()
+
+        runs = 0
+        started = time.monotonic()
+        for _ in range(10):
+            async with outage_locker.hold("alice", timeout=1):
+                runs += 1
+        elapsed = time.monotonic() - started
+
+        assert runs == 10
+        assert outage_locker.breaker.state == "open"
+        # At most `failure_threshold` calls wait for their timeout; the rest skip Redis at once.
+        assert elapsed < 3 * 0.2 + 1.0
+        assert len(outage_warnings(locking_logs)) == 1
+
+    async def test_with_redis_stopped_one_process_still_serializes_its_callers(
+        self, private_redis_server: RedisServer, outage_locker: RedisLocker
+    ) -> None:
+        private_redis_server.stop()
+        assert await increment_concurrently([outage_locker], 30) == 30
+
+    async def test_redis_dying_while_a_lock_is_held_leaks_no_exception(
+        self, private_redis_server: RedisServer, outage_locker: RedisLocker
+    ) -> None:
+        async with outage_locker.hold("alice", timeout=1):
+            private_redis_server.stop()
+        async with outage_locker.hold("alice", timeout=1):
+            pass
+
+    async def test_after_redis_restarts_the_breaker_closes_and_locking_is_distributed_again(
+        self,
+        private_redis_server: RedisServer,
+        outage_locker: RedisLocker,
+        clock: ManualClock,
+        locking_logs: pytest.LogCaptureFixture,
+    ) -> None:
+        async with outage_locker.hold("alice", timeout=1):
+            pass
+        private_redis_server.stop()
+        for _ in range(5):
+            async with outage_locker.hold("alice", timeout=1):
+                pass
+        assert outage_locker.breaker.state == "open"
+
+        private_redis_server.start()  # same port, empty: no keys, no cached scripts
+        async with outage_locker.hold("alice", timeout=1):
+            pass  # still inside the cool-down: Redis is not asked yet
+        assert outage_locker.breaker.state == "open"
+
+        clock.advance(30)
+        assert outage_locker.breaker.state == "half_open"
+        async with outage_locker.hold("alice", timeout=1):
+            # the probe took the lock in Redis again
+            assert await self._lock_value(private_redis_server, "alice") is not None
+        assert outage_locker.breaker.state == "closed"
+        assert any("available again" in r.getMessage() for r in locking_logs.records)
+        assert await self._lock_value(private_redis_server, "alice") is None
+
+        other_client = redis_client(private_redis_server)
+        try:
+            async with Holder(RedisLocker(other_client), "alice"):
+                with pytest.raises(LockTimeout):
+                    async with outage_locker.hold("alice", timeout=0.2):
+                        pytest.fail("entered a lock another process holds")
+            async with outage_locker.hold("alice", timeout=1):
+                pass
+        finally:
+            await other_client.aclose()
+
+    @staticmethod
+    async def _lock_value(server: RedisServer, key: str) -> bytes | None:
+        client = redis_client(server)
+        try:
+            value: bytes | None = await client.get(f"{KEY_PREFIX}{key}")
+            return value
+        finally:
+            await client.aclose()

@@ -1,0 +1,1 @@
+"""Test support that starts real servers (Redis, ...) from installed binaries."""
