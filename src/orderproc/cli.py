@@ -59,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--data-dir")
     migrate.set_defaults(handler=_migrate)
 
+    reconcile = commands.add_parser(
+        "reconcile", help="check every account against its ledger (exit 1 on a mismatch)"
+    )
+    reconcile.add_argument("--data-dir")
+    reconcile.set_defaults(handler=_reconcile)
+
     seed = commands.add_parser("seed", help="load the packaged asset catalog (missing assets only)")
     seed.add_argument("--data-dir")
     seed.set_defaults(handler=_seed)
@@ -214,6 +220,35 @@ def _seed(args: argparse.Namespace) -> None:
             await store.close()
 
     print(f"added {asyncio.run(run())} assets to the catalog")
+
+
+def _reconcile(args: argparse.Namespace) -> None:
+    from orderproc.common.storage.factory import open_store
+    from orderproc.orders.portfolio import reconcile_all
+
+    settings = load_settings(args)
+
+    async def run() -> int:
+        store = open_store(settings.resolved_database_url)
+        try:
+            await store.migrate()
+            results = await reconcile_all(store=store)
+        finally:
+            await store.close()
+        bad = [r for r in results if not r.clean]
+        for result in bad:
+            for m in result.mismatches:
+                where = f"{m.what} {m.asset_id}" if m.asset_id else m.what
+                print(f"user {result.user_id}: {where}: {m.problem} "
+                      f"(stored {m.stored}, ledger {m.ledger})")
+        positions = sum(r.positions_checked for r in results)
+        print(f"checked {len(results)} accounts and {positions} positions: "
+              f"{'all clean' if not bad else f'{len(bad)} with mismatches'}")
+        return 1 if bad else 0
+
+    code = asyncio.run(run())
+    if code:
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":

@@ -80,6 +80,7 @@ class RedisServer:
             "daemonize": "no",
             "dir": str(self._dir),
             "loglevel": "warning",
+            "enable-debug-command": "local",
         }
         argv = [self.binary]
         for name, value in options.items():
