@@ -317,6 +317,20 @@ def machine_info() -> dict[str, str]:
     }
 
 
+def code_info(env: dict[str, str]) -> str:
+    """Which code the platform runs: the git commit (and whether the tree differs from it) and
+    where `orderproc` is imported from (PYTHONPATH may point elsewhere)."""
+    git = ["git", "-C", str(ROOT)]
+    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run([*git, "status", "--porcelain", "src"], capture_output=True, text=True)
+    where = subprocess.run(
+        [sys.executable, "-c", "import orderproc; print(orderproc.__file__)"],
+        capture_output=True, text=True, env=env, cwd="/",
+    )  # fmt: skip
+    state = " + uncommitted changes in src/" if dirty.stdout.strip() else ""
+    return f"commit {commit.stdout.strip() or '?'}{state}; orderproc from {where.stdout.strip()}"
+
+
 def _codes(codes: dict[int, int]) -> str:
     return ", ".join(f"{code}: {n}" for code, n in codes.items()) or "none"
 
@@ -506,6 +520,7 @@ def main() -> None:
     log_summary: dict[str, int] = {}
     try:
         with servers(workdir) as (app, hello, _env):
+            print(f"Code: {code_info(_env)}")
             print(f"Platform {app.url}, hello-world {hello.url}, work dir {workdir}")
             started = time.monotonic()
             users = make_users(app.url, USERS)

@@ -99,7 +99,7 @@ class TestMarketSell:
                                quantity="1.00000001")
         assert_problem(response, 422, "INSUFFICIENT_HOLDINGS")
         never = await order(client, trader, order_type="market_sell", asset_id="ADA",
-                            quantity="1")
+                            quantity="100")
         assert_problem(never, 422, "INSUFFICIENT_HOLDINGS")
 
 
@@ -117,7 +117,7 @@ class TestRejections:
             ({"asset_id": "BTC", "notional": "0.50"}, 422, "NOTIONAL_OUT_OF_RANGE"),
             ({"asset_id": "BTC", "notional": "10000.01"}, 422, "NOTIONAL_OUT_OF_RANGE"),
             ({"asset_id": "BTC", "quantity": "1000"}, 422, "NOTIONAL_OUT_OF_RANGE"),
-            ({"asset_id": "USDT", "quantity": "4999"}, 422, "INSUFFICIENT_FUNDS"),
+            ({"asset_id": "USDT", "quantity": "5100"}, 422, "INSUFFICIENT_FUNDS"),
             ({"asset_id": "BTC", "quantity": "1", "order_type": "market_hold"}, 422,
              "VALIDATION_ERROR"),
             ({"asset_id": "BTC", "quantity": "1", "order_type": "limit_buy", "price": "1"}, 422,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -82,9 +82,8 @@ class TestMutualExclusion:
     async def test_holders_of_different_keys_do_not_wait_for_each_other(
         self, locker: Locker
     ) -> None:
-        async with Holder(locker, "alice"):
-            async with locker.hold("bob", timeout=1):
-                pass
+        async with Holder(locker, "alice"), locker.hold("bob", timeout=1):
+            pass
 
     async def test_the_block_runs_while_the_key_is_held(self, locker: Locker) -> None:
         ran = False
@@ -207,17 +206,21 @@ class TestRedisLockAcrossProcesses:
         key = f"{KEY_PREFIX}alice"
         slow = RedisLocker(redis, lease_ms=50)
         other = RedisLocker(other_client)
-        async with slow.hold("alice", timeout=1):
-            await asyncio.sleep(0.15)  # the lease runs out while the block still runs
-            assert await redis.get(key) is None
-            successor = Holder(other, "alice")
-            await asyncio.wait_for(successor.held.wait(), 5)
-            successors_token = await redis.get(key)
-            assert successors_token is not None
-        # The slow holder has released: the successor's lock must still be there, untouched.
-        assert await redis.get(key) == successors_token
-        assert any("lease expired" in r.getMessage() for r in caplog.records)
-        await successor.release()
+        successor: Holder | None = None
+        try:
+            async with slow.hold("alice", timeout=1):
+                await asyncio.sleep(0.15)  # the lease runs out while the block still runs
+                assert await redis.get(key) is None
+                successor = Holder(other, "alice")
+                await asyncio.wait_for(successor.held.wait(), 5)
+                successors_token = await redis.get(key)
+                assert successors_token is not None
+            # The slow holder has released: the successor's lock must still be there, untouched.
+            assert await redis.get(key) == successors_token
+            assert any("lease expired" in r.getMessage() for r in caplog.records)
+        finally:
+            if successor is not None:
+                await successor.release()
         assert await redis.get(key) is None
 
 
@@ -257,9 +260,9 @@ def outage_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]
 
 
 @pytest.fixture
-def locking_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+def locking_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.INFO, logger="orderproc.locking")
-    yield caplog
+    return caplog
 
 
 class TestRedisOutage:
@@ -339,6 +342,36 @@ class TestRedisOutage:
                 pass
         finally:
             await other_client.aclose()
+
+    async def test_a_set_that_timed_out_but_landed_is_taken_back(
+        self, private_redis_server: RedisServer, outage_locker: RedisLocker
+    ) -> None:
+        async with outage_locker.hold("alice", timeout=1):
+            pass
+        admin = redis_client(private_redis_server)
+        try:
+            sets_before = await self._set_calls(admin)
+            # Freeze the server longer than op_timeout: our SET waits in its socket, we give up
+            # on it, and the server runs it when it wakes.
+            frozen = asyncio.create_task(admin.execute_command("DEBUG", "SLEEP", "0.4"))
+            await asyncio.sleep(0.02)
+            async with outage_locker.hold("alice", timeout=1):
+                pass
+            await frozen
+            assert await self._set_calls(admin) == sets_before + 1  # the SET did land
+            for _ in range(100):
+                if await self._lock_value(private_redis_server, "alice") is None:
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                pytest.fail("the landed lock was left to its 10 s lease")
+        finally:
+            await admin.aclose()
+
+    @staticmethod
+    async def _set_calls(client: aioredis.Redis) -> int:
+        stats = await client.info("commandstats")
+        return int(stats.get("cmdstat_set", {}).get("calls", 0))
 
     @staticmethod
     async def _lock_value(server: RedisServer, key: str) -> bytes | None:

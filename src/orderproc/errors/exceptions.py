@@ -216,6 +216,11 @@ class NotionalOutOfRange(BusinessRuleViolation):
     default_detail = "The order value is outside the allowed range."
 
 
+class PositionLimitExceeded(BusinessRuleViolation):
+    code = "POSITION_LIMIT_EXCEEDED"
+    default_detail = "This order would make the position larger than the platform can hold."
+
+
 class OrderTypeNotSupported(BusinessRuleViolation):
     code = "ORDER_TYPE_NOT_SUPPORTED"
     default_detail = "This order type is not available."

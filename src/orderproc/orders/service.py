@@ -38,9 +38,13 @@ from orderproc.errors import (
     InsufficientHoldings,
     OrderNotFound,
     OrderNotOpen,
+    PositionLimitExceeded,
     StalePrice,
 )
 from orderproc.orders.domain import Fill, Holding, OrderType, TradingRules, fill_market_order
+
+# Quantities are stored as signed 64-bit integers of 10^-8 units (about 92 billion coins).
+MAX_POSITION_UNITS = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +142,11 @@ def _check_covered(fill: Fill, account: AccountRecord, position: PositionRecord 
     held = position.available_units if position else 0
     if not fill.is_buy and fill.quantity_units > held:
         raise InsufficientHoldings(f"available quantity is {_qty(held)}")
+    total_units = (position.quantity_units if position else 0) + fill.quantity_units
+    if fill.is_buy and total_units > MAX_POSITION_UNITS:
+        raise PositionLimitExceeded(
+            f"a position holds at most {_qty(MAX_POSITION_UNITS)} units of one asset"
+        )
 
 
 def _order(cmd: PlaceOrder, quote: Quote, fill: Fill, now: datetime) -> OrderRecord:
