@@ -239,11 +239,15 @@ def _reconcile(args: argparse.Namespace) -> None:
         for result in bad:
             for m in result.mismatches:
                 where = f"{m.what} {m.asset_id}" if m.asset_id else m.what
-                print(f"user {result.user_id}: {where}: {m.problem} "
-                      f"(stored {m.stored}, ledger {m.ledger})")
+                print(
+                    f"user {result.user_id}: {where}: {m.problem} "
+                    f"(stored {m.stored}, ledger {m.ledger})"
+                )
         positions = sum(r.positions_checked for r in results)
-        print(f"checked {len(results)} accounts and {positions} positions: "
-              f"{'all clean' if not bad else f'{len(bad)} with mismatches'}")
+        print(
+            f"checked {len(results)} accounts and {positions} positions: "
+            f"{'all clean' if not bad else f'{len(bad)} with mismatches'}"
+        )
         return 1 if bad else 0
 
     code = asyncio.run(run())

@@ -13,6 +13,7 @@ from orderproc.common.clock import Clock, SystemClock
 from orderproc.common.locking import InProcessLocker, Locker
 from orderproc.common.metrics import Metrics
 from orderproc.common.money import to_cents
+from orderproc.common.prices import PriceCache
 from orderproc.common.security.passwords import PasswordHasher
 from orderproc.common.security.revocation import RevocationChecker
 from orderproc.common.security.tokens import TokenService
@@ -20,7 +21,6 @@ from orderproc.common.settings import Settings
 from orderproc.common.storage.factory import open_store
 from orderproc.common.storage.ports import Store
 from orderproc.common.throttle import LoginGuard, RateLimiter
-from orderproc.common.prices import PriceCache
 from orderproc.inventory.pricefeed import CoinGeckoFeed, PriceFeed, SimulatedFeed, coingecko_ids
 from orderproc.inventory.service import (
     Catalog,

@@ -83,8 +83,15 @@ class TestCatalog:
 
     @pytest.mark.parametrize(
         "params",
-        [{"limit": 0}, {"limit": 251}, {"offset": -1}, {"category": "nope"},
-         {"sort_by": "colour"}, {"sort_order": "sideways"}, {"search": "x" * 65}],
+        [
+            {"limit": 0},
+            {"limit": 251},
+            {"offset": -1},
+            {"category": "nope"},
+            {"sort_by": "colour"},
+            {"sort_order": "sideways"},
+            {"search": "x" * 65},
+        ],
     )
     async def test_refuses_bad_parameters(self, client: Client, params: dict[str, Any]) -> None:
         assert_problem(await client.get(ASSETS, params=params), 422, "VALIDATION_ERROR")
@@ -139,36 +146,46 @@ class TestPricesAndCandles:
 class TestAdminAssets:
     async def test_customers_cannot_add_assets(self, client: Client, alice: Auth) -> None:
         body = {"asset_id": "NEWC", "name": "New Coin", "category": "other", "price_usd": "1.5"}
-        assert_problem(await client.post("/api/v1/admin/assets", headers=alice, json=body), 403,
-                       "ADMIN_REQUIRED")
+        assert_problem(
+            await client.post("/api/v1/admin/assets", headers=alice, json=body),
+            403,
+            "ADMIN_REQUIRED",
+        )
         assert_problem(await client.post("/api/v1/admin/assets", json=body), 401, "INVALID_TOKEN")
 
     async def test_admin_adds_deactivates_and_reactivates(
         self, client: Client, signup: Signup, runtime: Runtime
     ) -> None:
         admin = await make_admin(client, signup, runtime)
-        body = {"asset_id": "newc", "name": "New Coin", "category": "other",
-                "price_usd": "0.000001234567890123"}
+        body = {
+            "asset_id": "newc",
+            "name": "New Coin",
+            "category": "other",
+            "price_usd": "0.000001234567890123",
+        }
         created = await client.post("/api/v1/admin/assets", headers=admin, json=body)
         assert created.status_code == 201
         assert created.json()["data"]["price_usd"] == "0.000001234567890123"
         again = await client.post("/api/v1/admin/assets", headers=admin, json=body)
         assert_problem(again, 409, "ASSET_EXISTS")
-        off = await client.patch("/api/v1/admin/assets/NEWC", headers=admin,
-                                 json={"is_active": False})
+        off = await client.patch(
+            "/api/v1/admin/assets/NEWC", headers=admin, json={"is_active": False}
+        )
         assert off.json()["data"]["is_active"] is False
         listed = (await client.get(ASSETS, params={"search": "newc"})).json()
         assert listed["data"] == []
-        everything = (await client.get(ASSETS, params={"search": "newc", "active_only": False}))
+        everything = await client.get(ASSETS, params={"search": "newc", "active_only": False})
         assert [a["asset_id"] for a in everything.json()["data"]] == ["NEWC"]
-        on = await client.patch("/api/v1/admin/assets/newc", headers=admin,
-                                json={"is_active": True, "name": "Renamed"})
+        on = await client.patch(
+            "/api/v1/admin/assets/newc", headers=admin, json={"is_active": True, "name": "Renamed"}
+        )
         assert on.json()["data"]["name"] == "Renamed"
 
     async def test_patching_an_unknown_asset_is_404(
         self, client: Client, signup: Signup, runtime: Runtime
     ) -> None:
         admin = await make_admin(client, signup, runtime)
-        response = await client.patch("/api/v1/admin/assets/NOPE9", headers=admin,
-                                      json={"is_active": False})
+        response = await client.patch(
+            "/api/v1/admin/assets/NOPE9", headers=admin, json={"is_active": False}
+        )
         assert_problem(response, 404, "ASSET_NOT_FOUND")

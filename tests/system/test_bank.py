@@ -40,14 +40,21 @@ class Book:
 def random_operation(rng: random.Random) -> tuple[str, dict[str, str]]:
     roll = rng.random()
     if roll < 0.25:
-        return "/api/v1/balance/deposit", {"amount": f"{rng.randint(50, 900)}.{rng.randint(0, 99):02d}"}
+        return "/api/v1/balance/deposit", {
+            "amount": f"{rng.randint(50, 900)}.{rng.randint(0, 99):02d}"
+        }
     if roll < 0.40:
-        return "/api/v1/balance/withdraw", {"amount": f"{rng.randint(1, 300)}.{rng.randint(0, 99):02d}"}
+        return "/api/v1/balance/withdraw", {
+            "amount": f"{rng.randint(1, 300)}.{rng.randint(0, 99):02d}"
+        }
     asset = rng.choice(ASSETS)
     if roll < 0.75:
         if rng.random() < 0.5:
-            return "/api/v1/orders", {"order_type": "market_buy", "asset_id": asset,
-                                      "notional": f"{rng.randint(2, 400)}.{rng.randint(0, 99):02d}"}
+            return "/api/v1/orders", {
+                "order_type": "market_buy",
+                "asset_id": asset,
+                "notional": f"{rng.randint(2, 400)}.{rng.randint(0, 99):02d}",
+            }
         qty = {"BTC": "0.001", "ETH": "0.02", "SOL": "0.5", "DOGE": "100", "USDT": "25"}[asset]
         return "/api/v1/orders", {"order_type": "market_buy", "asset_id": asset, "quantity": qty}
     qty = {"BTC": "0.0007", "ETH": "0.013", "SOL": "0.3", "DOGE": "70", "USDT": "13"}[asset]
@@ -80,15 +87,18 @@ async def run_bank(url: str, auths: list[dict[str, str]], seed: int) -> tuple[li
     gate = asyncio.Semaphore(32)
     abandoned = 0
 
-    async with httpx.AsyncClient(base_url=url, timeout=30,
-                                 limits=httpx.Limits(max_connections=40)) as client:
+    async with httpx.AsyncClient(
+        base_url=url, timeout=30, limits=httpx.Limits(max_connections=40)
+    ) as client:
 
-        async def send(path: str, headers: dict[str, str], body: dict[str, str],
-                       timeout: float | None = None) -> httpx.Response | None:
+        async def send(
+            path: str, headers: dict[str, str], body: dict[str, str], timeout: float | None = None
+        ) -> httpx.Response | None:
             async with gate:
                 try:
-                    return await client.post(path, headers=headers, json=body,
-                                             timeout=timeout or 30)
+                    return await client.post(
+                        path, headers=headers, json=body, timeout=timeout or 30
+                    )
                 except httpx.TimeoutException:
                     return None
 
@@ -104,8 +114,9 @@ async def run_bank(url: str, auths: list[dict[str, str]], seed: int) -> tuple[li
                     abandoned += 1
                 answers = [await send(path, headers, body)]
             elif style < 0.25:  # a deliberate duplicate, sent at the same time
-                answers = list(await asyncio.gather(send(path, headers, body),
-                                                    send(path, headers, body)))
+                answers = list(
+                    await asyncio.gather(send(path, headers, body), send(path, headers, body))
+                )
             else:
                 answers = [await send(path, headers, body)]
             final = [a for a in answers if a is not None]
@@ -125,15 +136,19 @@ async def run_bank(url: str, auths: list[dict[str, str]], seed: int) -> tuple[li
 def test_two_thousand_operations_add_up_exactly(tmp_path: Path) -> None:
     data = tmp_path / "bank"
     server = ServerProcess(
-        data, ORDERPROC_ORDER_FEE_BPS="25", ORDERPROC_ORDER_SLIPPAGE_BPS="10",
-        ORDERPROC_PRICE_TICK_SECONDS="0.2", ORDERPROC_PRICE_STALE_SECONDS="30",
+        data,
+        ORDERPROC_ORDER_FEE_BPS="25",
+        ORDERPROC_ORDER_SLIPPAGE_BPS="10",
+        ORDERPROC_PRICE_TICK_SECONDS="0.2",
+        ORDERPROC_PRICE_STALE_SECONDS="30",
     ).start()
     try:
         with httpx.Client(base_url=server.url, timeout=30) as client:
             auths = [register_and_login(client, f"banker{i}") for i in range(USERS)]
             for auth in auths:  # everyone starts with something to trade
-                client.post("/api/v1/balance/deposit", headers=auth,
-                            json={"amount": "1000"}).raise_for_status()
+                client.post(
+                    "/api/v1/balance/deposit", headers=auth, json={"amount": "1000"}
+                ).raise_for_status()
         books, acknowledged = asyncio.run(run_bank(server.url, auths, seed=11))
         assert acknowledged > OPERATIONS // 2
         with httpx.Client(base_url=server.url, timeout=30) as client:
@@ -144,7 +159,10 @@ def test_two_thousand_operations_add_up_exactly(tmp_path: Path) -> None:
         server.stop()
     reconcile = subprocess.run(
         [sys.executable, "-m", "orderproc.cli", "reconcile", "--data-dir", str(data)],
-        capture_output=True, text=True, env=server.env, check=False,
+        capture_output=True,
+        text=True,
+        env=server.env,
+        check=False,
     )
     assert reconcile.returncode == 0, reconcile.stdout + reconcile.stderr
     assert f"checked {USERS} accounts" in reconcile.stdout
@@ -155,9 +173,11 @@ def check_account(client: httpx.Client, auth: dict[str, str], book: Book) -> Non
     assert Decimal(balance["current_balance"]) == book.cash
     entries = ledger(client, auth)
     assert Decimal(balance["current_balance"]) == sum(
-        (Decimal(e["amount"]) for e in entries), Decimal(0))
-    cash_ids = [e["transaction_id"] for e in entries if e["transaction_type"] in
-                ("deposit", "withdraw")]
+        (Decimal(e["amount"]) for e in entries), Decimal(0)
+    )
+    cash_ids = [
+        e["transaction_id"] for e in entries if e["transaction_type"] in ("deposit", "withdraw")
+    ]
     assert set(cash_ids) >= book.transaction_ids
     assert len(cash_ids) == len(set(cash_ids)) == len(book.transaction_ids) + 1  # + the seed
     orders = []

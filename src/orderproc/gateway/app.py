@@ -17,9 +17,9 @@ from orderproc.common.settings import Settings
 from orderproc.errors import ServiceUnavailable
 from orderproc.errors.problem import install_problem_handlers, problem_responses
 from orderproc.gateway.ratelimit import RateLimitMiddleware
-from orderproc.runtime import Runtime, build_runtime
 from orderproc.inventory import api as inventory_api
 from orderproc.orders import api as orders_api
+from orderproc.runtime import Runtime, build_runtime
 from orderproc.users import api as users_api
 
 API_PREFIX = "/api/v1"

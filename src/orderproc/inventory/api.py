@@ -30,9 +30,9 @@ from orderproc.inventory.schemas import (
     AssetRead,
     AssetsPage,
     AssetUpdate,
-    Category,
     CandleRead,
     CandlesRead,
+    Category,
 )
 
 
@@ -102,9 +102,13 @@ async def get_assets(
         page = list_assets(catalog.assets(), query)
         next_cursor = str(offset + limit) if page.has_more else None
         model = AssetsPage(
-            data=[AssetRead.of(a) for a in page.items], total_count=page.total_count,
-            active_count=page.active_count, has_more=page.has_more, next_cursor=next_cursor,
-            limit=limit, offset=offset,
+            data=[AssetRead.of(a) for a in page.items],
+            total_count=page.total_count,
+            active_count=page.active_count,
+            has_more=page.has_more,
+            next_cursor=next_cursor,
+            limit=limit,
+            offset=offset,
         )
         body = _rendered.put(key, _json(model))
     return Response(body, media_type="application/json")
@@ -125,7 +129,8 @@ async def get_asset(asset_id: AssetId, rt: Runtime) -> Response:
 
 
 @catalog_router.get(
-    "/assets/{asset_id}/candles", response_model=CandlesRead,
+    "/assets/{asset_id}/candles",
+    response_model=CandlesRead,
     responses=problem_responses(404, 422, 429),
 )
 async def get_candles(
@@ -138,28 +143,42 @@ async def get_candles(
     asset = find_asset(rt.catalog.by_id, asset_id)
     candles = await service.list_candles(asset.asset_id, interval, limit=limit, store=rt.store)
     return CandlesRead(
-        asset_id=asset.asset_id, interval=interval.value,
+        asset_id=asset.asset_id,
+        interval=interval.value,
         data=[CandleRead.of(c) for c in candles],
     )
 
 
-@admin.post("", status_code=201, response_model=AssetEnvelope,
-            responses=problem_responses(401, 403, 409, 422, 429))
+@admin.post(
+    "",
+    status_code=201,
+    response_model=AssetEnvelope,
+    responses=problem_responses(401, 403, 409, 422, 429),
+)
 async def create_asset(body: AssetCreate, _: CurrentAdmin, rt: Runtime) -> AssetEnvelope:
     """Add an asset to the catalog; the price feed moves it from the next tick."""
     asset_id = body.asset_id.upper()
     asset = Asset(
-        asset_id=asset_id, symbol=asset_id.lower(), name=body.name, category=body.category,
-        description=body.description, image=str(body.image or ""), price_usd=body.price_usd,
-        last_updated=rt.clock.now(), is_active=body.is_active,
+        asset_id=asset_id,
+        symbol=asset_id.lower(),
+        name=body.name,
+        category=body.category,
+        description=body.description,
+        image=str(body.image or ""),
+        price_usd=body.price_usd,
+        last_updated=rt.clock.now(),
+        is_active=body.is_active,
         market_cap_rank=body.market_cap_rank,
     )
     added = await service.add_asset(asset, store=rt.store, catalog=rt.catalog)
     return AssetEnvelope(data=AssetRead.of(added))
 
 
-@admin.patch("/{asset_id}", response_model=AssetEnvelope,
-             responses=problem_responses(401, 403, 404, 422, 429))
+@admin.patch(
+    "/{asset_id}",
+    response_model=AssetEnvelope,
+    responses=problem_responses(401, 403, 404, 422, 429),
+)
 async def update_asset(
     asset_id: AssetId, body: AssetUpdate, _: CurrentAdmin, rt: Runtime
 ) -> AssetEnvelope:

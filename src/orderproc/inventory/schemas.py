@@ -15,8 +15,19 @@ from orderproc.inventory.domain import Asset
 
 DecimalText = Annotated[str, Field(examples=["64123.5"], description="Exact decimal")]
 Category = Literal[
-    "major", "stablecoin", "defi", "layer-1", "layer-2", "meme", "exchange", "privacy",
-    "infrastructure", "gaming", "ai", "payments", "other",
+    "major",
+    "stablecoin",
+    "defi",
+    "layer-1",
+    "layer-2",
+    "meme",
+    "exchange",
+    "privacy",
+    "infrastructure",
+    "gaming",
+    "ai",
+    "payments",
+    "other",
 ]
 
 
@@ -56,16 +67,29 @@ class AssetRead(BaseModel):
     @classmethod
     def of(cls, a: Asset) -> AssetRead:
         return cls(
-            asset_id=a.asset_id, symbol=a.symbol, name=a.name, category=a.category,
-            description=a.description, image=a.image, is_active=a.is_active,
-            price_usd=format_price(a.price_usd), market_cap=_dec(a.market_cap),
-            market_cap_rank=a.market_cap_rank, total_volume_24h=_dec(a.total_volume_24h),
-            high_24h=_dec(a.high_24h), low_24h=_dec(a.low_24h),
+            asset_id=a.asset_id,
+            symbol=a.symbol,
+            name=a.name,
+            category=a.category,
+            description=a.description,
+            image=a.image,
+            is_active=a.is_active,
+            price_usd=format_price(a.price_usd),
+            market_cap=_dec(a.market_cap),
+            market_cap_rank=a.market_cap_rank,
+            total_volume_24h=_dec(a.total_volume_24h),
+            high_24h=_dec(a.high_24h),
+            low_24h=_dec(a.low_24h),
             price_change_24h=_dec(a.price_change_24h),
             price_change_percentage_24h=_dec(a.price_change_percentage_24h),
-            circulating_supply=_dec(a.circulating_supply), total_supply=_dec(a.total_supply),
-            max_supply=_dec(a.max_supply), ath=_dec(a.ath), ath_date=_time(a.ath_date),
-            atl=_dec(a.atl), atl_date=_time(a.atl_date), last_updated=isoformat_z(a.last_updated),
+            circulating_supply=_dec(a.circulating_supply),
+            total_supply=_dec(a.total_supply),
+            max_supply=_dec(a.max_supply),
+            ath=_dec(a.ath),
+            ath_date=_time(a.ath_date),
+            atl=_dec(a.atl),
+            atl_date=_time(a.atl_date),
+            last_updated=isoformat_z(a.last_updated),
         )
 
 
@@ -93,8 +117,11 @@ class CandleRead(BaseModel):
     @classmethod
     def of(cls, c: Candle) -> CandleRead:
         return cls(
-            t=isoformat_z(c.open_time), open=format_price(c.open), high=format_price(c.high),
-            low=format_price(c.low), close=format_price(c.close),
+            t=isoformat_z(c.open_time),
+            open=format_price(c.open),
+            high=format_price(c.high),
+            low=format_price(c.low),
+            close=format_price(c.close),
         )
 
 

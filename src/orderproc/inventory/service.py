@@ -6,6 +6,7 @@ as one batch (prices and the current 1m, 1h and 1d candles)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields, replace
@@ -36,9 +37,14 @@ def to_record(asset: Asset, *, version: int = 1) -> AssetRecord:
         key: _jsonable(value) for key, value in asdict(asset).items() if key not in _COLUMNS
     }
     return AssetRecord(
-        asset_id=asset.asset_id, name=asset.name, category=asset.category,
-        is_active=asset.is_active, price=asset.price_usd, price_updated_at=asset.last_updated,
-        metadata=metadata, version=version,
+        asset_id=asset.asset_id,
+        name=asset.name,
+        category=asset.category,
+        is_active=asset.is_active,
+        price=asset.price_usd,
+        price_updated_at=asset.last_updated,
+        metadata=metadata,
+        version=version,
     )
 
 
@@ -49,9 +55,13 @@ def from_record(record: AssetRecord) -> Asset:
         if key in kinds:
             values[key] = _parse(kinds[key], raw)
     return Asset(
-        asset_id=record.asset_id, name=record.name, category=record.category,
-        is_active=record.is_active, price_usd=record.price,
-        last_updated=record.price_updated_at, **values,
+        asset_id=record.asset_id,
+        name=record.name,
+        category=record.category,
+        is_active=record.is_active,
+        price_usd=record.price,
+        last_updated=record.price_updated_at,
+        **values,
     )
 
 
@@ -222,8 +232,15 @@ class PriceTicker:
     `last_updated`) and never stops the loop."""
 
     def __init__(
-        self, *, feed: PriceFeed, catalog: Catalog, store: Store, clock: Clock,
-        interval: float, retention: Retention, purge_every: int = 300,
+        self,
+        *,
+        feed: PriceFeed,
+        catalog: Catalog,
+        store: Store,
+        clock: Clock,
+        interval: float,
+        retention: Retention,
+        purge_every: int = 300,
     ) -> None:
         self.feed, self.catalog, self.store, self.clock = feed, catalog, store, clock
         self.interval = interval
@@ -254,8 +271,11 @@ class PriceTicker:
             for interval in INTERVALS:
                 key = (asset.asset_id, interval)
                 candle = apply_tick(
-                    self._candles.get(key), asset_id=asset.asset_id, price=asset.price_usd,
-                    moment=now, interval=interval,
+                    self._candles.get(key),
+                    asset_id=asset.asset_id,
+                    price=asset.price_usd,
+                    moment=now,
+                    interval=interval,
                 )
                 self._candles[key] = candle
                 candles.append(candle)
@@ -285,10 +305,8 @@ class PriceTicker:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
 
     async def _run(self) -> None:
@@ -302,15 +320,25 @@ class PriceTicker:
 
 def _candle_record(candle: Candle) -> CandleRecord:
     return CandleRecord(
-        candle.asset_id, candle.interval.value, candle.open_time, candle.open, candle.high,
-        candle.low, candle.close,
+        candle.asset_id,
+        candle.interval.value,
+        candle.open_time,
+        candle.open,
+        candle.high,
+        candle.low,
+        candle.close,
     )
 
 
 def _candle(record: CandleRecord) -> Candle:
     return Candle(
-        record.asset_id, Interval(record.interval), record.open_time, record.open, record.high,
-        record.low, record.close,
+        record.asset_id,
+        Interval(record.interval),
+        record.open_time,
+        record.open,
+        record.high,
+        record.low,
+        record.close,
     )
 
 

@@ -49,8 +49,11 @@ def _runtime(request: Request) -> OrdersRuntime:
 Runtime = Annotated[OrdersRuntime, Depends(_runtime)]
 IdempotencyKey = Annotated[
     str | None,
-    Header(alias="Idempotency-Key", pattern=r"^[A-Za-z0-9_\-:.]{1,128}$",
-           description="Makes a retry of this POST return the first answer"),
+    Header(
+        alias="Idempotency-Key",
+        pattern=r"^[A-Za-z0-9_\-:.]{1,128}$",
+        description="Makes a retry of this POST return the first answer",
+    ),
 ]
 OrderId = Annotated[str, Path(min_length=1, max_length=64)]
 AssetIdPath = Annotated[str, Path(min_length=1, max_length=32, description="Case-insensitive")]
@@ -62,21 +65,34 @@ AUTHED = problem_responses(401, 422, 429)
 
 
 def _page(page: Page[Any], paging: PageParams) -> dict[str, Any]:
-    return {"total_count": page.total_count, "has_more": page.next_cursor is not None,
-            "next_cursor": page.next_cursor, "limit": paging.limit, "offset": paging.offset}
+    return {
+        "total_count": page.total_count,
+        "has_more": page.next_cursor is not None,
+        "next_cursor": page.next_cursor,
+        "limit": paging.limit,
+        "offset": paging.offset,
+    }
 
 
-@orders.post("", status_code=201, response_model=OrderEnvelope,
-             responses=problem_responses(401, 404, 409, 422, 429))
+@orders.post(
+    "",
+    status_code=201,
+    response_model=OrderEnvelope,
+    responses=problem_responses(401, 404, 409, 422, 429),
+)
 async def place_order(
     body: OrderCreate, principal: CurrentUser, rt: Runtime, key: IdempotencyKey = None
 ) -> OrderEnvelope:
     """Place a market order; it fills at once at the current price (plus any slippage).
     Buy by `quantity` or by `notional` (USD, before the fee)."""
     cmd = service.PlaceOrder(
-        user_id=principal.user_id, order_type=body.order_type,
-        asset_id=normalize_asset_id(body.asset_id), quantity=body.quantity,
-        notional=body.notional, client_order_id=body.client_order_id, idempotency_key=key,
+        user_id=principal.user_id,
+        order_type=body.order_type,
+        asset_id=normalize_asset_id(body.asset_id),
+        quantity=body.quantity,
+        notional=body.notional,
+        client_order_id=body.client_order_id,
+        idempotency_key=key,
         fingerprint=fingerprint("POST", "/orders", body.canonical()),
     )
     order = await service.place_order(cmd, deps=rt.orders)
@@ -99,9 +115,14 @@ async def list_orders(
     check_time_range(start, end)
     async with rt.store.unit_of_work() as uow:
         page = await uow.orders.list_for_user(
-            principal.user_id, status=status, asset_id=asset_id.upper() if asset_id else None,
+            principal.user_id,
+            status=status,
+            asset_id=asset_id.upper() if asset_id else None,
             order_type=order_type.value if order_type else None,
-            client_order_id=client_order_id, start=start, end=end, limit=paging.limit,
+            client_order_id=client_order_id,
+            start=start,
+            end=end,
+            limit=paging.limit,
             offset=paging.offset,
         )
     return OrdersPage(data=[OrderRead.of(o) for o in page.items], **_page(page, paging))
@@ -113,8 +134,9 @@ async def get_order(order_id: OrderId, principal: CurrentUser, rt: Runtime) -> O
     return OrderEnvelope(data=OrderRead.of(order))
 
 
-@orders.delete("/{order_id}", response_model=OrderEnvelope,
-               responses=problem_responses(401, 404, 409, 429))
+@orders.delete(
+    "/{order_id}", response_model=OrderEnvelope, responses=problem_responses(401, 404, 409, 429)
+)
 async def cancel_order(order_id: OrderId, principal: CurrentUser, rt: Runtime) -> OrderEnvelope:
     """Cancel an open order and release what it reserved; a filled one is 409."""
     order = await service.cancel_order(principal.user_id, order_id, deps=rt.orders)
@@ -126,14 +148,20 @@ async def get_portfolio(principal: CurrentUser, rt: Runtime) -> PortfolioRead:
     """Cash and positions at current prices, with unrealized and realized P&L."""
     p = await reads.portfolio(principal.user_id, store=rt.store, prices=rt.prices)
     return PortfolioRead(
-        cash=format_money(p.cash), available_cash=format_money(p.available_cash),
-        assets=[PositionRead.of(v) for v in p.assets], total_value=format_money(p.total_value),
-        realized_pnl=format_money(p.realized_pnl), unrealized_pnl=format_money(p.unrealized_pnl),
+        cash=format_money(p.cash),
+        available_cash=format_money(p.available_cash),
+        assets=[PositionRead.of(v) for v in p.assets],
+        total_value=format_money(p.total_value),
+        realized_pnl=format_money(p.realized_pnl),
+        unrealized_pnl=format_money(p.unrealized_pnl),
     )
 
 
-@portfolio.get("/balance/asset/{asset_id}", response_model=HoldingRead,
-               responses=problem_responses(401, 404, 422, 429))
+@portfolio.get(
+    "/balance/asset/{asset_id}",
+    response_model=HoldingRead,
+    responses=problem_responses(401, 404, 422, 429),
+)
 async def get_holding(asset_id: AssetIdPath, principal: CurrentUser, rt: Runtime) -> HoldingRead:
     """One position; none is 404."""
     view = await reads.position(
@@ -142,15 +170,20 @@ async def get_holding(asset_id: AssetIdPath, principal: CurrentUser, rt: Runtime
     return HoldingRead.of(view)
 
 
-@portfolio.get("/assets/{asset_id}/transactions", response_model=AssetTransactionsPage,
-               responses=problem_responses(401, 422, 429))
+@portfolio.get(
+    "/assets/{asset_id}/transactions",
+    response_model=AssetTransactionsPage,
+    responses=problem_responses(401, 422, 429),
+)
 async def asset_transactions(
     asset_id: AssetIdPath, principal: CurrentUser, rt: Runtime, paging: Paging
 ) -> AssetTransactionsPage:
     """Your buys and sells of one asset, newest first."""
     async with rt.store.unit_of_work() as uow:
         page = await uow.asset_ledger.list_for_user(
-            principal.user_id, asset_id=normalize_asset_id(asset_id), limit=paging.limit,
+            principal.user_id,
+            asset_id=normalize_asset_id(asset_id),
+            limit=paging.limit,
             offset=paging.offset,
         )
     return AssetTransactionsPage(
@@ -158,8 +191,9 @@ async def asset_transactions(
     )
 
 
-@admin.get("/reconcile", response_model=ReconcileRead,
-           responses=problem_responses(401, 403, 404, 422, 429))
+@admin.get(
+    "/reconcile", response_model=ReconcileRead, responses=problem_responses(401, 403, 404, 422, 429)
+)
 async def reconcile(
     username: Annotated[str, Query(pattern=r"^[A-Za-z0-9_]{3,30}$")], _: CurrentAdmin, rt: Runtime
 ) -> ReconcileRead:

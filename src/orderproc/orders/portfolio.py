@@ -50,8 +50,11 @@ def view_of(position: PositionRecord, prices: PriceSource) -> PositionView:
     holding = Holding(position.quantity_units, position.cost_basis, position.realized_pnl)
     price = quote.price if quote else None
     # Without a price, value the units at what they cost rather than at nothing.
-    value = _cents(EXACT.multiply(quantity, price)) if price is not None else _cents(
-        position.cost_basis)
+    value = (
+        _cents(EXACT.multiply(quantity, price))
+        if price is not None
+        else _cents(position.cost_basis)
+    )
     return PositionView(
         asset_id=position.asset_id,
         asset_name=quote.name if quote else position.asset_id,
@@ -75,9 +78,7 @@ async def portfolio(user_id: str, *, store: Store, prices: PriceSource) -> Portf
     held = [view_of(p, prices) for p in positions if p.quantity_units > 0]
     cash = from_cents(account.balance_cents)
     total = cash + sum((v.market_value for v in held), Decimal(0))
-    shares = [
-        _with_share(v, (v.market_value / total * 100) if total else Decimal(0)) for v in held
-    ]
+    shares = [_with_share(v, (v.market_value / total * 100) if total else Decimal(0)) for v in held]
     return Portfolio(
         cash=cash,
         available_cash=from_cents(account.available_cents),
@@ -92,7 +93,9 @@ def _with_share(view: PositionView, percentage: Decimal) -> PositionView:
     return replace(view, percentage=percentage.quantize(Decimal("0.01"), context=EXACT))
 
 
-async def position(user_id: str, asset_id: str, *, store: Store, prices: PriceSource) -> PositionView:
+async def position(
+    user_id: str, asset_id: str, *, store: Store, prices: PriceSource
+) -> PositionView:
     async with store.unit_of_work() as uow:
         record = await uow.positions.get(user_id, asset_id)
     if record is None:
@@ -134,16 +137,31 @@ async def reconcile_user(user_id: str, *, store: Store) -> Reconciliation:
         }
     found: list[Mismatch] = []
     if account.balance_cents != cash_sum:
-        found.append(Mismatch("cash", None, str(from_cents(account.balance_cents)),
-                              str(from_cents(cash_sum)), "balance differs from its ledger"))
+        found.append(
+            Mismatch(
+                "cash",
+                None,
+                str(from_cents(account.balance_cents)),
+                str(from_cents(cash_sum)),
+                "balance differs from its ledger",
+            )
+        )
     if account.balance_cents < 0 or account.available_cents < 0:
-        found.append(Mismatch("cash", None, str(from_cents(account.balance_cents)),
-                              str(from_cents(cash_sum)), "negative balance"))
+        found.append(
+            Mismatch(
+                "cash",
+                None,
+                str(from_cents(account.balance_cents)),
+                str(from_cents(cash_sum)),
+                "negative balance",
+            )
+        )
     for p in positions:
         stored, summed = str(from_units(p.quantity_units)), str(from_units(unit_sums[p.asset_id]))
         if p.quantity_units != unit_sums[p.asset_id]:
-            found.append(Mismatch("position", p.asset_id, stored, summed,
-                                  "quantity differs from its ledger"))
+            found.append(
+                Mismatch("position", p.asset_id, stored, summed, "quantity differs from its ledger")
+            )
         if p.quantity_units < 0 or p.available_units < 0:
             found.append(Mismatch("position", p.asset_id, stored, summed, "negative quantity"))
     return Reconciliation(user_id, len(positions), found)

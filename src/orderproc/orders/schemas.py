@@ -88,13 +88,20 @@ class OrderRead(BaseModel):
     @classmethod
     def of(cls, o: OrderRecord) -> OrderRead:
         return cls(
-            order_id=o.order_id, client_order_id=o.client_order_id, order_type=o.order_type,
-            asset_id=o.asset_id, quantity=format_quantity(from_units(o.quantity_units)),
-            notional=None if o.notional_cents is None else format_money(from_cents(o.notional_cents)),
+            order_id=o.order_id,
+            client_order_id=o.client_order_id,
+            order_type=o.order_type,
+            asset_id=o.asset_id,
+            quantity=format_quantity(from_units(o.quantity_units)),
+            notional=None
+            if o.notional_cents is None
+            else format_money(from_cents(o.notional_cents)),
             price=None if o.price is None else format_price(o.price),
             total_amount=format_money(from_cents(o.total_cents)),
-            fee=format_money(from_cents(o.fee_cents)), status=o.status,
-            created_at=isoformat_z(o.created_at), updated_at=isoformat_z(o.updated_at),
+            fee=format_money(from_cents(o.fee_cents)),
+            status=o.status,
+            created_at=isoformat_z(o.created_at),
+            updated_at=isoformat_z(o.updated_at),
             filled_at=None if o.filled_at is None else isoformat_z(o.filled_at),
         )
 
@@ -130,12 +137,16 @@ class PositionRead(BaseModel):
     @classmethod
     def of(cls, v: PositionView) -> PositionRead:
         return cls(
-            asset_id=v.asset_id, asset_name=v.asset_name, quantity=format_quantity(v.quantity),
-            available=format_quantity(v.available), average_cost=format_price(v.average_cost),
+            asset_id=v.asset_id,
+            asset_name=v.asset_name,
+            quantity=format_quantity(v.quantity),
+            available=format_quantity(v.available),
+            average_cost=format_price(v.average_cost),
             current_price=None if v.current_price is None else format_price(v.current_price),
             market_value=format_money(v.market_value),
             unrealized_pnl=format_money(v.unrealized_pnl),
-            realized_pnl=format_money(v.realized_pnl), percentage=str(v.percentage),
+            realized_pnl=format_money(v.realized_pnl),
+            percentage=str(v.percentage),
         )
 
 
@@ -162,8 +173,11 @@ class HoldingRead(BaseModel):
     @classmethod
     def of(cls, v: PositionView) -> HoldingRead:
         return cls(
-            asset_id=v.asset_id, asset_name=v.asset_name, quantity=format_quantity(v.quantity),
-            available=format_quantity(v.available), average_cost=format_price(v.average_cost),
+            asset_id=v.asset_id,
+            asset_name=v.asset_name,
+            quantity=format_quantity(v.quantity),
+            available=format_quantity(v.available),
+            average_cost=format_price(v.average_cost),
             current_price=None if v.current_price is None else format_price(v.current_price),
             total_value=format_money(v.market_value),
             unrealized_pnl=format_money(v.unrealized_pnl),
@@ -186,10 +200,13 @@ class AssetTransactionRead(BaseModel):
     @classmethod
     def of(cls, e: AssetEntry) -> AssetTransactionRead:
         return cls(
-            transaction_id=e.entry_id, order_id=e.order_id,
-            transaction_type="BUY" if e.kind == "buy" else "SELL", asset_id=e.asset_id,
+            transaction_id=e.entry_id,
+            order_id=e.order_id,
+            transaction_type="BUY" if e.kind == "buy" else "SELL",
+            asset_id=e.asset_id,
             quantity=format_quantity(from_units(abs(e.quantity_units))),
-            price=format_price(e.price), total_amount=format_money(from_cents(e.total_cents)),
+            price=format_price(e.price),
+            total_amount=format_money(from_cents(e.total_cents)),
             fee=format_money(from_cents(e.fee_cents)),
             quantity_after=format_quantity(from_units(e.quantity_after_units)),
             created_at=isoformat_z(e.created_at),
@@ -217,10 +234,15 @@ class ReconcileRead(BaseModel):
     @classmethod
     def of(cls, username: str, r: Reconciliation) -> ReconcileRead:
         return cls(
-            username=username, clean=r.clean, positions_checked=r.positions_checked,
+            username=username,
+            clean=r.clean,
+            positions_checked=r.positions_checked,
             mismatches=[
                 MismatchRead(
-                    what=m.what, asset_id=m.asset_id, stored=m.stored, ledger=m.ledger,
+                    what=m.what,
+                    asset_id=m.asset_id,
+                    stored=m.stored,
+                    ledger=m.ledger,
                     problem=m.problem,
                 )
                 for m in r.mismatches

@@ -87,8 +87,11 @@ async def _place_once(cmd: PlaceOrder, deps: OrderDeps) -> OrderRecord:
         try:
             quote = _tradeable_quote(cmd.asset_id, deps, now)
             fill = fill_market_order(
-                cmd.order_type, market_price=quote.price, rules=deps.rules,
-                quantity=cmd.quantity, notional=cmd.notional,
+                cmd.order_type,
+                market_price=quote.price,
+                rules=deps.rules,
+                quantity=cmd.quantity,
+                notional=cmd.notional,
             )
             account = await uow.accounts.get(cmd.user_id)
             if account is None:
@@ -152,17 +155,31 @@ def _check_covered(fill: Fill, account: AccountRecord, position: PositionRecord 
 def _order(cmd: PlaceOrder, quote: Quote, fill: Fill, now: datetime) -> OrderRecord:
     notional_cents = None if cmd.notional is None else int(cmd.notional * 100)
     return OrderRecord(
-        order_id=new_id(), user_id=cmd.user_id, order_type=cmd.order_type.value,
-        asset_id=quote.asset_id, status="filled", quantity_units=fill.quantity_units,
-        created_at=now, updated_at=now, client_order_id=cmd.client_order_id,
-        fingerprint=cmd.fingerprint, price=fill.price, notional_cents=notional_cents,
-        total_cents=fill.total_cents, fee_cents=fill.fee_cents, filled_at=now,
+        order_id=new_id(),
+        user_id=cmd.user_id,
+        order_type=cmd.order_type.value,
+        asset_id=quote.asset_id,
+        status="filled",
+        quantity_units=fill.quantity_units,
+        created_at=now,
+        updated_at=now,
+        client_order_id=cmd.client_order_id,
+        fingerprint=cmd.fingerprint,
+        price=fill.price,
+        notional_cents=notional_cents,
+        total_cents=fill.total_cents,
+        fee_cents=fill.fee_cents,
+        filled_at=now,
     )
 
 
 def _stage_fill(
-    uow: UnitOfWork, order: OrderRecord, fill: Fill, account: AccountRecord,
-    position: PositionRecord | None, now: datetime,
+    uow: UnitOfWork,
+    order: OrderRecord,
+    fill: Fill,
+    account: AccountRecord,
+    position: PositionRecord | None,
+    now: datetime,
 ) -> None:
     uow.orders.add(order)
     balance = account.balance_cents
@@ -184,27 +201,58 @@ def _stage_fill(
 
 
 def _stage_position(
-    uow: UnitOfWork, order: OrderRecord, fill: Fill, position: PositionRecord | None,
+    uow: UnitOfWork,
+    order: OrderRecord,
+    fill: Fill,
+    position: PositionRecord | None,
     now: datetime,
 ) -> None:
-    before = Holding(0, Decimal(0), Decimal(0)) if position is None else Holding(
-        position.quantity_units, position.cost_basis, position.realized_pnl)
+    before = (
+        Holding(0, Decimal(0), Decimal(0))
+        if position is None
+        else Holding(position.quantity_units, position.cost_basis, position.realized_pnl)
+    )
     after = before.after(fill)
     if position is None:
-        uow.positions.add(PositionRecord(order.user_id, order.asset_id, after.quantity_units, 0,
-                                         after.cost_basis, after.realized_pnl, 1, now))
+        uow.positions.add(
+            PositionRecord(
+                order.user_id,
+                order.asset_id,
+                after.quantity_units,
+                0,
+                after.cost_basis,
+                after.realized_pnl,
+                1,
+                now,
+            )
+        )
     else:
         uow.positions.update(
-            position.evolve(quantity_units=after.quantity_units, cost_basis=after.cost_basis,
-                            realized_pnl=after.realized_pnl, version=position.version + 1,
-                            updated_at=now),
+            position.evolve(
+                quantity_units=after.quantity_units,
+                cost_basis=after.cost_basis,
+                realized_pnl=after.realized_pnl,
+                version=position.version + 1,
+                updated_at=now,
+            ),
             expected_version=position.version,
         )
     signed = fill.quantity_units if fill.is_buy else -fill.quantity_units
-    uow.asset_ledger.add(AssetEntry(
-        new_id(), order.user_id, order.asset_id, order.order_id, "buy" if fill.is_buy else "sell",
-        signed, fill.price, fill.total_cents, fill.fee_cents, after.quantity_units, now,
-    ))
+    uow.asset_ledger.add(
+        AssetEntry(
+            new_id(),
+            order.user_id,
+            order.asset_id,
+            order.order_id,
+            "buy" if fill.is_buy else "sell",
+            signed,
+            fill.price,
+            fill.total_cents,
+            fill.fee_cents,
+            after.quantity_units,
+            now,
+        )
+    )
 
 
 async def _remember_rejection(
@@ -221,8 +269,15 @@ def _idempotency(
     cmd: PlaceOrder, outcome: Any, payload: dict[str, Any], now: datetime, deps: OrderDeps
 ) -> IdempotencyRecord:
     assert cmd.idempotency_key is not None
-    return IdempotencyRecord(cmd.user_id, cmd.idempotency_key, cmd.fingerprint, outcome, payload,
-                             now, now + deps.idempotency_ttl)
+    return IdempotencyRecord(
+        cmd.user_id,
+        cmd.idempotency_key,
+        cmd.fingerprint,
+        outcome,
+        payload,
+        now,
+        now + deps.idempotency_ttl,
+    )
 
 
 async def get_order(user_id: str, order_id: str, *, store: Store) -> OrderRecord:
@@ -251,17 +306,32 @@ async def _cancel_once(user_id: str, order_id: str, deps: OrderDeps) -> OrderRec
         if order.reserved_cents:
             account = await uow.accounts.get(user_id)
             assert account is not None
-            uow.accounts.update(account.evolve(
-                reserved_cents=account.reserved_cents - order.reserved_cents,
-                version=account.version + 1, updated_at=now), expected_version=account.version)
+            uow.accounts.update(
+                account.evolve(
+                    reserved_cents=account.reserved_cents - order.reserved_cents,
+                    version=account.version + 1,
+                    updated_at=now,
+                ),
+                expected_version=account.version,
+            )
         if order.reserved_units:
             position = await uow.positions.get(user_id, order.asset_id)
             assert position is not None
-            uow.positions.update(position.evolve(
-                reserved_units=position.reserved_units - order.reserved_units,
-                version=position.version + 1, updated_at=now), expected_version=position.version)
-        cancelled = order.evolve(status="cancelled", reserved_cents=0, reserved_units=0,
-                                 updated_at=now, version=order.version + 1)
+            uow.positions.update(
+                position.evolve(
+                    reserved_units=position.reserved_units - order.reserved_units,
+                    version=position.version + 1,
+                    updated_at=now,
+                ),
+                expected_version=position.version,
+            )
+        cancelled = order.evolve(
+            status="cancelled",
+            reserved_cents=0,
+            reserved_units=0,
+            updated_at=now,
+            version=order.version + 1,
+        )
         uow.orders.update(cancelled, expected_version=order.version)
         await uow.commit()
         return cancelled
