@@ -80,12 +80,12 @@ def fee_for(notional: Decimal, *, basis_points: int) -> Decimal:
 
 def format_money(amount: Decimal) -> str:
     """`1000` → `"1000.00"`."""
-    return str(amount.quantize(CENT, context=EXACT))
+    return format(amount.quantize(CENT, context=EXACT), "f")
 
 
 def format_quantity(quantity: Decimal) -> str:
     """`0.05` → `"0.05000000"`."""
-    return str(quantity.quantize(QUANTITY_STEP, context=EXACT))
+    return format(quantity.quantize(QUANTITY_STEP, context=EXACT), "f")
 
 
 def format_price(price: Decimal) -> str:

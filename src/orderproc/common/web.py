@@ -80,7 +80,7 @@ def _is_trusted(address: str, trusted: list[str]) -> bool:
     return any(ip in ipaddress.ip_network(net, strict=False) for net in trusted)
 
 
-def client_ip(request: Request) -> str | None:
+async def client_ip(request: Request) -> str | None:
     peer = request.client.host if request.client else None
     trusted = request.app.state.runtime.settings.trusted_proxies
     return client_ip_from(peer, request.headers.get("x-forwarded-for"), trusted)
@@ -95,7 +95,7 @@ class PageParams:
     offset: int
 
 
-def page_params(
+async def page_params(
     limit: Annotated[int, Query(ge=1, le=250, description="Items per page")] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000, description="Items to skip")] = 0,
     cursor: Annotated[

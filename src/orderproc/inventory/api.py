@@ -44,7 +44,7 @@ class InventoryRuntime(Protocol):
     def catalog(self) -> service.Catalog: ...
 
 
-def _runtime(request: Request) -> InventoryRuntime:
+async def _runtime(request: Request) -> InventoryRuntime:
     return cast(InventoryRuntime, request.app.state.runtime)
 
 

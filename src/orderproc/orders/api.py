@@ -42,7 +42,7 @@ class OrdersRuntime(Protocol):
     def prices(self) -> PriceSource: ...
 
 
-def _runtime(request: Request) -> OrdersRuntime:
+async def _runtime(request: Request) -> OrdersRuntime:
     return cast(OrdersRuntime, request.app.state.runtime)
 
 

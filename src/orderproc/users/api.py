@@ -58,7 +58,7 @@ class UsersRuntime(Protocol):
     def cash(self) -> cash.CashDeps: ...
 
 
-def _runtime(request: Request) -> UsersRuntime:
+async def _runtime(request: Request) -> UsersRuntime:
     return cast(UsersRuntime, request.app.state.runtime)
 
 
