@@ -353,7 +353,7 @@ class TestRedisOutage:
             sets_before = await self._set_calls(admin)
             # Freeze the server longer than op_timeout: our SET waits in its socket, we give up
             # on it, and the server runs it when it wakes.
-            frozen = asyncio.create_task(admin.execute_command("DEBUG", "SLEEP", "0.4"))
+            frozen = asyncio.create_task(admin.execute_command("DEBUG", "SLEEP", "0.4"))  # type: ignore[no-untyped-call]
             await asyncio.sleep(0.02)
             async with outage_locker.hold("alice", timeout=1):
                 pass
@@ -374,10 +374,9 @@ class TestRedisOutage:
         return int(stats.get("cmdstat_set", {}).get("calls", 0))
 
     @staticmethod
-    async def _lock_value(server: RedisServer, key: str) -> bytes | None:
+    async def _lock_value(server: RedisServer, key: str) -> bytes | str | None:
         client = redis_client(server)
         try:
-            value: bytes | None = await client.get(f"{KEY_PREFIX}{key}")
-            return value
+            return await client.get(f"{KEY_PREFIX}{key}")
         finally:
             await client.aclose()

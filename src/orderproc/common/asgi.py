@@ -4,6 +4,7 @@ a body-size limit. (Starlette's BaseHTTPMiddleware costs far more per request; s
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from typing import Any
@@ -12,7 +13,6 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orderproc.common.context import request_id_var, user_var
-from orderproc.common.ids import new_id
 from orderproc.common.metrics import Metrics
 from orderproc.errors import PayloadTooLarge
 from orderproc.errors.problem import render
@@ -57,7 +57,9 @@ class EdgeMiddleware:
             return
         incoming = _header(scope, b"x-request-id")
         request_id = (
-            incoming.decode() if incoming and _SAFE_REQUEST_ID.match(incoming) else new_id()
+            incoming.decode()
+            if incoming and _SAFE_REQUEST_ID.match(incoming)
+            else os.urandom(8).hex()
         )
         request_id_var.set(request_id)
         user_var.set(None)

@@ -6,8 +6,8 @@ import atexit
 import logging
 import queue
 import sys
-from logging.handlers import QueueHandler, QueueListener
 from datetime import UTC, datetime
+from logging.handlers import QueueHandler, QueueListener
 from typing import Any
 
 import orjson

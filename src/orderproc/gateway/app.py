@@ -60,9 +60,9 @@ def create_app(
     install_problem_handlers(app)
     app.add_middleware(RateLimitMiddleware, state=app.state)
     app.add_middleware(EdgeMiddleware, state=app.state)  # added last, so outermost
+    _add_operations(app)
     for router in (*users_api.routers, *inventory_api.routers, *orders_api.routers):
         app.include_router(router, prefix=API_PREFIX)
-    _add_operations(app)
     return app
 
 

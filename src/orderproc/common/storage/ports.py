@@ -34,6 +34,11 @@ from orderproc.common.storage.records import (
 )
 
 
+class StoreUnavailable(RuntimeError):
+    """The store cannot be reached (network, credentials, a missing database); the message
+    names where it was looked for, never the credentials."""
+
+
 class UserRepository(Protocol):
     async def get(self, user_id: str) -> UserRecord | None: ...
     async def get_by_username(self, username: str) -> UserRecord | None: ...

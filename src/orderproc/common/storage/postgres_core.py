@@ -1,0 +1,160 @@
+"""What every PostgreSQL repository shares: the staged statement, reads through the pool, the
+commit that applies a unit of work's statements in one transaction, and row helpers."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from orderproc.common.storage.records import Page
+from orderproc.errors import ConcurrencyConflict
+
+Params = tuple[Any, ...]
+PoolSource = Callable[[], Awaitable[Any]]  # returns the store's asyncpg pool, opening it once
+
+_INTEGER = Decimal(1)
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One staged write; `expect` is the row count it must affect (None: any count will do).
+    With `many`, `params` holds one parameter tuple per row and the statement runs for each."""
+
+    sql: str
+    params: Params
+    expect: int | None = 1
+    many: bool = False
+
+
+def plain(stored: Decimal) -> Decimal:
+    """A NUMERIC(38,18) value without the column's padding zeros, never in exponent form:
+    `43210.120000000000000000` → `43210.12`, `100.000…` → `100`."""
+    if stored == stored.to_integral_value():
+        return stored.quantize(_INTEGER)
+    return stored.normalize()
+
+
+def plain_or_none(stored: Decimal | None) -> Decimal | None:
+    return None if stored is None else plain(stored)
+
+
+def page(items: builtins.list[Any], *, total: int, offset: int) -> Page[Any]:
+    end = offset + len(items)
+    return Page(items=items, total_count=total, next_cursor=str(end) if end < total else None)
+
+
+class Filters:
+    """`column = $n` conditions, numbered as they are added."""
+
+    def __init__(self) -> None:
+        self.conditions: builtins.list[str] = []
+        self.params: builtins.list[Any] = []
+
+    def add(self, condition: str, value: Any) -> None:
+        """`condition` holds `{}` where the parameter's `$n` goes."""
+        self.params.append(value)
+        self.conditions.append(condition.format(f"${len(self.params)}"))
+
+    def equal(self, column: str, value: Any) -> None:
+        if value is not None:
+            self.add(f"{column} = {{}}", value)
+
+    def created_between(self, start: datetime | None, end: datetime | None) -> None:
+        if start is not None:
+            self.add("created_at >= {}", start)
+        if end is not None:
+            self.add("created_at < {}", end)
+
+    @property
+    def where(self) -> str:
+        return f" WHERE {' AND '.join(self.conditions)}" if self.conditions else ""
+
+
+class PostgresRepository:
+    """Reads take a pooled connection per statement (never held across a use case's awaits, so
+    nested units of work cannot starve the pool); writes wait in `staged`."""
+
+    def __init__(self, pool: PoolSource, staged: builtins.list[Statement]) -> None:
+        self._pool = pool
+        self._staged = staged
+
+    async def _one(self, sql: str, *params: Any) -> Any:
+        return await (await self._pool()).fetchrow(sql, *params)
+
+    async def _all(self, sql: str, *params: Any) -> builtins.list[Any]:
+        rows: builtins.list[Any] = await (await self._pool()).fetch(sql, *params)
+        return rows
+
+    async def _value(self, sql: str, *params: Any) -> Any:
+        return await (await self._pool()).fetchval(sql, *params)
+
+    async def _delete(self, sql: str, *params: Any) -> int:
+        """Run a DELETE now (not staged) and return how many rows it removed."""
+        return affected(await (await self._pool()).execute(sql, *params))
+
+    def _stage(self, sql: str, *params: Any, expect: int | None = 1) -> None:
+        self._staged.append(Statement(sql, params, expect))
+
+    def _stage_many(self, sql: str, rows: builtins.list[Params]) -> None:
+        """Stage one statement run once per row (`executemany`); any row count will do."""
+        if rows:
+            self._staged.append(Statement(sql, tuple(rows), expect=None, many=True))
+
+    async def _paged(
+        self, table: str, filters: Filters, *, columns: str, order: str, limit: int, offset: int
+    ) -> tuple[builtins.list[Any], int]:
+        total = await self._value(f"SELECT count(*) FROM {table}{filters.where}", *filters.params)
+        n = len(filters.params)
+        rows = await self._all(
+            f"SELECT {columns} FROM {table}{filters.where} ORDER BY {order} "
+            f"LIMIT ${n + 1} OFFSET ${n + 2}",
+            *filters.params,
+            limit,
+            offset,
+        )
+        return rows, int(total)
+
+
+def affected(status: str) -> int:
+    """The row count in a command tag: `UPDATE 1`, `INSERT 0 1`, `DELETE 3`."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class _RowCountMismatch(Exception):
+    pass
+
+
+# A lost race, in any of its forms: a condition that matched no row, a duplicate key or a CHECK
+# (class 23), or a transaction PostgreSQL aborted to stay serializable or break a deadlock.
+_CONFLICTS = (
+    _RowCountMismatch,
+    asyncpg.IntegrityConstraintViolationError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+)
+
+
+async def apply(pool: Any, statements: builtins.list[Statement]) -> None:
+    """One transaction: every statement affects what it expects, or none applies."""
+    async with pool.acquire() as conn:
+        try:
+            async with conn.transaction():
+                for statement in statements:
+                    await _run(conn, statement)
+        except _CONFLICTS as failed:
+            raise ConcurrencyConflict() from failed
+
+
+async def _run(conn: Any, statement: Statement) -> None:
+    if statement.many:
+        await conn.executemany(statement.sql, statement.params)
+        return
+    status = await conn.execute(statement.sql, *statement.params)
+    if statement.expect is not None and affected(status) != statement.expect:
+        raise _RowCountMismatch(statement.sql)

@@ -1,0 +1,119 @@
+"""The web UI's way to the services: their public HTTP API, called in-process through the
+gateway app (so validation, errors, idempotency, limits and the audit all apply)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from fastapi import Request
+
+from orderproc.common.context import request_id_var
+from orderproc.webui.session import Session, SignInRequired
+
+API = "/api/v1"
+
+# The API's codes in plain words; anything else shows the API's own `detail`.
+PLAIN_WORDS = {
+    "INVALID_CREDENTIALS": "Wrong username or password.",
+    "INSUFFICIENT_FUNDS": "You don't have enough cash available for this.",
+    "INSUFFICIENT_HOLDINGS": "You don't hold that much of this asset.",
+    "DAILY_LIMIT_EXCEEDED": "That would go over today's limit.",
+    "USERNAME_TAKEN": "That username is taken. Try another one.",
+    "EMAIL_TAKEN": "An account with that email already exists.",
+    "RATE_LIMITED": "Too many requests. Wait a moment and try again.",
+    "CLIENT_BLOCKED": "Too many failed sign-ins from here. Try again later.",
+    "STALE_PRICE": "The price is out of date right now. Try again in a moment.",
+    "ASSET_INACTIVE": "This asset cannot be traded at the moment.",
+    "LOCK_TIMEOUT": "Your account is busy with another operation. Try again.",
+    "CONCURRENCY_CONFLICT": "Your account changed meanwhile. Try again.",
+}
+
+
+class ApiError(Exception):
+    """A refusal from the API, with a plain message and per-field messages for forms."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        self.status = status
+        self.code = str(problem.get("code") or "")
+        self.fields = _field_messages(problem.get("errors"))
+        detail = str(problem.get("detail") or problem.get("title") or "Something went wrong.")
+        self.message = PLAIN_WORDS.get(self.code, _sentence(detail))
+        super().__init__(self.message)
+
+    def field(self, name: str) -> str | None:
+        return self.fields.get(name)
+
+
+def _sentence(text: str) -> str:
+    text = text.replace("Input should be", "Must be").replace("String should", "Must")
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else f"{text}."
+
+
+def _field_messages(errors: object) -> dict[str, str]:
+    messages: dict[str, str] = {}
+    for error in errors if isinstance(errors, list) else []:
+        loc = error.get("loc") or []
+        if loc:
+            messages.setdefault(str(loc[-1]), _sentence(str(error.get("msg", "Invalid."))))
+    return messages
+
+
+class Api:
+    """One request's view of the API, as the signed-in user (or anonymously)."""
+
+    def __init__(self, request: Request, session: Session) -> None:
+        self._request = request
+        self._session = session
+
+    def _client(self) -> httpx.AsyncClient:
+        peer = self._request.client
+        headers = {"x-request-id": request_id_var.get() or ""}
+        forwarded = self._request.headers.get("x-forwarded-for")
+        if forwarded:  # the gateway trusts it only from its configured proxies, as for the API
+            headers["x-forwarded-for"] = forwarded
+        if self._session.token:
+            headers["authorization"] = f"Bearer {self._session.token}"
+        transport = httpx.ASGITransport(
+            app=self._request.app,
+            client=(peer.host, peer.port) if peer else ("127.0.0.1", 0),
+        )
+        return httpx.AsyncClient(
+            transport=transport, base_url="http://webui.internal", headers=headers, trust_env=False
+        )
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        headers = {"idempotency-key": idempotency_key} if idempotency_key else {}
+        clean = {k: v for k, v in (params or {}).items() if v not in (None, "")}
+        async with self._client() as client:
+            response = await client.request(
+                method, f"{API}{path}", params=clean, json=json, headers=headers
+            )
+        if response.status_code == 401 and self._session.token and path != "/auth/password":
+            raise SignInRequired
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, _problem(response))
+        return response.json() if response.content else None
+
+    async def get(self, path: str, **params: Any) -> Any:
+        return await self.call("GET", path, params=params)
+
+    async def post(self, path: str, json: Any = None, *, idempotency_key: str | None = None) -> Any:
+        return await self.call("POST", path, json=json, idempotency_key=idempotency_key)
+
+
+def _problem(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {"detail": f"The server answered {response.status_code}."}
+    return body if isinstance(body, dict) else {"detail": str(body)}
