@@ -9,11 +9,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import redis.asyncio as aioredis
+
 from orderproc.common.clock import Clock, SystemClock
 from orderproc.common.locking import InProcessLocker, Locker
 from orderproc.common.metrics import Metrics
 from orderproc.common.money import to_cents
 from orderproc.common.prices import PriceCache
+from orderproc.common.redis_locking import RedisLocker
 from orderproc.common.security.passwords import PasswordHasher
 from orderproc.common.security.revocation import RevocationChecker
 from orderproc.common.security.tokens import TokenService
@@ -82,6 +85,8 @@ class Runtime:
 
     async def close(self) -> None:
         await self.ticker.stop()
+        if isinstance(self.locker, RedisLocker):
+            await self.locker.close()
         feed = self.extras.get("feed")
         if isinstance(feed, CoinGeckoFeed):
             await feed.aclose()
@@ -111,7 +116,7 @@ async def build_runtime(
     runtime = Runtime(
         settings=settings,
         store=store,
-        locker=InProcessLocker(),
+        locker=_locker(settings),
         clock=clock,
         hasher=PasswordHasher(
             settings.password_hash_profile,
@@ -166,6 +171,15 @@ async def build_runtime(
         idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
     )
     return runtime
+
+
+def _locker(settings: Settings) -> Locker:
+    """In-process alone when embedded; with Redis configured, a Redis lock behind a
+    per-process one, so every process of the platform shares each user's lock."""
+    if not settings.redis_url:
+        return InProcessLocker()
+    client = aioredis.from_url(settings.redis_url, socket_timeout=0.25, socket_connect_timeout=0.25)
+    return RedisLocker(client, local=InProcessLocker())
 
 
 async def _build_inventory(runtime: Runtime) -> None:

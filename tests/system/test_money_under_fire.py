@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.redis_server import RedisServer
 from tests.system.harness import ServerProcess, ledger, register_and_login
 
 pytestmark = pytest.mark.system
@@ -109,6 +110,43 @@ class TestLockBypassed:
                 left = assert_balance_is_its_ledger(client, auth)
             assert left == 200 - 10 * statuses.count(201)
             assert statuses.count(201) >= 18, "contention may cost a 409, never an overdraft"
+        finally:
+            for s in servers:
+                s.stop()
+
+
+class TestSharedRedisLock:
+    def test_three_processes_sharing_a_redis_lock_serve_every_covered_withdrawal(
+        self, tmp_path: Path, redis_server: RedisServer
+    ) -> None:
+        """With the lock shared through Redis, the processes take turns: every withdrawal the
+        balance covers succeeds, none is lost to a conflict, none overdraws."""
+        data = tmp_path / "shared"
+        servers = [
+            ServerProcess(data, ORDERPROC_REDIS_URL=redis_server.url).start() for _ in range(3)
+        ]
+        try:
+            with httpx.Client(base_url=servers[0].url) as client:
+                auth = register_and_login(client, "sharer")
+                client.post("/api/v1/balance/deposit", headers=auth, json={"amount": "200"})
+                assert client.get("/ready").json() == {"status": "ready"}
+
+            async def fire() -> list[httpx.Response | Exception]:
+                batches = [
+                    post_all(
+                        s.url,
+                        [("/api/v1/balance/withdraw", auth, {"amount": "10"})] * 30,
+                        concurrency=10,
+                    )
+                    for s in servers
+                ]
+                return list(itertools.chain(*await asyncio.gather(*batches)))
+
+            statuses = [a.status_code for a in asyncio.run(fire()) if isinstance(a, httpx.Response)]
+            assert sorted(set(statuses)) == [201, 422]
+            assert statuses.count(201) == 20
+            with httpx.Client(base_url=servers[0].url) as client:
+                assert assert_balance_is_its_ledger(client, auth) == 0
         finally:
             for s in servers:
                 s.stop()

@@ -85,6 +85,16 @@ class RedisLocker:
         self._release_script = client.register_script(RELEASE_SCRIPT)
         self._cleanups: set[asyncio.Task[None]] = set()
 
+    async def close(self) -> None:
+        """Wait for pending clean-ups, then close the client."""
+        if self._cleanups:
+            await asyncio.gather(*self._cleanups, return_exceptions=True)
+        await self._client.aclose()
+
+    async def ping(self) -> None:
+        """Raise if Redis does not answer in time (for readiness checks)."""
+        await asyncio.wait_for(self._client.ping(), self.op_timeout)  # type: ignore[misc]
+
     @contextlib.asynccontextmanager
     async def hold(self, key: str, *, timeout: float) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()

@@ -13,6 +13,7 @@ from orderproc import __version__
 from orderproc.common.asgi import EdgeMiddleware
 from orderproc.common.clock import Clock
 from orderproc.common.metrics import CONTENT_TYPE_LATEST
+from orderproc.common.redis_locking import RedisLocker
 from orderproc.common.settings import Settings
 from orderproc.errors import ServiceUnavailable
 from orderproc.errors.problem import install_problem_handlers, problem_responses
@@ -78,11 +79,17 @@ def _add_operations(app: FastAPI) -> None:
 
     @app.get("/ready", tags=["operations"], responses=problem_responses(503))
     async def ready() -> dict[str, str]:
-        """The store answers."""
+        """The store answers, and Redis too when one is configured."""
+        runtime = app.state.runtime
         try:
-            await app.state.runtime.store.ping()
+            await runtime.store.ping()
         except Exception as exc:
             raise ServiceUnavailable("The database does not answer.") from exc
+        if isinstance(runtime.locker, RedisLocker):
+            try:
+                await runtime.locker.ping()
+            except Exception as exc:
+                raise ServiceUnavailable("Redis does not answer.") from exc
         return {"status": "ready"}
 
     @app.get("/metrics", tags=["operations"], response_class=Response)

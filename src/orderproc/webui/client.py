@@ -98,10 +98,11 @@ class Api:
             response = await client.request(
                 method, f"{API}{path}", params=clean, json=json, headers=headers
             )
-        if response.status_code == 401 and self._session.token and path != "/auth/password":
-            raise SignInRequired
         if response.status_code >= 400:
-            raise ApiError(response.status_code, _problem(response))
+            error = ApiError(response.status_code, _problem(response))
+            if error.status == 401 and self._session.token and error.code != "INVALID_CREDENTIALS":
+                raise SignInRequired  # the token expired or was revoked
+            raise error
         return response.json() if response.content else None
 
     async def get(self, path: str, **params: Any) -> Any:

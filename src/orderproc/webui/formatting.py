@@ -93,7 +93,11 @@ def compact_money(value: object) -> str:
     amount = to_decimal(value)
     if amount is None:
         return "—"
-    for size, suffix in ((Decimal(10) ** 12, "T"), (Decimal(10) ** 9, "B"), (Decimal(10) ** 6, "M")):
+    for size, suffix in (
+        (Decimal(10) ** 12, "T"),
+        (Decimal(10) ** 9, "B"),
+        (Decimal(10) ** 6, "M"),
+    ):
         if abs(amount) >= size:
             return f"${_grouped(amount / size, 2)}{suffix}"
     return money(amount)

@@ -65,9 +65,7 @@ class SessionStore:
         self._sessions[session.sid] = session
         return session
 
-    def sign_in(
-        self, old: Session, *, token: str, username: str, role: str, ttl: float
-    ) -> Session:
+    def sign_in(self, old: Session, *, token: str, username: str, role: str, ttl: float) -> Session:
         """A fresh id and CSRF token at sign-in, so an id planted before it is worthless."""
         self.drop(old)
         session = self.new()

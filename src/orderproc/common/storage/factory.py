@@ -1,4 +1,5 @@
-"""Open the store a database URL names: `sqlite:///abs/path.db`, `sqlite:///:memory:`, `memory://`."""
+"""Open the store a database URL names: `sqlite:///abs/path.db`, `sqlite:///:memory:`,
+`memory://`, or `postgresql://user:password@host:port/database` (also `postgres://`)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,23 @@ from orderproc.common.storage.ports import Store
 from orderproc.common.storage.sqlite import SqliteStore
 
 SQLITE_PREFIX = "sqlite:///"
-SUPPORTED = "sqlite:///<absolute path>, sqlite:///:memory: or memory://"
+POSTGRES_PREFIXES = ("postgresql://", "postgres://")
+SUPPORTED = (
+    "postgresql://user:password@host:port/database, sqlite:///<absolute path>, "
+    "sqlite:///:memory: or memory://"
+)
 
 
 def open_store(database_url: str) -> Store:
-    """The store for `database_url`; call `await store.migrate()` before first use."""
+    """The store for `database_url`; call `await store.migrate()` before first use.
+    Nothing connects here: a PostgreSQL store opens its pool on first use."""
     if database_url == "memory://":
         return MemoryStore()
     if database_url.startswith(SQLITE_PREFIX):
         return SqliteStore(_sqlite_path(database_url))
-    # PostgreSQL (postgresql://) and DynamoDB plug in here when their adapters exist.
+    if database_url.startswith(POSTGRES_PREFIXES):
+        return _postgres(database_url)
+    # DynamoDB plugs in here when its adapter exists.
     raise ValueError(f"Unsupported database URL {_redacted(database_url)!r}; use {SUPPORTED}.")
 
 
@@ -36,3 +44,14 @@ def _redacted(database_url: str) -> str:
     if "@" in rest:
         rest = "***@" + rest.rsplit("@", 1)[1]
     return scheme + separator + rest
+
+
+def _postgres(database_url: str) -> Store:
+    try:
+        from orderproc.common.storage.postgres import PostgresStore
+    except ImportError:
+        raise ValueError(
+            f"{_redacted(database_url)!r} needs the PostgreSQL driver: "
+            "install order-processor[postgres]."
+        ) from None
+    return PostgresStore(database_url)

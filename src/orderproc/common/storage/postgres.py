@@ -394,9 +394,7 @@ class PostgresStore:
             )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             reason = str(exc) or type(exc).__name__
-            raise StoreUnavailable(
-                f"cannot reach PostgreSQL at {self.address}: {reason}"
-            ) from None
+            raise StoreUnavailable(f"cannot reach PostgreSQL at {self.address}: {reason}") from None
 
     def unit_of_work(self) -> PostgresUnitOfWork:
         return PostgresUnitOfWork(self.pool)

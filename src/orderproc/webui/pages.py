@@ -1,0 +1,83 @@
+"""Rendering for the web UI: full pages, htmx fragments, redirects; each carries the page
+Content-Security-Policy (no inline scripts or styles) and the session cookie."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from orderproc import __version__
+from orderproc.webui.formatting import FILTERS
+from orderproc.webui.session import Session, SignInRequired, attach_cookie, current_session
+
+HERE = Path(__file__).parent
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
+    "connect-src 'self'; font-src 'self'; form-action 'self'; base-uri 'none'; "
+    "frame-ancestors 'none'"
+)
+
+templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.filters.update(FILTERS)
+templates.env.globals.update(version=__version__, new_key=lambda: uuid.uuid4().hex)
+
+
+def is_htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def render(
+    request: Request, template: str, context: dict[str, Any] | None = None, status: int = 200
+) -> Response:
+    """A whole page, or (for htmx) whatever the template renders as its fragment."""
+    session = current_session(request)
+    values = {
+        "request": request,
+        "session": session,
+        "csrf": session.csrf,
+        "flashes": session.take_flashes() if not is_htmx(request) else [],
+        "path": request.url.path,
+        **(context or {}),
+    }
+    response = templates.TemplateResponse(request, template, values, status_code=status)
+    return finish(request, response)
+
+
+def finish(request: Request, response: Response) -> Response:
+    response.headers["content-security-policy"] = PAGE_CSP
+    return attach_cookie(request, response)
+
+
+def go(request: Request, url: str, *, message: str | None = None) -> Response:
+    """After a successful form: htmx follows `HX-Location`; a plain form gets a 303."""
+    if message:
+        current_session(request).flash(message)
+    if is_htmx(request):
+        response: Response = HTMLResponse("", headers={"hx-redirect": url})
+    else:
+        response = RedirectResponse(url, status_code=303)
+    return finish(request, response)
+
+
+def render_form(
+    request: Request, page: str, fragment: str, context: dict[str, Any], status: int = 200
+) -> Response:
+    """A form after a POST: only its fragment for htmx, the whole page for a plain browser."""
+    return render(request, fragment if is_htmx(request) else page, context, status)
+
+
+def error_status(status: int) -> int:
+    """The status a re-rendered form answers with: the API's 4xx, or 503 when it failed."""
+    return status if 400 <= status < 500 else 503
+
+
+def require_user(request: Request) -> Session:
+    session = current_session(request)
+    if not session.signed_in:
+        raise SignInRequired
+    return session
