@@ -26,6 +26,11 @@ fi
 sync_env
 export PATH="$ROOT/.venv/bin:$PATH"
 
+if [ "$mode" != build ]; then
+  # Real servers the tests start on free loopback ports (nothing is mocked).
+  apt_install redis-server
+fi
+
 if [ "$mode" = all ] && [ -z "$service" ]; then
   echo "==> ruff"; ruff check src tests bench; ruff format --check src tests bench
   echo "==> mypy"; mypy

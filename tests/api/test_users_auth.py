@@ -325,6 +325,17 @@ class TestEdge:
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["x-frame-options"] == "DENY"
 
+    async def test_the_docs_work_offline_from_vendored_files(self, client: Client) -> None:
+        page = await client.get("/docs")
+        assert page.status_code == 200
+        assert "/docs/static/swagger-ui-bundle.js" in page.text
+        script = await client.get("/docs/static/swagger-ui-bundle.js")
+        assert script.status_code == 200
+        assert len(script.content) > 100_000
+        spec = (await client.get("/openapi.json")).json()
+        assert "/api/v1/orders" in spec["paths"]
+        assert "Problem" in spec["components"]["schemas"]
+
     async def test_health_ready_and_metrics_answer(self, client: Client) -> None:
         assert (await client.get("/health")).json()["status"] == "ok"
         assert (await client.get("/ready")).json()["status"] == "ready"

@@ -622,8 +622,7 @@ class TestOpenStore:
     @pytest.mark.parametrize(
         "url",
         [
-            "postgresql://user:secret@db/orderproc",
-            "mysql://x",
+            "mysql://user:secret@db/orderproc",
             "sqlite://",
             "sqlite:///",
             "nonsense",

@@ -63,9 +63,15 @@ def _shared_postgres_database(postgres_server: PostgresServer) -> str:
 
 
 @pytest.fixture
-async def postgres_dsn(_shared_postgres_database: str) -> str:
-    """The DSN of the session's migrated database, every table empty at the start of the test."""
-    conn = await asyncpg.connect(_shared_postgres_database)
+def postgres_dsn(_shared_postgres_database: str) -> str:
+    """The DSN of the session's migrated database, every table empty at the start of the test.
+    Sync on purpose, so async fixtures can ask for it with `request.getfixturevalue`."""
+    run_async(lambda: _empty_tables(_shared_postgres_database))
+    return _shared_postgres_database
+
+
+async def _empty_tables(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
     try:
         tables = await conn.fetch(
             "SELECT format('%I', tablename) FROM pg_tables "
@@ -75,7 +81,6 @@ async def postgres_dsn(_shared_postgres_database: str) -> str:
         await conn.execute(f"TRUNCATE {names} RESTART IDENTITY")
     finally:
         await conn.close()
-    return _shared_postgres_database
 
 
 @pytest.fixture

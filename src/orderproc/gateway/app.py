@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 
 from orderproc import __version__
@@ -24,6 +27,7 @@ from orderproc.runtime import Runtime, build_runtime
 from orderproc.users import api as users_api
 
 API_PREFIX = "/api/v1"
+SWAGGER_DIR = Path(__file__).parent / "static" / "swagger-ui"
 SERVICES = ("users", "inventory", "orders")
 
 DESCRIPTION = """
@@ -55,6 +59,8 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     if runtime is not None:
         app.state.runtime = runtime
@@ -62,9 +68,27 @@ def create_app(
     app.add_middleware(RateLimitMiddleware, state=app.state)
     app.add_middleware(EdgeMiddleware, state=app.state)  # added last, so outermost
     _add_operations(app)
+    _add_docs(app)
     for router in (*users_api.routers, *inventory_api.routers, *orders_api.routers):
         app.include_router(router, prefix=API_PREFIX)
     return app
+
+
+def _add_docs(app: FastAPI) -> None:
+    """Swagger UI from vendored files, so the docs work without internet access."""
+    app.mount("/docs/static", StaticFiles(directory=SWAGGER_DIR), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Order Processor API",
+            swagger_js_url="/docs/static/swagger-ui-bundle.js",
+            swagger_css_url="/docs/static/swagger-ui.css",
+            swagger_favicon_url="/docs/static/favicon-32x32.png",
+            oauth2_redirect_url="/docs/static/oauth2-redirect.html",
+            swagger_ui_parameters={"persistAuthorization": True},
+        )
 
 
 def _add_operations(app: FastAPI) -> None:

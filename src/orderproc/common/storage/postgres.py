@@ -163,7 +163,7 @@ class PostgresAccounts(PostgresRepository):
         self._stage(
             "UPDATE accounts SET balance_cents = $1, reserved_cents = $2, available_cents = $3, "
             "version = $4, updated_at = $5 WHERE user_id = $6 AND version = $7 "
-            "AND $1 >= 0 AND $2 >= 0 AND $3 >= 0",
+            "AND $1::bigint >= 0 AND $2::bigint >= 0 AND $3::bigint >= 0",
             account.balance_cents, account.reserved_cents, account.available_cents,
             account.version, account.updated_at, account.user_id, expected_version,
         )  # fmt: skip

@@ -267,7 +267,7 @@ class PostgresPositions(PostgresRepository):
             "UPDATE positions SET quantity_units = $1, reserved_units = $2, "
             "available_units = $3, cost_basis = $4, realized_pnl = $5, version = $6, "
             "updated_at = $7 WHERE user_id = $8 AND asset_id = $9 AND version = $10 "
-            "AND $1 >= 0 AND $2 >= 0 AND $3 >= 0",
+            "AND $1::bigint >= 0 AND $2::bigint >= 0 AND $3::bigint >= 0",
             position.quantity_units, position.reserved_units, position.available_units,
             position.cost_basis, position.realized_pnl, position.version, position.updated_at,
             position.user_id, position.asset_id, expected_version,
