@@ -1,16 +1,23 @@
 """Order Processor benchmark, by DESIGN.md's protocol ("Speed").
 
     .venv/bin/python bench/run.py [--duration 20] [--warmup 3] [--concurrency 32]
-                                  [--only balance,deposit] [--json results.json] [--keep]
+                                  [--only balance,deposit] [--store sqlite|postgres|both]
+                                  [--json results.json] [--keep]
 
-Starts the platform (`orderproc serve --port 0`, a fresh data dir, default settings except the
-documented limits a benchmark must raise) and a bare hello-world FastAPI app under the same
-server and flags (bench/hello.py), registers and logs in 50 users, then loads each workload with
-wrk, interleaved with the hello-world baseline in the same run: A, B1, A, B2, A, ... Every
-window has a warm-up that is not counted. Only successful (2xx) requests count; every non-2xx
-status and socket error is reported. Each workload's ratio is its successful requests/s over
-the mean of the two hello-world windows around it. Afterwards it checks the money: every
-balance equals the sum of its ledger, and no acknowledged deposit is missing.
+Starts the platform (`orderproc serve --port 0`, a fresh data dir or a throwaway PostgreSQL,
+default settings except the documented limits a benchmark must raise) and a bare hello-world
+FastAPI app under the same server and flags (bench/hello.py), registers and logs in 50 users,
+then loads each workload with wrk, interleaved with the hello-world baseline in the same run:
+A, B1, A, B2, A, ... Every window has a warm-up that is not counted. Only successful (2xx)
+requests count; every non-2xx status and socket error is reported. Each workload's ratio is its
+successful requests/s over the mean of the two hello-world windows around it, which run at the
+workload's concurrency. Order workloads first fund their users (and give the one-user workload a
+stock of the asset it sells). Afterwards it checks the money: every balance equals the sum of
+its ledger, no acknowledged deposit or order is missing, and, with the servers stopped,
+`orderproc reconcile` sweeps every account and position of each store.
+
+`--store both` runs the store-sensitive workloads (deposit and market buys; `--only` to choose)
+on SQLite and on PostgreSQL in one run, each store its own platform process, next to each other.
 
 A workload is one entry in WORKLOADS; a route that answers 404 (not built yet) is skipped.
 """
@@ -58,36 +65,67 @@ BENCH_SETTINGS = {
 @dataclass(frozen=True)
 class Workload:
     """One benchmarked request. `lua` is get.lua (GET, tokens optional) or post.lua (POST with
-    a fresh idempotency key per request); `body` may contain %KEY% (replaced by that key)."""
+    a fresh idempotency key per request); `body` may contain %KEY% (replaced by that key) and
+    several bodies, one per line, sent in turn by each wrk thread."""
 
     name: str
     method: str
     path: str
-    target: float  # minimum ratio of successful requests/s to hello-world's
+    target: float | None  # minimum ratio of successful requests/s to hello-world's
     auth: bool = True
     body: str = ""
     key_header: str = "Idempotency-Key"
     source: str = ""  # which issue sets the target
+    concurrency: int | None = None  # None: --concurrency
+    users: str = "all"  # "all": round-robin over the 50 users; "solo": one user's token
+    kind: str = ""  # "deposit" or "order": what the money check counts and the setup funds
+    max_p99_ms: float | None = None  # a latency target
+    zero_non_2xx: bool = False  # a target: no non-2xx answer and no socket error at all
+    per_store: bool = False  # runs on each store under --store both
 
     @property
     def lua(self) -> Path:
         return LUA / ("get.lua" if self.method == "GET" else "post.lua")
 
 
+def _buy(asset: str) -> str:
+    return f'{{"order_type": "market_buy", "asset_id": "{asset}", "notional": "1.00"}}'
+
+
+# Market buys rotate over three assets, USD 1.00 each (the minimum order value).
+SPREAD_BUYS = "\n".join(_buy(asset) for asset in ("BTC", "ETH", "SOL"))
+SOLO_ASSET = "ETH"
+# %QTY% becomes the quantity chosen from the catalog price at setup (0.001 ETH normally).
+SOLO_BODIES = "\n".join(
+    f'{{"order_type": "{side}", "asset_id": "{SOLO_ASSET}", "quantity": "%QTY%"}}'
+    for side in ("market_buy", "market_sell")
+)
+
 WORKLOADS: list[Workload] = [
     Workload("balance", "GET", f"{API}/balance", 0.33, source="#2"),
     Workload(
-        "deposit", "POST", f"{API}/balance/deposit", 0.20, body='{"amount": "1.00"}', source="#2"
-    ),
+        "deposit", "POST", f"{API}/balance/deposit", 0.20, body='{"amount": "1.00"}',
+        source="#2", kind="deposit", per_store=True,
+    ),  # fmt: skip
     Workload(
         "inventory_list", "GET", f"{API}/inventory/assets?limit=50", 0.35, auth=False, source="#3"
     ),
     Workload("inventory_btc", "GET", f"{API}/inventory/assets/BTC", 0.60, auth=False, source="#3"),
-    # Market orders will be one more entry, e.g.:
-    # Workload("market_buy", "POST", f"{API}/orders", 0.xx,
-    #          body='{"asset_id": "BTC", "side": "buy", "order_type": "market", '
-    #               '"quantity": "0.0001", "client_order_id": "%KEY%"}', source="#4"),
+    Workload(
+        "market_buy_c32", "POST", f"{API}/orders", 0.15, body=SPREAD_BUYS, source="#4",
+        concurrency=32, kind="order", per_store=True,
+    ),  # fmt: skip
+    Workload(
+        "market_buy_c64", "POST", f"{API}/orders", 0.15, body=SPREAD_BUYS, source="#4",
+        concurrency=64, kind="order", per_store=True,
+    ),  # fmt: skip
+    Workload(
+        "one_user_c64", "POST", f"{API}/orders", None, body=SOLO_BODIES, source="#4",
+        concurrency=64, users="solo", kind="order", max_p99_ms=250, zero_non_2xx=True,
+    ),  # fmt: skip
 ]
+# What `--store both` runs unless --only says otherwise (issue #5: deposit and market orders).
+COMPARE_DEFAULT = ("deposit", "market_buy_c32")
 HELLO = Workload("hello", "GET", "/hello", 1.0, auth=False)
 
 
@@ -172,13 +210,13 @@ def _expect(status: int, payload: Any, wanted: int, what: str) -> Any:
     return payload
 
 
-def make_users(base: str, count: int) -> list[tuple[str, str]]:
-    """Register and log in `count` users; (username, token) each. Argon2id runs at the default
+def make_users(base: str, names: list[str]) -> list[tuple[str, str]]:
+    """Register and log in these users; (username, token) each. Argon2id runs at the default
     (OWASP) cost, so this takes a couple of seconds."""
     password = f"Bench-{secrets.token_urlsafe(12)}-pw"
 
     def one(index: int) -> tuple[str, str]:
-        username = f"bench_user_{index:03d}"
+        username = names[index]
         _expect(
             *call(
                 "POST",
@@ -202,7 +240,43 @@ def make_users(base: str, count: int) -> list[tuple[str, str]]:
         return username, login["access_token"]
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        return list(pool.map(one, range(count)))
+        return list(pool.map(one, range(len(names))))
+
+
+FUNDING = Decimal("1000000.00")  # one deposit per user before the order workloads (the maximum)
+
+
+def deposit(base: str, token: str, amount: Decimal) -> None:
+    _expect(
+        *call(
+            "POST", f"{base}{API}/balance/deposit", {"amount": str(amount)}, token=token,
+            headers={"Idempotency-Key": f"bench-fund-{secrets.token_hex(8)}"},
+        ),
+        201,
+        "funding deposit",
+    )  # fmt: skip
+
+
+def place(base: str, token: str, order: dict[str, str]) -> dict[str, Any]:
+    return _expect(
+        *call(
+            "POST", f"{base}{API}/orders", order, token=token,
+            headers={"Idempotency-Key": f"bench-setup-{secrets.token_hex(8)}"},
+        ),
+        201,
+        f"setup order {order}",
+    )["data"]  # fmt: skip
+
+
+def solo_quantity(base: str) -> tuple[str, Decimal]:
+    """0.001 of SOLO_ASSET, or more if that is worth less than 2.00 (the minimum order value is
+    1.00, and the price moves during the run). Returns (quantity, price)."""
+    asset = _expect(*call("GET", f"{base}{API}/inventory/assets/{SOLO_ASSET}"), 200, "asset")
+    price = Decimal(str(asset.get("current_price") or asset.get("price")))
+    quantity = Decimal("0.001")
+    while quantity * price < 2:
+        quantity *= 10
+    return f"{quantity:f}", price
 
 
 # --------------------------------------------------------------------------- wrk

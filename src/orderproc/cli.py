@@ -121,6 +121,7 @@ def _serve(args: argparse.Namespace) -> None:
 
     settings = load_settings(args)
     _check_data_dir(settings)
+    asyncio.run(_preflight(settings))
     sock = _bind(settings.host, settings.port)
     configure_logging(service="orderproc", level=settings.log_level)
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host
@@ -142,6 +143,24 @@ def _serve(args: argparse.Namespace) -> None:
         uvicorn.Server(config).run(sockets=[sock])
     except Exception as exc:  # a store that cannot open, a bad secret, ...
         raise StartupError(f"start-up failed: {exc}") from None
+
+
+async def _preflight(settings: Settings) -> None:
+    """Fail before serving, in one line, on what would otherwise fail inside start-up."""
+    from orderproc.common.storage.factory import open_store
+    from orderproc.runtime import jwt_secret_for
+
+    try:
+        jwt_secret_for(settings)
+        store = open_store(settings.resolved_database_url)
+        try:
+            await store.migrate()
+        finally:
+            await store.close()
+    except (ValueError, OSError) as exc:
+        raise StartupError(str(exc)) from None
+    except Exception as exc:  # a store driver's own error type
+        raise StartupError(f"cannot open the database: {exc}") from None
 
 
 def _create_admin(args: argparse.Namespace) -> None:

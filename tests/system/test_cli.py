@@ -1,0 +1,133 @@
+"""The `orderproc` command as a person runs it: one clear line for start-up problems, admin
+creation from a script, migrate, seed and reconcile."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from orderproc.testing import TEST_SECRET
+from tests.system.harness import ServerProcess
+
+pytestmark = pytest.mark.system
+
+ENV = {
+    **os.environ,
+    "ORDERPROC_PASSWORD_HASH_PROFILE": "fast-insecure-for-tests",
+    "ORDERPROC_JWT_SECRET": TEST_SECRET,
+}
+
+
+def orderproc(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orderproc.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**ENV, **env},
+        timeout=60,
+        check=False,
+    )
+
+
+class TestStartupProblems:
+    def test_a_taken_port_is_one_line(self, tmp_path: Path) -> None:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            result = orderproc("serve", "--port", str(port), "--data-dir", str(tmp_path))
+        assert result.returncode == 2
+        assert result.stderr.strip() == (
+            f"orderproc: cannot listen on 127.0.0.1:{port}: Address already in use"
+        )
+
+    def test_an_unwritable_data_dir_is_one_line(self, tmp_path: Path) -> None:
+        blocker = tmp_path / "file"
+        blocker.write_text("not a directory")
+        result = orderproc("serve", "--port", "0", "--data-dir", str(blocker / "data"))
+        assert result.returncode == 2
+        assert result.stderr.count("\n") == 1
+        assert "is not writable" in result.stderr
+
+    def test_a_bad_setting_names_the_variable(self, tmp_path: Path) -> None:
+        result = orderproc("serve", "--data-dir", str(tmp_path), ORDERPROC_PORT="eighty")
+        assert result.returncode == 2
+        assert result.stderr.startswith("orderproc: bad setting: ORDERPROC_PORT")
+        assert "Traceback" not in result.stderr
+
+    def test_distributed_mode_refuses_a_weak_secret(self, tmp_path: Path) -> None:
+        result = orderproc(
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            str(tmp_path),
+            ORDERPROC_MODE="distributed",
+            ORDERPROC_JWT_SECRET="secret",
+        )
+        assert result.returncode == 2
+        assert "ORDERPROC_JWT_SECRET" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+class TestAdminsAndMaintenance:
+    def test_a_script_creates_an_admin_who_can_use_admin_routes(self, tmp_path: Path) -> None:
+        made = orderproc(
+            "create-admin",
+            "Boss",
+            "--password-stdin",
+            "--data-dir",
+            str(tmp_path),
+            stdin="a long admin passphrase\n",
+        )
+        assert made.returncode == 0, made.stderr
+        assert made.stdout.strip() == "created admin boss"
+        again = orderproc(
+            "create-admin",
+            "boss",
+            "--password-stdin",
+            "--data-dir",
+            str(tmp_path),
+            stdin="a long admin passphrase\n",
+        )
+        assert again.stdout.strip() == "promoted boss to admin"
+        weak = orderproc(
+            "create-admin",
+            "weakling",
+            "--password-stdin",
+            "--data-dir",
+            str(tmp_path),
+            stdin="123456\n",
+        )
+        assert weak.returncode == 2
+        assert "common" in weak.stderr.lower() or "password" in weak.stderr.lower()
+        server = ServerProcess(tmp_path).start()
+        try:
+            with httpx.Client(base_url=server.url) as client:
+                token = client.post(
+                    "/api/v1/auth/login",
+                    json={"username": "boss", "password": "a long admin passphrase"},
+                ).json()
+                headers = {"Authorization": f"Bearer {token['access_token']}"}
+                users = client.get("/api/v1/admin/users", headers=headers)
+            assert users.status_code == 200
+            assert [u["role"] for u in users.json()["users"]] == ["admin"]
+        finally:
+            server.stop()
+
+    def test_migrate_seed_and_reconcile_are_repeatable(self, tmp_path: Path) -> None:
+        assert orderproc("migrate", "--data-dir", str(tmp_path)).returncode == 0
+        assert orderproc("migrate", "--data-dir", str(tmp_path)).returncode == 0
+        seeded = orderproc("seed", "--data-dir", str(tmp_path))
+        assert seeded.stdout.startswith("added 1")  # about a hundred the first time
+        assert orderproc("seed", "--data-dir", str(tmp_path)).stdout.startswith("added 0 ")
+        clean = orderproc("reconcile", "--data-dir", str(tmp_path))
+        assert clean.returncode == 0
+        assert "all clean" in clean.stdout
