@@ -39,10 +39,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from importlib import metadata
 from pathlib import Path
@@ -104,25 +102,54 @@ SOLO_BODIES = "\n".join(
 WORKLOADS: list[Workload] = [
     Workload("balance", "GET", f"{API}/balance", 0.33, source="#2"),
     Workload(
-        "deposit", "POST", f"{API}/balance/deposit", 0.20, body='{"amount": "1.00"}',
-        source="#2", kind="deposit", per_store=True,
-    ),  # fmt: skip
+        "deposit",
+        "POST",
+        f"{API}/balance/deposit",
+        0.20,
+        body='{"amount": "1.00"}',
+        source="#2",
+        kind="deposit",
+        per_store=True,
+    ),
     Workload(
         "inventory_list", "GET", f"{API}/inventory/assets?limit=50", 0.35, auth=False, source="#3"
     ),
     Workload("inventory_btc", "GET", f"{API}/inventory/assets/BTC", 0.60, auth=False, source="#3"),
     Workload(
-        "market_buy_c32", "POST", f"{API}/orders", 0.15, body=SPREAD_BUYS, source="#4",
-        concurrency=32, kind="order", per_store=True,
-    ),  # fmt: skip
+        "market_buy_c32",
+        "POST",
+        f"{API}/orders",
+        0.15,
+        body=SPREAD_BUYS,
+        source="#4",
+        concurrency=32,
+        kind="order",
+        per_store=True,
+    ),
     Workload(
-        "market_buy_c64", "POST", f"{API}/orders", 0.15, body=SPREAD_BUYS, source="#4",
-        concurrency=64, kind="order", per_store=True,
-    ),  # fmt: skip
+        "market_buy_c64",
+        "POST",
+        f"{API}/orders",
+        0.15,
+        body=SPREAD_BUYS,
+        source="#4",
+        concurrency=64,
+        kind="order",
+        per_store=True,
+    ),
     Workload(
-        "one_user_c64", "POST", f"{API}/orders", None, body=SOLO_BODIES, source="#4",
-        concurrency=64, users="solo", kind="order", max_p99_ms=250, zero_non_2xx=True,
-    ),  # fmt: skip
+        "one_user_c64",
+        "POST",
+        f"{API}/orders",
+        None,
+        body=SOLO_BODIES,
+        source="#4",
+        concurrency=64,
+        users="solo",
+        kind="order",
+        max_p99_ms=250,
+        zero_non_2xx=True,
+    ),
 ]
 # What `--store both` runs unless --only says otherwise (issue #5: deposit and market orders).
 COMPARE_DEFAULT = ("deposit", "market_buy_c32")
@@ -272,7 +299,7 @@ def solo_quantity(base: str) -> tuple[str, Decimal]:
     """0.001 of SOLO_ASSET, or more if that is worth less than 2.00 (the minimum order value is
     1.00, and the price moves during the run). Returns (quantity, price)."""
     asset = _expect(*call("GET", f"{base}{API}/inventory/assets/{SOLO_ASSET}"), 200, "asset")
-    price = Decimal(str(asset.get("current_price") or asset.get("price")))
+    price = Decimal(asset["data"]["price_usd"])
     quantity = Decimal("0.001")
     while quantity * price < 2:
         quantity *= 10
@@ -295,6 +322,8 @@ class WrkResult:
     p99_ms: float
     max_ms: float
     wrk_rps: float  # wrk's own "Requests/sec" (every response), for cross-checking
+    samples: dict[int, str] = field(default_factory=dict)  # the first body of each non-2xx
+    concurrency: int = 0
 
     @property
     def non_2xx(self) -> dict[int, int]:
@@ -335,7 +364,9 @@ def run_wrk(
     done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
     if done.returncode != 0 or "BENCH " not in done.stdout:
         raise SystemExit(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    return parse_wrk(workload.name, base, done.stdout)
+    result = parse_wrk(workload.name, base, done.stdout)
+    result.concurrency = concurrency
+    return result
 
 
 def parse_wrk(name: str, base: str, output: str) -> WrkResult:
@@ -346,6 +377,11 @@ def parse_wrk(name: str, base: str, output: str) -> WrkResult:
         if line.startswith("BENCH_STATUS "):
             _, code, count = line.split()
             statuses[int(code)] = int(count)
+    samples = {}
+    for line in output.splitlines():
+        if line.startswith("BENCH_SAMPLE "):
+            _, code, body = line.split(" ", 2)
+            samples[int(code)] = body
     rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
     return WrkResult(
         workload=name,
@@ -359,6 +395,7 @@ def parse_wrk(name: str, base: str, output: str) -> WrkResult:
         p99_ms=summary["p99_us"] / 1000,
         max_ms=summary["max_us"] / 1000,
         wrk_rps=float(rps.group(1)) if rps else 0.0,
+        samples=samples,
     )
 
 
@@ -401,8 +438,12 @@ def code_info(env: dict[str, str]) -> str:
         [sys.executable, "-c", "import orderproc; print(orderproc.__file__)"],
         capture_output=True, text=True, env=env, cwd="/",
     )  # fmt: skip
-    state = " + uncommitted changes in src/" if dirty.stdout.strip() else ""
-    return f"commit {commit.stdout.strip() or '?'}{state}; orderproc from {where.stdout.strip()}"
+    source = where.stdout.strip()
+    if not source.startswith(str(ROOT)):
+        state = " (a copy of the code outside this tree: see where orderproc is from)"
+    else:
+        state = " + uncommitted changes in src/" if dirty.stdout.strip() else ""
+    return f"commit {commit.stdout.strip() or '?'}{state}; orderproc from {source}"
 
 
 def _codes(codes: dict[int, int]) -> str:
@@ -416,11 +457,16 @@ def _errors(result: WrkResult) -> str:
 @dataclass
 class Row:
     workload: Workload
+    store: str = "sqlite"
     result: WrkResult | None = None
     hello_before: WrkResult | None = None
     hello_after: WrkResult | None = None
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.workload.name + ("" if self.store == "sqlite" else f"@{self.store}")
 
     @property
     def hello_rps(self) -> float:
@@ -434,34 +480,61 @@ class Row:
         return self.result.success_rps / self.hello_rps
 
     @property
+    def failures(self) -> list[str]:
+        """Every target this row misses (empty: PASS)."""
+        w, r = self.workload, self.result
+        if r is None:
+            return ["not run"]
+        missed = []
+        if w.target is not None and self.ratio < w.target:
+            missed.append(f"ratio {self.ratio:.3f} < {w.target}")
+        if w.max_p99_ms is not None and r.p99_ms >= w.max_p99_ms:
+            missed.append(f"p99 {r.p99_ms:.0f} ms >= {w.max_p99_ms:g}")
+        if w.zero_non_2xx and (r.non_2xx or r.errors):
+            missed.append("non-2xx or socket errors")
+        return missed
+
+    @property
     def passed(self) -> bool:
-        return self.result is not None and self.ratio >= self.workload.target
+        return not self.failures
+
+    @property
+    def targets(self) -> str:
+        w = self.workload
+        parts = [f">={w.target:g}" if w.target is not None else ""]
+        if w.max_p99_ms is not None:
+            parts.append(f"p99<{w.max_p99_ms:g}")
+        if w.zero_non_2xx:
+            parts.append("0 non-2xx")
+        return " ".join(p for p in parts if p)
 
 
 def print_table(rows: list[Row], hellos: list[WrkResult]) -> None:
     print("\nHello-world windows (A), in run order:")
     for index, hello in enumerate(hellos, 1):
         print(
-            f"  A{index}: {hello.success_rps:8.0f} req/s  p50 {hello.p50_ms:.2f} ms  "
-            f"p99 {hello.p99_ms:.2f} ms  non-2xx {_codes(hello.non_2xx)}  "
-            f"socket errors {_errors(hello)}"
+            f"  A{index} (c{hello.concurrency}): {hello.success_rps:8.0f} req/s  "
+            f"p50 {hello.p50_ms:.2f} ms  p99 {hello.p99_ms:.2f} ms  "
+            f"non-2xx {_codes(hello.non_2xx)}  socket errors {_errors(hello)}"
         )
     header = (
-        f"{'workload':<15} {'rps (2xx)':>9} {'p50 ms':>7} {'p99 ms':>7} {'hello rps':>9} "
-        f"{'ratio':>6} {'target':>6}  {'result':<6} non-2xx / socket errors"
+        f"{'workload':<24} {'conc':>4} {'rps (2xx)':>9} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'hello rps':>9} {'ratio':>6} {'target':<20} {'result':<6} non-2xx / socket errors"
     )
     print("\n" + header)
     print("-" * len(header))
     for row in rows:
         if row.result is None:
-            print(f"{row.workload.name:<15} {'skipped':>9}  {row.note}")
+            print(f"{row.label:<24} {'':>4} {'skipped':>9}  {row.note}")
             continue
         r = row.result
         print(
-            f"{row.workload.name:<15} {r.success_rps:9.0f} {r.p50_ms:7.2f} {r.p99_ms:7.2f} "
-            f"{row.hello_rps:9.0f} {row.ratio:6.3f} {row.workload.target:6.2f}  "
+            f"{row.label:<24} {r.concurrency:>4} {r.success_rps:9.0f} {r.p50_ms:7.2f} "
+            f"{r.p99_ms:7.2f} {row.hello_rps:9.0f} {row.ratio:6.3f} {row.targets:<20} "
             f"{'PASS' if row.passed else 'FAIL':<6} {_codes(r.non_2xx)} / {_errors(r)}"
         )
+        for code, body in r.samples.items():
+            print(f"{'':<24}   first {code}: {body[:200]}")
 
 
 # --------------------------------------------------------------------------- correctness
@@ -481,12 +554,31 @@ def ledger_of(base: str, token: str) -> list[dict[str, Any]]:
         cursor = page["next_cursor"]
 
 
-def check_money(base: str, users: list[tuple[str, str]], acked_deposits: int) -> list[str]:
-    """Every balance equals its ledger; the ledger holds at least every acknowledged deposit
-    (a few more are fine: wrk stops counting with requests still in flight)."""
+@dataclass
+class Platform:
+    """One `orderproc serve` process and its store, with the users registered on it."""
+
+    store: str  # "sqlite" or "postgres"
+    server: Server
+    env: dict[str, str]
+    data_dir: Path
+    users: list[tuple[str, str]] = field(default_factory=list)
+    tokens_file: Path | None = None
+    solo: tuple[str, str] | None = None
+    solo_tokens_file: Path | None = None
+    funded: bool = False
+    acked: dict[str, int] = field(default_factory=lambda: {"deposit": 0, "order": 0})
+    solo_info: dict[str, str] = field(default_factory=dict)
+
+
+def check_money(platform: Platform) -> list[str]:
+    """Every balance equals its ledger; the ledgers hold at least every acknowledged deposit and
+    order (a few more are fine: wrk stops counting with requests still in flight)."""
+    base = platform.server.url
     problems: list[str] = []
+    tag = f"[{platform.store}]"
     # An idempotent retry replays the first receipt and moves no money.
-    username, token = users[0]
+    username, token = platform.users[0]
     key = f"bench-replay-{secrets.token_hex(4)}"
     first = call(
         "POST", f"{base}{API}/balance/deposit", {"amount": "1.00"},
@@ -497,60 +589,165 @@ def check_money(base: str, users: list[tuple[str, str]], acked_deposits: int) ->
         token=token, headers={"Idempotency-Key": key},
     )  # fmt: skip
     if first[0] != 201 or again != first:
-        problems.append(f"idempotent replay differs: {first} then {again}")
-    acked_deposits += 1
+        problems.append(f"{tag} idempotent replay differs: {first} then {again}")
+    platform.acked["deposit"] += 1
 
-    entries_total = 0
-    for username, token in users:
+    kinds: dict[str, int] = {}
+    everyone = platform.users + ([platform.solo] if platform.solo else [])
+    for username, token in everyone:
         balance = _expect(*call("GET", f"{base}{API}/balance", token=token), 200, "balance")
         ledger = ledger_of(base, token)
-        entries_total += len(ledger)
+        for entry in ledger:
+            kinds[entry["transaction_type"]] = kinds.get(entry["transaction_type"], 0) + 1
         total = sum((Decimal(e["amount"]) for e in ledger), Decimal(0))
         if Decimal(balance["current_balance"]) != total:
-            problems.append(f"{username}: balance {balance['current_balance']} != ledger {total}")
+            problems.append(
+                f"{tag} {username}: balance {balance['current_balance']} != ledger {total}"
+            )
         if ledger and Decimal(ledger[0]["balance_after"]) != total:
-            problems.append(f"{username}: newest balance_after {ledger[0]['balance_after']}")
+            problems.append(f"{tag} {username}: newest balance_after {ledger[0]['balance_after']}")
+        if total < 0:
+            problems.append(f"{tag} {username}: negative cash {total}")
     print(
-        f"  {len(users)} users: every balance equals the sum of its ledger"
+        f"  {tag} {len(everyone)} users: every balance equals the sum of its ledger"
         + (" — NO" if any("ledger" in p for p in problems) else "")
     )
-    print(f"  ledger entries {entries_total}, deposits acknowledged to wrk {acked_deposits}")
-    if entries_total < acked_deposits:
-        problems.append(f"{acked_deposits - entries_total} acknowledged deposits are missing")
-    print(f"  idempotent replay returns the first receipt: {'yes' if first == again else 'NO'}")
+    # Funding deposits are acknowledged too: one per user of the spread buys, one for the solo.
+    funding = (len(platform.users) if platform.funded else 0) + (1 if platform.solo else 0)
+    deposits_seen = kinds.get("deposit", 0)
+    orders_seen = kinds.get("order_payment", 0) + kinds.get("order_sale", 0)
+    deposits_acked = platform.acked["deposit"] + funding
+    orders_acked = platform.acked["order"]
+    print(f"  {tag} cash ledger entries by type: {dict(sorted(kinds.items()))}")
+    print(
+        f"  {tag} deposits in ledgers {deposits_seen} (acknowledged {deposits_acked}); "
+        f"order entries {orders_seen} (orders acknowledged to wrk {orders_acked}, "
+        f"plus setup orders)"
+    )
+    if deposits_seen < deposits_acked:
+        problems.append(f"{tag} {deposits_acked - deposits_seen} acknowledged deposits missing")
+    if orders_seen < orders_acked:
+        problems.append(f"{tag} {orders_acked - orders_seen} acknowledged orders missing")
+    replayed = "yes" if first == again else "NO"
+    print(f"  {tag} idempotent replay returns the first receipt: {replayed}")
+    if platform.solo:
+        _, token = platform.solo
+        status, holding = call("GET", f"{base}{API}/balance/asset/{SOLO_ASSET}", token=token)
+        print(f"  {tag} one-user {SOLO_ASSET} position after the run: {status} {holding}")
     return problems
+
+
+def reconcile(platform: Platform) -> list[str]:
+    """`orderproc reconcile` on the store, with the platform stopped (issue #4 item 4)."""
+    cmd = [
+        str(Path(sys.executable).parent / "orderproc"), "reconcile",
+        "--data-dir", str(platform.data_dir),
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, env=platform.env, cwd=ROOT)
+    output = (done.stdout + done.stderr).strip()
+    url = platform.env.get("ORDERPROC_DATABASE_URL")
+    shown = f"ORDERPROC_DATABASE_URL={url} " if url else ""
+    print(f"  [{platform.store}] $ {shown}orderproc reconcile --data-dir {platform.data_dir}")
+    for line in output.splitlines()[-20:]:
+        print(f"      {line}")
+    print(f"      (exit {done.returncode})")
+    if done.returncode != 0 or "checked " not in output:
+        return [f"[{platform.store}] reconcile exited {done.returncode}: {output[-300:]}"]
+    return []
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def setup_users(platform: Platform, workdir: Path) -> None:
+    started = time.monotonic()
+    names = [f"bench_user_{index:03d}" for index in range(USERS)]
+    platform.users = make_users(platform.server.url, names)
+    platform.tokens_file = workdir / f"tokens-{platform.store}.txt"
+    platform.tokens_file.write_text("".join(f"{token}\n" for _, token in platform.users))
+    took = time.monotonic() - started
+    count = len(platform.users)
+    print(f"[{platform.store}] registered and logged in {count} users in {took:.1f} s")
+
+
+def fund_users(platform: Platform) -> None:
+    """One deposit of FUNDING per user, so the buys never run short of cash."""
+    if platform.funded:
+        return
+    base = platform.server.url
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda user: deposit(base, user[1], FUNDING), platform.users))
+    platform.funded = True
+    print(f"[{platform.store}] funded {len(platform.users)} users with {FUNDING} USD each")
+
+
+def setup_solo(platform: Platform, workdir: Path) -> dict[str, str]:
+    """The one-user workload's user: cash and a stock of SOLO_ASSET so that sells never fail for
+    lack of holdings (at most 64 requests are in flight; the stock covers thousands of sells)."""
+    if platform.solo:
+        return platform.solo_info
+    base = platform.server.url
+    platform.solo = make_users(base, ["bench_solo"])[0]
+    token = platform.solo[1]
+    platform.solo_tokens_file = workdir / f"solo-{platform.store}.txt"
+    platform.solo_tokens_file.write_text(token + "\n")
+    deposit(base, token, FUNDING)
+    quantity, price = solo_quantity(base)
+    bought = [
+        place(base, token, {"order_type": "market_buy", "asset_id": SOLO_ASSET,
+                             "notional": "10000.00"})
+        for _ in range(3)
+    ]  # fmt: skip
+    stock = sum((Decimal(order["quantity"]) for order in bought), Decimal(0))
+    platform.solo_info = {"quantity": quantity, "price": f"{price}", "stock": f"{stock}"}
+    print(
+        f"[{platform.store}] one-user workload: bench_solo holds {stock} {SOLO_ASSET} "
+        f"(price {price}), orders of {quantity} {SOLO_ASSET} "
+        f"(about {Decimal(quantity) * price:.2f} USD), cash {FUNDING} USD before the stock"
+    )
+    return platform.solo_info
 
 
 # --------------------------------------------------------------------------- main
 
 
-@contextmanager
-def servers(workdir: Path) -> Iterator[tuple[Server, Server, dict[str, str]]]:
+def start_platform(
+    store: str, workdir: Path, postgres: Any | None
+) -> tuple[Server, dict[str, str], Path]:
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, **BENCH_SETTINGS}
     env.pop("ORDERPROC_ACCESS_LOG", None)  # stays at its default (on)
-    started: list[Server] = []
-    try:
-        platform_server = start_server(
-            "orderproc",
-            [str(bin_dir / "orderproc"), "serve", "--port", "0", "--data-dir", str(workdir / "db")],
-            env,
-            workdir / "orderproc.log",
-            r"Order Processor on (http://\S+)",
-        )
-        started.append(platform_server)
-        hello_server = start_server(
-            "hello",
-            [sys.executable, str(BENCH / "hello.py"), "--port", "0"],
-            env,
-            workdir / "hello.log",
-            r"hello on (http://\S+)",
-        )
-        started.append(hello_server)
-        yield platform_server, hello_server, env
-    finally:
-        for server in started:
-            stop_server(server)
+    env.pop("ORDERPROC_DATABASE_URL", None)
+    data_dir = workdir / f"db-{store}"
+    if store == "postgres":
+        assert postgres is not None
+        env["ORDERPROC_DATABASE_URL"] = postgres.dsn("postgres")
+    server = start_server(
+        f"orderproc-{store}",
+        [str(bin_dir / "orderproc"), "serve", "--port", "0", "--data-dir", str(data_dir)],
+        env,
+        workdir / f"orderproc-{store}.log",
+        r"Order Processor on (http://\S+)",
+    )
+    return server, env, data_dir
+
+
+def start_postgres() -> Any:
+    """A throwaway PostgreSQL through the tests' harness (tests/support/postgres_server.py)."""
+    needed = [
+        ROOT / "src/orderproc/common/storage/postgres.py",
+        ROOT / "tests/support/postgres_server.py",
+    ]
+    missing = [str(path.relative_to(ROOT)) for path in needed if not path.exists()]
+    if missing:
+        raise SystemExit(f"--store postgres needs {', '.join(missing)} (not built yet)")
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tests.support.postgres_server import SERVER_OPTIONS, PostgresServer
+
+    server = PostgresServer().start()
+    print(f"PostgreSQL: {server.bindir}, port {server.port}, options: {SERVER_OPTIONS}")
+    return server
 
 
 def main() -> None:
@@ -559,30 +756,45 @@ def main() -> None:
     )
     parser.add_argument("--duration", type=float, default=20, help="measured seconds per window")
     parser.add_argument("--warmup", type=float, default=3, help="uncounted seconds before each")
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--concurrency", type=int, default=32, help="wrk connections (unless a workload sets it)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--only", help="comma-separated workload names (default: all)")
+    parser.add_argument(
+        "--store", choices=("sqlite", "postgres", "both"), default="sqlite",
+        help="the platform's store; both: the per-store workloads on each, in one run",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, database)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install -y wrk)")
 
-    chosen = WORKLOADS
+    stores = ["sqlite", "postgres"] if args.store == "both" else [args.store]
+    known = {w.name for w in WORKLOADS}
     if args.only:
         names = [name.strip() for name in args.only.split(",") if name.strip()]
-        unknown = set(names) - {w.name for w in WORKLOADS}
-        if unknown:
-            have = [w.name for w in WORKLOADS]
-            raise SystemExit(f"unknown workloads {sorted(unknown)}; have {have}")
-        chosen = [w for w in WORKLOADS if w.name in names]
+    elif args.store == "both":
+        names = list(COMPARE_DEFAULT)
+    else:
+        names = [w.name for w in WORKLOADS]
+    unknown = set(names) - known
+    if unknown:
+        raise SystemExit(f"unknown workloads {sorted(unknown)}; have {sorted(known)}")
+    chosen = [w for w in WORKLOADS if w.name in names]
+    # (workload, store) in run order: under --store both each per-store workload runs on each
+    # store back to back; the others on the first store only.
+    plan = [(w, store) for w in chosen for store in (stores if w.per_store else stores[:1])]
 
     info = machine_info()
     print("Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    print(f"Load before: {uptime()}")
     print(
-        f"Protocol: wrk -t{args.threads} -c{args.concurrency}, warm-up {args.warmup:g} s + "
-        f"{args.duration:g} s per window, A B A per workload (hello-world A, shared between "
-        f"neighbours), one uvicorn worker each, the same flags as `orderproc serve`"
+        f"Protocol: wrk -t{args.threads} -c{args.concurrency} (or the workload's own), warm-up "
+        f"{args.warmup:g} s + {args.duration:g} s per window, A B A per workload (hello-world A "
+        f"at the workload's concurrency, shared between neighbours), one uvicorn worker each, "
+        f"the same flags as `orderproc serve`; stores: {', '.join(stores)}"
     )
     print("Settings raised: " + " ".join(f"{k}={v}" for k, v in BENCH_SETTINGS.items()))
     print("Other settings: defaults (access log on, to a file; password profile owasp)")
@@ -591,74 +803,113 @@ def main() -> None:
     rows: list[Row] = []
     hellos: list[WrkResult] = []
     problems: list[str] = []
-    log_summary: dict[str, int] = {}
+    log_summary: dict[str, dict[str, int]] = {}
+    platforms: dict[str, Platform] = {}
+    started: list[Server] = []
+    postgres: Any | None = None
+    load_after = ""
     try:
-        with servers(workdir) as (app, hello, _env):
-            print(f"Code: {code_info(_env)}")
-            print(f"Platform {app.url}, hello-world {hello.url}, work dir {workdir}")
-            started = time.monotonic()
-            users = make_users(app.url, USERS)
-            took = time.monotonic() - started
-            print(f"Registered and logged in {len(users)} users in {took:.1f} s")
-            tokens_file = workdir / "tokens.txt"
-            tokens_file.write_text("".join(f"{token}\n" for _, token in users))
-            token = users[0][1]
-
-            def window(workload: Workload, base: str) -> tuple[WrkResult, WrkResult]:
-                common = {
-                    "concurrency": args.concurrency,
-                    "threads": args.threads,
-                    "tokens_file": tokens_file,
-                }
-                warm = run_wrk(workload, base, duration=args.warmup, **common)
-                measured = run_wrk(workload, base, duration=args.duration, **common)
-                print(
-                    f"  {workload.name:<15} {measured.success_rps:8.0f} req/s (2xx)  "
-                    f"p50 {measured.p50_ms:.2f} ms  p99 {measured.p99_ms:.2f} ms  "
-                    f"non-2xx {_codes(measured.non_2xx)}  socket errors {_errors(measured)}",
-                    flush=True,
-                )
-                return warm, measured
-
-            acked_deposits = 0
-            for workload in chosen:
-                row = Row(workload)
-                rows.append(row)
-                # A POST probe sends an empty object: 422 means the route exists; nothing moves.
-                probe_status, _ = call(
-                    workload.method,
-                    app.url + workload.path,
-                    {} if workload.method == "POST" else None,
-                    token=token if workload.auth else None,
-                )
-                if probe_status in (404, 405):
-                    row.note = f"route answered {probe_status}: not built yet"
-                    continue
-                if not hellos:
-                    hellos.append(window(HELLO, hello.url)[1])
-                row.hello_before = hellos[-1]
-                warm, row.result = window(workload, app.url)
-                if workload.name == "deposit":
-                    acked_deposits += warm.ok + row.result.ok
-                hellos.append(window(HELLO, hello.url)[1])
-                row.hello_after = hellos[-1]
-
-            print_table(rows, hellos)
-            if any(w.name == "deposit" for w in chosen):
-                print("\nCorrectness after the run:")
-                problems = check_money(app.url, users, acked_deposits)
-            status, health = call("GET", app.url + "/health")
-            print(f"  /health after the run: {status} {health}")
-        log = (workdir / "orderproc.log").read_text(errors="replace").splitlines()
-        log_summary = {
-            "lines": len(log),
-            "error_lines": sum('"level":"error"' in line for line in log),
-            "warning_lines": sum('"level":"warning"' in line for line in log),
-        }
-        print(
-            f"  server log: {log_summary['lines']} lines, {log_summary['error_lines']} at error, "
-            f"{log_summary['warning_lines']} at warning"
+        if "postgres" in stores:
+            postgres = start_postgres()
+        for store in stores:
+            server, env, data_dir = start_platform(store, workdir, postgres)
+            started.append(server)
+            platforms[store] = Platform(store, server, env, data_dir)
+        hello = start_server(
+            "hello",
+            [sys.executable, str(BENCH / "hello.py"), "--port", "0"],
+            {**os.environ, **BENCH_SETTINGS},
+            workdir / "hello.log",
+            r"hello on (http://\S+)",
         )
+        started.append(hello)
+        print(f"Code: {code_info(platforms[stores[0]].env)}")
+        for platform in platforms.values():
+            print(f"Platform [{platform.store}] {platform.server.url}")
+        print(f"Hello-world {hello.url}, work dir {workdir}")
+        for platform in platforms.values():
+            setup_users(platform, workdir)
+
+        def window(workload: Workload, base: str, tokens: Path) -> tuple[WrkResult, WrkResult]:
+            common = {
+                "concurrency": workload.concurrency or args.concurrency,
+                "threads": args.threads,
+                "tokens_file": tokens,
+            }
+            warm = run_wrk(workload, base, duration=args.warmup, **common)
+            measured = run_wrk(workload, base, duration=args.duration, **common)
+            print(
+                f"  {workload.name:<15} c{measured.concurrency:<3} {measured.success_rps:8.0f} "
+                f"req/s (2xx)  p50 {measured.p50_ms:.2f} ms  p99 {measured.p99_ms:.2f} ms  "
+                f"non-2xx {_codes(measured.non_2xx)}  socket errors {_errors(measured)}",
+                flush=True,
+            )
+            return warm, measured
+
+        def hello_at(concurrency: int) -> WrkResult:
+            if not hellos or hellos[-1].concurrency != concurrency:
+                hello_load = replace(HELLO, concurrency=concurrency)
+                hellos.append(window(hello_load, hello.url, workdir / "none")[1])
+            return hellos[-1]
+
+        for workload, store in plan:
+            platform = platforms[store]
+            base = platform.server.url
+            row = Row(workload, store)
+            rows.append(row)
+            # A POST probe sends an empty object: 422 means the route exists; nothing moves.
+            probe_status, _ = call(
+                workload.method,
+                base + workload.path,
+                {} if workload.method == "POST" else None,
+                token=platform.users[0][1] if workload.auth else None,
+            )
+            if probe_status in (404, 405):
+                row.note = f"route answered {probe_status}: not built yet"
+                continue
+            assert platform.tokens_file is not None
+            tokens = platform.tokens_file
+            if workload.kind == "order" and workload.users == "all":
+                fund_users(platform)
+            if workload.users == "solo":
+                solo = setup_solo(platform, workdir)
+                workload = replace(workload, body=workload.body.replace("%QTY%", solo["quantity"]))
+                assert platform.solo_tokens_file is not None
+                tokens = platform.solo_tokens_file
+                row.extra = dict(solo)
+            concurrency = workload.concurrency or args.concurrency
+            row.hello_before = hello_at(concurrency)
+            warm, row.result = window(workload, base, tokens)
+            if workload.kind:
+                platform.acked[workload.kind] += warm.ok + row.result.ok
+            hellos.append(window(replace(HELLO, concurrency=concurrency), hello.url, tokens)[1])
+            row.hello_after = hellos[-1]
+
+        print_table(rows, hellos)
+        load_after = uptime()
+        print(f"\nLoad after the windows: {load_after}")
+        print("\nCorrectness after the run:")
+        for platform in platforms.values():
+            if any(row.store == platform.store and row.result for row in rows):
+                problems += check_money(platform)
+            status, health = call("GET", platform.server.url + "/health")
+            print(f"  [{platform.store}] /health after the run: {status} {health}")
+        for server in started:
+            stop_server(server)
+        for platform in platforms.values():
+            problems += reconcile(platform)
+            log = (workdir / f"orderproc-{platform.store}.log").read_text(errors="replace")
+            lines = log.splitlines()
+            log_summary[platform.store] = {
+                "lines": len(lines),
+                "error_lines": sum('"level":"error"' in line for line in lines),
+                "warning_lines": sum('"level":"warning"' in line for line in lines),
+            }
+            s = log_summary[platform.store]
+            print(
+                f"  [{platform.store}] server log: {s['lines']} lines, {s['error_lines']} at "
+                f"error, {s['warning_lines']} at warning"
+            )
         for problem in problems:
             print(f"  PROBLEM: {problem}")
         if args.json:
@@ -668,16 +919,22 @@ def main() -> None:
                         "machine": info,
                         "settings": BENCH_SETTINGS,
                         "args": {k: str(v) for k, v in vars(args).items()},
+                        "load_after": load_after,
                         "hello": [h.__dict__ for h in hellos],
                         "workloads": [
                             {
                                 "name": r.workload.name,
+                                "store": r.store,
                                 "note": r.note,
                                 "target": r.workload.target,
+                                "targets": r.targets,
                                 "ratio": r.ratio if r.result else None,
+                                "hello_rps": r.hello_rps if r.result else None,
                                 "passed": r.passed,
+                                "failures": r.failures,
                                 "result": r.result.__dict__ if r.result else None,
                                 "success_rps": r.result.success_rps if r.result else None,
+                                "extra": r.extra,
                             }
                             for r in rows
                         ],
@@ -689,6 +946,10 @@ def main() -> None:
                 )
             )
     finally:
+        for server in started:
+            stop_server(server)
+        if postgres is not None:
+            postgres.close()
         if args.keep:
             print(f"kept {workdir}")
         else:
@@ -696,6 +957,14 @@ def main() -> None:
     measured = [row for row in rows if row.result is not None]
     if problems or not all(row.passed for row in measured):
         raise SystemExit(1)
+
+
+def uptime() -> str:
+    try:
+        one, five, fifteen = Path("/proc/loadavg").read_text().split()[:3]
+    except OSError:
+        return "unknown"
+    return f"load average {one}, {five}, {fifteen} (1, 5, 15 min)"
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 -- when the run ends, prints one machine-readable summary for bench/run.py:
 --   BENCH requests=.. duration_us=.. connect=.. read=.. write=.. timeout=.. p50_us=.. p99_us=..
 --   BENCH_STATUS <code> <count>     (one line per status code seen)
+--   BENCH_SAMPLE <code> <body>      (the first body of each status >= 300, one line, cut short)
 -- A script loads it with dofile() before defining its own init() and request().
 
 local threads = {}
@@ -14,16 +15,23 @@ function setup(thread)
 end
 
 codes = {}
+samples = {}
 
 function response(status, headers, body)
    codes[status] = (codes[status] or 0) + 1
+   if status >= 300 and samples[status] == nil then
+      samples[status] = (body or ""):gsub("[\r\n]", " "):sub(1, 300)
+   end
 end
 
 function done(summary, latency, requests)
-   local merged = {}
+   local merged, sampled = {}, {}
    for _, thread in ipairs(threads) do
       for code, count in pairs(thread:get("codes")) do
          merged[code] = (merged[code] or 0) + count
+      end
+      for code, body in pairs(thread:get("samples")) do
+         sampled[code] = sampled[code] or body
       end
    end
    local e = summary.errors
@@ -35,5 +43,8 @@ function done(summary, latency, requests)
       latency:percentile(99), latency.max, latency.mean))
    for code, count in pairs(merged) do
       io.write(string.format("BENCH_STATUS %d %d\n", code, count))
+   end
+   for code, body in pairs(sampled) do
+      io.write(string.format("BENCH_SAMPLE %d %s\n", code, body))
    end
 end

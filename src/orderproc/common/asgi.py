@@ -30,6 +30,7 @@ _API_HEADERS: list[tuple[bytes, bytes]] = [
 ]
 _DOCS_HEADERS = _API_HEADERS[:4]
 _DOCS_PATHS = ("/docs", "/redoc")
+_OVERRIDABLE = frozenset({b"content-security-policy", b"cache-control"})
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -87,7 +88,10 @@ class EdgeMiddleware:
                 status = message["status"]
                 headers = list(message.get("headers", ()))
                 headers.append((b"x-request-id", request_id.encode()))
-                headers.extend(extra)
+                # A response that sets its own CSP or cache policy (the web UI's pages and
+                # static files) keeps it; everything else gets the strict API defaults.
+                own = {name for name, _ in headers if name in _OVERRIDABLE}
+                headers.extend(h for h in extra if h[0] not in own)
                 message["headers"] = headers
             await send(message)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 
@@ -25,6 +25,7 @@ from orderproc.inventory import api as inventory_api
 from orderproc.orders import api as orders_api
 from orderproc.runtime import Runtime, build_runtime
 from orderproc.users import api as users_api
+from orderproc.webui.routes import mount_webui
 
 API_PREFIX = "/api/v1"
 SWAGGER_DIR = Path(__file__).parent / "static" / "swagger-ui"
@@ -71,6 +72,7 @@ def create_app(
     _add_docs(app)
     for router in (*users_api.routers, *inventory_api.routers, *orders_api.routers):
         app.include_router(router, prefix=API_PREFIX)
+    mount_webui(app)
     return app
 
 
@@ -92,10 +94,6 @@ def _add_docs(app: FastAPI) -> None:
 
 
 def _add_operations(app: FastAPI) -> None:
-    @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        return RedirectResponse("/docs")
-
     @app.get("/health", tags=["operations"])
     async def health() -> dict[str, object]:
         """Alive; in embedded mode every service lives in this process."""

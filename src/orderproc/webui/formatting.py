@@ -35,7 +35,7 @@ def _sign(amount: Decimal, *, plus: bool) -> str:
 
 
 def money(value: object, plus: bool = False) -> str:
-    """`$1,234.56`, `−$3.10`; with `plus`, gains get a `+`."""
+    """`$1,234.56`, `-$3.10` (with a true minus sign); with `plus`, gains get a `+`."""
     amount = to_decimal(value)
     if amount is None:
         return "—"

@@ -81,3 +81,19 @@ def require_user(request: Request) -> Session:
     if not session.signed_in:
         raise SignInRequired
     return session
+
+
+def int_param(value: str | None) -> int:
+    """A non-negative integer query parameter (an offset), 0 when absent or malformed."""
+    return int(value) if value and value.isdigit() and len(value) < 10 else 0
+
+
+def page_info(answer: dict[str, Any], offset: int, limit: int, rows: list[Any]) -> dict[str, Any]:
+    """What the pager needs from one page of an API list."""
+    return {
+        "offset": offset,
+        "limit": limit,
+        "count": len(rows),
+        "total": answer.get("total_count"),
+        "has_more": bool(answer.get("has_more")),
+    }

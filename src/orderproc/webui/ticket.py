@@ -75,9 +75,7 @@ def parse_ticket(side: str, mode: str, raw: str) -> Ticket:
     return Ticket(side, mode, value)
 
 
-def estimate(
-    ticket: Ticket, *, market_price: Decimal, fee_bps: int, slippage_bps: int
-) -> Estimate:
+def estimate(ticket: Ticket, *, market_price: Decimal, fee_bps: int, slippage_bps: int) -> Estimate:
     move = Decimal(10_000 + slippage_bps if ticket.is_buy else 10_000 - slippage_bps) / 10_000
     price = market_price * move
     quantity = quantity_for(ticket, price)

@@ -34,7 +34,7 @@ from orderproc.common.storage.records import (
 )
 
 
-class StoreUnavailable(RuntimeError):
+class StoreUnavailable(ConnectionError):
     """The store cannot be reached (network, credentials, a missing database); the message
     names where it was looked for, never the credentials."""
 

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from orderproc.webui.client import Api, ApiError
-from orderproc.webui.pages import error_status, go, render, render_form, require_user
+from orderproc.webui.pages import (
+    error_status,
+    go,
+    int_param,
+    page_info,
+    render,
+    render_form,
+    require_user,
+)
 from orderproc.webui.session import check_csrf
-from orderproc.webui.views.market import _int, _page
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 20
@@ -23,7 +31,7 @@ LEDGER_TYPES = ("deposit", "withdraw", "order_payment", "order_sale", "fee")
 async def portfolio(request: Request) -> Response:
     api = Api(request, require_user(request))
     answer = await api.get("/portfolio")
-    positions = sorted(answer["assets"], key=lambda p: -float(p["percentage"] or 0))
+    positions = sorted(answer["assets"], key=lambda p: -Decimal(p["percentage"] or "0"))
     return render(request, "account/portfolio.html", {"p": answer, "positions": positions})
 
 
@@ -54,14 +62,14 @@ async def orders(request: Request) -> Response:
     asset_id = request.query_params.get("asset_id", "").strip().upper()[:20]
     if asset_id:
         filters["asset_id"] = asset_id
-    offset = _int(request.query_params.get("offset"))
+    offset = int_param(request.query_params.get("offset"))
     query = {k: v for k, v in filters.items() if k not in ("start", "end")}
     answer = await api.get(
         "/orders", **query, **_time_range(filters), limit=PAGE_SIZE, offset=offset
     )
     context = {
         "orders": answer["data"],
-        "page": _page(answer, offset, PAGE_SIZE),
+        "page": page_info(answer, offset, PAGE_SIZE, answer["data"]),
         "filters": filters,
         "statuses": ORDER_STATUSES,
         "types": ORDER_TYPES,
@@ -71,7 +79,7 @@ async def orders(request: Request) -> Response:
 
 async def _cash_context(request: Request, api: Api) -> dict[str, Any]:
     filters = _filters(request, {"transaction_type": LEDGER_TYPES})
-    offset = _int(request.query_params.get("offset"))
+    offset = int_param(request.query_params.get("offset"))
     balance = await api.get("/balance")
     query = {k: v for k, v in filters.items() if k not in ("start", "end")}
     ledger = await api.get(
@@ -80,7 +88,7 @@ async def _cash_context(request: Request, api: Api) -> dict[str, Any]:
     return {
         "balance": balance,
         "ledger": ledger["transactions"],
-        "page": _page(ledger, offset, PAGE_SIZE),
+        "page": page_info(ledger, offset, PAGE_SIZE, ledger["transactions"]),
         "filters": filters,
         "types": LEDGER_TYPES,
     }

@@ -42,5 +42,5 @@ async def audit(request: Request) -> Response:
     offset = int_param(params.get("offset"))
     answer = await api.get("/admin/audit", **filters, limit=PAGE_SIZE, offset=offset)
     rows = answer.get("data") or answer.get("events") or []
-    context = {"events": rows, "page": page_info(answer, offset, PAGE_SIZE, rows), "filters": filters}
-    return render(request, "admin/audit.html", context)
+    page = page_info(answer, offset, PAGE_SIZE, rows)
+    return render(request, "admin/audit.html", {"events": rows, "page": page, "filters": filters})

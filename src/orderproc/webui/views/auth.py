@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -18,6 +21,7 @@ from orderproc.webui.session import (
 
 router = APIRouter(include_in_schema=False)
 REGISTER_FIELDS = ("username", "email", "first_name", "last_name")
+REGISTER_PAGE, REGISTER_FORM = "auth/register.html", "auth/_register_form.html"
 
 
 def _safe_next(target: str | None) -> str:
@@ -31,7 +35,7 @@ def _safe_next(target: str | None) -> str:
 async def login_page(request: Request) -> Response:
     if current_session(request).signed_in:
         return go(request, "/portfolio")
-    context = {"form": {}, "error": None, "next": request.query_params.get("next")}
+    context: dict[str, Any] = {"form": {}, "next": request.query_params.get("next")}
     return render(request, "auth/login.html", context)
 
 
@@ -94,7 +98,7 @@ async def register(request: Request) -> Response:
             error.fields["email"] = error.message
         context = {"form": values, "error": error}
         status = error_status(error.status)
-        return render_form(request, "auth/register.html", "auth/_register_form.html", context, status)
+        return render_form(request, REGISTER_PAGE, REGISTER_FORM, context, status)
     _sign_in(request, session, answer)
     return go(request, "/cash", message="Welcome! Add some cash to start trading.")
 
@@ -104,10 +108,8 @@ async def logout(request: Request) -> Response:
     session = current_session(request)
     await check_csrf(request, session)
     if session.signed_in:
-        try:
+        with suppress(ApiError, SignInRequired):  # a dead token: the session goes anyway
             await Api(request, session).post("/auth/logout")
-        except (ApiError, SignInRequired):
-            pass  # the token is already dead; the session goes anyway
     store_of(request).drop(session)
     fresh = store_of(request).new()
     fresh.flash("You are logged out.")

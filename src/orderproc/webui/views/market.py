@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from orderproc.webui.client import Api
-from orderproc.webui.pages import is_htmx, render
+from orderproc.webui.pages import int_param, is_htmx, page_info, render
 from orderproc.webui.session import current_session
 
 router = APIRouter(include_in_schema=False)
@@ -34,7 +33,7 @@ async def market(request: Request) -> Response:
         "category": params.get("category", ""),
         "sort": params.get("sort", "rank") if params.get("sort") in SORTS else "rank",
     }
-    offset = _int(params.get("offset"))
+    offset = int_param(params.get("offset"))
     api = Api(request, current_session(request))
     sort_by, sort_order, _ = SORTS[query["sort"]]
     page = await api.get(
@@ -48,28 +47,13 @@ async def market(request: Request) -> Response:
     )
     context = {
         "assets": page["data"],
-        "page": _page(page, offset, PAGE_SIZE),
+        "page": page_info(page, offset, PAGE_SIZE, page["data"]),
         "query": query,
         "sorts": {key: label for key, (_, _, label) in SORTS.items()},
         "categories": await _categories(request, api),
     }
     template = "market/_table.html" if is_htmx(request) else "market/market.html"
     return render(request, template, context)
-
-
-def _int(value: str | None) -> int:
-    return int(value) if value and value.isdigit() else 0
-
-
-def _page(answer: dict[str, Any], offset: int, limit: int) -> dict[str, Any]:
-    rows = answer.get("data") or answer.get("transactions") or answer.get("users") or []
-    return {
-        "offset": offset,
-        "limit": limit,
-        "count": len(rows),
-        "total": answer.get("total_count"),
-        "has_more": bool(answer.get("has_more")),
-    }
 
 
 async def _categories(request: Request, api: Api) -> list[str]:

@@ -50,9 +50,9 @@ async def asset_page(request: Request, asset_id: str) -> Response:
     except ApiError as error:
         if error.status not in (404, 422):
             raise
-        context = {"heading": "Asset not found", "message": f"There is no asset “{asset_id}”."}
-        return render(request, "error.html", context, status=404)
-    context = {
+        missing = {"heading": "Asset not found", "message": f"There is no asset “{asset_id}”."}
+        return render(request, "error.html", missing, status=404)
+    context: dict[str, Any] = {
         "asset": asset,
         "ticket": {"side": request.query_params.get("side", "buy"), "mode": "amount"},
         "fee_bps": _settings(request).order_fee_bps,
@@ -66,7 +66,9 @@ async def order_estimate(request: Request, asset_id: str) -> Response:
     params = request.query_params
     context: dict[str, Any] = {"estimate": None, "problem": None}
     try:
-        ticket = parse_ticket(params.get("side", ""), params.get("mode", ""), params.get("amount", ""))
+        ticket = parse_ticket(
+            params.get("side", ""), params.get("mode", ""), params.get("amount", "")
+        )
         context["ticket"] = ticket
         asset = await _asset(Api(request, current_session(request)), asset_id)
         settings = _settings(request)

@@ -1,0 +1,78 @@
+"""Mounts the web UI on the gateway app: pages at `/`, `/market`, `/assets/{id}`, …, live
+prices at `/live/prices`, static files at `/static`. Call `mount_webui(app)` once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
+
+from orderproc.webui.client import ApiError
+from orderproc.webui.pages import HERE, go, is_htmx, render
+from orderproc.webui.session import (
+    AdminOnly,
+    CsrfRejected,
+    SessionStore,
+    SignInRequired,
+    current_session,
+    store_of,
+    use_session,
+)
+from orderproc.webui.streams import router as streams_router
+from orderproc.webui.views import account, admin, auth, market, profile, trade
+
+STATIC_MAX_AGE = 3600
+
+
+class _StaticFiles(StaticFiles):
+    """Static files that browsers may cache (URLs carry a version)."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["cache-control"] = f"public, max-age={STATIC_MAX_AGE}"
+        return response
+
+
+def mount_webui(app: FastAPI) -> None:
+    app.state.webui_sessions = SessionStore()
+    app.mount("/static", _StaticFiles(directory=HERE / "static"), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def home(request: Request) -> Response:
+        return go(request, "/portfolio" if current_session(request).signed_in else "/market")
+
+    for module in (auth, market, trade, account, profile, admin):
+        app.include_router(module.router)
+    app.include_router(streams_router)
+    _install_handlers(app)
+
+
+def _install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(SignInRequired)
+    async def sign_in_required(request: Request, _: Exception) -> Response:
+        session = current_session(request)
+        if session.signed_in:  # the token expired or was revoked: start over
+            store_of(request).drop(session)
+            use_session(request, store_of(request).new())
+            current_session(request).flash("Your session ended. Please log in again.", "warn")
+        target = request.url.path if request.method == "GET" and not is_htmx(request) else ""
+        return go(request, f"/login?next={target}" if target else "/login")
+
+    @app.exception_handler(CsrfRejected)
+    async def csrf_rejected(request: Request, _: Exception) -> Response:
+        message = "This form has expired. Reload the page and try again."
+        context = {"heading": "Form expired", "message": message}
+        return render(request, "error.html", context, status=403)
+
+    @app.exception_handler(AdminOnly)
+    async def admin_only(request: Request, _: Exception) -> Response:
+        context = {"heading": "Admins only", "message": "This page is for administrators."}
+        return render(request, "error.html", context, status=403)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, ApiError)
+        context = {"heading": "Something went wrong", "message": error.message}
+        return render(request, "error.html", context, status=502 if error.status >= 500 else 400)
