@@ -114,6 +114,45 @@ class TestLockBypassed:
             for s in servers:
                 s.stop()
 
+    def test_three_processes_without_a_shared_lock_cannot_oversell(self, tmp_path: Path) -> None:
+        data = tmp_path / "shared"
+        servers = [ServerProcess(data).start()]
+        servers += [ServerProcess(data).start() for _ in range(2)]
+        try:
+            with httpx.Client(base_url=servers[0].url) as client:
+                auth = register_and_login(client, "seller")
+                client.post("/api/v1/balance/deposit", headers=auth, json={"amount": "5000"})
+                bought = client.post(
+                    "/api/v1/orders",
+                    headers=auth,
+                    json={"order_type": "market_buy", "asset_id": "ETH", "quantity": "0.2"},
+                )
+                assert bought.status_code == 201, bought.text
+            sell = {"order_type": "market_sell", "asset_id": "ETH", "quantity": "0.01"}
+
+            async def fire() -> list[httpx.Response | Exception]:
+                batches = [
+                    post_all(s.url, [("/api/v1/orders", auth, sell)] * 15, concurrency=8)
+                    for s in servers
+                ]
+                return list(itertools.chain(*await asyncio.gather(*batches)))
+
+            answers = [a for a in asyncio.run(fire()) if isinstance(a, httpx.Response)]
+            assert len(answers) == 45
+            assert {a.status_code for a in answers} <= {201, 409, 422}
+            sold = sum(1 for a in answers if a.status_code == 201)
+            refused = [a.json()["code"] for a in answers if a.status_code == 422]
+            assert set(refused) <= {"INSUFFICIENT_HOLDINGS"}
+            with httpx.Client(base_url=servers[0].url) as client:
+                held = client.get("/api/v1/balance/asset/ETH", headers=auth).json()
+                assert Decimal(held["quantity"]) == Decimal("0.2") - sold * Decimal("0.01")
+                assert Decimal(held["quantity"]) >= 0
+                assert sold >= 18, "contention may cost a 409, never an oversell"
+                assert_balance_is_its_ledger(client, auth)
+        finally:
+            for s in servers:
+                s.stop()
+
 
 class TestSharedRedisLock:
     def test_three_processes_sharing_a_redis_lock_serve_every_covered_withdrawal(

@@ -16,8 +16,11 @@ from orderproc.webui.formatting import FILTERS
 from orderproc.webui.session import Session, SignInRequired, attach_cookie, current_session
 
 HERE = Path(__file__).parent
+# The one hash lets the chart library's own <style> for its TradingView attribution logo.
+CHART_LOGO_STYLE = "'sha256-3pRED1tOXas1FXFoPb9TGCjmYe9XQsmO9OV23khV2nY='"
 PAGE_CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
+    f"default-src 'none'; script-src 'self'; style-src 'self' {CHART_LOGO_STYLE}; "
+    "img-src 'self' https: data:; "
     "connect-src 'self'; font-src 'self'; form-action 'self'; base-uri 'none'; "
     "frame-ancestors 'none'"
 )

@@ -77,8 +77,12 @@ class Filters:
 
 
 class PostgresRepository:
-    """Reads take a pooled connection per statement (never held across a use case's awaits, so
-    nested units of work cannot starve the pool); writes wait in `staged`."""
+    """Reads take a pooled connection per statement; writes wait in `staged`.
+
+    Why not hold one connection for the whole unit of work (measured ~0.5 ms faster per unit,
+    sequentially): units nest (a deposit's refusal is remembered in a unit of its own while the
+    outer one is open), so with every connection held by an outer unit the inner ones would wait
+    for the pool forever."""
 
     def __init__(self, pool: PoolSource, staged: builtins.list[Statement]) -> None:
         self._pool = pool
