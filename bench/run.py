@@ -324,6 +324,7 @@ class WrkResult:
     wrk_rps: float  # wrk's own "Requests/sec" (every response), for cross-checking
     samples: dict[int, str] = field(default_factory=dict)  # the first body of each non-2xx
     concurrency: int = 0
+    cpu: dict[str, float] = field(default_factory=dict)  # server CPU over the window
 
     @property
     def non_2xx(self) -> dict[int, int]:
@@ -440,7 +441,10 @@ def code_info(env: dict[str, str]) -> str:
     )  # fmt: skip
     source = where.stdout.strip()
     if not source.startswith(str(ROOT)):
-        state = " (a copy of the code outside this tree: see where orderproc is from)"
+        # A copy made by `git archive` may leave its commit in a COMMIT file beside src/.
+        stamp = Path(source).parent.parent.parent / "COMMIT"
+        copied = stamp.read_text().strip() if stamp.is_file() else "unknown"
+        state = f" (not what runs: a copy of commit {copied} runs, see where orderproc is from)"
     else:
         state = " + uncommitted changes in src/" if dirty.stdout.strip() else ""
     return f"commit {commit.stdout.strip() or '?'}{state}; orderproc from {source}"
@@ -750,6 +754,59 @@ def start_postgres() -> Any:
     return server
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds these processes have used so far (gone ones count 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_pids(postgres: Any | None) -> list[int]:
+    """The postmaster of our throwaway cluster and its children (backends, writers)."""
+    if postgres is None:
+        return []
+    try:
+        postmaster = int((postgres.data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return []
+    pids = [postmaster]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                pids.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
+
+
+def pg_xacts(postgres: Any | None) -> float:
+    """Committed + rolled-back transactions of the benchmark's database so far (each read
+    outside a transaction is one)."""
+    if postgres is None:
+        return 0.0
+    import asyncio
+
+    import asyncpg
+
+    async def read() -> float:
+        conn = await asyncpg.connect(postgres.dsn("postgres"))
+        try:
+            value = await conn.fetchval(
+                "SELECT xact_commit + xact_rollback FROM pg_stat_database "
+                "WHERE datname = 'postgres'"
+            )
+        finally:
+            await conn.close()
+        return float(value)
+
+    return asyncio.run(read())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -830,18 +887,34 @@ def main() -> None:
         for platform in platforms.values():
             setup_users(platform, workdir)
 
-        def window(workload: Workload, base: str, tokens: Path) -> tuple[WrkResult, WrkResult]:
+        def window(
+            workload: Workload, base: str, tokens: Path, watch: Platform | None = None
+        ) -> tuple[WrkResult, WrkResult]:
             common = {
                 "concurrency": workload.concurrency or args.concurrency,
                 "threads": args.threads,
                 "tokens_file": tokens,
             }
             warm = run_wrk(workload, base, duration=args.warmup, **common)
+            server_pid = (watch.server if watch else hello).process.pid
+            pg_pids = postgres_pids(postgres) if watch and watch.store == "postgres" else []
+            before = (cpu_seconds([server_pid]), cpu_seconds(pg_pids), pg_xacts(postgres))
             measured = run_wrk(workload, base, duration=args.duration, **common)
+            after = (cpu_seconds([server_pid]), cpu_seconds(pg_pids), pg_xacts(postgres))
+            ok = max(measured.ok, 1)
+            measured.cpu = {
+                "server_cpu_us_per_2xx": (after[0] - before[0]) / ok * 1e6,
+                "server_cpu_share": (after[0] - before[0]) / measured.duration_s,
+            }
+            if pg_pids:
+                measured.cpu["postgres_cpu_us_per_2xx"] = (after[1] - before[1]) / ok * 1e6
+                measured.cpu["postgres_xacts_per_2xx"] = (after[2] - before[2]) / ok
+            cpu = "  ".join(f"{k} {v:.2f}" for k, v in measured.cpu.items())
             print(
                 f"  {workload.name:<15} c{measured.concurrency:<3} {measured.success_rps:8.0f} "
                 f"req/s (2xx)  p50 {measured.p50_ms:.2f} ms  p99 {measured.p99_ms:.2f} ms  "
-                f"non-2xx {_codes(measured.non_2xx)}  socket errors {_errors(measured)}",
+                f"non-2xx {_codes(measured.non_2xx)}  socket errors {_errors(measured)}  "
+                f"[{cpu}]",
                 flush=True,
             )
             return warm, measured
@@ -879,7 +952,7 @@ def main() -> None:
                 row.extra = dict(solo)
             concurrency = workload.concurrency or args.concurrency
             row.hello_before = hello_at(concurrency)
-            warm, row.result = window(workload, base, tokens)
+            warm, row.result = window(workload, base, tokens, platform)
             if workload.kind:
                 platform.acked[workload.kind] += warm.ok + row.result.ok
             hellos.append(window(replace(HELLO, concurrency=concurrency), hello.url, tokens)[1])

@@ -27,6 +27,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.handler(args)
     except StartupError as exc:
         _fail(str(exc))
+    except OSError as exc:  # an unreachable store, a missing file: one line, not a traceback
+        _fail(str(exc))
     except KeyboardInterrupt:
         pass
 

@@ -111,7 +111,7 @@ async def build_runtime(
     settings: Settings, *, clock: Clock | None = None, service: str = "orderproc"
 ) -> Runtime:
     clock = clock or SystemClock()
-    store = open_store(settings.resolved_database_url)
+    store = open_store(settings.resolved_database_url, pool_size=settings.database_pool_size)
     await store.migrate()
     runtime = Runtime(
         settings=settings,

@@ -26,9 +26,20 @@ def settings_overrides() -> dict[str, Any]:
     return {}
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every API test runs on each production store."""
+    return str(request.param)
+
+
 @pytest.fixture
-def settings(tmp_path: Path, settings_overrides: dict[str, Any]) -> Settings:
-    return test_settings(tmp_path, **settings_overrides)
+def settings(
+    tmp_path: Path, settings_overrides: dict[str, Any], backend: str, request: pytest.FixtureRequest
+) -> Settings:
+    overrides = dict(settings_overrides)
+    if backend == "postgres":
+        overrides["database_url"] = request.getfixturevalue("postgres_dsn")
+    return test_settings(tmp_path, **overrides)
 
 
 @pytest.fixture

@@ -133,10 +133,13 @@ async def run_bank(url: str, auths: list[dict[str, str]], seed: int) -> tuple[li
     return books, len(acknowledged)
 
 
-def test_two_thousand_operations_add_up_exactly(tmp_path: Path) -> None:
+def test_two_thousand_operations_add_up_exactly(
+    tmp_path: Path, store_env: dict[str, str]
+) -> None:
     data = tmp_path / "bank"
     server = ServerProcess(
         data,
+        **store_env,
         ORDERPROC_ORDER_FEE_BPS="25",
         ORDERPROC_ORDER_SLIPPAGE_BPS="10",
         ORDERPROC_PRICE_TICK_SECONDS="0.2",

@@ -21,8 +21,8 @@ pytestmark = pytest.mark.system
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    process = ServerProcess(tmp_path / "data").start()
+def server(tmp_path: Path, store_env: dict[str, str]) -> Iterator[ServerProcess]:
+    process = ServerProcess(tmp_path / "data", **store_env).start()
     yield process
     process.stop()
 
@@ -80,12 +80,14 @@ class TestParallelMovements:
 
 
 class TestLockBypassed:
-    def test_three_processes_without_a_shared_lock_cannot_overdraw(self, tmp_path: Path) -> None:
+    def test_three_processes_without_a_shared_lock_cannot_overdraw(
+        self, tmp_path: Path, store_env: dict[str, str]
+    ) -> None:
         """Each process has only its own in-process lock, so across processes the lock is
         bypassed; the store's conditional write alone must refuse every overdraft."""
         data = tmp_path / "shared"
-        servers = [ServerProcess(data).start()]
-        servers += [ServerProcess(data).start() for _ in range(2)]
+        servers = [ServerProcess(data, **store_env).start()]
+        servers += [ServerProcess(data, **store_env).start() for _ in range(2)]
         try:
             with httpx.Client(base_url=servers[0].url) as client:
                 auth = register_and_login(client, "target")
@@ -114,10 +116,12 @@ class TestLockBypassed:
             for s in servers:
                 s.stop()
 
-    def test_three_processes_without_a_shared_lock_cannot_oversell(self, tmp_path: Path) -> None:
+    def test_three_processes_without_a_shared_lock_cannot_oversell(
+        self, tmp_path: Path, store_env: dict[str, str]
+    ) -> None:
         data = tmp_path / "shared"
-        servers = [ServerProcess(data).start()]
-        servers += [ServerProcess(data).start() for _ in range(2)]
+        servers = [ServerProcess(data, **store_env).start()]
+        servers += [ServerProcess(data, **store_env).start() for _ in range(2)]
         try:
             with httpx.Client(base_url=servers[0].url) as client:
                 auth = register_and_login(client, "seller")
@@ -156,13 +160,14 @@ class TestLockBypassed:
 
 class TestSharedRedisLock:
     def test_three_processes_sharing_a_redis_lock_serve_every_covered_withdrawal(
-        self, tmp_path: Path, redis_server: RedisServer
+        self, tmp_path: Path, redis_server: RedisServer, store_env: dict[str, str]
     ) -> None:
         """With the lock shared through Redis, the processes take turns: every withdrawal the
         balance covers succeeds, none is lost to a conflict, none overdraws."""
         data = tmp_path / "shared"
         servers = [
-            ServerProcess(data, ORDERPROC_REDIS_URL=redis_server.url).start() for _ in range(3)
+            ServerProcess(data, ORDERPROC_REDIS_URL=redis_server.url, **store_env).start()
+            for _ in range(3)
         ]
         try:
             with httpx.Client(base_url=servers[0].url) as client:
@@ -193,9 +198,9 @@ class TestSharedRedisLock:
 
 class TestKillNine:
     def test_every_acknowledged_deposit_survives_a_kill_9_exactly_once(
-        self, tmp_path: Path
+        self, tmp_path: Path, store_env: dict[str, str]
     ) -> None:
-        server = ServerProcess(tmp_path / "data").start()
+        server = ServerProcess(tmp_path / "data", **store_env).start()
         with httpx.Client(base_url=server.url) as client:
             users = [register_and_login(client, f"user{i}") for i in range(5)]
         requests = [
@@ -221,7 +226,7 @@ class TestKillNine:
         }
         assert 0 < len(acknowledged) < len(requests), "the kill should land mid-burst"
 
-        restarted = ServerProcess(tmp_path / "data").start()
+        restarted = ServerProcess(tmp_path / "data", **store_env).start()
         try:
             with httpx.Client(base_url=restarted.url) as client:
                 for auth in users:

@@ -86,8 +86,10 @@ class TestLostRaces:
                     async with real_uow() as rival:
                         account = await rival.accounts.get("u1")
                         assert account is not None
-                        rival.accounts.update(account.evolve(version=account.version + 1),
-                                              expected_version=account.version)
+                        rival.accounts.update(
+                            account.evolve(version=account.version + 1),
+                            expected_version=account.version,
+                        )
                         await rival.commit()
                 await commit()
 
@@ -108,8 +110,10 @@ class TestLostRaces:
             for uow in (first, second):
                 account = await uow.accounts.get("u1")
                 assert account is not None
-                uow.accounts.update(account.evolve(balance_cents=0, version=account.version + 1),
-                                    expected_version=account.version)
+                uow.accounts.update(
+                    account.evolve(balance_cents=0, version=account.version + 1),
+                    expected_version=account.version,
+                )
             await first.commit()
             with pytest.raises(ConcurrencyConflict):
                 await second.commit()

@@ -93,7 +93,7 @@ class RedisLocker:
 
     async def ping(self) -> None:
         """Raise if Redis does not answer in time (for readiness checks)."""
-        await asyncio.wait_for(self._client.ping(), self.op_timeout)  # type: ignore[misc]
+        await asyncio.wait_for(self._client.ping(), self.op_timeout)
 
     @contextlib.asynccontextmanager
     async def hold(self, key: str, *, timeout: float) -> AsyncIterator[None]:

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     database_url: str | None = None
     redis_url: str | None = None
+    database_pool_size: int = Field(
+        10, ge=1, le=200, description="PostgreSQL connections per process"
+    )
 
     jwt_secret: SecretStr | None = None
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"

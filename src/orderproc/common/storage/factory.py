@@ -15,7 +15,7 @@ SUPPORTED = (
 )
 
 
-def open_store(database_url: str) -> Store:
+def open_store(database_url: str, *, pool_size: int = 10) -> Store:
     """The store for `database_url`; call `await store.migrate()` before first use.
     Nothing connects here: a PostgreSQL store opens its pool on first use."""
     if database_url == "memory://":
@@ -23,7 +23,7 @@ def open_store(database_url: str) -> Store:
     if database_url.startswith(SQLITE_PREFIX):
         return SqliteStore(_sqlite_path(database_url))
     if database_url.startswith(POSTGRES_PREFIXES):
-        return _postgres(database_url)
+        return _postgres(database_url, pool_size)
     # DynamoDB plugs in here when its adapter exists.
     raise ValueError(f"Unsupported database URL {_redacted(database_url)!r}; use {SUPPORTED}.")
 
@@ -46,7 +46,7 @@ def _redacted(database_url: str) -> str:
     return scheme + separator + rest
 
 
-def _postgres(database_url: str) -> Store:
+def _postgres(database_url: str, pool_size: int) -> Store:
     try:
         from orderproc.common.storage.postgres import PostgresStore
     except ImportError:
@@ -54,4 +54,4 @@ def _postgres(database_url: str) -> Store:
             f"{_redacted(database_url)!r} needs the PostgreSQL driver: "
             "install order-processor[postgres]."
         ) from None
-    return PostgresStore(database_url)
+    return PostgresStore(database_url, max_size=pool_size)

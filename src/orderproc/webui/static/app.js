@@ -115,8 +115,10 @@
     toast("Something went wrong on our side. Please try again.");
   });
   /* After a form swaps in with an error, put the keyboard on the first field that needs it. */
-  document.addEventListener("htmx:afterSwap", function (e) {
-    var bad = e.detail.target && e.detail.target.querySelector && e.detail.target.querySelector("[aria-invalid=true]");
+  document.addEventListener("htmx:afterSettle", function () {
+    var active = document.activeElement;
+    if (active && active !== document.body && active.isConnected) return;
+    var bad = document.querySelector("form [aria-invalid=true]");
     if (bad) bad.focus();
   });
 })();
