@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import FrameType
+
 import argparse
 import asyncio
 import getpass
@@ -118,6 +120,13 @@ def _bind(host: str, port: int) -> socket.socket:
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from orderproc.webui.streams import stop_streams
+
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            stop_streams()  # live-price streams end now, not at the graceful-shutdown timeout
+            super().handle_exit(sig, frame)
+
     from orderproc.common.logging import configure_logging
     from orderproc.gateway.app import create_app
 
@@ -142,7 +151,7 @@ def _serve(args: argparse.Namespace) -> None:
         lifespan="on",
     )
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        _Server(config).run(sockets=[sock])
     except Exception as exc:  # a store that cannot open, a bad secret, ...
         raise StartupError(f"start-up failed: {exc}") from None
 
