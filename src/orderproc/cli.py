@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import FrameType
-
 import argparse
 import asyncio
 import getpass
@@ -12,6 +10,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any, NoReturn
 
 from pydantic import ValidationError

@@ -1,0 +1,77 @@
+"""The price ticker on the in-memory store: one batch per tick, candles per interval, retention,
+and a feed that fails leaves everything as it was."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from orderproc.common.clock import FixedClock
+from orderproc.common.prices import PriceCache
+from orderproc.common.storage.memory import MemoryStore
+from orderproc.inventory.pricefeed import SimulatedFeed
+from orderproc.inventory.service import PriceTicker, Retention, load_catalog, seed_catalog
+
+RETENTION = Retention(minute=timedelta(minutes=10), hour=timedelta(days=1), day=timedelta(days=30))
+
+
+async def ticker(clock: FixedClock) -> tuple[PriceTicker, MemoryStore, PriceCache]:
+    store, prices = MemoryStore(), PriceCache()
+    await seed_catalog(store)
+    catalog = await load_catalog(store, prices)
+    feed = SimulatedFeed.from_assets(catalog.assets(), seed=7)
+    tick = PriceTicker(
+        feed=feed,
+        catalog=catalog,
+        store=store,
+        clock=clock,
+        interval=1,
+        retention=RETENTION,
+        purge_every=10,
+    )
+    return tick, store, prices
+
+
+class TestTicks:
+    async def test_a_tick_moves_the_cache_and_the_store_together(self) -> None:
+        clock = FixedClock(datetime(2026, 5, 1, 12, 0, 30, tzinfo=UTC))
+        tick, store, prices = await ticker(clock)
+        before = prices.quote("BTC")
+        assert before is not None
+        await tick.tick_once()
+        after = prices.quote("BTC")
+        assert after is not None
+        assert after.price != before.price
+        assert after.as_of == clock.now()
+        async with store.unit_of_work() as uow:
+            stored = await uow.assets.get("BTC")
+            candles = {i: await uow.candles.list("BTC", i, limit=5) for i in ("1m", "1h", "1d")}
+        assert stored is not None
+        assert stored.price == after.price
+        assert all(len(c) == 1 and c[0].close == after.price for c in candles.values())
+
+    async def test_candles_stay_within_their_retention(self) -> None:
+        clock = FixedClock(datetime(2026, 5, 1, 12, 0, tzinfo=UTC))
+        tick, store, _ = await ticker(clock)
+        for _ in range(30):  # 30 minutes of one tick a minute; a purge every 10 ticks
+            clock.advance(minutes=1)
+            await tick.tick_once()
+        async with store.unit_of_work() as uow:
+            minutes = await uow.candles.list("ETH", "1m", limit=100)
+        assert 10 <= len(minutes) <= 20
+        assert minutes[0].open_time >= clock.now() - timedelta(minutes=20)
+
+    async def test_a_failing_feed_changes_nothing(self) -> None:
+        clock = FixedClock(datetime(2026, 5, 1, 12, 0, tzinfo=UTC))
+        tick, store, prices = await ticker(clock)
+
+        class Down:
+            async def next_prices(self, now: datetime) -> dict[str, Decimal]:
+                raise TimeoutError("no answer")
+
+        tick.feed = Down()
+        before = prices.quote("SOL")
+        assert await tick.tick_once() == 0
+        assert prices.quote("SOL") == before
+        async with store.unit_of_work() as uow:
+            assert await uow.candles.list("SOL", "1m", limit=5) == []
