@@ -137,7 +137,7 @@ def _serve(args: argparse.Namespace) -> None:
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host
     url = f"http://{shown}:{sock.getsockname()[1]}"
     print(
-        f"Order Processor on {url}  (API docs: {url}/docs; data: {settings.data_dir})",
+        f"Order Processor on {url}  (API docs: {url}/docs; data: {settings.data_dir.resolve()})",
         file=sys.stderr,
         flush=True,
     )

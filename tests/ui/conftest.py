@@ -81,7 +81,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture(autouse=True)
-def screenshot_on_failure(request: pytest.FixtureRequest, page: Page) -> Iterator[None]:
+def screenshot_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
+    if "page" not in request.fixturenames:
+        yield
+        return
+    page: Page = request.getfixturevalue("page")
     page.set_default_timeout(15_000)
     expect.set_options(timeout=15_000)
     yield

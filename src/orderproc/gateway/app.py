@@ -32,9 +32,13 @@ SWAGGER_DIR = Path(__file__).parent / "static" / "swagger-ui"
 SERVICES = ("users", "inventory", "orders")
 
 DESCRIPTION = """
-A trading-simulation platform. Register, log in (or use **Authorize** with your username and
-password), deposit USD and follow your ledger. Money is exact: amounts are decimal strings.
-Errors are RFC 7807 `application/problem+json` with a stable `code`.
+A trading-simulation platform. Register, then press **Authorize** and log in with your username
+and password. Deposit USD, browse about 100 crypto assets whose prices move, buy and sell them
+(`POST /api/v1/orders`), and follow your portfolio, P&L and ledgers.
+
+Money is exact: amounts, quantities and prices are decimal strings. POSTs that move money take an
+optional `Idempotency-Key`, so a retry never acts twice. Errors are RFC 7807
+`application/problem+json` with a stable `code` and the `request_id`.
 """
 
 

@@ -70,8 +70,7 @@ def parse_ticket(side: str, mode: str, raw: str) -> Ticket:
         raise TicketInvalid("That is far more than one order can trade.")
     places = 2 if mode == "amount" else 8
     if value != value.quantize(Decimal(1).scaleb(-places), context=EXACT):
-        unit = "cents" if mode == "amount" else "8 decimal places"
-        raise TicketInvalid(f"Use at most {unit}.")
+        raise TicketInvalid(f"Use at most {places} decimal places.")
     return Ticket(side, mode, value)
 
 
