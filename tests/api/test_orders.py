@@ -156,6 +156,17 @@ class TestRejections:
         )
         assert_problem(response, 422, "STALE_PRICE")
 
+    async def test_a_stale_price_refusal_is_not_remembered_for_the_key(
+        self, client: Client, trader: Auth, clock: SteppingClock, runtime: Runtime
+    ) -> None:
+        headers = {**trader, "Idempotency-Key": "stale-then-fresh"}
+        body = {"order_type": "market_buy", "asset_id": "BTC", "notional": "10"}
+        clock.advance(seconds=31)
+        assert_problem(await client.post(ORDERS, headers=headers, json=body), 422, "STALE_PRICE")
+        await runtime.ticker.tick_once()
+        retried = await client.post(ORDERS, headers=headers, json=body)
+        assert retried.status_code == 201
+
     async def test_refuses_an_inactive_asset(
         self, client: Client, trader: Auth, signup: Signup, runtime: Runtime
     ) -> None:
@@ -264,10 +275,14 @@ class TestReads:
         assert_problem(
             await client.get("/api/v1/balance/asset/BTC", headers=trader), 404, "POSITION_NOT_FOUND"
         )
-        await order(client, trader, order_type="market_buy", asset_id="BTC", notional="30")
+        bought = await order(client, trader, order_type="market_buy", asset_id="BTC", notional="30")
         await order(client, trader, order_type="market_sell", asset_id="BTC", quantity="0.0001")
         ledger = (await client.get("/api/v1/assets/btc/transactions", headers=trader)).json()
         assert [t["transaction_type"] for t in ledger["transactions"]] == ["SELL", "BUY"]
+        rest = Decimal(bought.json()["data"]["quantity"]) - Decimal("0.0001")
+        await order(client, trader, order_type="market_sell", asset_id="BTC", quantity=str(rest))
+        emptied = await client.get("/api/v1/balance/asset/BTC", headers=trader)
+        assert_problem(emptied, 404, "POSITION_NOT_FOUND")
 
 
 class TestReconcile:

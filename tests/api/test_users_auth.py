@@ -58,6 +58,7 @@ class TestRegister:
             ("first_name", ""),
             ("phone", "call me"),
             ("date_of_birth", "1800-01-01"),
+            ("date_of_birth", "2999-01-01"),
         ],
     )
     async def test_refuses_an_invalid_field_naming_it(
@@ -159,6 +160,28 @@ class TestLogin:
         )
         assert_problem(blocked, 403, "CLIENT_BLOCKED")
         assert_problem(await client.get("/api/v1/balance", headers=alice), 403, "CLIENT_BLOCKED")
+
+
+class TestLoginBlockingCannotBeReset:
+    @pytest.mark.parametrize(
+        "settings_overrides", [{"login_failure_limit": 4, "rate_limit_enabled": True}]
+    )
+    async def test_logging_in_to_an_own_account_does_not_clear_an_address_s_failures(
+        self, client: Client, signup: Signup
+    ) -> None:
+        await signup("mallory")
+        await signup("victim1")
+        mine = {"username": "mallory", "password": "correct horse battery staple"}
+        answers = []
+        for guess in range(6):
+            answers.append(
+                await client.post(
+                    "/api/v1/auth/login", json={"username": "victim1", "password": f"guess{guess}"}
+                )
+            )
+            await client.post("/api/v1/auth/login", json=mine)
+        assert answers[-1].status_code == 403
+        assert answers[-1].json()["code"] == "CLIENT_BLOCKED"
 
 
 class TestTokens:

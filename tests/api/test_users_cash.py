@@ -42,7 +42,26 @@ class TestDeposit:
         assert (await balance(client, alice))["current_balance"] == "100.30"
 
     @pytest.mark.parametrize(
-        "amount", [0, -5, "0.001", "1000000.01", "abc", "NaN", "Infinity", None, [], "1e400"]
+        "amount",
+        [
+            0,
+            -5,
+            "0.001",
+            "1000000.01",
+            "abc",
+            "NaN",
+            "Infinity",
+            None,
+            [],
+            "1e400",
+            "1e2",
+            "10_0",
+            "\uff11\uff10",
+            True,
+            " ",
+            "1.",
+            ".5",
+        ],
     )
     async def test_refuses_an_invalid_amount_and_writes_nothing(
         self, client: Client, alice: Auth, amount: object
@@ -198,6 +217,15 @@ class TestLedger:
             )
         ).json()
         assert [t["amount"] for t in page["transactions"]] == ["2.00"]
+
+    @pytest.mark.parametrize("cursor", ["\u00b2", "-1", "abc", "99999999", "1.5"])
+    async def test_refuses_a_cursor_it_did_not_make(
+        self, client: Client, alice: Auth, cursor: str
+    ) -> None:
+        response = await client.get(
+            "/api/v1/balance/transactions", headers=alice, params={"cursor": cursor}
+        )
+        assert_problem(response, 422, "VALIDATION_ERROR")
 
     async def test_refuses_a_reversed_range_and_an_unknown_type(
         self, client: Client, alice: Auth

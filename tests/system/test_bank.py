@@ -133,9 +133,7 @@ async def run_bank(url: str, auths: list[dict[str, str]], seed: int) -> tuple[li
     return books, len(acknowledged)
 
 
-def test_two_thousand_operations_add_up_exactly(
-    tmp_path: Path, store_env: dict[str, str]
-) -> None:
+def test_two_thousand_operations_add_up_exactly(tmp_path: Path, store_env: dict[str, str]) -> None:
     data = tmp_path / "bank"
     server = ServerProcess(
         data,

@@ -7,12 +7,16 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 from playwright.sync_api import Page, expect
 
 from tests.system.harness import ServerProcess
 from tests.ui.conftest import PASSWORD, new_username, sign_up
 
 NEW_PASSWORD = "a different long passphrase"
+CLI = [sys.executable, "-m", "orderproc.cli"]
+
+pytestmark = pytest.mark.ui
 
 
 def test_profile_edit_and_password_change(page: Page) -> None:
@@ -60,8 +64,7 @@ def test_session_cookie_is_httponly_and_samesite(page: Page) -> None:
 def test_admin_sees_users_and_the_audit_log(page: Page, ui_server: ServerProcess) -> None:
     admin = new_username()
     subprocess.run(
-        [sys.executable, "-m", "orderproc.cli", "create-admin", admin, "--password-stdin"]
-        + ["--data-dir", str(ui_server.data_dir)],
+        [*CLI, "create-admin", admin, "--password-stdin", "--data-dir", str(ui_server.data_dir)],
         input=PASSWORD,
         env=ui_server.env,
         text=True,

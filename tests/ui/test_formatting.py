@@ -9,6 +9,8 @@ import pytest
 from orderproc.webui.formatting import money, percent, price, quantity, tone
 from orderproc.webui.ticket import TicketInvalid, estimate, order_body, parse_ticket
 
+pytestmark = pytest.mark.ui
+
 
 class TestFormatting:
     @pytest.mark.parametrize(

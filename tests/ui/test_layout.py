@@ -10,6 +10,8 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.ui.conftest import SCREENSHOTS, deposit, place_order, sign_up
 
+pytestmark = pytest.mark.ui
+
 
 @pytest.fixture
 def phone(browser: Browser, browser_context_args: dict[str, Any]) -> Any:
@@ -36,6 +38,10 @@ def test_a_phone_sized_screen_still_shows_the_order_ticket(phone: Page) -> None:
     assert box["x"] + box["width"] <= 390
     assert phone.evaluate("document.documentElement.scrollWidth") <= 390
     place_order(phone, "SOL", side="buy", mode="amount", amount="100")
+
+    phone.goto("/market")
+    expect(phone.get_by_test_id("price-BTC")).to_be_in_viewport()
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
 
 
 def test_screenshots_of_market_asset_and_portfolio(page: Page) -> None:

@@ -6,7 +6,10 @@ import re
 import time
 from collections.abc import Callable
 
+import pytest
 from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.ui
 
 
 def poll(condition: Callable[[], bool], *, seconds: float = 20) -> bool:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from tests.ui.conftest import PASSWORD, deposit, new_username, place_order, sign_up
 
 MONEY = re.compile(r"^[+\u2212]?\$\d{1,3}(,\d{3})*\.\d{2}$")
+
+pytestmark = pytest.mark.ui
 
 
 def test_register_deposit_buy_see_position_sell_and_see_ledger(page: Page) -> None:

@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+MAX_BLOCKED = 100_000
+
 
 @dataclass(frozen=True, slots=True)
 class Allowance:
@@ -49,9 +51,12 @@ class WindowCounter:
         self._counts.pop(key, None)
 
     def _evict(self, now: float) -> None:
+        """Drop finished windows; if that is not enough, the oldest half (never everything, so
+        a flood of new keys cannot wipe a victim's count that is still live)."""
         self._counts = {k: v for k, v in self._counts.items() if now - v[0] < self.window}
         if len(self._counts) >= self._max_keys:
-            self._counts.clear()
+            by_age = sorted(self._counts.items(), key=lambda item: item[1][0])
+            self._counts = dict(by_age[len(by_age) // 2 :])
 
 
 class RateLimiter:
@@ -101,10 +106,15 @@ class LoginGuard:
         return max(1, math.ceil(left))
 
     def failed(self, *keys: str) -> None:
+        now = self._clock()
         for key in keys:
             count, _ = self._failures.hit(key)
             if count >= self.max_failures:
-                self._blocked_until[key] = self._clock() + self.block_seconds
+                if len(self._blocked_until) >= MAX_BLOCKED:
+                    self._blocked_until = {
+                        k: until for k, until in self._blocked_until.items() if until > now
+                    }
+                self._blocked_until[key] = now + self.block_seconds
                 self._failures.reset(key)
 
     def succeeded(self, *keys: str) -> None:

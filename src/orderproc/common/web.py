@@ -4,6 +4,7 @@ admin checks, client IPs and paging parameters."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -15,6 +16,7 @@ from orderproc.common.context import user_var
 from orderproc.errors import AdminRequired, InvalidToken, ValidationFailed
 
 TOKEN_URL = "/api/v1/auth/token"
+_CURSOR = re.compile(r"[0-9]{1,7}")
 _bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 
@@ -104,7 +106,7 @@ async def page_params(
     ] = None,
 ) -> PageParams:
     if cursor is not None:
-        if not cursor.isdigit() or int(cursor) > 1_000_000:
+        if not _CURSOR.fullmatch(cursor) or int(cursor) > 1_000_000:
             raise ValidationFailed(
                 "cursor: not a cursor from this API",
                 [{"loc": ["query", "cursor"], "msg": "invalid cursor", "type": "value_error"}],

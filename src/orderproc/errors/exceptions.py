@@ -174,6 +174,9 @@ class BusinessRuleViolation(OrderProcError):
     code = "RULE_VIOLATION"
     title = "Request refused"
     default_detail = "The request breaks a business rule."
+    # A refusal caused by the server's state of the moment (a stale price, an asset paused)
+    # rather than by the request; a retry with the same Idempotency-Key may succeed later.
+    transient: ClassVar[bool] = False
 
 
 class InsufficientFunds(BusinessRuleViolation):
@@ -202,11 +205,13 @@ class WeakPassword(BusinessRuleViolation):
 
 
 class AssetInactive(BusinessRuleViolation):
+    transient = True
     code = "ASSET_INACTIVE"
     default_detail = "This asset is not tradeable."
 
 
 class StalePrice(BusinessRuleViolation):
+    transient = True
     code = "STALE_PRICE"
     default_detail = "The price of this asset is too old to trade on."
 

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints
 
 from orderproc.common.clock import isoformat_z
+from orderproc.common.fields import PlainDecimal
 from orderproc.common.money import format_price
 from orderproc.inventory.candles import Candle
 from orderproc.inventory.domain import Asset
@@ -131,7 +132,7 @@ class CandlesRead(BaseModel):
     data: list[CandleRead]
 
 
-Price = Annotated[Decimal, Field(gt=0, lt=Decimal("1e12"), decimal_places=18)]
+Price = Annotated[Decimal, PlainDecimal, Field(gt=0, lt=Decimal("1e12"), decimal_places=18)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
 

@@ -202,7 +202,7 @@ async def reconcile(
         user = await uow.users.get_by_username(username.lower())
     if user is None:
         raise UserNotFound()
-    result = await reads.reconcile_user(user.user_id, store=rt.store)
+    result = await reads.reconcile_user(user.user_id, store=rt.store, locker=rt.orders.locker)
     return ReconcileRead.of(user.username, result)
 
 

@@ -6,11 +6,12 @@ down, a fee rounds up. Average cost carries buy fees; a sale leaves it unchanged
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import StrEnum
 
 from orderproc.common.money import (
     EXACT,
+    PRICE_STEP,
     QUANTITY_STEP,
     fee_for,
     format_money,
@@ -72,7 +73,10 @@ class Fill:
 def execution_price(market: Decimal, *, is_buy: bool, slippage_bps: int) -> Decimal:
     """The market price moved against the trader by the slippage."""
     factor = Decimal(10_000 + slippage_bps if is_buy else 10_000 - slippage_bps) / 10_000
-    return EXACT.multiply(market, factor)
+    # Prices are stored to 18 places; the last place rounds against the trader.
+    return EXACT.multiply(market, factor).quantize(
+        PRICE_STEP, rounding=ROUND_CEILING if is_buy else ROUND_FLOOR, context=EXACT
+    )
 
 
 def fill_market_order(
@@ -101,7 +105,9 @@ def _quantity_for(notional: Decimal | None, price: Decimal, *, is_buy: bool) -> 
         raise ValidationFailed("give either quantity or notional")
     if not is_buy:
         raise ValidationFailed("notional orders are for market buys; sell by quantity")
-    quantity = (notional / price).quantize(QUANTITY_STEP, rounding=ROUND_FLOOR, context=EXACT)
+    quantity = EXACT.divide(notional, price).quantize(
+        QUANTITY_STEP, rounding=ROUND_FLOOR, context=EXACT
+    )
     if quantity <= 0:
         raise NotionalOutOfRange(f"{format_money(notional)} USD buys less than 0.00000001 units")
     return quantity
@@ -153,7 +159,7 @@ class Holding:
         if left == 0:
             cost_sold = self.cost_basis
         else:
-            share = Decimal(fill.quantity_units) / Decimal(self.quantity_units)
+            share = EXACT.divide(Decimal(fill.quantity_units), Decimal(self.quantity_units))
             cost_sold = EXACT.multiply(self.cost_basis, share).quantize(COST_STEP, context=EXACT)
         net = from_cents(fill.total_cents - fill.fee_cents)
         return Holding(

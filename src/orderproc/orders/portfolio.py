@@ -3,10 +3,12 @@ the truth: every balance and position must equal the sum of its entries)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Literal
 
+from orderproc.common.locking import Locker, account_lock_key
 from orderproc.common.money import CENT, EXACT, from_cents, from_units
 from orderproc.common.prices import PriceSource
 from orderproc.common.storage.ports import Store
@@ -38,6 +40,9 @@ class Portfolio:
     total_value: Decimal
     realized_pnl: Decimal
     unrealized_pnl: Decimal
+
+
+RECONCILE_LOCK_WAIT = 10.0
 
 
 def _cents(amount: Decimal) -> Decimal:
@@ -98,7 +103,7 @@ async def position(
 ) -> PositionView:
     async with store.unit_of_work() as uow:
         record = await uow.positions.get(user_id, asset_id)
-    if record is None:
+    if record is None or record.quantity_units == 0:
         raise PositionNotFound()
     return view_of(record, prices)
 
@@ -123,8 +128,29 @@ class Reconciliation:
         return not self.mismatches
 
 
-async def reconcile_user(user_id: str, *, store: Store) -> Reconciliation:
-    """Each balance and position against the sum of its ledger; nothing negative."""
+async def reconcile_user(
+    user_id: str, *, store: Store, locker: Locker | None = None, attempts: int = 3
+) -> Reconciliation:
+    """Each balance and position against the sum of its ledger; nothing negative.
+
+    The reads are separate statements, so a movement committing between them could look like a
+    mismatch: with a `locker` the user's operations wait meanwhile, and a mismatch is reported
+    only if it is still there on a fresh look (a real one always is)."""
+    result = Reconciliation(user_id, 0)
+    for attempt in range(attempts):
+        if locker is None:
+            result = await _reconcile_once(user_id, store)
+        else:
+            async with locker.hold(account_lock_key(user_id), timeout=RECONCILE_LOCK_WAIT):
+                result = await _reconcile_once(user_id, store)
+        if result.clean:
+            return result
+        if attempt + 1 < attempts:
+            await asyncio.sleep(0.05)
+    return result
+
+
+async def _reconcile_once(user_id: str, store: Store) -> Reconciliation:
     async with store.unit_of_work() as uow:
         account = await uow.accounts.get(user_id)
         if account is None:
@@ -167,7 +193,7 @@ async def reconcile_user(user_id: str, *, store: Store) -> Reconciliation:
     return Reconciliation(user_id, len(positions), found)
 
 
-async def reconcile_all(*, store: Store) -> list[Reconciliation]:
+async def reconcile_all(*, store: Store, locker: Locker | None = None) -> list[Reconciliation]:
     async with store.unit_of_work() as uow:
         user_ids = await uow.users.all_ids()
-    return [await reconcile_user(user_id, store=store) for user_id in user_ids]
+    return [await reconcile_user(user_id, store=store, locker=locker) for user_id in user_ids]

@@ -8,6 +8,7 @@ from typing import Annotated, Literal, Self
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from orderproc.common.clock import isoformat_z
+from orderproc.common.fields import PlainDecimal
 from orderproc.common.money import (
     format_money,
     format_price,
@@ -20,12 +21,16 @@ from orderproc.orders.domain import MARKET_TYPES, OrderType
 from orderproc.orders.portfolio import PositionView, Reconciliation
 
 Quantity = Annotated[
-    Decimal, Field(gt=0, lt=Decimal("1e12"), decimal_places=8, description="At most 8 places")
+    Decimal,
+    PlainDecimal,
+    Field(gt=0, lt=Decimal("1e12"), decimal_places=8, description="At most 8 places"),
 ]
 Notional = Annotated[
-    Decimal, Field(gt=0, le=Decimal("1e9"), decimal_places=2, description="USD to spend")
+    Decimal,
+    PlainDecimal,
+    Field(gt=0, le=Decimal("1e9"), decimal_places=2, description="USD to spend"),
 ]
-LimitPrice = Annotated[Decimal, Field(gt=0, lt=Decimal("1e12"), decimal_places=18)]
+LimitPrice = Annotated[Decimal, PlainDecimal, Field(gt=0, lt=Decimal("1e12"), decimal_places=18)]
 AssetIdText = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,15}$")]
 ClientOrderId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-:.]{1,64}$")]
 Money = Annotated[str, Field(examples=["1000.00"])]

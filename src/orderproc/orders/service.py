@@ -115,7 +115,10 @@ async def _earlier_answer(uow: UnitOfWork, cmd: PlaceOrder, now: datetime) -> Or
         record = await uow.idempotency.get(cmd.user_id, cmd.idempotency_key, now=now)
         if record is not None:
             payload = replay(record, fingerprint_now=cmd.fingerprint)
-            return await uow.orders.get(str(payload["order_id"]))
+            order = await uow.orders.get(str(payload["order_id"]))
+            if order is None:  # committed together with the key, so this is a broken store
+                raise OrderNotFound("the order this key made is missing")
+            return order
     if cmd.client_order_id:
         existing = await uow.orders.get_by_client_id(cmd.user_id, cmd.client_order_id)
         if existing is not None:
@@ -258,7 +261,7 @@ def _stage_position(
 async def _remember_rejection(
     cmd: PlaceOrder, rejection: BusinessRuleViolation, *, deps: OrderDeps, now: datetime
 ) -> None:
-    if not cmd.idempotency_key:
+    if not cmd.idempotency_key or rejection.transient:
         return
     async with deps.store.unit_of_work() as uow:
         uow.idempotency.add(_idempotency(cmd, "error", rejection_payload(rejection), now, deps))

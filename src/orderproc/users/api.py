@@ -105,7 +105,9 @@ async def _login(rt: UsersRuntime, username: str, password: str, ip: str | None)
         if rt.settings.login_block_enabled:
             guard.failed(*keys)
         raise
-    guard.succeeded(*keys)
+    # Only the username's count: resetting the address's would let one client clear its own
+    # failures by logging in to an account of its own between guesses.
+    guard.succeeded(keys[1])
     return _token_response(user, token, rt)
 
 

@@ -156,7 +156,7 @@ async def _remember_rejection(
     cmd: CashCommand, rejection: BusinessRuleViolation, *, deps: CashDeps, now: datetime
 ) -> None:
     """A business refusal is the answer for this key too, kept in its own small transaction."""
-    if not cmd.idempotency_key:
+    if not cmd.idempotency_key or rejection.transient:
         return
     async with deps.store.unit_of_work() as uow:
         uow.idempotency.add(

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from orderproc.common.clock import isoformat_z
+from orderproc.common.fields import PastDate, PlainDecimal
 from orderproc.common.money import format_money, from_cents
 from orderproc.common.storage.records import AccountRecord, AuditEvent, CashEntry, UserRecord
 
@@ -18,6 +19,7 @@ Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0
 Password = Annotated[str, Field(min_length=1, max_length=1024)]
 CashAmount = Annotated[
     Decimal,
+    PlainDecimal,
     Field(gt=0, le=1_000_000, decimal_places=2, description="USD, at most 2 decimal places"),
 ]
 MoneyText = Annotated[str, Field(examples=["1000.00"], description="USD as a decimal string")]
@@ -34,7 +36,7 @@ class RegisterRequest(_Strict):
     first_name: PersonName
     last_name: PersonName
     phone: Phone | None = None
-    date_of_birth: Annotated[date, Field(ge=date(1900, 1, 1))] | None = None
+    date_of_birth: Annotated[date, Field(ge=date(1900, 1, 1)), PastDate] | None = None
 
 
 class UserProfile(BaseModel):
@@ -89,7 +91,7 @@ class ProfileUpdate(_Strict):
     first_name: PersonName | None = None
     last_name: PersonName | None = None
     phone: Phone | None = None
-    date_of_birth: Annotated[date, Field(ge=date(1900, 1, 1))] | None = None
+    date_of_birth: Annotated[date, Field(ge=date(1900, 1, 1)), PastDate] | None = None
 
 
 class PasswordChange(_Strict):

@@ -22,7 +22,7 @@ from orderproc.errors import (
     UsernameTaken,
     UserNotFound,
 )
-from orderproc.users.domain import normalize_email, normalize_username
+from orderproc.users.domain import USERNAME_PATTERN, normalize_email, normalize_username
 
 log = logging.getLogger("orderproc.users")
 
@@ -120,7 +120,8 @@ async def login(
                 now=now,
                 user_id=user.user_id if user else None,
                 ip=ip,
-                details={"username": username},
+                # Only what could be a username: people type passwords into the wrong field.
+                details={"username": username if USERNAME_PATTERN.fullmatch(username) else "?"},
             )
             await uow.commit()
         raise InvalidCredentials()

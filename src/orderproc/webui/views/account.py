@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from orderproc.webui.client import Api, ApiError
+from orderproc.webui.formatting import money
 from orderproc.webui.pages import (
     error_status,
     go,
@@ -125,7 +126,7 @@ async def move_cash(request: Request, kind: str) -> Response:
         context = {**await _cash_context(request, api), "move": move}
         return render_form(request, "account/cash.html", "account/_move.html", context, status)
     done = "Deposited" if kind == "deposit" else "Withdrew"
-    message = f"{done} ${answer['amount']}. Your balance is now ${answer['balance']}."
+    message = f"{done} {money(answer['amount'])}. Your balance is now {money(answer['balance'])}."
     return go(request, "/cash", message=message)
 
 
