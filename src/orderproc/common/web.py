@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Header, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from orderproc.common.context import user_var
+from orderproc.common.storage.records import Page
 from orderproc.errors import AdminRequired, InvalidToken, ValidationFailed
 
 TOKEN_URL = "/api/v1/auth/token"
@@ -116,6 +117,27 @@ async def page_params(
 
 
 Paging = Annotated[PageParams, Depends(page_params)]
+
+
+def page_fields(page: Page[Any], paging: PageParams) -> dict[str, Any]:
+    """The paging part of a list answer: `total_count`, `has_more`, `next_cursor`, ..."""
+    return {
+        "total_count": page.total_count,
+        "has_more": page.next_cursor is not None,
+        "next_cursor": page.next_cursor,
+        "limit": paging.limit,
+        "offset": paging.offset,
+    }
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=r"^[A-Za-z0-9_\-:.]{1,128}$",
+        description="Makes a retry of this POST return the first answer instead of acting twice",
+    ),
+]
 
 
 def check_time_range(start: datetime | None, end: datetime | None) -> None:

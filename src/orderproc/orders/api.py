@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Protocol, cast
+from typing import Annotated, Protocol, cast
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import AwareDatetime
 
 from orderproc.common.idempotency import fingerprint
 from orderproc.common.money import format_money
 from orderproc.common.prices import PriceSource
 from orderproc.common.storage.ports import Store
-from orderproc.common.storage.records import OrderStatus, Page
-from orderproc.common.web import CurrentAdmin, CurrentUser, PageParams, Paging, check_time_range
+from orderproc.common.storage.records import OrderStatus
+from orderproc.common.web import (
+    CurrentAdmin,
+    CurrentUser,
+    IdempotencyKey,
+    Paging,
+    check_time_range,
+    page_fields,
+)
 from orderproc.errors import UserNotFound
 from orderproc.errors.problem import problem_responses
 from orderproc.inventory.domain import normalize_asset_id
@@ -47,14 +54,6 @@ async def _runtime(request: Request) -> OrdersRuntime:
 
 
 Runtime = Annotated[OrdersRuntime, Depends(_runtime)]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        pattern=r"^[A-Za-z0-9_\-:.]{1,128}$",
-        description="Makes a retry of this POST return the first answer",
-    ),
-]
 OrderId = Annotated[str, Path(min_length=1, max_length=64)]
 AssetIdPath = Annotated[str, Path(min_length=1, max_length=32, description="Case-insensitive")]
 
@@ -62,16 +61,6 @@ orders = APIRouter(prefix="/orders", tags=["orders"])
 portfolio = APIRouter(tags=["portfolio"])
 admin = APIRouter(prefix="/admin", tags=["admin"])
 AUTHED = problem_responses(401, 422, 429)
-
-
-def _page(page: Page[Any], paging: PageParams) -> dict[str, Any]:
-    return {
-        "total_count": page.total_count,
-        "has_more": page.next_cursor is not None,
-        "next_cursor": page.next_cursor,
-        "limit": paging.limit,
-        "offset": paging.offset,
-    }
 
 
 @orders.post(
@@ -125,7 +114,7 @@ async def list_orders(
             limit=paging.limit,
             offset=paging.offset,
         )
-    return OrdersPage(data=[OrderRead.of(o) for o in page.items], **_page(page, paging))
+    return OrdersPage(data=[OrderRead.of(o) for o in page.items], **page_fields(page, paging))
 
 
 @orders.get("/{order_id}", response_model=OrderEnvelope, responses=problem_responses(401, 404, 429))
@@ -187,7 +176,7 @@ async def asset_transactions(
             offset=paging.offset,
         )
     return AssetTransactionsPage(
-        transactions=[AssetTransactionRead.of(e) for e in page.items], **_page(page, paging)
+        transactions=[AssetTransactionRead.of(e) for e in page.items], **page_fields(page, paging)
     )
 
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 from orderproc.common.clock import Clock
-from orderproc.common.idempotency import rejection_payload, replay
+from orderproc.common.idempotency import IdempotencyScope, remember_rejection, replay
 from orderproc.common.ids import new_id
 from orderproc.common.locking import Locker, account_lock_key
 from orderproc.common.money import format_money, format_quantity, from_cents, from_units
@@ -24,7 +23,6 @@ from orderproc.common.storage.records import (
     AssetEntry,
     CashEntry,
     CashEntryKind,
-    IdempotencyRecord,
     OrderRecord,
     PositionRecord,
 )
@@ -99,12 +97,16 @@ async def _place_once(cmd: PlaceOrder, deps: OrderDeps) -> OrderRecord:
             position = await uow.positions.get(cmd.user_id, quote.asset_id)
             _check_covered(fill, account, position)
         except BusinessRuleViolation as rejection:
-            await _remember_rejection(cmd, rejection, deps=deps, now=now)
+            await remember_rejection(
+                deps.store, _scope(cmd), rejection, now=now, ttl=deps.idempotency_ttl
+            )
             raise
         order = _order(cmd, quote, fill, now)
         _stage_fill(uow, order, fill, account, position, now)
-        if cmd.idempotency_key:
-            uow.idempotency.add(_idempotency(cmd, "ok", {"order_id": order.order_id}, now, deps))
+        scope = _scope(cmd)
+        if scope is not None:
+            payload = {"order_id": order.order_id}
+            uow.idempotency.add(scope.record("ok", payload, now=now, ttl=deps.idempotency_ttl))
         await uow.commit()
         return order
 
@@ -258,29 +260,8 @@ def _stage_position(
     )
 
 
-async def _remember_rejection(
-    cmd: PlaceOrder, rejection: BusinessRuleViolation, *, deps: OrderDeps, now: datetime
-) -> None:
-    if not cmd.idempotency_key or rejection.transient:
-        return
-    async with deps.store.unit_of_work() as uow:
-        uow.idempotency.add(_idempotency(cmd, "error", rejection_payload(rejection), now, deps))
-        await uow.commit()
-
-
-def _idempotency(
-    cmd: PlaceOrder, outcome: Any, payload: dict[str, Any], now: datetime, deps: OrderDeps
-) -> IdempotencyRecord:
-    assert cmd.idempotency_key is not None
-    return IdempotencyRecord(
-        cmd.user_id,
-        cmd.idempotency_key,
-        cmd.fingerprint,
-        outcome,
-        payload,
-        now,
-        now + deps.idempotency_ttl,
-    )
+def _scope(cmd: PlaceOrder) -> IdempotencyScope | None:
+    return IdempotencyScope.of(cmd.user_id, cmd.idempotency_key, cmd.fingerprint)
 
 
 async def get_order(user_id: str, order_id: str, *, store: Store) -> OrderRecord:

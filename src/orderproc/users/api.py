@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Protocol, cast
+from typing import Annotated, Protocol, cast
 
-from fastapi import APIRouter, Depends, Form, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from pydantic import AwareDatetime
 
 from orderproc.common.idempotency import fingerprint
 from orderproc.common.money import format_money
 from orderproc.common.security.tokens import IssuedToken
 from orderproc.common.settings import Settings
-from orderproc.common.storage.records import CashEntryKind, Page, UserRecord
+from orderproc.common.storage.records import CashEntryKind, UserRecord
 from orderproc.common.throttle import LoginGuard
 from orderproc.common.web import (
     ClientIP,
     CurrentAdmin,
     CurrentUser,
-    PageParams,
+    IdempotencyKey,
     Paging,
     check_time_range,
+    page_fields,
 )
 from orderproc.errors import ClientBlocked, InvalidCredentials, RateLimited
 from orderproc.errors.problem import problem_responses
@@ -63,14 +64,6 @@ async def _runtime(request: Request) -> UsersRuntime:
 
 
 Runtime = Annotated[UsersRuntime, Depends(_runtime)]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        pattern=r"^[A-Za-z0-9_\-:.]{1,128}$",
-        description="Makes a retry of this POST return the first answer instead of acting twice",
-    ),
-]
 
 auth = APIRouter(prefix="/auth", tags=["auth"])
 balance = APIRouter(prefix="/balance", tags=["cash"])
@@ -254,24 +247,14 @@ async def transactions(
         offset=paging.offset,
     )
     return TransactionsPage(
-        transactions=[TransactionRead.of(e) for e in page.items], **_page_info(page, paging)
+        transactions=[TransactionRead.of(e) for e in page.items], **page_fields(page, paging)
     )
-
-
-def _page_info(page: Page[Any], paging: PageParams) -> dict[str, Any]:
-    return {
-        "total_count": page.total_count,
-        "has_more": page.next_cursor is not None,
-        "next_cursor": page.next_cursor,
-        "limit": paging.limit,
-        "offset": paging.offset,
-    }
 
 
 @admin.get("/users", response_model=UsersPage, responses=problem_responses(401, 403, 422, 429))
 async def admin_list_users(_: CurrentAdmin, rt: Runtime, paging: Paging) -> UsersPage:
     page = await service.list_users(store=rt.users.store, limit=paging.limit, offset=paging.offset)
-    return UsersPage(users=[AdminUserRead.of(u) for u in page.items], **_page_info(page, paging))
+    return UsersPage(users=[AdminUserRead.of(u) for u in page.items], **page_fields(page, paging))
 
 
 @admin.patch(
@@ -324,7 +307,7 @@ async def admin_audit(
         limit=paging.limit,
         offset=paging.offset,
     )
-    return AuditPage(events=[AuditEventRead.of(e) for e in page.items], **_page_info(page, paging))
+    return AuditPage(events=[AuditEventRead.of(e) for e in page.items], **page_fields(page, paging))
 
 
 routers = (auth, balance, admin)

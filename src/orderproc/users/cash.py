@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from orderproc.common.clock import Clock, isoformat_z, utc_day
-from orderproc.common.idempotency import rejection_payload, replay
+from orderproc.common.idempotency import IdempotencyScope, remember_rejection, replay
 from orderproc.common.ids import new_id
 from orderproc.common.locking import Locker, account_lock_key
 from orderproc.common.money import format_money, from_cents
@@ -22,7 +22,6 @@ from orderproc.common.storage.records import (
     AccountRecord,
     CashEntry,
     CashEntryKind,
-    IdempotencyRecord,
     Page,
 )
 from orderproc.errors import AccountNotFound, BusinessRuleViolation
@@ -107,7 +106,9 @@ async def _move_cash_once(cmd: CashCommand, amount_cents: int, deps: CashDeps) -
                 rules=deps.rules,
             )
         except BusinessRuleViolation as rejection:
-            await _remember_rejection(cmd, rejection, deps=deps, now=now)
+            await remember_rejection(
+                deps.store, _scope(cmd), rejection, now=now, ttl=deps.idempotency_ttl
+            )
             raise
         receipt = _stage_movement(uow, cmd, account, delta, now=now)
         uow.daily_limits.add(
@@ -117,9 +118,10 @@ async def _move_cash_once(cmd: CashCommand, amount_cents: int, deps: CashDeps) -
             amount_cents,
             limit_cents=deps.rules.daily_limit_cents[cmd.kind],
         )
-        if cmd.idempotency_key:
+        scope = _scope(cmd)
+        if scope is not None:
             uow.idempotency.add(
-                _idempotency_record(cmd, "ok", receipt.to_payload(), now=now, deps=deps)
+                scope.record("ok", receipt.to_payload(), now=now, ttl=deps.idempotency_ttl)
             )
         await uow.commit()
         return receipt
@@ -152,32 +154,8 @@ def _stage_movement(
     )
 
 
-async def _remember_rejection(
-    cmd: CashCommand, rejection: BusinessRuleViolation, *, deps: CashDeps, now: datetime
-) -> None:
-    """A business refusal is the answer for this key too, kept in its own small transaction."""
-    if not cmd.idempotency_key or rejection.transient:
-        return
-    async with deps.store.unit_of_work() as uow:
-        uow.idempotency.add(
-            _idempotency_record(cmd, "error", rejection_payload(rejection), now=now, deps=deps)
-        )
-        await uow.commit()
-
-
-def _idempotency_record(
-    cmd: CashCommand, outcome: Any, payload: dict[str, Any], *, now: datetime, deps: CashDeps
-) -> IdempotencyRecord:
-    assert cmd.idempotency_key is not None
-    return IdempotencyRecord(
-        user_id=cmd.user_id,
-        key=cmd.idempotency_key,
-        fingerprint=cmd.fingerprint,
-        outcome=outcome,
-        payload=payload,
-        created_at=now,
-        expires_at=now + deps.idempotency_ttl,
-    )
+def _scope(cmd: CashCommand) -> IdempotencyScope | None:
+    return IdempotencyScope.of(cmd.user_id, cmd.idempotency_key, cmd.fingerprint)
 
 
 async def get_account(user_id: str, *, store: Store) -> AccountRecord:
