@@ -33,10 +33,13 @@ class InProcessLocker:
             lock = self._locks[key] = asyncio.Lock()
         self._users[key] = self._users.get(key, 0) + 1
         try:
-            try:
-                await asyncio.wait_for(lock.acquire(), timeout)
-            except TimeoutError:
-                raise LockTimeout() from None
+            if lock.locked():
+                try:
+                    await asyncio.wait_for(lock.acquire(), timeout)
+                except TimeoutError:
+                    raise LockTimeout() from None
+            else:  # the common case: no task and no timer for an uncontended lock
+                await lock.acquire()
             try:
                 yield
             finally:

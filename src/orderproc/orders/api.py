@@ -13,6 +13,7 @@ from orderproc.common.prices import PriceSource
 from orderproc.common.storage.ports import Store
 from orderproc.common.storage.records import OrderStatus
 from orderproc.common.web import (
+    IDEMPOTENCY_OPENAPI,
     CurrentAdmin,
     CurrentUser,
     IdempotencyKey,
@@ -65,12 +66,13 @@ AUTHED = problem_responses(401, 422, 429)
 
 @orders.post(
     "",
+    openapi_extra=IDEMPOTENCY_OPENAPI,
     status_code=201,
     response_model=OrderEnvelope,
     responses=problem_responses(401, 404, 409, 422, 429),
 )
 async def place_order(
-    body: OrderCreate, principal: CurrentUser, rt: Runtime, key: IdempotencyKey = None
+    body: OrderCreate, principal: CurrentUser, rt: Runtime, key: IdempotencyKey
 ) -> OrderEnvelope:
     """Place a market order; it fills at once at the current price (plus any slippage).
     Buy by `quantity` or by `notional` (USD, before the fee)."""

@@ -14,6 +14,7 @@ from orderproc.common.settings import Settings
 from orderproc.common.storage.records import CashEntryKind, UserRecord
 from orderproc.common.throttle import LoginGuard
 from orderproc.common.web import (
+    IDEMPOTENCY_OPENAPI,
     ClientIP,
     CurrentAdmin,
     CurrentUser,
@@ -202,12 +203,13 @@ async def _move(
 
 @balance.post(
     "/deposit",
+    openapi_extra=IDEMPOTENCY_OPENAPI,
     status_code=201,
     response_model=CashReceiptRead,
     responses=problem_responses(401, 409, 422, 429),
 )
 async def deposit(
-    body: CashRequest, principal: CurrentUser, rt: Runtime, key: IdempotencyKey = None
+    body: CashRequest, principal: CurrentUser, rt: Runtime, key: IdempotencyKey
 ) -> CashReceiptRead:
     """Add cash (daily limit applies). A retry with the same Idempotency-Key replays."""
     return await _move("deposit", body, principal, rt, key)
@@ -215,12 +217,13 @@ async def deposit(
 
 @balance.post(
     "/withdraw",
+    openapi_extra=IDEMPOTENCY_OPENAPI,
     status_code=201,
     response_model=CashReceiptRead,
     responses=problem_responses(401, 409, 422, 429),
 )
 async def withdraw(
-    body: CashRequest, principal: CurrentUser, rt: Runtime, key: IdempotencyKey = None
+    body: CashRequest, principal: CurrentUser, rt: Runtime, key: IdempotencyKey
 ) -> CashReceiptRead:
     """Take cash out, up to the available balance (daily limit applies)."""
     return await _move("withdraw", body, principal, rt, key)
