@@ -28,7 +28,7 @@ export PATH="$ROOT/.venv/bin:$PATH"
 
 if [ "$mode" != build ]; then
   # Real servers the tests start on free loopback ports (nothing is mocked).
-  apt_install redis-server postgresql
+  apt_install redis-server postgresql chromium
 fi
 
 if [ "$mode" = all ] && [ -z "$service" ]; then
