@@ -81,6 +81,9 @@ class Runtime:
         """Start what runs on its own: the price ticker (unless the feed is off)."""
         if self.settings.price_feed != "off":
             await self.ticker.resume()
+            # Stored prices are as old as the last run: move them once before serving, so
+            # trading does not refuse stale prices until the first tick.
+            await self.ticker.tick_once()
             self.ticker.start()
 
     async def close(self) -> None:

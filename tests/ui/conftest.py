@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -51,8 +53,21 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProces
         ORDERPROC_PRICE_STALE_SECONDS="30",
         ORDERPROC_ORDER_FEE_BPS=str(FEE_BPS),
     ).start()
+    wait_for_a_price_tick(server.url)
     yield server
     server.stop()
+
+
+def wait_for_a_price_tick(url: str, seconds: float = 15) -> None:
+    """Trading refuses prices older than the staleness bound; the seeded ones are until the
+    feed's first tick, so the tests start after it."""
+    asset = f"{url}/api/v1/inventory/assets/BTC"
+    first = httpx.get(asset).json()["data"]["last_updated"]
+    deadline = time.monotonic() + seconds
+    while httpx.get(asset).json()["data"]["last_updated"] == first:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the price feed did not tick")
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")

@@ -38,6 +38,9 @@ def test_market_search_filters_the_table_in_place(page: Page) -> None:
     expect(page.locator("tr[data-asset=ETH]")).to_have_count(0)
     expect(page.locator("tr[data-asset=BTC]")).to_be_visible()
     expect(page).to_have_url("/market?q=bitcoin&category=&sort=rank")
+    page.go_back()
+    expect(page.locator("tr[data-asset=ETH]")).to_be_visible()
+    expect(page.get_by_role("heading", name="Market")).to_have_count(1)
 
 
 def test_the_chart_canvas_is_drawn_and_follows_live_prices(page: Page) -> None:

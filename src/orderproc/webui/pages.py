@@ -3,6 +3,7 @@ Content-Security-Policy (no inline scripts or styles) and the session cookie."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from pathlib import Path
 from typing import Any
@@ -25,13 +26,26 @@ PAGE_CSP = (
     "frame-ancestors 'none'"
 )
 
+
+def _static_version() -> str:
+    """Changes whenever our own CSS or JS does, so cached copies never outlive an upgrade."""
+    digest = hashlib.sha256(__version__.encode())
+    for name in ("app.css", "app.js"):
+        digest.update((HERE / "static" / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters.update(FILTERS)
-templates.env.globals.update(version=__version__, new_key=lambda: uuid.uuid4().hex)
+templates.env.globals.update(version=_static_version(), new_key=lambda: uuid.uuid4().hex)
 
 
 def is_htmx(request: Request) -> bool:
-    return request.headers.get("hx-request") == "true"
+    """An htmx request that wants a fragment (a history restore wants the whole page)."""
+    headers = request.headers
+    return (
+        headers.get("hx-request") == "true" and headers.get("hx-history-restore-request") != "true"
+    )
 
 
 def render(
@@ -53,6 +67,7 @@ def render(
 
 def finish(request: Request, response: Response) -> Response:
     response.headers["content-security-policy"] = PAGE_CSP
+    response.headers["vary"] = "HX-Request"
     return attach_cookie(request, response)
 
 

@@ -3,13 +3,15 @@ prices at `/live/prices`, static files at `/static`. Call `mount_webui(app)` onc
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from orderproc.webui.client import ApiError
+from orderproc.webui.client import ApiError, QuietInProcessCalls
 from orderproc.webui.pages import HERE, go, is_htmx, render
 from orderproc.webui.session import (
     AdminOnly,
@@ -37,6 +39,9 @@ class _StaticFiles(StaticFiles):
 
 def mount_webui(app: FastAPI) -> None:
     app.state.webui_sessions = SessionStore()
+    httpx_log = logging.getLogger("httpx")
+    if not any(isinstance(f, QuietInProcessCalls) for f in httpx_log.filters):
+        httpx_log.addFilter(QuietInProcessCalls())
     app.mount("/static", _StaticFiles(directory=HERE / "static"), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -58,7 +63,7 @@ def _install_handlers(app: FastAPI) -> None:
             use_session(request, store_of(request).new())
             current_session(request).flash("Your session ended. Please log in again.", "warn")
         target = request.url.path if request.method == "GET" and not is_htmx(request) else ""
-        return go(request, f"/login?next={target}" if target else "/login")
+        return go(request, f"/login?next={quote(target)}" if target else "/login")
 
     @app.exception_handler(CsrfRejected)
     async def csrf_rejected(request: Request, _: Exception) -> Response:
