@@ -189,3 +189,24 @@ class TestAdminAssets:
             "/api/v1/admin/assets/NOPE9", headers=admin, json={"is_active": False}
         )
         assert_problem(response, 404, "ASSET_NOT_FOUND")
+
+
+class TestCatalogCache:
+    async def test_a_repeated_read_is_the_same_bytes_until_the_next_tick(
+        self, client: Client, runtime: Runtime, clock: SteppingClock
+    ) -> None:
+        first = await client.get(f"{ASSETS}/ETH")
+        again = await client.get(f"{ASSETS}/ETH")
+        assert again.content == first.content
+        assert again.headers["x-content-type-options"] == "nosniff"
+        assert again.headers["x-request-id"] != first.headers["x-request-id"]
+        clock.advance(seconds=5)
+        await runtime.ticker.tick_once()
+        moved = await client.get(f"{ASSETS}/ETH")
+        assert moved.json()["data"]["price_usd"] != first.json()["data"]["price_usd"]
+
+    async def test_errors_are_never_cached(self, client: Client) -> None:
+        assert (await client.get(f"{ASSETS}/NOPE1")).status_code == 404
+        assert (await client.get(f"{ASSETS}/NOPE1")).status_code == 404
+        assert (await client.get(ASSETS, params={"limit": 0})).status_code == 422
+        assert (await client.get(ASSETS, params={"limit": 1})).status_code == 200

@@ -23,6 +23,7 @@ from orderproc.errors import ServiceUnavailable
 from orderproc.errors.problem import install_problem_handlers, problem_responses
 from orderproc.gateway.ratelimit import RateLimitMiddleware
 from orderproc.inventory import api as inventory_api
+from orderproc.inventory.cache import CatalogResponseCache
 from orderproc.orders import api as orders_api
 from orderproc.runtime import Runtime, build_runtime
 from orderproc.users import api as users_api
@@ -75,6 +76,7 @@ def create_app(
     if runtime is not None:
         app.state.runtime = runtime
     install_problem_handlers(app)
+    app.add_middleware(CatalogResponseCache, state=app.state)  # innermost
     app.add_middleware(RateLimitMiddleware, state=app.state)
     app.add_middleware(EdgeMiddleware, state=app.state)  # added last, so outermost
     _add_operations(app)

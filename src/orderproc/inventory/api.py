@@ -1,10 +1,11 @@
 """HTTP routes of the inventory service: the public catalog, candles, admin asset routes.
 
-Catalog answers are rendered once per tick and query, then served from memory."""
+Catalog answers are rendered once per tick and query, then served from memory by
+`orderproc.inventory.cache.CatalogResponseCache`."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Protocol, cast
+from typing import Annotated, Protocol, cast
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel
@@ -55,29 +56,6 @@ catalog_router = APIRouter(prefix="/inventory", tags=["catalog"])
 admin = APIRouter(prefix="/admin/assets", tags=["admin"])
 
 
-class RenderCache:
-    """Rendered JSON by key, valid while the catalog's version stands."""
-
-    def __init__(self, max_entries: int = 512) -> None:
-        self._version = -1
-        self._max = max_entries
-        self._bodies: dict[Any, bytes] = {}
-
-    def get(self, version: int, key: Any) -> bytes | None:
-        if version != self._version:
-            self._version, self._bodies = version, {}
-            return None
-        return self._bodies.get(key)
-
-    def put(self, key: Any, body: bytes) -> bytes:
-        if len(self._bodies) < self._max:
-            self._bodies[key] = body
-        return body
-
-
-_rendered = RenderCache()
-
-
 def _json(model: BaseModel) -> bytes:
     return model.__pydantic_serializer__.to_json(model)
 
@@ -94,24 +72,18 @@ async def get_assets(
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> Response:
     """The catalog with live prices: search, filter, sort and page."""
-    catalog = rt.catalog
-    key = ("list", search, category, active_only, sort_by, sort_order, limit, offset)
-    body = _rendered.get(catalog.version, key)
-    if body is None:
-        query = AssetQuery(search, category, active_only, sort_by, sort_order, limit, offset)
-        page = list_assets(catalog.assets(), query)
-        next_cursor = str(offset + limit) if page.has_more else None
-        model = AssetsPage(
-            data=[AssetRead.of(a) for a in page.items],
-            total_count=page.total_count,
-            active_count=page.active_count,
-            has_more=page.has_more,
-            next_cursor=next_cursor,
-            limit=limit,
-            offset=offset,
-        )
-        body = _rendered.put(key, _json(model))
-    return Response(body, media_type="application/json")
+    query = AssetQuery(search, category, active_only, sort_by, sort_order, limit, offset)
+    page = list_assets(rt.catalog.assets(), query)
+    model = AssetsPage(
+        data=[AssetRead.of(a) for a in page.items],
+        total_count=page.total_count,
+        active_count=page.active_count,
+        has_more=page.has_more,
+        next_cursor=str(offset + limit) if page.has_more else None,
+        limit=limit,
+        offset=offset,
+    )
+    return Response(_json(model), media_type="application/json")
 
 
 @catalog_router.get(
@@ -119,13 +91,8 @@ async def get_assets(
 )
 async def get_asset(asset_id: AssetId, rt: Runtime) -> Response:
     """One asset with its market data."""
-    catalog = rt.catalog
-    key = ("one", asset_id)
-    body = _rendered.get(catalog.version, key)
-    if body is None:
-        asset = find_asset(catalog.by_id, asset_id)
-        body = _rendered.put(key, _json(AssetEnvelope(data=AssetRead.of(asset))))
-    return Response(body, media_type="application/json")
+    asset = find_asset(rt.catalog.by_id, asset_id)
+    return Response(_json(AssetEnvelope(data=AssetRead.of(asset))), media_type="application/json")
 
 
 @catalog_router.get(
