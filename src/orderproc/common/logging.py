@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import atexit
 import logging
-import queue
 import sys
 from datetime import UTC, datetime
-from logging.handlers import QueueHandler, QueueListener
 from typing import Any
 
 import orjson
@@ -50,35 +47,16 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(event, default=str).decode()
 
 
-class _CaptureContext(logging.Filter):
-    """Copies the request id and user onto the record while still in the request's context;
-    the writer thread cannot see contextvars."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
-        record.user = user_var.get()
-        return True
-
-
-_listener: QueueListener | None = None
-
-
 def configure_logging(*, service: str, level: str = "INFO") -> None:
-    """JSON lines on stderr, formatted and written by a thread of their own so a log line
-    costs the event loop only the record (measured: ~22 µs per line when done inline)."""
-    global _listener
-    if _listener is not None:
-        _listener.stop()
+    """JSON lines on stderr, formatted and written inline.
+
+    Measured under load: a log thread formatting lines cost a third of order throughput (539
+    against 832 orders/s with the access log off), because it holds the GIL while the event
+    loop waits to get it back after each SQLite call; inline, a line costs about 22 µs."""
     writer = logging.StreamHandler(sys.stderr)
     writer.setFormatter(JsonFormatter(service))
-    line_queue: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    handler = QueueHandler(line_queue)
-    handler.addFilter(_CaptureContext())
-    _listener = QueueListener(line_queue, writer)
-    _listener.start()
-    atexit.register(_listener.stop)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [writer]
     root.setLevel(level)
     for noisy in ("uvicorn.access",):
         logging.getLogger(noisy).disabled = True
