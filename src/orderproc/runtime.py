@@ -55,7 +55,7 @@ class Runtime:
 
     @property
     def users(self) -> UsersDeps:
-        return UsersDeps(self.store, self.hasher, self.tokens, self.revocations, self.clock)
+        return self.extras["users"]  # type: ignore[no-any-return]
 
     @property
     def cash(self) -> CashDeps:
@@ -142,6 +142,9 @@ async def build_runtime(
         ),
         rate_limiter=RateLimiter(per_minute=settings.rate_limit_per_minute),
         metrics=Metrics(service),
+    )
+    runtime.extras["users"] = UsersDeps(
+        store, runtime.hasher, runtime.tokens, runtime.revocations, clock
     )
     runtime.extras["cash"] = CashDeps(
         store=store,

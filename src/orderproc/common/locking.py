@@ -50,10 +50,6 @@ class InProcessLocker:
                 del self._users[key]
                 del self._locks[key]
 
-    @property
-    def keys_in_use(self) -> int:
-        return len(self._locks)
-
 
 def account_lock_key(user_id: str) -> str:
     """The one key that serializes a user's deposits, withdrawals and orders."""

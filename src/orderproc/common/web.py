@@ -33,11 +33,6 @@ class Principal:
         return self.role == "admin"
 
 
-def runtime_of(request: Request) -> Any:
-    """The composition root's runtime object (typed by each service's own alias)."""
-    return request.app.state.runtime
-
-
 async def current_principal(
     request: Request, token: Annotated[str | None, Depends(_bearer)]
 ) -> Principal:

@@ -27,6 +27,17 @@ from orderproc.inventory.pricefeed import PriceFeed
 log = logging.getLogger("orderproc.inventory")
 INTERVALS = (Interval.MINUTE, Interval.HOUR, Interval.DAY)
 _COLUMNS = {"asset_id", "name", "category", "is_active", "price_usd", "last_updated"}
+# How the metadata JSON spells the Asset fields that are not plain JSON values.
+_DECIMALS = frozenset(
+    {
+        "market_cap", "total_volume_24h", "high_24h", "low_24h", "price_change_24h",
+        "price_change_percentage_24h", "circulating_supply", "total_supply", "max_supply",
+        "ath", "atl",
+    }
+)  # fmt: skip
+_TIMES = frozenset({"ath_date", "atl_date"})
+_TUPLES = frozenset({"illustrative"})
+_METADATA_FIELDS = frozenset(f.name for f in fields(Asset)) - _COLUMNS
 
 
 # --- records <-> domain ----------------------------------------------------------------------
@@ -49,11 +60,9 @@ def to_record(asset: Asset, *, version: int = 1) -> AssetRecord:
 
 
 def from_record(record: AssetRecord) -> Asset:
-    kinds = {f.name: f.type for f in fields(Asset)}
-    values: dict[str, Any] = {}
-    for key, raw in record.metadata.items():
-        if key in kinds:
-            values[key] = _parse(kinds[key], raw)
+    values: dict[str, Any] = {
+        key: _parse(key, raw) for key, raw in record.metadata.items() if key in _METADATA_FIELDS
+    }
     return Asset(
         asset_id=record.asset_id,
         name=record.name,
@@ -75,15 +84,14 @@ def _jsonable(value: object) -> object:
     return value
 
 
-def _parse(kind: object, raw: Any) -> object:
-    text = str(kind)
+def _parse(field: str, raw: Any) -> object:
     if raw is None:
         return None
-    if "Decimal" in text:
+    if field in _DECIMALS:
         return Decimal(raw)
-    if "datetime" in text:
+    if field in _TIMES:
         return parse_time(raw)
-    if "tuple" in text:
+    if field in _TUPLES:
         return tuple(raw)
     return raw
 
