@@ -51,6 +51,9 @@ def main() -> None:
         access_log=False,
         timeout_graceful_shutdown=5,
         server_header=False,
+        # X-Forwarded-For is read by common.web.client_ip_from, only from configured trusted
+        # proxies; uvicorn's own rewrite would trust any local peer.
+        proxy_headers=False,
         lifespan="on",
     )
     uvicorn.Server(config).run(sockets=[sock])

@@ -131,3 +131,28 @@ class TestAdminsAndMaintenance:
         clean = orderproc("reconcile", "--data-dir", str(tmp_path))
         assert clean.returncode == 0
         assert "all clean" in clean.stdout
+
+
+class TestForwardedFor:
+    def test_a_local_peer_cannot_pick_its_address_with_x_forwarded_for(
+        self, tmp_path: Path
+    ) -> None:
+        """No trusted proxy is configured, so the address that failed-login blocking counts is
+        the TCP peer's, whatever `X-Forwarded-For` says (uvicorn's own rewrite would trust any
+        local peer)."""
+        server = ServerProcess(
+            tmp_path, ORDERPROC_LOGIN_BLOCK_ENABLED="true", ORDERPROC_LOGIN_FAILURE_LIMIT="3"
+        ).start()
+        try:
+            with httpx.Client(base_url=server.url) as client:
+                statuses = [
+                    client.post(
+                        "/api/v1/auth/login",
+                        json={"username": f"nobody{n}", "password": "wrong password!"},
+                        headers={"X-Forwarded-For": f"198.51.100.{n}"},
+                    ).status_code
+                    for n in range(5)
+                ]
+        finally:
+            server.stop()
+        assert statuses == [401, 401, 401, 403, 403]
