@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -591,6 +592,32 @@ class TestSqliteFile:
             assert await uow.accounts.get("u1") == make_account(balance_cents=MILLION_CENTS)
         assert reopened.applied_versions() == [m.version for m in MIGRATIONS]
         await reopened.close()
+
+    async def test_the_wal_stays_small_under_a_steady_stream_of_commits(
+        self, tmp_path: Path
+    ) -> None:
+        """A PASSIVE checkpoint alone never catches a writer that never pauses, and the WAL
+        then grows without bound (1 GB in 40 s of deposits, measured); the checkpointer must
+        restart it. Without the restart these 3,000 commits made a WAL of 67 MB; with it,
+        1 to 1.5 MB."""
+        path = tmp_path / "orderproc.db"
+        store = SqliteStore(path, checkpoint_every=0.005, wal_restart_frames=64)
+        await store.migrate()
+        await commit(store, lambda uow: uow.accounts.add(make_account()))
+        wal = path.with_name(path.name + "-wal")
+        largest = 0
+        for n in range(3000):
+            async with store.unit_of_work() as uow:
+                uow.audit.add(make_event(f"e{n:05d}"))
+                await uow.commit()
+            if n % 10 == 0:
+                largest = max(largest, wal.stat().st_size)
+                await asyncio.sleep(0.001)  # a server's writes come with gaps between them
+        largest = max(largest, wal.stat().st_size)
+        async with store.unit_of_work() as uow:
+            assert (await uow.audit.list(limit=1)).total_count == 3000
+        await store.close()
+        assert largest < 8_000_000, f"the WAL reached {largest} bytes"
 
     async def test_migrations_are_numbered_from_one_without_gaps(self) -> None:
         assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))

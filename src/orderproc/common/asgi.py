@@ -3,7 +3,6 @@ a body-size limit. (Starlette's BaseHTTPMiddleware costs far more per request; s
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import time
@@ -13,12 +12,12 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orderproc.common.context import request_id_var, user_var
+from orderproc.common.logging import access_log
 from orderproc.common.metrics import Metrics
 from orderproc.errors import PayloadTooLarge
 from orderproc.errors.problem import render
 
 _SAFE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
-access_log = logging.getLogger("orderproc.access")
 
 _API_HEADERS: list[tuple[bytes, bytes]] = [
     (b"x-content-type-options", b"nosniff"),
@@ -112,12 +111,4 @@ class EdgeMiddleware:
         template = getattr(route, "path", None) or "unmatched"
         self.metrics.observe(scope["method"], template, status, elapsed)
         if self._state.runtime.settings.access_log:
-            access_log.info(
-                "request",
-                extra={
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "ms": round(elapsed * 1000, 2),
-                },
-            )
+            access_log.write(scope["method"], scope["path"], status, elapsed)

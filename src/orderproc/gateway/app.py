@@ -32,6 +32,26 @@ from orderproc.webui.routes import mount_webui
 API_PREFIX = "/api/v1"
 SWAGGER_DIR = Path(__file__).parent / "static" / "swagger-ui"
 SERVICES = ("users", "inventory", "orders")
+# Starlette tries routes in order, about 2 µs each (measured: POST /orders was the 26th), so
+# the busiest routers go first; OPENAPI_TAGS keeps the docs in reading order.
+_BUSIEST = (orders_api.orders, users_api.balance)
+API_ROUTERS = (
+    *_BUSIEST,
+    *(
+        router
+        for router in (*users_api.routers, *inventory_api.routers, *orders_api.routers)
+        if router not in _BUSIEST
+    ),
+)
+OPENAPI_TAGS = [
+    {"name": "auth", "description": "Register, log in, log out, profile and password."},
+    {"name": "cash", "description": "USD balance, deposits, withdrawals and the cash ledger."},
+    {"name": "catalog", "description": "Crypto assets, prices and candles."},
+    {"name": "orders", "description": "Place, list and cancel orders."},
+    {"name": "portfolio", "description": "Positions, P&L and the asset ledger."},
+    {"name": "admin", "description": "Users, audit log, assets and reconciliation (admins)."},
+    {"name": "operations", "description": "Health, readiness and metrics."},
+]
 
 DESCRIPTION = """
 A trading-simulation platform. Register, then press **Authorize** and log in with your username
@@ -72,6 +92,7 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        openapi_tags=OPENAPI_TAGS,
     )
     if runtime is not None:
         app.state.runtime = runtime
@@ -79,10 +100,10 @@ def create_app(
     app.add_middleware(CatalogResponseCache, state=app.state)  # innermost
     app.add_middleware(RateLimitMiddleware, state=app.state)
     app.add_middleware(EdgeMiddleware, state=app.state)  # added last, so outermost
+    for router in API_ROUTERS:
+        app.include_router(router, prefix=API_PREFIX)
     _add_operations(app)
     _add_docs(app)
-    for router in (*users_api.routers, *inventory_api.routers, *orders_api.routers):
-        app.include_router(router, prefix=API_PREFIX)
     mount_webui(app)
     return app
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Protocol, cast
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import Response
 from pydantic import AwareDatetime
 
 from orderproc.common.idempotency import fingerprint
@@ -19,6 +20,7 @@ from orderproc.common.web import (
     IdempotencyKey,
     Paging,
     check_time_range,
+    model_response,
     page_fields,
 )
 from orderproc.errors import UserNotFound
@@ -73,7 +75,7 @@ AUTHED = problem_responses(401, 422, 429)
 )
 async def place_order(
     body: OrderCreate, principal: CurrentUser, rt: Runtime, key: IdempotencyKey
-) -> OrderEnvelope:
+) -> Response:
     """Place a market order; it fills at once at the current price (plus any slippage).
     Buy by `quantity` or by `notional` (USD, before the fee)."""
     cmd = service.PlaceOrder(
@@ -87,7 +89,7 @@ async def place_order(
         fingerprint=fingerprint("POST", "/orders", body.canonical()),
     )
     order = await service.place_order(cmd, deps=rt.orders)
-    return OrderEnvelope(data=OrderRead.of(order))
+    return model_response(OrderEnvelope(data=OrderRead.of(order)), status_code=201)
 
 
 @orders.get("", response_model=OrdersPage, responses=AUTHED)

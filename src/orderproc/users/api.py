@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Protocol, cast
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
+from fastapi.responses import Response
 from pydantic import AwareDatetime
 
 from orderproc.common.idempotency import fingerprint
@@ -21,6 +22,7 @@ from orderproc.common.web import (
     IdempotencyKey,
     Paging,
     check_time_range,
+    model_response,
     page_fields,
 )
 from orderproc.errors import ClientBlocked, InvalidCredentials, RateLimited
@@ -178,9 +180,10 @@ async def change_password(
 
 
 @balance.get("", response_model=BalanceRead, responses=AUTHED)
-async def get_balance(principal: CurrentUser, rt: Runtime) -> BalanceRead:
+async def get_balance(principal: CurrentUser, rt: Runtime) -> Response:
     """Cash balance, and what is available after open orders' reservations."""
-    return BalanceRead.of(await cash.get_account(principal.user_id, store=rt.cash.store))
+    account = await cash.get_account(principal.user_id, store=rt.cash.store)
+    return model_response(BalanceRead.of(account))
 
 
 async def _move(
@@ -189,7 +192,7 @@ async def _move(
     principal: CurrentUser,
     rt: UsersRuntime,
     key: str | None,
-) -> CashReceiptRead:
+) -> Response:
     cmd = cash.CashCommand(
         user_id=principal.user_id,
         kind=kind,
@@ -198,7 +201,7 @@ async def _move(
         fingerprint=fingerprint("POST", f"/balance/{kind}", {"amount": format_money(body.amount)}),
     )
     receipt = await cash.move_cash(cmd, deps=rt.cash)
-    return CashReceiptRead(**receipt.to_payload())
+    return model_response(CashReceiptRead(**receipt.to_payload()), status_code=201)
 
 
 @balance.post(
@@ -210,7 +213,7 @@ async def _move(
 )
 async def deposit(
     body: CashRequest, principal: CurrentUser, rt: Runtime, key: IdempotencyKey
-) -> CashReceiptRead:
+) -> Response:
     """Add cash (daily limit applies). A retry with the same Idempotency-Key replays."""
     return await _move("deposit", body, principal, rt, key)
 
@@ -224,7 +227,7 @@ async def deposit(
 )
 async def withdraw(
     body: CashRequest, principal: CurrentUser, rt: Runtime, key: IdempotencyKey
-) -> CashReceiptRead:
+) -> Response:
     """Take cash out, up to the available balance (daily limit applies)."""
     return await _move("withdraw", body, principal, rt, key)
 

@@ -391,7 +391,9 @@ def _apply(conn: sqlite3.Connection, statements: builtins.list[Statement]) -> No
 class SqliteStore:
     """The store over one SQLite file (or `":memory:"`), created with its parent directory."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(
+        self, path: str | Path, *, checkpoint_every: float = 0.25, wal_restart_frames: int = 4000
+    ) -> None:
         target = str(path)
         if target != ":memory:":
             Path(target).parent.mkdir(parents=True, exist_ok=True)
@@ -410,7 +412,9 @@ class SqliteStore:
             # Checkpoints fsync; on the event loop they stalled a commit for ~5 ms every few
             # dozen writes (measured), so a thread of its own does them instead.
             self._conn.execute("PRAGMA wal_autocheckpoint = 0")
-            self._checkpointer = _Checkpointer(target)
+            self._checkpointer = _Checkpointer(
+                target, every=checkpoint_every, restart_frames=wal_restart_frames
+            )
 
     def unit_of_work(self) -> SqliteUnitOfWork:
         return SqliteUnitOfWork(self._conn)
@@ -463,7 +467,7 @@ class _Checkpointer:
     start of the log again.
     """
 
-    def __init__(self, path: str, *, every: float = 0.25, restart_frames: int = 4000) -> None:
+    def __init__(self, path: str, *, every: float, restart_frames: int) -> None:
         self._path = path
         self._every = every
         self._restart_frames = restart_frames
