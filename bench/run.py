@@ -80,6 +80,7 @@ class Workload:
     max_p99_ms: float | None = None  # a latency target
     zero_non_2xx: bool = False  # a target: no non-2xx answer and no socket error at all
     per_store: bool = False  # runs on each store under --store both
+    client: str = "wrk"  # "loadgen" (bench/loadgen.py) for a latency target; see its docstring
 
     @property
     def lua(self) -> Path:
@@ -149,6 +150,7 @@ WORKLOADS: list[Workload] = [
         kind="order",
         max_p99_ms=250,
         zero_non_2xx=True,
+        client="loadgen",
     ),
 ]
 # What `--store both` runs unless --only says otherwise (issue #5: deposit and market orders).
@@ -358,13 +360,22 @@ def run_wrk(
         args.append(str(tokens_file) if workload.auth else "")
     else:
         args += [str(tokens_file), secrets.token_hex(4), workload.body, workload.key_header]
-    cmd = [
-        "wrk", f"-t{threads}", f"-c{concurrency}", f"-d{max(1, round(duration))}s",
-        "--timeout", "5s", "-s", str(workload.lua), base, "--", *args,
-    ]  # fmt: skip
+    if workload.client == "loadgen":
+        assert workload.method == "POST", "bench/loadgen.py sends POSTs"
+        cmd = [
+            sys.executable, str(BENCH / "loadgen.py"), base, "-c", str(concurrency),
+            "-d", str(duration), "--timeout", "5", "--", *args,
+        ]  # fmt: skip
+    else:
+        cmd = [
+            "wrk", f"-t{threads}", f"-c{concurrency}", f"-d{max(1, round(duration))}s",
+            "--timeout", "5s", "-s", str(workload.lua), base, "--", *args,
+        ]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
     if done.returncode != 0 or "BENCH " not in done.stdout:
-        raise SystemExit(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        raise SystemExit(
+            f"{workload.client} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+        )
     result = parse_wrk(workload.name, base, done.stdout)
     result.concurrency = concurrency
     return result
