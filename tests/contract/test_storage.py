@@ -191,6 +191,33 @@ class TestUnitOfWork:
         async with store.unit_of_work() as uow:
             assert await uow.accounts.get("u1") == make_account()
 
+    async def test_units_committing_together_succeed_or_fail_alone(self, store: Store) -> None:
+        """Many units commit at once (SQLite groups them into one transaction): the one whose
+        conditional write loses fails alone, and leaves nothing of itself behind."""
+        await commit(store, lambda uow: uow.accounts.add(make_account()))
+
+        async def deposit(n: int, *, expected_version: int) -> None:
+            async with store.unit_of_work() as uow:
+                uow.accounts.add(make_account(f"v{n}"))
+                uow.cash_ledger.add(make_entry(f"e{n}", user_id=f"v{n}"))
+                if n == 3:  # this one's conditional write loses
+                    uow.accounts.update(make_account(version=9), expected_version=expected_version)
+                await uow.commit()
+
+        results = await asyncio.gather(
+            *(deposit(n, expected_version=5) for n in range(6)), return_exceptions=True
+        )
+        assert [type(r).__name__ for r in results] == [
+            "NoneType", "NoneType", "NoneType", "ConcurrencyConflict", "NoneType", "NoneType",
+        ]  # fmt: skip
+        async with store.unit_of_work() as uow:
+            assert await uow.accounts.get("u1") == make_account()
+            assert await uow.accounts.get("v3") is None
+            assert await uow.cash_ledger.sum_for_user("v3") == 0
+            for n in (0, 1, 2, 4, 5):
+                assert await uow.accounts.get(f"v{n}") == make_account(f"v{n}")
+                assert await uow.cash_ledger.sum_for_user(f"v{n}") == 100
+
 
 class TestUsers:
     async def test_a_user_round_trips_exactly(self, store: Store) -> None:
@@ -618,6 +645,40 @@ class TestSqliteFile:
             assert (await uow.audit.list(limit=1)).total_count == 3000
         await store.close()
         assert largest < 8_000_000, f"the WAL reached {largest} bytes"
+
+    async def test_units_committing_in_one_turn_share_one_transaction(self, tmp_path: Path) -> None:
+        store = SqliteStore(tmp_path / "orderproc.db")
+        await store.migrate()
+        begins: list[str] = []
+        store._conn.set_trace_callback(
+            lambda sql: begins.append(sql) if sql.startswith("BEGIN") else None
+        )
+
+        def add(n: int) -> Callable[[UnitOfWork], object]:
+            return lambda uow: uow.accounts.add(make_account(f"u{n}"))
+
+        await asyncio.gather(*(commit(store, add(n)) for n in range(8)))
+        await commit(store, add(8))
+        store._conn.set_trace_callback(None)
+        assert begins == ["BEGIN IMMEDIATE", "BEGIN IMMEDIATE"]
+        async with store.unit_of_work() as uow:
+            for n in range(9):
+                assert await uow.accounts.get(f"u{n}") == make_account(f"u{n}")
+        await store.close()
+
+    async def test_a_unit_cancelled_before_the_flush_is_not_written(self, tmp_path: Path) -> None:
+        store = SqliteStore(tmp_path / "orderproc.db")
+        await store.migrate()
+        task = asyncio.create_task(commit(store, lambda uow: uow.accounts.add(make_account())))
+        await asyncio.sleep(0)  # the task runs to its commit, which waits for the flush
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await commit(store, lambda uow: uow.accounts.add(make_account("u2")))
+        async with store.unit_of_work() as uow:
+            assert await uow.accounts.get("u1") is None
+            assert await uow.accounts.get("u2") == make_account("u2")
+        await store.close()
 
     async def test_migrations_are_numbered_from_one_without_gaps(self) -> None:
         assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))

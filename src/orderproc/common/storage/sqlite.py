@@ -1,5 +1,6 @@
 """The SQLite storage adapter: one stdlib `sqlite3` connection, point reads on the event loop,
-and each unit of work's writes flushed in one synchronous `BEGIN IMMEDIATE … COMMIT` block.
+and units of work's writes flushed in one synchronous `BEGIN IMMEDIATE … COMMIT` block: every
+unit that commits in the same turn of the event loop, each in a savepoint (`_GroupCommitter`).
 
 Why no thread hop: a point read on a local WAL database takes microseconds, far less than a hop to
 a worker thread, and a write block with no `await` inside cannot interleave with another one.
@@ -9,6 +10,7 @@ repositories in `sqlite_trading`, what all repositories share in `sqlite_core`.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import logging
 import sqlite3
@@ -336,8 +338,9 @@ def _event(row: Any) -> AuditEvent:
 class SqliteUnitOfWork:
     """Reads go straight to the connection; writes wait in `staged` until `commit()`."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, committer: _GroupCommitter) -> None:
         self._conn = conn
+        self._committer = committer
         self.staged: list[Statement] = []
         self.users: UserRepository = SqliteUsers(conn, self.staged)
         self.accounts: AccountRepository = SqliteAccounts(conn, self.staged)
@@ -356,7 +359,7 @@ class SqliteUnitOfWork:
         statements = builtins.list(self.staged)
         self.staged.clear()
         if statements:
-            _apply(self._conn, statements)
+            await self._committer.commit(statements)
 
     async def __aenter__(self) -> Self:
         return self
@@ -370,22 +373,75 @@ class SqliteUnitOfWork:
         self.staged.clear()
 
 
-def _apply(conn: sqlite3.Connection, statements: builtins.list[Statement]) -> None:
-    """One synchronous transaction: every statement affects what it expects, or none applies."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for statement in statements:
-            run = conn.executemany if statement.many else conn.execute
-            affected = run(statement.sql, statement.params).rowcount
-            if statement.expect is not None and affected != statement.expect:
-                raise _RowCountMismatch(statement.sql)
-    except (sqlite3.IntegrityError, _RowCountMismatch) as failed:
-        conn.execute("ROLLBACK")
-        raise ConcurrencyConflict() from failed
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+class _GroupCommitter:
+    """Commits every unit of work that reaches `commit()` in one turn of the event loop as one
+    SQLite transaction, each unit inside a savepoint of its own.
+
+    A unit still applies whole or not at all: a statement that breaks a constraint or changes
+    an unexpected number of rows rolls back its unit's savepoint (a `ConcurrencyConflict` for
+    that caller) and the others go on. Only a failed BEGIN or COMMIT fails the whole group. A
+    caller learns the outcome after the COMMIT, so an acknowledged write is a committed one; a
+    caller cancelled before the flush is left out. Why: under load, a dozen concurrent orders
+    share the pages they touch (table tails, append-only indexes, the accounts page), and a
+    transaction writes each dirty page to the WAL once; measured, an order's COMMIT wrote 18 WAL
+    frames alone.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._pending: builtins.list[tuple[builtins.list[Statement], asyncio.Future[None]]] = []
+
+    async def commit(self, statements: builtins.list[Statement]) -> None:
+        loop = asyncio.get_running_loop()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        future: asyncio.Future[None] = loop.create_future()
+        self._pending.append((statements, future))
+        await future
+
+    def _flush(self) -> None:
+        group = [(statements, future) for statements, future in self._pending if not future.done()]
+        self._pending = []
+        if not group:
+            return
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            outcomes = [self._apply_unit(statements) for statements, _ in group]
+            conn.execute("COMMIT")
+        except Exception as failed:
+            try:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            finally:
+                for _, future in group:
+                    future.set_exception(failed)
+            return
+        for (_, future), outcome in zip(group, outcomes, strict=True):
+            if outcome is None:
+                future.set_result(None)
+            else:
+                future.set_exception(outcome)
+
+    def _apply_unit(self, statements: builtins.list[Statement]) -> Exception | None:
+        conn = self._conn
+        conn.execute("SAVEPOINT unit")
+        try:
+            for statement in statements:
+                run = conn.executemany if statement.many else conn.execute
+                affected = run(statement.sql, statement.params).rowcount
+                if statement.expect is not None and affected != statement.expect:
+                    raise _RowCountMismatch(statement.sql)
+        except (sqlite3.IntegrityError, _RowCountMismatch, sqlite3.ProgrammingError) as failed:
+            conn.execute("ROLLBACK TO unit")
+            conn.execute("RELEASE unit")
+            if isinstance(failed, sqlite3.ProgrammingError):
+                return failed
+            conflict = ConcurrencyConflict()
+            conflict.__cause__ = failed
+            return conflict
+        conn.execute("RELEASE unit")
+        return None
 
 
 class SqliteStore:
@@ -405,8 +461,10 @@ class SqliteStore:
             "PRAGMA foreign_keys = ON",
             "PRAGMA cache_size = -65536",
             "PRAGMA mmap_size = 268435456",
+            "PRAGMA temp_store = MEMORY",  # savepoint journals
         ):
             self._conn.execute(pragma)
+        self._committer = _GroupCommitter(self._conn)
         self._checkpointer: _Checkpointer | None = None
         if target != ":memory:":
             # Checkpoints fsync; on the event loop they stalled a commit for ~5 ms every few
@@ -417,7 +475,7 @@ class SqliteStore:
             )
 
     def unit_of_work(self) -> SqliteUnitOfWork:
-        return SqliteUnitOfWork(self._conn)
+        return SqliteUnitOfWork(self._conn, self._committer)
 
     async def migrate(self) -> None:
         self._conn.execute(BOOKKEEPING)
