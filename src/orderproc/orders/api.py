@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import AwareDatetime
 
+from orderproc.common.fastroute import FastRoute
 from orderproc.common.idempotency import fingerprint
 from orderproc.common.money import format_money
 from orderproc.common.prices import PriceSource
@@ -60,7 +61,7 @@ Runtime = Annotated[OrdersRuntime, Depends(_runtime)]
 OrderId = Annotated[str, Path(min_length=1, max_length=64)]
 AssetIdPath = Annotated[str, Path(min_length=1, max_length=32, description="Case-insensitive")]
 
-orders = APIRouter(prefix="/orders", tags=["orders"])
+orders = APIRouter(prefix="/orders", tags=["orders"], route_class=FastRoute)
 portfolio = APIRouter(tags=["portfolio"])
 admin = APIRouter(prefix="/admin", tags=["admin"])
 AUTHED = problem_responses(401, 422, 429)

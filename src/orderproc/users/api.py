@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import AwareDatetime
 
+from orderproc.common.fastroute import FastRoute
 from orderproc.common.idempotency import fingerprint
 from orderproc.common.money import format_money
 from orderproc.common.security.tokens import IssuedToken
@@ -69,7 +70,7 @@ async def _runtime(request: Request) -> UsersRuntime:
 Runtime = Annotated[UsersRuntime, Depends(_runtime)]
 
 auth = APIRouter(prefix="/auth", tags=["auth"])
-balance = APIRouter(prefix="/balance", tags=["cash"])
+balance = APIRouter(prefix="/balance", tags=["cash"], route_class=FastRoute)
 admin = APIRouter(prefix="/admin", tags=["admin"])
 AUTHED = problem_responses(401, 422, 429)
 

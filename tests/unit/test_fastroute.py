@@ -1,0 +1,139 @@
+"""FastRoute answers exactly as FastAPI's own handler: the same statuses and problem bodies for
+good and bad bodies, content types and missing credentials, and the same OpenAPI document."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any
+
+import httpx
+import pytest
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.routing import APIRoute
+from fastapi.security import OAuth2PasswordBearer
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
+
+from orderproc.common.fastroute import FastRoute
+from orderproc.common.web import model_response
+from orderproc.errors import InvalidToken
+from orderproc.errors.problem import install_problem_handlers
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount: Annotated[Decimal, Field(gt=0, decimal_places=2)]
+    note: str | None = None
+
+
+class Echo(BaseModel):
+    amount: str
+    user: str
+    key: str | None
+
+
+class Bearer(OAuth2PasswordBearer):
+    async def __call__(self, request: Request) -> str:  # type: ignore[override]
+        token = await super().__call__(request)
+        if not token:
+            raise InvalidToken("An access token is required.")
+        return token
+
+
+bearer = Bearer(tokenUrl="/token", auto_error=False)
+
+
+async def key(request: Request) -> str | None:
+    return request.headers.get("idempotency-key")
+
+
+def router(route_class: type[APIRoute]) -> APIRouter:
+    routes = APIRouter(route_class=route_class)
+
+    @routes.post("/move", status_code=201, response_model=Echo)
+    async def move(
+        body: Body,
+        user: Annotated[str, Depends(bearer)],
+        idem: Annotated[str | None, Depends(key)],
+    ) -> Response:
+        return model_response(Echo(amount=str(body.amount), user=user, key=idem), status_code=201)
+
+    @routes.get("/whoami", response_model=Echo)
+    async def whoami(user: Annotated[str, Depends(bearer)]) -> Response:
+        return model_response(Echo(amount="0", user=user, key=None))
+
+    return routes
+
+
+def app_with(route_class: type[APIRoute]) -> FastAPI:
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.include_router(router(route_class))
+    return app
+
+
+AUTH = {"Authorization": "Bearer tok"}
+JSON = {**AUTH, "Content-Type": "application/json"}
+CASES: list[tuple[str, str, dict[str, str], bytes]] = [
+    ("POST", "/move", JSON, b'{"amount": "1.00"}'),
+    ("POST", "/move", {**JSON, "Idempotency-Key": "k1"}, b'{"amount": "2.50", "note": "x"}'),
+    ("POST", "/move", AUTH, b'{"amount": "1.00"}'),  # no content type: parsed as JSON
+    ("POST", "/move", {**AUTH, "Content-Type": "application/vnd.x+json"}, b'{"amount": "1"}'),
+    ("POST", "/move", {**AUTH, "Content-Type": "text/plain"}, b'{"amount": "1.00"}'),
+    ("POST", "/move", JSON, b""),
+    ("POST", "/move", JSON, b"{"),
+    ("POST", "/move", JSON, b"[1, 2]"),
+    ("POST", "/move", JSON, b"null"),
+    ("POST", "/move", JSON, b'{"amount": "-1"}'),
+    ("POST", "/move", JSON, b'{"amount": "1.001"}'),
+    ("POST", "/move", JSON, b'{"amount": "1.00", "extra": 1}'),
+    ("POST", "/move", JSON, b'{"note": 5}'),
+    ("POST", "/move", {"Content-Type": "application/json"}, b'{"amount": "1.00"}'),
+    ("POST", "/move", {"Content-Type": "application/json"}, b'{"amount": "x"}'),
+    ("POST", "/move", {"Content-Type": "application/json"}, b"{"),
+    ("GET", "/whoami", AUTH, b""),
+    ("GET", "/whoami", {}, b""),
+]
+
+
+async def answer(app: FastAPI, method: str, path: str, headers: dict[str, str], body: bytes) -> Any:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.request(method, path, headers=headers, content=body)
+    payload = response.json()
+    if isinstance(payload, dict):
+        payload.pop("request_id", None)
+    return response.status_code, response.headers["content-type"], payload
+
+
+@pytest.mark.parametrize(("method", "path", "headers", "body"), CASES)
+async def test_answers_as_fastapi_does(
+    method: str, path: str, headers: dict[str, str], body: bytes
+) -> None:
+    fast = await answer(app_with(FastRoute), method, path, headers, body)
+    stock = await answer(app_with(APIRoute), method, path, headers, body)
+    assert fast == stock
+
+
+def test_the_routes_are_served_by_the_lean_handler() -> None:
+    app = app_with(FastRoute)
+    lean = [r for r in app.routes if isinstance(r, FastRoute)]
+    assert {r.path for r in lean} == {"/move", "/whoami"}
+    for route in lean:
+        assert route.get_route_handler().__qualname__.startswith("_lean_handler")
+
+
+def test_a_route_it_cannot_serve_keeps_fastapis_handler() -> None:
+    routes = APIRouter(route_class=FastRoute)
+
+    @routes.get("/page")
+    async def page(limit: int = 10) -> dict[str, int]:
+        return {"limit": limit}
+
+    route = routes.routes[0]
+    assert isinstance(route, FastRoute)
+    assert not route.get_route_handler().__qualname__.startswith("_lean_handler")
+
+
+def test_the_openapi_document_is_fastapis() -> None:
+    assert app_with(FastRoute).openapi() == app_with(APIRoute).openapi()
