@@ -680,6 +680,42 @@ class TestSqliteFile:
             assert await uow.accounts.get("u2") == make_account("u2")
         await store.close()
 
+    async def test_a_unit_cancelled_after_its_commit_hears_that_it_committed(
+        self, tmp_path: Path
+    ) -> None:
+        store = SqliteStore(tmp_path / "orderproc.db")
+        await store.migrate()
+        task = asyncio.create_task(commit(store, lambda uow: uow.accounts.add(make_account())))
+        await asyncio.sleep(0)  # the task waits for the flush
+        await asyncio.sleep(0)  # the flush has committed; the task has not resumed yet
+        task.cancel()
+        assert await task is None
+        async with store.unit_of_work() as uow:
+            assert await uow.accounts.get("u1") == make_account()
+        await store.close()
+
+    async def test_a_value_sqlite_refuses_fails_only_its_own_unit(self, tmp_path: Path) -> None:
+        store = SqliteStore(tmp_path / "orderproc.db")
+        await store.migrate()
+
+        def add(user_id: str, balance_cents: int) -> Callable[[UnitOfWork], object]:
+            return lambda uow: uow.accounts.add(make_account(user_id, balance_cents=balance_cents))
+
+        results = await asyncio.gather(
+            commit(store, add("u1", 100)),
+            commit(store, add("u2", 2**63)),  # no SQLite integer holds it
+            commit(store, add("u3", 300)),
+            return_exceptions=True,
+        )
+        assert results[0] is None
+        assert isinstance(results[1], OverflowError)
+        assert results[2] is None
+        async with store.unit_of_work() as uow:
+            assert await uow.accounts.get("u1") == make_account("u1", balance_cents=100)
+            assert await uow.accounts.get("u2") is None
+            assert await uow.accounts.get("u3") == make_account("u3", balance_cents=300)
+        await store.close()
+
     async def test_migrations_are_numbered_from_one_without_gaps(self) -> None:
         assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
 

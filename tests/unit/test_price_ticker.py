@@ -3,14 +3,22 @@ and a feed that fails leaves everything as it was."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from orderproc.common.clock import FixedClock
 from orderproc.common.prices import PriceCache
 from orderproc.common.storage.memory import MemoryStore
+from orderproc.common.storage.sqlite import SqliteStore
 from orderproc.inventory.pricefeed import SimulatedFeed
-from orderproc.inventory.service import PriceTicker, Retention, load_catalog, seed_catalog
+from orderproc.inventory.service import (
+    PriceTicker,
+    Retention,
+    change_asset,
+    load_catalog,
+    seed_catalog,
+)
 
 RETENTION = Retention(minute=timedelta(minutes=10), hour=timedelta(days=1), day=timedelta(days=30))
 
@@ -75,3 +83,40 @@ class TestTicks:
         assert prices.quote("SOL") == before
         async with store.unit_of_work() as uow:
             assert await uow.candles.list("SOL", "1m", limit=5) == []
+
+
+class TestAdminChangesDuringTicks:
+    async def test_a_tick_during_an_asset_change_keeps_its_price(self) -> None:
+        """SQLite commits a group per event-loop turn, so a tick can run while an admin's
+        change waits for its commit; the change must not put the older price back."""
+        clock = FixedClock(datetime(2026, 5, 1, 12, 0, tzinfo=UTC))
+        store, prices = SqliteStore(":memory:"), PriceCache()
+        await store.migrate()
+        await seed_catalog(store)
+        catalog = await load_catalog(store, prices)
+        tick = PriceTicker(
+            feed=SimulatedFeed.from_assets(catalog.assets(), seed=7),
+            catalog=catalog,
+            store=store,
+            clock=clock,
+            interval=1,
+            retention=RETENTION,
+        )
+        change = asyncio.create_task(
+            change_asset("BTC", {"name": "Bitcoin (renamed)"}, store=store, catalog=catalog)
+        )
+        await asyncio.sleep(0)  # the change waits for its commit
+        clock.advance(seconds=1)
+        await tick.tick_once()
+        ticked = prices.quote("BTC")
+        changed = await change
+        assert ticked is not None
+        assert changed.name == "Bitcoin (renamed)"
+        assert changed.price_usd == ticked.price
+        assert prices.quote("BTC") == ticked
+        async with store.unit_of_work() as uow:
+            stored = await uow.assets.get("BTC")
+        assert stored is not None
+        assert stored.price == ticked.price
+        assert stored.name == "Bitcoin (renamed)"
+        await store.close()

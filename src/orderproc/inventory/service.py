@@ -213,8 +213,11 @@ async def change_asset(
                 to_record(updated, version=record.version + 1), expected_version=record.version
             )
             await uow.commit()
-        catalog.put(updated)
-        return updated
+        # A tick may have moved the price while the commit waited for its group: keep the
+        # newest market figures in memory and apply only this change to them.
+        latest = replace(catalog.by_id.get(asset_id) or updated, **changes)
+        catalog.put(latest)
+        return latest
 
     return await retry_on_conflict(attempt)
 

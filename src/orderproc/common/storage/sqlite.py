@@ -377,11 +377,13 @@ class _GroupCommitter:
     """Commits every unit of work that reaches `commit()` in one turn of the event loop as one
     SQLite transaction, each unit inside a savepoint of its own.
 
-    A unit still applies whole or not at all: a statement that breaks a constraint or changes
-    an unexpected number of rows rolls back its unit's savepoint (a `ConcurrencyConflict` for
-    that caller) and the others go on. Only a failed BEGIN or COMMIT fails the whole group. A
-    caller learns the outcome after the COMMIT, so an acknowledged write is a committed one; a
-    caller cancelled before the flush is left out. Why: under load, a dozen concurrent orders
+    A unit still applies whole or not at all: a statement that fails rolls back its unit's
+    savepoint and the others go on; breaking a constraint or changing an unexpected number of
+    rows is a `ConcurrencyConflict` for that caller, any other error (a value SQLite refuses)
+    is that caller's own. Only a failed BEGIN, COMMIT or savepoint rollback fails the whole
+    group. A caller learns the outcome after the COMMIT, so an acknowledged write is a committed
+    one; a caller cancelled before the flush is left out, one cancelled after it is told that
+    its write committed. Why: under load, a dozen concurrent orders
     share the pages they touch (table tails, append-only indexes, the accounts page), and a
     transaction writes each dirty page to the WAL once; measured, an order's COMMIT wrote 18 WAL
     frames alone.
@@ -397,7 +399,16 @@ class _GroupCommitter:
             loop.call_soon(self._flush)
         future: asyncio.Future[None] = loop.create_future()
         self._pending.append((statements, future))
-        await future
+        try:
+            await future
+        except asyncio.CancelledError:
+            # Cancelled after the flush committed this unit: the write stands, so the caller
+            # must hear so and finish what follows a commit (caches, in-memory state).
+            if future.cancelled() or future.exception() is not None:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
 
     def _flush(self) -> None:
         group = [(statements, future) for statements, future in self._pending if not future.done()]
@@ -432,10 +443,10 @@ class _GroupCommitter:
                 affected = run(statement.sql, statement.params).rowcount
                 if statement.expect is not None and affected != statement.expect:
                     raise _RowCountMismatch(statement.sql)
-        except (sqlite3.IntegrityError, _RowCountMismatch, sqlite3.ProgrammingError) as failed:
-            conn.execute("ROLLBACK TO unit")
+        except Exception as failed:  # only this unit's: a bad value must not fail its group
+            conn.execute("ROLLBACK TO unit")  # if this fails, so does the group, in _flush
             conn.execute("RELEASE unit")
-            if isinstance(failed, sqlite3.ProgrammingError):
+            if not isinstance(failed, sqlite3.IntegrityError | _RowCountMismatch):
                 return failed
             conflict = ConcurrencyConflict()
             conflict.__cause__ = failed
