@@ -50,6 +50,17 @@ async def post_all(
         return await asyncio.gather(*(one(*r) for r in requests), return_exceptions=True)
 
 
+async def withdraw_from_each(
+    servers: list[ServerProcess], auth: dict[str, str]
+) -> list[httpx.Response | Exception]:
+    """30 withdrawals of 10.00 through every server at once, 10 at a time per server."""
+    batches = [
+        post_all(s.url, [("/api/v1/balance/withdraw", auth, {"amount": "10"})] * 30, 10)
+        for s in servers
+    ]
+    return list(itertools.chain(*await asyncio.gather(*batches)))
+
+
 class TestParallelMovements:
     def test_parallel_deposits_and_withdrawals_on_one_account_add_up(
         self, server: ServerProcess
@@ -93,18 +104,7 @@ class TestLockBypassed:
                 auth = register_and_login(client, "target")
                 client.post("/api/v1/balance/deposit", headers=auth, json={"amount": "200"})
 
-            async def fire() -> list[httpx.Response | Exception]:
-                batches = [
-                    post_all(
-                        s.url,
-                        [("/api/v1/balance/withdraw", auth, {"amount": "10"})] * 30,
-                        concurrency=10,
-                    )
-                    for s in servers
-                ]
-                return list(itertools.chain(*await asyncio.gather(*batches)))
-
-            answers = asyncio.run(fire())
+            answers = asyncio.run(withdraw_from_each(servers, auth))
             statuses = [a.status_code for a in answers if isinstance(a, httpx.Response)]
             assert len(statuses) == 90
             assert set(statuses) <= {201, 409, 422}
@@ -177,18 +177,8 @@ class TestSharedRedisLock:
                 client.post("/api/v1/balance/deposit", headers=auth, json={"amount": "200"})
                 assert client.get("/ready").json() == {"status": "ready"}
 
-            async def fire() -> list[httpx.Response | Exception]:
-                batches = [
-                    post_all(
-                        s.url,
-                        [("/api/v1/balance/withdraw", auth, {"amount": "10"})] * 30,
-                        concurrency=10,
-                    )
-                    for s in servers
-                ]
-                return list(itertools.chain(*await asyncio.gather(*batches)))
-
-            statuses = [a.status_code for a in asyncio.run(fire()) if isinstance(a, httpx.Response)]
+            answers = asyncio.run(withdraw_from_each(servers, auth))
+            statuses = [a.status_code for a in answers if isinstance(a, httpx.Response)]
             assert sorted(set(statuses)) == [201, 422]
             assert statuses.count(201) == 20
             with httpx.Client(base_url=servers[0].url) as client:

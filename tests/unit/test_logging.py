@@ -26,9 +26,9 @@ def test_an_access_line_has_the_shape_of_every_other_line() -> None:
     request_id_var.set("req-1")
     user_var.set("user-1")
     stream = io.StringIO()
-    log = AccessLog()
+    log = AccessLog(stream)
     log.configure(service="gateway", enabled=True)
-    log.write("POST", "/api/v1/orders", 201, 0.01234, stream=stream)
+    log.write("POST", "/api/v1/orders", 201, 0.01234)
     line = json.loads(stream.getvalue())
     record = logging.makeLogRecord({"name": "x", "levelname": "INFO", "msg": "request"})
     other = json.loads(JsonFormatter("gateway").format(record))
@@ -55,12 +55,12 @@ def test_an_access_line_has_the_shape_of_every_other_line() -> None:
 def test_the_access_log_is_quiet_above_info(monkeypatch: pytest.MonkeyPatch) -> None:
     from orderproc.common import logging as logs
 
-    log = AccessLog()
-    monkeypatch.setattr(logs, "access_log", log)
     stream = io.StringIO()
+    log = AccessLog(stream)
+    monkeypatch.setattr(logs, "access_log", log)
     configure_logging(service="gateway", level="WARNING")
-    log.write("GET", "/health", 200, 0.001, stream=stream)
+    log.write("GET", "/health", 200, 0.001)
     assert stream.getvalue() == ""
     configure_logging(service="gateway", level="INFO")
-    log.write("GET", "/health", 200, 0.001, stream=stream)
+    log.write("GET", "/health", 200, 0.001)
     assert json.loads(stream.getvalue())["path"] == "/health"

