@@ -1,4 +1,4 @@
-"""The bare hello-world baseline of the benchmark protocol (DESIGN.md, "Speed").
+"""The bare hello-world baseline of the benchmark protocol (bench/README.md, "The protocol").
 
 One FastAPI route returning a small JSON document, served exactly the way `orderproc serve`
 serves the platform (src/orderproc/cli.py): a socket bound by us, `uvicorn.Server(config).run

@@ -1,4 +1,4 @@
-"""Order Processor benchmark, by DESIGN.md's protocol ("Speed").
+"""Order Processor benchmark, by the protocol in bench/README.md ("The protocol").
 
     .venv/bin/python bench/run.py [--duration 20] [--warmup 3] [--concurrency 32]
                                   [--only balance,deposit] [--store sqlite|postgres|both]
@@ -52,8 +52,8 @@ LUA = BENCH / "lua"
 API = "/api/v1"
 USERS = 50
 
-# The documented limits a benchmark run must raise (DESIGN.md "Speed"); everything else stays at
-# its default, including the access log (the server's stderr goes to a file).
+# The documented limits a benchmark run must raise (bench/README.md, "The protocol"); everything
+# else stays at its default, including the access log (the server's stderr goes to a file).
 BENCH_SETTINGS = {
     "ORDERPROC_RATE_LIMIT_ENABLED": "false",
     "ORDERPROC_DEPOSIT_DAILY_LIMIT": "1000000000",

@@ -1,5 +1,6 @@
 """Pure-ASGI middleware for every app: request ids, access log, metrics, security headers and
-a body-size limit. (Starlette's BaseHTTPMiddleware costs far more per request; see DESIGN.md.)"""
+a body-size limit. (Starlette's BaseHTTPMiddleware costs far more per request; see
+docs/architecture.md, "Request path".)"""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@
   or the breaker is open, the Redis lock is skipped and the block runs under the local lock alone.
   A warning is logged once per opening of the breaker, an info line when it closes again.
 
-The lock is never the fence (DESIGN.md, "Consistency"): the store's conditional writes are. So
+The lock is never the fence (docs/money.md, "The lock"): the store's conditional writes are. So
 the failure modes left open here on purpose cost a retry (a version conflict), never money:
 
 - The lease is not extended. A block that outlives `lease_ms` (10 s by default, far above any

@@ -1,5 +1,5 @@
 """Password hashing (Argon2id, with bcrypt verified for migration) in a bounded thread pool, and
-the password policy that new passwords must pass (DESIGN.md, "Security")."""
+the password policy that new passwords must pass (docs/architecture.md, "Security")."""
 
 from __future__ import annotations
 

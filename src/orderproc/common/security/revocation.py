@@ -1,7 +1,8 @@
 """Is this token still good? Revoked ids and per-user cut-offs live in the store; this keeps a
 short-lived cache of both so a request costs two dict lookups, and revocations made by this
 process are seen at once (write-through). Another process's revocation is seen within
-`cache_seconds` (DESIGN.md: Redis is the fast shared path in distributed mode)."""
+`cache_seconds` (sharing revocations through Redis is planned for distributed mode; see
+docs/architecture.md)."""
 
 from __future__ import annotations
 
