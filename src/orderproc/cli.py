@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
+from orderproc import __version__
 from orderproc.common.settings import Settings
 
 
@@ -41,6 +42,7 @@ def _fail(message: str) -> NoReturn:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orderproc", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"orderproc {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the platform (embedded: every service)")

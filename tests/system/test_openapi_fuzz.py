@@ -10,7 +10,14 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.specs.openapi.schemas import BaseOpenAPISchema
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from tests.system.harness import ServerProcess, register_and_login
 
@@ -33,15 +40,21 @@ def auth(fuzz_server: ServerProcess) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def api_schema(fuzz_server: ServerProcess) -> BaseOpenAPISchema:
-    schema = schemathesis.from_uri(f"{fuzz_server.url}/openapi.json", base_url=fuzz_server.url)
+def api_schema(fuzz_server: ServerProcess) -> OpenApiSchema:
+    schema = schemathesis.openapi.from_url(f"{fuzz_server.url}/openapi.json")
     # Logging out or changing the password would revoke the token the rest of the run uses;
     # the API tests cover both.
-    return schema.exclude(path_regex=r"/auth/(logout|password)$")  # type: ignore[no-any-return]
+    return schema.exclude(path_regex=r"/auth/(logout|password)$")
 
 
-schemathesis.experimental.OPEN_API_3_1.enable()  # FastAPI emits OpenAPI 3.1
-schema = schemathesis.from_pytest_fixture("api_schema")
+schema = schemathesis.pytest.from_fixture("api_schema")
+PROMISES = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 
 
 @schema.parametrize()
@@ -57,4 +70,8 @@ schema = schemathesis.from_pytest_fixture("api_schema")
 def test_the_api_keeps_its_documented_promises(
     case: schemathesis.Case, auth: dict[str, str]
 ) -> None:
-    case.call_and_validate(headers={**(case.headers or {}), **auth})
+    # The promises of this test's docstring. Schemathesis 4 has more checks on by default;
+    # their findings are tracked separately (the 405's `Allow` lists only the first matching
+    # route's methods, a Starlette router limit; data-acceptance checks count business 422s
+    # such as a reused Idempotency-Key as rejections of valid data).
+    case.call_and_validate(headers={**(case.headers or {}), **auth}, checks=PROMISES)

@@ -14,10 +14,12 @@ from fastapi.security import OAuth2PasswordBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from orderproc.common.fastroute import FastRoute
+from orderproc.common.fastroute import FastRoute, _plan_for
 from orderproc.common.web import model_response
 from orderproc.errors import InvalidToken
 from orderproc.errors.problem import install_problem_handlers
+from orderproc.orders import api as orders_api
+from orderproc.users import api as users_api
 
 
 class Body(BaseModel):
@@ -65,8 +67,8 @@ def router(route_class: type[APIRoute]) -> APIRouter:
     return routes
 
 
-def app_with(route_class: type[APIRoute]) -> FastAPI:
-    app = FastAPI()
+def app_with(route_class: type[APIRoute], *, strict_content_type: bool = True) -> FastAPI:
+    app = FastAPI(strict_content_type=strict_content_type)
     install_problem_handlers(app)
     app.include_router(router(route_class))
     return app
@@ -77,7 +79,7 @@ JSON = {**AUTH, "Content-Type": "application/json"}
 CASES: list[tuple[str, str, dict[str, str], bytes]] = [
     ("POST", "/move", JSON, b'{"amount": "1.00"}'),
     ("POST", "/move", {**JSON, "Idempotency-Key": "k1"}, b'{"amount": "2.50", "note": "x"}'),
-    ("POST", "/move", AUTH, b'{"amount": "1.00"}'),  # no content type: parsed as JSON
+    ("POST", "/move", AUTH, b'{"amount": "1.00"}'),  # no content type: refused (strict)
     ("POST", "/move", {**AUTH, "Content-Type": "application/vnd.x+json"}, b'{"amount": "1"}'),
     ("POST", "/move", {**AUTH, "Content-Type": "text/plain"}, b'{"amount": "1.00"}'),
     ("POST", "/move", JSON, b""),
@@ -131,9 +133,43 @@ async def test_answers_as_fastapi_does(
     assert fast == stock
 
 
+@pytest.mark.parametrize(
+    "headers", [AUTH, {**AUTH, "Content-Type": ""}, {**AUTH, "Content-Type": "text/plain"}]
+)
+async def test_a_lax_content_type_setting_is_honoured_as_fastapi_does(
+    headers: dict[str, str],
+) -> None:
+    body = b'{"amount": "1.00"}'
+    fast = await answer(
+        app_with(FastRoute, strict_content_type=False), "POST", "/move", headers, body
+    )
+    stock = await answer(
+        app_with(APIRoute, strict_content_type=False), "POST", "/move", headers, body
+    )
+    assert fast == stock
+    assert fast[0] == (422 if headers.get("Content-Type") else 201)  # empty means none
+
+
+def test_every_hot_route_of_the_platform_is_lean() -> None:
+    hot = {
+        ("GET", "/balance"),
+        ("POST", "/balance/deposit"),
+        ("POST", "/balance/withdraw"),
+        ("POST", "/orders"),
+    }
+    served = {
+        (method, route.path)
+        for module in (users_api, orders_api)
+        for routes in module.routers
+        for route in routes.routes
+        if isinstance(route, FastRoute) and _plan_for(route.endpoint) is not None
+        for method in route.methods
+    }
+    assert hot <= served
+
+
 def test_the_routes_are_served_by_the_lean_handler() -> None:
-    app = app_with(FastRoute)
-    lean = [r for r in app.routes if isinstance(r, FastRoute)]
+    lean = [r for r in router(FastRoute).routes if isinstance(r, FastRoute)]
     assert {r.path for r in lean} == {"/move", "/whoami"}
     for route in lean:
         handler = route.get_route_handler()
