@@ -27,8 +27,9 @@ sync_env
 export PATH="$ROOT/.venv/bin:$PATH"
 
 if [ "$mode" != build ]; then
-  # Real servers the tests start on free loopback ports (nothing is mocked).
-  apt_install redis-server postgresql chromium
+  # Real servers the tests start on free loopback ports (nothing is mocked); prometheus for
+  # `promtool check metrics` on /metrics (the test fails in CI without it).
+  apt_install redis-server postgresql chromium prometheus
 fi
 
 if [ "$mode" = all ] && [ -z "$service" ]; then

@@ -116,10 +116,11 @@ async def build_runtime(
     clock = clock or SystemClock()
     store = open_store(settings.resolved_database_url, pool_size=settings.database_pool_size)
     await store.migrate()
+    metrics = Metrics(service)
     runtime = Runtime(
         settings=settings,
         store=store,
-        locker=_locker(settings),
+        locker=_locker(settings, metrics),
         clock=clock,
         hasher=PasswordHasher(
             settings.password_hash_profile,
@@ -141,7 +142,7 @@ async def build_runtime(
             block_seconds=settings.login_block_seconds,
         ),
         rate_limiter=RateLimiter(per_minute=settings.rate_limit_per_minute),
-        metrics=Metrics(service),
+        metrics=metrics,
     )
     runtime.extras["users"] = UsersDeps(
         store, runtime.hasher, runtime.tokens, runtime.revocations, clock
@@ -159,8 +160,10 @@ async def build_runtime(
         ),
         lock_timeout=settings.lock_timeout_seconds,
         idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
+        money=metrics.money,
     )
     await _build_inventory(runtime)
+    metrics.watch_prices(runtime.prices.newest, clock.now)
     runtime.extras["orders"] = OrderDeps(
         store=store,
         locker=runtime.locker,
@@ -175,17 +178,20 @@ async def build_runtime(
         stale_after=timedelta(seconds=settings.price_stale_seconds),
         lock_timeout=settings.lock_timeout_seconds,
         idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
+        money=metrics.money,
     )
     return runtime
 
 
-def _locker(settings: Settings) -> Locker:
+def _locker(settings: Settings, metrics: Metrics) -> Locker:
     """In-process alone when embedded; with Redis configured, a Redis lock behind a
     per-process one, so every process of the platform shares each user's lock."""
     if not settings.redis_url:
-        return InProcessLocker()
+        return InProcessLocker(waits=metrics.lock_waits)
     client = aioredis.from_url(settings.redis_url, socket_timeout=0.25, socket_connect_timeout=0.25)
-    return RedisLocker(client, local=InProcessLocker())
+    locker = RedisLocker(client, local=InProcessLocker(), waits=metrics.lock_waits)
+    metrics.watch_breaker("redis_lock", locker.breaker)
+    return locker
 
 
 async def _build_inventory(runtime: Runtime) -> None:

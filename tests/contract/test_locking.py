@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 
 from orderproc.common.breaker import CircuitBreaker
 from orderproc.common.locking import InProcessLocker, Locker
+from orderproc.common.metrics import LockWaits
 from orderproc.common.redis_locking import KEY_PREFIX, RedisLocker
 from orderproc.errors import LockTimeout
 from tests.support.fixtures import redis_client
@@ -167,6 +168,56 @@ async def other_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redi
     client = redis_client(redis_server)
     yield client
     await client.aclose()
+
+
+class TestWaitsRecorded:
+    """What `orderproc_lock_wait_seconds` and `orderproc_lock_timeouts_total` are made of: one
+    wait per hold, contended or not, and a timeout counted as a wait too."""
+
+    @pytest.fixture(params=LOCKERS)
+    def recorded(self, request: pytest.FixtureRequest) -> tuple[Locker, LockWaits]:
+        waits = LockWaits()
+        if request.param == "in-process":
+            return InProcessLocker(waits=waits), waits
+        client: aioredis.Redis = request.getfixturevalue("redis")
+        return RedisLocker(client, waits=waits), waits
+
+    async def test_one_wait_per_hold(self, recorded: tuple[Locker, LockWaits]) -> None:
+        locker, waits = recorded
+        async with locker.hold("alice", timeout=1):
+            pass
+        assert (waits.count, waits.timeouts) == (1, 0)
+        async with Holder(locker, "alice") as holder:
+            waiting = asyncio.create_task(self._hold_once(locker, "alice"))
+            await asyncio.sleep(0.1)
+            await holder.release()
+            await waiting
+        assert (waits.count, waits.timeouts) == (3, 0)
+        assert waits.seconds >= 0.05
+
+    async def test_a_timeout_is_a_wait_and_a_timeout(
+        self, recorded: tuple[Locker, LockWaits]
+    ) -> None:
+        locker, waits = recorded
+        async with Holder(locker, "alice"):
+            with pytest.raises(LockTimeout):
+                await self._hold_once(locker, "alice", timeout=0.05)
+        assert (waits.count, waits.timeouts) == (2, 1)
+        assert waits.seconds >= 0.04
+
+    async def test_a_timeout_waiting_on_another_process(
+        self, redis: aioredis.Redis, other_client: aioredis.Redis
+    ) -> None:
+        waits = LockWaits()
+        async with Holder(RedisLocker(redis), "alice"):
+            with pytest.raises(LockTimeout):
+                await self._hold_once(RedisLocker(other_client, waits=waits), "alice", 0.05)
+        assert (waits.count, waits.timeouts) == (1, 1)
+
+    @staticmethod
+    async def _hold_once(locker: Locker, key: str, timeout: float = 5) -> None:
+        async with locker.hold(key, timeout=timeout):
+            pass
 
 
 class TestRedisLockAcrossProcesses:

@@ -7,10 +7,12 @@ conditional writes are, so a lost or skipped lock costs a retry, never money.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
+from orderproc.common.metrics import LockWaits
 from orderproc.errors import LockTimeout
 
 
@@ -20,11 +22,14 @@ class Locker(Protocol):
 
 
 class InProcessLocker:
-    """asyncio locks by key, forgotten when nobody holds or waits for them."""
+    """asyncio locks by key, forgotten when nobody holds or waits for them. With `waits`, it
+    records how long each acquisition waited (not when it is a `RedisLocker`'s local lock: that
+    one records the whole wait itself)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, waits: LockWaits | None = None) -> None:
         self._locks: dict[str, asyncio.Lock] = {}
         self._users: dict[str, int] = {}
+        self._waits = waits
 
     @asynccontextmanager
     async def hold(self, key: str, *, timeout: float) -> AsyncIterator[None]:
@@ -34,12 +39,19 @@ class InProcessLocker:
         self._users[key] = self._users.get(key, 0) + 1
         try:
             if lock.locked():
+                started = time.perf_counter()
                 try:
                     await asyncio.wait_for(lock.acquire(), timeout)
                 except TimeoutError:
+                    if self._waits is not None:
+                        self._waits.timed_out(time.perf_counter() - started)
                     raise LockTimeout() from None
+                if self._waits is not None:
+                    self._waits.waited(time.perf_counter() - started)
             else:  # the common case: no task and no timer for an uncontended lock
                 await lock.acquire()
+                if self._waits is not None:
+                    self._waits.at_once()
             try:
                 yield
             finally:

@@ -32,5 +32,9 @@ class PriceCache:
     def quote(self, asset_id: str) -> Quote | None:
         return self._quotes.get(asset_id)
 
+    def newest(self) -> datetime | None:
+        """When the newest price was set (by the last tick that moved one); None if none is."""
+        return max((quote.as_of for quote in self._quotes.values()), default=None)
+
     def publish(self, quotes: dict[str, Quote]) -> None:
         self._quotes = quotes

@@ -6,6 +6,8 @@
   somebody else has taken since.
 - In front of Redis, a per-process `InProcessLocker` on the same key: one process's waiters queue
   locally and only one of them at a time contends on Redis. The timeout covers both waits.
+- With `waits`, the whole wait (local queue and Redis together) is recorded once per hold, and
+  a wait that ends in `LockTimeout` is counted as a timeout.
 - Every Redis call is bounded by `op_timeout`; failures feed a `CircuitBreaker`. When a call fails
   or the breaker is open, the Redis lock is skipped and the block runs under the local lock alone.
   A warning is logged once per opening of the breaker, an info line when it closes again.
@@ -28,6 +30,7 @@ import contextlib
 import logging
 import random
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, cast
 
@@ -37,6 +40,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from orderproc.common.breaker import CircuitBreaker
 from orderproc.common.locking import InProcessLocker
+from orderproc.common.metrics import LockWaits
 from orderproc.errors import LockTimeout
 
 log = logging.getLogger("orderproc.locking")
@@ -72,6 +76,7 @@ class RedisLocker:
         op_timeout: float = 0.25,
         breaker: CircuitBreaker | None = None,
         local: InProcessLocker | None = None,
+        waits: LockWaits | None = None,
     ) -> None:
         if lease_ms < 1:
             raise ValueError("lease_ms must be at least 1")
@@ -82,6 +87,7 @@ class RedisLocker:
         self.op_timeout = op_timeout
         self.breaker = breaker or CircuitBreaker()
         self._local = local or InProcessLocker()
+        self._waits = waits
         self._release_script = client.register_script(RELEASE_SCRIPT)
         self._cleanups: set[asyncio.Task[None]] = set()
 
@@ -99,14 +105,24 @@ class RedisLocker:
     async def hold(self, key: str, *, timeout: float) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        async with self._local.hold(key, timeout=timeout):
-            redis_key = KEY_PREFIX + key
-            token = await self._acquire(redis_key, deadline)
-            try:
-                yield
-            finally:
-                if token is not None:
-                    await self._release(redis_key, token)
+        started = time.perf_counter()
+        acquired = False
+        try:
+            async with self._local.hold(key, timeout=timeout):
+                redis_key = KEY_PREFIX + key
+                token = await self._acquire(redis_key, deadline)
+                acquired = True
+                if self._waits is not None:
+                    self._waits.waited(time.perf_counter() - started)
+                try:
+                    yield
+                finally:
+                    if token is not None:
+                        await self._release(redis_key, token)
+        except LockTimeout:
+            if not acquired and self._waits is not None:
+                self._waits.timed_out(time.perf_counter() - started)
+            raise
 
     async def _acquire(self, redis_key: str, deadline: float) -> str | None:
         """The token we hold the key with, or None when Redis is skipped; LockTimeout when

@@ -6,7 +6,7 @@ record all commit, or none do."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -14,6 +14,7 @@ from orderproc.common.clock import Clock
 from orderproc.common.idempotency import IdempotencyScope, remember_rejection, replay
 from orderproc.common.ids import new_id
 from orderproc.common.locking import Locker, account_lock_key
+from orderproc.common.metrics import MoneyOperations
 from orderproc.common.money import format_money, format_quantity, from_cents, from_units
 from orderproc.common.prices import PriceSource, Quote
 from orderproc.common.retry import retry_on_conflict
@@ -55,6 +56,7 @@ class OrderDeps:
     stale_after: timedelta
     lock_timeout: float
     idempotency_ttl: timedelta
+    money: MoneyOperations = field(default_factory=MoneyOperations)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,9 @@ async def _place_once(cmd: PlaceOrder, deps: OrderDeps) -> OrderRecord:
             payload = {"order_id": order.order_id}
             uow.idempotency.add(scope.record("ok", payload, now=now, ttl=deps.idempotency_ttl))
         await uow.commit()
+        deps.money.count("buy" if fill.is_buy else "sell")
+        if fill.fee_cents:
+            deps.money.count("fee")
         return order
 
 

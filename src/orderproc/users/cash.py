@@ -6,7 +6,7 @@ record) under the user's account lock, retried when a conditional write loses a 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -15,6 +15,7 @@ from orderproc.common.clock import Clock, isoformat_z, utc_day
 from orderproc.common.idempotency import IdempotencyScope, remember_rejection, replay
 from orderproc.common.ids import new_id
 from orderproc.common.locking import Locker, account_lock_key
+from orderproc.common.metrics import MoneyOperations
 from orderproc.common.money import format_money, from_cents
 from orderproc.common.retry import retry_on_conflict
 from orderproc.common.storage.ports import Store, UnitOfWork
@@ -76,6 +77,7 @@ class CashDeps:
     rules: CashRules
     lock_timeout: float
     idempotency_ttl: timedelta
+    money: MoneyOperations = field(default_factory=MoneyOperations)
 
 
 async def move_cash(cmd: CashCommand, *, deps: CashDeps) -> CashReceipt:
@@ -124,6 +126,7 @@ async def _move_cash_once(cmd: CashCommand, amount_cents: int, deps: CashDeps) -
                 scope.record("ok", receipt.to_payload(), now=now, ttl=deps.idempotency_ttl)
             )
         await uow.commit()
+        deps.money.count(cmd.kind)
         return receipt
 
 
