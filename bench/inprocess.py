@@ -5,7 +5,8 @@
 Builds the embedded app on a temporary SQLite database (the real settings, except cheap password
 hashing and no rate limits or daily limits in the way), then calls the ASGI app directly, one
 request at a time, and prints the process CPU time per request (user + system) for `GET
-/balance`, deposits, withdrawals and market buys, best and worst of the rounds. It isolates the
+/balance`, deposits, withdrawals and market buys (and `/health` and a catalog read for the
+router's share), best and worst of the rounds. It isolates the
 framework and application cost from the HTTP server and the load generator, so two versions of
 the code (say, two FastAPI releases) can be compared in one sitting: run it under each
 interpreter/venv in turn, A, B, A. The end-to-end figures come from `bench/run.py`.
@@ -122,6 +123,8 @@ async def run(app: Any, requests: int, rounds: int) -> None:
         return [*auth, *json_headers, (b"idempotency-key", secrets.token_hex(8).encode())]
 
     workloads: dict[str, tuple[str, str, Any, bytes, int]] = {
+        "health": ("GET", "/health", list, b"", 200),
+        "inventory_btc": ("GET", "/api/v1/inventory/assets/BTC", list, b"", 200),
         "balance": ("GET", "/api/v1/balance", lambda: auth, b"", 200),
         "deposit": ("POST", "/api/v1/balance/deposit", keyed, b'{"amount":"1.00"}', 201),
         "withdraw": ("POST", "/api/v1/balance/withdraw", keyed, b'{"amount":"1.00"}', 201),

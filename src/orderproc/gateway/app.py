@@ -18,6 +18,7 @@ from orderproc.common.asgi import EdgeMiddleware
 from orderproc.common.clock import Clock
 from orderproc.common.metrics import CONTENT_TYPE_LATEST
 from orderproc.common.redis_locking import RedisLocker
+from orderproc.common.routing import include_flat
 from orderproc.common.settings import Settings
 from orderproc.errors import ServiceUnavailable
 from orderproc.errors.problem import install_problem_handlers, problem_responses
@@ -93,6 +94,10 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_tags=OPENAPI_TAGS,
+        # Observability here is Prometheus metrics and JSON logs. FastAPI's OpenTelemetry
+        # bridge, on by default since 0.16x, looks up three global providers on every request
+        # even when none is configured (docs/PERFORMANCE.md); off until we export traces.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     if runtime is not None:
         app.state.runtime = runtime
@@ -101,7 +106,7 @@ def create_app(
     app.add_middleware(RateLimitMiddleware, state=app.state)
     app.add_middleware(EdgeMiddleware, state=app.state)  # added last, so outermost
     for router in API_ROUTERS:
-        app.include_router(router, prefix=API_PREFIX)
+        include_flat(app, router, prefix=API_PREFIX)
     _add_operations(app)
     _add_docs(app)
     mount_webui(app)
@@ -126,12 +131,17 @@ def _add_docs(app: FastAPI) -> None:
 
 
 def _add_operations(app: FastAPI) -> None:
-    @app.get("/health", tags=["operations"])
+    @app.get("/health", operation_id="operations_health", tags=["operations"])
     async def health() -> dict[str, object]:
         """Alive; in embedded mode every service lives in this process."""
         return {"status": "ok", "services": {name: "ok" for name in SERVICES}}
 
-    @app.get("/ready", tags=["operations"], responses=problem_responses(503))
+    @app.get(
+        "/ready",
+        operation_id="operations_ready",
+        tags=["operations"],
+        responses=problem_responses(503),
+    )
     async def ready() -> dict[str, str]:
         """The store answers, and Redis too when one is configured."""
         runtime = app.state.runtime
@@ -146,7 +156,9 @@ def _add_operations(app: FastAPI) -> None:
                 raise ServiceUnavailable("Redis does not answer.") from exc
         return {"status": "ready"}
 
-    @app.get("/metrics", tags=["operations"], response_class=Response)
+    @app.get(
+        "/metrics", operation_id="operations_metrics", tags=["operations"], response_class=Response
+    )
     async def metrics() -> Response:
         """Prometheus metrics."""
         return Response(app.state.runtime.metrics.render(), media_type=CONTENT_TYPE_LATEST)

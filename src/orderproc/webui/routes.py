@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
+from orderproc.common.routing import include_flat
 from orderproc.webui.client import ApiError, QuietInProcessCalls
 from orderproc.webui.pages import HERE, go, is_htmx, render
 from orderproc.webui.session import (
@@ -49,8 +50,8 @@ def mount_webui(app: FastAPI) -> None:
         return go(request, "/portfolio" if current_session(request).signed_in else "/market")
 
     for module in (auth, market, trade, account, profile, admin):
-        app.include_router(module.router)
-    app.include_router(streams_router)
+        include_flat(app, module.router)
+    include_flat(app, streams_router)
     _install_handlers(app)
 
 
