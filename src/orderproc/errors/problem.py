@@ -30,6 +30,7 @@ from orderproc.errors.exceptions import (
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://orderproc.dev/problems/"
+REF_PREFIX = "#/components/schemas/"
 log = logging.getLogger("orderproc.errors")
 
 # Most specific first: the edge's whole knowledge of HTTP status codes.
@@ -171,17 +172,38 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
 
 
 def install_problem_handlers(app: FastAPI) -> None:
-    """Make every error of `app` an RFC 7807 response."""
+    """Make every error of `app` an RFC 7807 response, and put the `Problem` schema that
+    `problem_responses` refers to in its OpenAPI document."""
     app.add_exception_handler(OrderProcError, _on_domain_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(Exception, _on_unexpected)
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = build()  # FastAPI keeps it, so this runs once
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        if "Problem" not in schemas:
+            document["components"]["schemas"] = dict(sorted({**schemas, **_schemas()}.items()))
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _schemas() -> dict[str, Any]:
+    """`Problem` and the models it uses, as OpenAPI components."""
+    schema = Problem.model_json_schema(ref_template=REF_PREFIX + "{model}", mode="serialization")
+    return {**schema.pop("$defs"), "Problem": schema}
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` entries declaring problem+json bodies for these statuses."""
+    """OpenAPI `responses` entries declaring problem+json bodies for these statuses.
+
+    They refer to `Problem` by `$ref` alone (`install_problem_handlers` adds it to the
+    components): given as a response `model`, FastAPI would declare it as `application/json`
+    too, which no error is."""
     descriptions = {
-        400: "Bad request",
+        400: "The body could not be read (for example, it is not UTF-8)",
         401: "Not authenticated, or the token is invalid or revoked",
         403: "Forbidden",
         404: "Not found",
@@ -193,9 +215,8 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
     return {
         status: {
-            "model": Problem,
             "description": descriptions.get(status, "Error"),
-            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            "content": {PROBLEM_JSON: {"schema": {"$ref": REF_PREFIX + "Problem"}}},
         }
         for status in statuses
     }

@@ -60,7 +60,12 @@ def _json(model: BaseModel) -> bytes:
     return model.__pydantic_serializer__.to_json(model)
 
 
-@catalog_router.get("/assets", response_model=AssetsPage, responses=problem_responses(422, 429))
+@catalog_router.get(
+    "/assets",
+    operation_id="inventory_list_assets",
+    response_model=AssetsPage,
+    responses=problem_responses(422, 429),
+)
 async def get_assets(
     rt: Runtime,
     search: Annotated[str | None, Query(max_length=64, description="Id or name")] = None,
@@ -87,7 +92,10 @@ async def get_assets(
 
 
 @catalog_router.get(
-    "/assets/{asset_id}", response_model=AssetEnvelope, responses=problem_responses(404, 422, 429)
+    "/assets/{asset_id}",
+    operation_id="inventory_get_asset",
+    response_model=AssetEnvelope,
+    responses=problem_responses(404, 422, 429),
 )
 async def get_asset(asset_id: AssetId, rt: Runtime) -> Response:
     """One asset with its market data."""
@@ -97,6 +105,7 @@ async def get_asset(asset_id: AssetId, rt: Runtime) -> Response:
 
 @catalog_router.get(
     "/assets/{asset_id}/candles",
+    operation_id="inventory_list_candles",
     response_model=CandlesRead,
     responses=problem_responses(404, 422, 429),
 )
@@ -118,9 +127,10 @@ async def get_candles(
 
 @admin.post(
     "",
+    operation_id="admin_create_asset",
     status_code=201,
     response_model=AssetEnvelope,
-    responses=problem_responses(401, 403, 409, 422, 429),
+    responses=problem_responses(400, 401, 403, 409, 413, 422, 429),
 )
 async def create_asset(body: AssetCreate, _: CurrentAdmin, rt: Runtime) -> AssetEnvelope:
     """Add an asset to the catalog; the price feed moves it from the next tick."""
@@ -143,8 +153,9 @@ async def create_asset(body: AssetCreate, _: CurrentAdmin, rt: Runtime) -> Asset
 
 @admin.patch(
     "/{asset_id}",
+    operation_id="admin_update_asset",
     response_model=AssetEnvelope,
-    responses=problem_responses(401, 403, 404, 422, 429),
+    responses=problem_responses(400, 401, 403, 404, 413, 422, 429),
 )
 async def update_asset(
     asset_id: AssetId, body: AssetUpdate, _: CurrentAdmin, rt: Runtime

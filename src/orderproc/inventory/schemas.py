@@ -9,12 +9,11 @@ from typing import Annotated, Literal
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints
 
 from orderproc.common.clock import isoformat_z
-from orderproc.common.fields import PlainDecimal
+from orderproc.common.fields import DecimalInputSchema, DecimalText, PlainDecimal
 from orderproc.common.money import format_price
 from orderproc.inventory.candles import Candle
 from orderproc.inventory.domain import Asset
 
-DecimalText = Annotated[str, Field(examples=["64123.5"], description="Exact decimal")]
 Category = Literal[
     "major",
     "stablecoin",
@@ -132,13 +131,37 @@ class CandlesRead(BaseModel):
     data: list[CandleRead]
 
 
-Price = Annotated[Decimal, PlainDecimal, Field(gt=0, lt=Decimal("1e12"), decimal_places=18)]
+Price = Annotated[
+    Decimal,
+    PlainDecimal,
+    Field(
+        gt=0,
+        lt=Decimal("1e12"),
+        decimal_places=18,
+        description="USD, more than 0 and less than 10^12, at most 18 decimal places",
+    ),
+    DecimalInputSchema(example="0.25"),
+]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
 
 
 class AssetCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "asset_id": "DEMO",
+                    "name": "Demo Coin",
+                    "category": "other",
+                    "price_usd": "0.25",
+                    "description": "A coin for the demo.",
+                    "market_cap_rank": 500,
+                }
+            ]
+        },
+    )
 
     asset_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,15}$")]
     name: Text
@@ -151,7 +174,10 @@ class AssetCreate(BaseModel):
 
 
 class AssetUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"is_active": False}, {"name": "Demo Coin Classic"}]},
+    )
 
     name: Text | None = None
     category: Category | None = None

@@ -69,10 +69,11 @@ AUTHED = problem_responses(401, 422, 429)
 
 @orders.post(
     "",
+    operation_id="orders_place",
     openapi_extra=IDEMPOTENCY_OPENAPI,
     status_code=201,
     response_model=OrderEnvelope,
-    responses=problem_responses(401, 404, 409, 422, 429),
+    responses=problem_responses(400, 401, 404, 409, 413, 422, 429),
 )
 async def place_order(
     body: OrderCreate, principal: CurrentUser, rt: Runtime, key: IdempotencyKey
@@ -93,7 +94,7 @@ async def place_order(
     return model_response(OrderEnvelope(data=OrderRead.of(order)), status_code=201)
 
 
-@orders.get("", response_model=OrdersPage, responses=AUTHED)
+@orders.get("", operation_id="orders_list", response_model=OrdersPage, responses=AUTHED)
 async def list_orders(
     principal: CurrentUser,
     rt: Runtime,
@@ -122,14 +123,22 @@ async def list_orders(
     return OrdersPage(data=[OrderRead.of(o) for o in page.items], **page_fields(page, paging))
 
 
-@orders.get("/{order_id}", response_model=OrderEnvelope, responses=problem_responses(401, 404, 429))
+@orders.get(
+    "/{order_id}",
+    operation_id="orders_get",
+    response_model=OrderEnvelope,
+    responses=problem_responses(401, 404, 422, 429),
+)
 async def get_order(order_id: OrderId, principal: CurrentUser, rt: Runtime) -> OrderEnvelope:
     order = await service.get_order(principal.user_id, order_id, store=rt.store)
     return OrderEnvelope(data=OrderRead.of(order))
 
 
 @orders.delete(
-    "/{order_id}", response_model=OrderEnvelope, responses=problem_responses(401, 404, 409, 429)
+    "/{order_id}",
+    operation_id="orders_cancel",
+    response_model=OrderEnvelope,
+    responses=problem_responses(401, 404, 409, 422, 429),
 )
 async def cancel_order(order_id: OrderId, principal: CurrentUser, rt: Runtime) -> OrderEnvelope:
     """Cancel an open order and release what it reserved; a filled one is 409."""
@@ -137,7 +146,9 @@ async def cancel_order(order_id: OrderId, principal: CurrentUser, rt: Runtime) -
     return OrderEnvelope(data=OrderRead.of(order))
 
 
-@portfolio.get("/portfolio", response_model=PortfolioRead, responses=AUTHED)
+@portfolio.get(
+    "/portfolio", operation_id="portfolio_get", response_model=PortfolioRead, responses=AUTHED
+)
 async def get_portfolio(principal: CurrentUser, rt: Runtime) -> PortfolioRead:
     """Cash and positions at current prices, with unrealized and realized P&L."""
     p = await reads.portfolio(principal.user_id, store=rt.store, prices=rt.prices)
@@ -153,6 +164,7 @@ async def get_portfolio(principal: CurrentUser, rt: Runtime) -> PortfolioRead:
 
 @portfolio.get(
     "/balance/asset/{asset_id}",
+    operation_id="portfolio_get_position",
     response_model=HoldingRead,
     responses=problem_responses(401, 404, 422, 429),
 )
@@ -166,6 +178,7 @@ async def get_holding(asset_id: AssetIdPath, principal: CurrentUser, rt: Runtime
 
 @portfolio.get(
     "/assets/{asset_id}/transactions",
+    operation_id="portfolio_list_asset_transactions",
     response_model=AssetTransactionsPage,
     responses=problem_responses(401, 422, 429),
 )
@@ -186,7 +199,10 @@ async def asset_transactions(
 
 
 @admin.get(
-    "/reconcile", response_model=ReconcileRead, responses=problem_responses(401, 403, 404, 422, 429)
+    "/reconcile",
+    operation_id="admin_reconcile",
+    response_model=ReconcileRead,
+    responses=problem_responses(401, 403, 404, 422, 429),
 )
 async def reconcile(
     username: Annotated[str, Query(pattern=r"^[A-Za-z0-9_]{3,30}$")], _: CurrentAdmin, rt: Runtime

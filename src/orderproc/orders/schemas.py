@@ -8,7 +8,13 @@ from typing import Annotated, Literal, Self
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from orderproc.common.clock import isoformat_z
-from orderproc.common.fields import PlainDecimal
+from orderproc.common.fields import (
+    DecimalInputSchema,
+    DecimalText,
+    MoneyText,
+    PlainDecimal,
+    QuantityText,
+)
 from orderproc.common.money import (
     format_money,
     format_price,
@@ -23,22 +29,50 @@ from orderproc.orders.portfolio import PositionView, Reconciliation
 Quantity = Annotated[
     Decimal,
     PlainDecimal,
-    Field(gt=0, lt=Decimal("1e12"), decimal_places=8, description="At most 8 places"),
+    Field(
+        gt=0,
+        lt=Decimal("1e12"),
+        decimal_places=8,
+        description="Units of the asset, more than 0 and less than 10^12, at most 8 places",
+    ),
+    DecimalInputSchema(example="0.05"),
 ]
 Notional = Annotated[
     Decimal,
     PlainDecimal,
-    Field(gt=0, le=Decimal("1e9"), decimal_places=2, description="USD to spend"),
+    Field(
+        gt=0,
+        le=Decimal("1e9"),
+        decimal_places=2,
+        description="USD to spend before the fee, more than 0 and at most 10^9, at most 2 places",
+    ),
+    DecimalInputSchema(example="100.00"),
 ]
-LimitPrice = Annotated[Decimal, PlainDecimal, Field(gt=0, lt=Decimal("1e12"), decimal_places=18)]
+LimitPrice = Annotated[
+    Decimal,
+    PlainDecimal,
+    Field(
+        gt=0,
+        lt=Decimal("1e12"),
+        decimal_places=18,
+        description="USD per unit, more than 0 and less than 10^12, at most 18 places",
+    ),
+    DecimalInputSchema(example="64000.00"),
+]
 AssetIdText = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,15}$")]
 ClientOrderId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-:.]{1,64}$")]
-Money = Annotated[str, Field(examples=["1000.00"])]
-QuantityText = Annotated[str, Field(examples=["0.05000000"])]
 
 
 class OrderCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"order_type": "market_buy", "asset_id": "BTC", "notional": "100.00"},
+                {"order_type": "market_sell", "asset_id": "ETH", "quantity": "0.25"},
+            ]
+        },
+    )
 
     order_type: OrderType
     asset_id: AssetIdText
@@ -81,10 +115,10 @@ class OrderRead(BaseModel):
     order_type: str
     asset_id: str
     quantity: QuantityText
-    notional: Money | None
-    price: Annotated[str | None, Field(description="Fill price per unit")]
-    total_amount: Annotated[Money, Field(description="Cash that moved, before the fee")]
-    fee: Money
+    notional: MoneyText | None
+    price: Annotated[DecimalText | None, Field(description="Fill price per unit, USD")]
+    total_amount: Annotated[MoneyText, Field(description="Cash that moved, before the fee")]
+    fee: MoneyText
     status: Literal["open", "filled", "cancelled", "expired", "rejected"]
     created_at: str
     updated_at: str
@@ -132,12 +166,15 @@ class PositionRead(BaseModel):
     asset_name: str
     quantity: QuantityText
     available: QuantityText
-    average_cost: str
-    current_price: str | None
-    market_value: Money
-    unrealized_pnl: Money
-    realized_pnl: Money
-    percentage: Annotated[str, Field(description="Share of the portfolio's total value, %")]
+    average_cost: DecimalText
+    current_price: DecimalText | None
+    market_value: MoneyText
+    unrealized_pnl: MoneyText
+    realized_pnl: MoneyText
+    percentage: Annotated[
+        DecimalText,
+        Field(description="Share of the portfolio's total value, %", examples=["12.50"]),
+    ]
 
     @classmethod
     def of(cls, v: PositionView) -> PositionRead:
@@ -156,12 +193,12 @@ class PositionRead(BaseModel):
 
 
 class PortfolioRead(BaseModel):
-    cash: Money
-    available_cash: Money
+    cash: MoneyText
+    available_cash: MoneyText
     assets: list[PositionRead]
-    total_value: Money
-    realized_pnl: Money
-    unrealized_pnl: Money
+    total_value: MoneyText
+    realized_pnl: MoneyText
+    unrealized_pnl: MoneyText
 
 
 class HoldingRead(BaseModel):
@@ -169,11 +206,11 @@ class HoldingRead(BaseModel):
     asset_name: str
     quantity: QuantityText
     available: QuantityText
-    average_cost: str
-    current_price: str | None
-    total_value: Money
-    unrealized_pnl: Money
-    realized_pnl: Money
+    average_cost: DecimalText
+    current_price: DecimalText | None
+    total_value: MoneyText
+    unrealized_pnl: MoneyText
+    realized_pnl: MoneyText
 
     @classmethod
     def of(cls, v: PositionView) -> HoldingRead:
@@ -196,9 +233,9 @@ class AssetTransactionRead(BaseModel):
     transaction_type: Literal["BUY", "SELL"]
     asset_id: str
     quantity: QuantityText
-    price: str
-    total_amount: Money
-    fee: Money
+    price: DecimalText
+    total_amount: MoneyText
+    fee: MoneyText
     quantity_after: QuantityText
     created_at: str
 

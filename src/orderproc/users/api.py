@@ -77,9 +77,10 @@ AUTHED = problem_responses(401, 422, 429)
 
 @auth.post(
     "/register",
+    operation_id="auth_register",
     status_code=201,
     response_model=RegisterResponse,
-    responses=problem_responses(409, 422, 429),
+    responses=problem_responses(400, 409, 413, 422, 429),
 )
 async def register(body: RegisterRequest, rt: Runtime, ip: ClientIP) -> RegisterResponse:
     """Create a customer account with an empty USD balance."""
@@ -116,24 +117,36 @@ def _token_response(user: UserRecord, token: IssuedToken, rt: UsersRuntime) -> T
     )
 
 
-@auth.post("/login", response_model=TokenResponse, responses=problem_responses(401, 403, 422, 429))
+@auth.post(
+    "/login",
+    operation_id="auth_login",
+    response_model=TokenResponse,
+    responses=problem_responses(400, 401, 403, 413, 422, 429),
+)
 async def login(body: LoginRequest, rt: Runtime, ip: ClientIP) -> TokenResponse:
     """Exchange a username and password for a bearer token."""
     return await _login(rt, body.username, body.password, ip)
 
 
-@auth.post("/token", response_model=TokenResponse, responses=problem_responses(401, 403, 422, 429))
+@auth.post(
+    "/token",
+    operation_id="auth_token",
+    response_model=TokenResponse,
+    responses=problem_responses(400, 401, 403, 413, 422, 429),
+)
 async def token(
     rt: Runtime,
     ip: ClientIP,
-    username: Annotated[str, Form(min_length=1, max_length=64)],
-    password: Annotated[str, Form(min_length=1, max_length=1024)],
+    username: Annotated[str, Form(min_length=1, max_length=64, examples=["alice"])],
+    password: Annotated[
+        str, Form(min_length=1, max_length=1024, examples=["correct horse battery staple"])
+    ],
 ) -> TokenResponse:
     """The same login as an OAuth2 password form, for the interactive docs' Authorize button."""
     return await _login(rt, username, password, ip)
 
 
-@auth.post("/logout", response_model=MessageResponse, responses=AUTHED)
+@auth.post("/logout", operation_id="auth_logout", response_model=MessageResponse, responses=AUTHED)
 async def logout(principal: CurrentUser, rt: Runtime, ip: ClientIP) -> MessageResponse:
     """Revoke the presented token for good."""
     await service.logout(
@@ -146,12 +159,17 @@ async def logout(principal: CurrentUser, rt: Runtime, ip: ClientIP) -> MessageRe
     return MessageResponse(message="Logged out")
 
 
-@auth.get("/profile", response_model=UserProfile, responses=AUTHED)
+@auth.get("/profile", operation_id="auth_get_profile", response_model=UserProfile, responses=AUTHED)
 async def get_profile(principal: CurrentUser, rt: Runtime) -> UserProfile:
     return UserProfile.of(await service.get_user(principal.user_id, store=rt.users.store))
 
 
-@auth.put("/profile", response_model=UserProfile, responses=problem_responses(401, 409, 422, 429))
+@auth.put(
+    "/profile",
+    operation_id="auth_update_profile",
+    response_model=UserProfile,
+    responses=problem_responses(400, 401, 409, 413, 422, 429),
+)
 async def update_profile(body: ProfileUpdate, principal: CurrentUser, rt: Runtime) -> UserProfile:
     """Change only the fields sent; `null` clears phone or date of birth."""
     changes = service.ProfileChanges(**body.model_dump())
@@ -165,7 +183,12 @@ async def update_profile(body: ProfileUpdate, principal: CurrentUser, rt: Runtim
     return UserProfile.of(user)
 
 
-@auth.post("/password", response_model=PasswordChanged, responses=AUTHED)
+@auth.post(
+    "/password",
+    operation_id="auth_change_password",
+    response_model=PasswordChanged,
+    responses=problem_responses(400, 401, 413, 422, 429),
+)
 async def change_password(
     body: PasswordChange, principal: CurrentUser, rt: Runtime, ip: ClientIP
 ) -> PasswordChanged:
@@ -180,7 +203,7 @@ async def change_password(
     )
 
 
-@balance.get("", response_model=BalanceRead, responses=AUTHED)
+@balance.get("", operation_id="balance_get", response_model=BalanceRead, responses=AUTHED)
 async def get_balance(principal: CurrentUser, rt: Runtime) -> Response:
     """Cash balance, and what is available after open orders' reservations."""
     account = await cash.get_account(principal.user_id, store=rt.cash.store)
@@ -207,10 +230,11 @@ async def _move(
 
 @balance.post(
     "/deposit",
+    operation_id="balance_deposit",
     openapi_extra=IDEMPOTENCY_OPENAPI,
     status_code=201,
     response_model=CashReceiptRead,
-    responses=problem_responses(401, 409, 422, 429),
+    responses=problem_responses(400, 401, 409, 413, 422, 429),
 )
 async def deposit(
     body: CashRequest, principal: CurrentUser, rt: Runtime, key: IdempotencyKey
@@ -221,10 +245,11 @@ async def deposit(
 
 @balance.post(
     "/withdraw",
+    operation_id="balance_withdraw",
     openapi_extra=IDEMPOTENCY_OPENAPI,
     status_code=201,
     response_model=CashReceiptRead,
-    responses=problem_responses(401, 409, 422, 429),
+    responses=problem_responses(400, 401, 409, 413, 422, 429),
 )
 async def withdraw(
     body: CashRequest, principal: CurrentUser, rt: Runtime, key: IdempotencyKey
@@ -233,7 +258,12 @@ async def withdraw(
     return await _move("withdraw", body, principal, rt, key)
 
 
-@balance.get("/transactions", response_model=TransactionsPage, responses=AUTHED)
+@balance.get(
+    "/transactions",
+    operation_id="balance_list_transactions",
+    response_model=TransactionsPage,
+    responses=AUTHED,
+)
 async def transactions(
     principal: CurrentUser,
     rt: Runtime,
@@ -258,7 +288,12 @@ async def transactions(
     )
 
 
-@admin.get("/users", response_model=UsersPage, responses=problem_responses(401, 403, 422, 429))
+@admin.get(
+    "/users",
+    operation_id="admin_list_users",
+    response_model=UsersPage,
+    responses=problem_responses(401, 403, 422, 429),
+)
 async def admin_list_users(_: CurrentAdmin, rt: Runtime, paging: Paging) -> UsersPage:
     page = await service.list_users(store=rt.users.store, limit=paging.limit, offset=paging.offset)
     return UsersPage(users=[AdminUserRead.of(u) for u in page.items], **page_fields(page, paging))
@@ -266,8 +301,9 @@ async def admin_list_users(_: CurrentAdmin, rt: Runtime, paging: Paging) -> User
 
 @admin.patch(
     "/users/{username}",
+    operation_id="admin_update_user",
     response_model=AdminUserRead,
-    responses=problem_responses(401, 403, 404, 422, 429),
+    responses=problem_responses(400, 401, 403, 404, 413, 422, 429),
 )
 async def admin_update_user(
     username: Annotated[str, Path(pattern=r"^[A-Za-z0-9_]{3,30}$")],
@@ -288,7 +324,12 @@ async def admin_update_user(
     return AdminUserRead.of(user)
 
 
-@admin.get("/audit", response_model=AuditPage, responses=problem_responses(401, 403, 422, 429))
+@admin.get(
+    "/audit",
+    operation_id="admin_list_audit_events",
+    response_model=AuditPage,
+    responses=problem_responses(401, 403, 422, 429),
+)
 async def admin_audit(
     _: CurrentAdmin,
     rt: Runtime,

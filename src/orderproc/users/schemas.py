@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from orderproc.common.clock import isoformat_z
-from orderproc.common.fields import PastDate, PlainDecimal
+from orderproc.common.fields import DecimalInputSchema, MoneyText, PastDate, PlainDecimal
 from orderproc.common.money import format_money, from_cents
 from orderproc.common.storage.records import AccountRecord, AuditEvent, CashEntry, UserRecord
 
@@ -20,9 +20,14 @@ Password = Annotated[str, Field(min_length=1, max_length=1024)]
 CashAmount = Annotated[
     Decimal,
     PlainDecimal,
-    Field(gt=0, le=1_000_000, decimal_places=2, description="USD, at most 2 decimal places"),
+    Field(
+        gt=0,
+        le=1_000_000,
+        decimal_places=2,
+        description="USD, more than 0 and at most 1000000, at most 2 decimal places",
+    ),
+    DecimalInputSchema(example="100.00"),
 ]
-MoneyText = Annotated[str, Field(examples=["1000.00"], description="USD as a decimal string")]
 
 
 class _Strict(BaseModel):
@@ -30,6 +35,20 @@ class _Strict(BaseModel):
 
 
 class RegisterRequest(_Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "username": "alice",
+                    "email": "alice@example.com",
+                    "password": "correct horse battery staple",
+                    "first_name": "Alice",
+                    "last_name": "Liddell",
+                }
+            ]
+        }
+    )
+
     username: Username
     email: EmailStr
     password: Password
@@ -71,6 +90,12 @@ class RegisterResponse(BaseModel):
 
 
 class LoginRequest(_Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"username": "alice", "password": "correct horse battery staple"}]
+        }
+    )
+
     username: Annotated[str, Field(min_length=1, max_length=64)]
     password: Password
 
@@ -87,6 +112,10 @@ class MessageResponse(BaseModel):
 
 
 class ProfileUpdate(_Strict):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"phone": "+44 20 7946 0958"}, {"date_of_birth": None}]}
+    )
+
     email: EmailStr | None = None
     first_name: PersonName | None = None
     last_name: PersonName | None = None
@@ -95,6 +124,17 @@ class ProfileUpdate(_Strict):
 
 
 class PasswordChange(_Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "current_password": "correct horse battery staple",
+                    "new_password": "tr0ub4dor & 3, but longer",
+                }
+            ]
+        }
+    )
+
     current_password: Password
     new_password: Password
 
@@ -123,6 +163,8 @@ class BalanceRead(BaseModel):
 
 
 class CashRequest(_Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"amount": "100.00"}]})
+
     amount: CashAmount
 
 
@@ -138,7 +180,7 @@ class CashReceiptRead(BaseModel):
 class TransactionRead(BaseModel):
     transaction_id: str
     transaction_type: Literal["deposit", "withdraw", "order_payment", "order_sale", "fee"]
-    amount: Annotated[str, Field(description="Signed: + in, - out")]
+    amount: Annotated[MoneyText, Field(description="USD, signed: + in, - out")]
     balance_after: MoneyText
     reference_id: str | None
     created_at: str
@@ -183,6 +225,10 @@ class UsersPage(PageInfo):
 
 
 class AdminUserUpdate(_Strict):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"role": "admin"}, {"is_active": False}]}
+    )
+
     role: Literal["customer", "admin"] | None = None
     is_active: bool | None = None
 
