@@ -156,8 +156,12 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
             title="Request failed",
             detail=str(exc.detail),
             instance=request.url.path,
+            headers=dict(exc.headers) if exc.headers else None,
         )
-    return render(error, request.url.path)
+    response = render(error, request.url.path)
+    if exc.headers:  # e.g. the 405's `Allow`, which RFC 9110 requires
+        response.headers.update(exc.headers)
+    return response
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
