@@ -57,6 +57,7 @@ USERS = 50
 BENCH_SETTINGS = {
     "ORDERPROC_RATE_LIMIT_ENABLED": "false",
     "ORDERPROC_DEPOSIT_DAILY_LIMIT": "1000000000",
+    "ORDERPROC_WITHDRAW_DAILY_LIMIT": "1000000000",
 }
 
 
@@ -76,7 +77,8 @@ class Workload:
     source: str = ""  # which issue sets the target
     concurrency: int | None = None  # None: --concurrency
     users: str = "all"  # "all": round-robin over the 50 users; "solo": one user's token
-    kind: str = ""  # "deposit" or "order": what the money check counts and the setup funds
+    kind: str = ""  # "deposit", "withdraw" or "order": what the money check counts (the setup
+    # funds the users before "withdraw" and "order")
     max_p99_ms: float | None = None  # a latency target
     zero_non_2xx: bool = False  # a target: no non-2xx answer and no socket error at all
     per_store: bool = False  # runs on each store under --store both
@@ -111,6 +113,15 @@ WORKLOADS: list[Workload] = [
         source="#2",
         kind="deposit",
         per_store=True,
+    ),
+    Workload(
+        "withdraw",
+        "POST",
+        f"{API}/balance/withdraw",
+        None,  # no target of its own: measured beside deposits (#10 compares CPU per request)
+        body='{"amount": "1.00"}',
+        source="#10",
+        kind="withdraw",
     ),
     Workload(
         "inventory_list", "GET", f"{API}/inventory/assets?limit=50", 0.35, auth=False, source="#3"
@@ -582,7 +593,7 @@ class Platform:
     solo: tuple[str, str] | None = None
     solo_tokens_file: Path | None = None
     funded: bool = False
-    acked: dict[str, int] = field(default_factory=lambda: {"deposit": 0, "order": 0})
+    acked: dict[str, int] = field(default_factory=lambda: {"deposit": 0, "withdraw": 0, "order": 0})
     solo_info: dict[str, str] = field(default_factory=dict)
 
 
@@ -641,6 +652,15 @@ def check_money(platform: Platform) -> list[str]:
     )
     if deposits_seen < deposits_acked:
         problems.append(f"{tag} {deposits_acked - deposits_seen} acknowledged deposits missing")
+    withdrawals_seen, withdrawals_acked = kinds.get("withdraw", 0), platform.acked["withdraw"]
+    if withdrawals_acked:
+        print(
+            f"  {tag} withdrawals in ledgers {withdrawals_seen} (acknowledged {withdrawals_acked})"
+        )
+    if withdrawals_seen < withdrawals_acked:
+        problems.append(
+            f"{tag} {withdrawals_acked - withdrawals_seen} acknowledged withdrawals missing"
+        )
     if orders_seen < orders_acked:
         problems.append(f"{tag} {orders_acked - orders_seen} acknowledged orders missing")
     replayed = "yes" if first == again else "NO"
@@ -953,7 +973,7 @@ def main() -> None:
                 continue
             assert platform.tokens_file is not None
             tokens = platform.tokens_file
-            if workload.kind == "order" and workload.users == "all":
+            if workload.kind in ("order", "withdraw") and workload.users == "all":
                 fund_users(platform)
             if workload.users == "solo":
                 solo = setup_solo(platform, workdir)
