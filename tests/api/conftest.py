@@ -1,6 +1,24 @@
+"""Fixtures of the API tests: each test gets its own runtime and ASGI client over a database as
+start-up leaves it (migrated, catalog seeded). The session builds that database once per store
+with `build_runtime`; each test gets a file copy of it (SQLite) or its rows restored
+(PostgreSQL, `seeded_postgres_dsn`), so the test's own `build_runtime` finds nothing to migrate
+or seed.
+
+Which stores a test runs on. A test that exercises what the store does (money movements and
+their ledgers, orders and positions, paging and filters over stored rows, uniqueness,
+idempotency records, revocations and audit rows that must persist) is marked
+`@pytest.mark.every_store` and runs on SQLite and on PostgreSQL. Every other API test
+(validation 422s, auth headers, rate limits and login blocking, OpenAPI and docs, security
+headers, catalog reads served from memory) would run the same code twice, so it runs once, on
+SQLite. When in doubt whether a test depends on the store, mark it.
+"""
+
 from __future__ import annotations
 
+import shutil
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +29,26 @@ from orderproc.common.settings import Settings
 from orderproc.gateway.app import create_app
 from orderproc.runtime import Runtime, build_runtime
 from orderproc.testing import SteppingClock, test_settings
+from tests.support.postgres_fixtures import run_async
 
 Client = httpx.AsyncClient
 Auth = dict[str, str]
+STORES = ("sqlite", "postgres")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "every_store: an API test of store behaviour; runs on SQLite and PostgreSQL"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize `backend`: both stores for `every_store` tests, SQLite alone for the rest
+    (see the module docstring)."""
+    if "backend" in metafunc.fixturenames:
+        every_store = metafunc.definition.get_closest_marker("every_store") is not None
+        stores = STORES if every_store else STORES[:1]
+        metafunc.parametrize("backend", stores, indirect=True)
 
 
 @pytest.fixture
@@ -26,19 +61,45 @@ def settings_overrides() -> dict[str, Any]:
     return {}
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
-    """Every API test runs on each production store."""
+    """The store of this test, parametrized by `pytest_generate_tests`."""
     return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file as start-up leaves it, built once by the real composition root, its WAL
+    folded in (journal_mode DELETE) so it is one file that a plain copy reproduces; the store
+    turns WAL on again when it opens the copy."""
+    data_dir = tmp_path_factory.mktemp("sqlite-template")
+
+    async def build() -> None:
+        runtime = await build_runtime(test_settings(data_dir), clock=SteppingClock())
+        await runtime.close()
+
+    run_async(build)
+    template = data_dir / "test.db"
+    with closing(sqlite3.connect(template)) as conn:
+        conn.execute("PRAGMA journal_mode = DELETE")
+    return template
 
 
 @pytest.fixture
 def settings(
     tmp_path: Path, settings_overrides: dict[str, Any], backend: str, request: pytest.FixtureRequest
 ) -> Settings:
+    """Test settings over this test's own database, already migrated and seeded, so the
+    `runtime`'s migrate and seed find nothing to do."""
     overrides = dict(settings_overrides)
-    if backend == "postgres":
-        overrides["database_url"] = request.getfixturevalue("postgres_dsn")
+    if "database_url" not in overrides:
+        if backend == "postgres":
+            overrides["database_url"] = request.getfixturevalue("seeded_postgres_dsn")
+        else:
+            database = tmp_path / "test.db"
+            # A file copy (0.3 ms) rather than SQLite's backup API (2 ms, and an fsync).
+            shutil.copyfile(request.getfixturevalue("sqlite_template"), database)
+            overrides["database_url"] = f"sqlite:///{database}"
     return test_settings(tmp_path, **overrides)
 
 

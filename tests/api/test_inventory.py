@@ -30,6 +30,7 @@ async def make_admin(client: Client, signup: Signup, runtime: Runtime) -> Auth:
 
 
 class TestCatalog:
+    @pytest.mark.every_store
     async def test_a_fresh_install_lists_about_a_hundred_assets(self, client: Client) -> None:
         page = (await client.get(ASSETS, params={"limit": 250})).json()
         assert 95 <= page["total_count"] <= 110
@@ -110,6 +111,7 @@ class TestOneAsset:
 
 
 class TestPricesAndCandles:
+    @pytest.mark.every_store
     async def test_a_tick_moves_prices_and_writes_candles(
         self, client: Client, runtime: Runtime, clock: SteppingClock
     ) -> None:
@@ -153,6 +155,7 @@ class TestAdminAssets:
         )
         assert_problem(await client.post("/api/v1/admin/assets", json=body), 401, "INVALID_TOKEN")
 
+    @pytest.mark.every_store
     async def test_admin_adds_deactivates_and_reactivates(
         self, client: Client, signup: Signup, runtime: Runtime
     ) -> None:

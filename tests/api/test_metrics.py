@@ -60,6 +60,7 @@ async def user_id(runtime: Runtime, username: str) -> str:
     return user.user_id
 
 
+@pytest.mark.every_store
 class TestMoneyOperations:
     """What counts is what committed (so on every store the API tests run on)."""
 
@@ -112,14 +113,7 @@ class TestMoneyOperations:
         assert set((await money(client)).values()) == {0.0}
 
 
-class _SqliteOnly:
-    @pytest.fixture
-    def backend(self) -> str:
-        """What these read does not depend on the store: SQLite only."""
-        return "sqlite"
-
-
-class TestOperationsSeries(_SqliteOnly):
+class TestOperationsSeries:
     async def test_process_and_python_series(self, client: Client) -> None:
         samples = await scrape(client)
         names = {name for name, _ in samples}
@@ -188,7 +182,7 @@ class TestOperationsSeries(_SqliteOnly):
         assert "orderproc_circuit_breaker_state{" not in text
 
 
-class TestBreakerState(_SqliteOnly):
+class TestBreakerState:
     @pytest.fixture
     def settings_overrides(self, redis_server: RedisServer) -> dict[str, Any]:
         return {"redis_url": redis_server.url}
@@ -210,7 +204,7 @@ class TestBreakerState(_SqliteOnly):
         assert value(samples, "orderproc_money_operations_total", kind="deposit") == 3
 
 
-class TestPromtool(_SqliteOnly):
+class TestPromtool:
     """`promtool check metrics` (Debian's `prometheus` package; build.sh installs it) finds
     nothing to say about the exposition, with every kind of series present."""
 

@@ -40,6 +40,7 @@ async def price(client: Client, asset_id: str) -> Decimal:
     return Decimal(data["price_usd"])
 
 
+@pytest.mark.every_store
 class TestMarketBuy:
     async def test_fills_at_the_price_and_rounds_the_cost_up(
         self, client: Client, trader: Auth
@@ -84,6 +85,7 @@ class TestMarketBuy:
         assert kinds == [("fee", f"-{fee}"), ("order_payment", f"-{filled['total_amount']}")]
 
 
+@pytest.mark.every_store
 class TestMarketSell:
     async def test_sells_rounding_proceeds_down_and_books_realized_pnl(
         self, client: Client, trader: Auth
@@ -110,42 +112,55 @@ class TestMarketSell:
         assert_problem(never, 422, "INSUFFICIENT_HOLDINGS")
 
 
+# Refused from the request alone (shape, catalog, order type), before any unit of work.
+REQUEST_REFUSALS = [
+    ({"asset_id": "NOPE1", "quantity": "1"}, 404, "ASSET_NOT_FOUND"),
+    ({"asset_id": "BT-C", "quantity": "1"}, 422, "VALIDATION_ERROR"),
+    ({"asset_id": "BTC", "quantity": "0"}, 422, "VALIDATION_ERROR"),
+    ({"asset_id": "BTC", "quantity": "-1"}, 422, "VALIDATION_ERROR"),
+    ({"asset_id": "BTC", "quantity": "0.000000001"}, 422, "VALIDATION_ERROR"),
+    ({"asset_id": "BTC", "quantity": "1", "notional": "5"}, 422, "VALIDATION_ERROR"),
+    ({"asset_id": "BTC"}, 422, "VALIDATION_ERROR"),
+    ({"asset_id": "BTC", "quantity": "1", "order_type": "market_hold"}, 422, "VALIDATION_ERROR"),
+    (
+        {"asset_id": "BTC", "quantity": "1", "order_type": "limit_buy", "price": "1"},
+        422,
+        "ORDER_TYPE_NOT_SUPPORTED",
+    ),
+    ({"asset_id": "BTC", "quantity": "1", "price": "5"}, 422, "VALIDATION_ERROR"),
+]
+# Refused by the trading rules against the price and the account.
+RULE_REFUSALS = [
+    ({"asset_id": "BTC", "notional": "0.50"}, 422, "NOTIONAL_OUT_OF_RANGE"),
+    ({"asset_id": "BTC", "notional": "10000.01"}, 422, "NOTIONAL_OUT_OF_RANGE"),
+    ({"asset_id": "BTC", "quantity": "1000"}, 422, "NOTIONAL_OUT_OF_RANGE"),
+    ({"asset_id": "USDT", "quantity": "5100"}, 422, "INSUFFICIENT_FUNDS"),
+]
+
+
+async def assert_refused_and_nothing_written(
+    client: Client, trader: Auth, body: dict[str, Any], status: int, code: str
+) -> None:
+    with_deposit = await cash(client, trader)
+    response = await order(client, trader, **{"order_type": "market_buy", **body})
+    assert_problem(response, status, code)
+    assert await cash(client, trader) == with_deposit
+    assert (await client.get(ORDERS, headers=trader)).json()["total_count"] == 0
+
+
 class TestRejections:
-    @pytest.mark.parametrize(
-        ("body", "status", "code"),
-        [
-            ({"asset_id": "NOPE1", "quantity": "1"}, 404, "ASSET_NOT_FOUND"),
-            ({"asset_id": "BT-C", "quantity": "1"}, 422, "VALIDATION_ERROR"),
-            ({"asset_id": "BTC", "quantity": "0"}, 422, "VALIDATION_ERROR"),
-            ({"asset_id": "BTC", "quantity": "-1"}, 422, "VALIDATION_ERROR"),
-            ({"asset_id": "BTC", "quantity": "0.000000001"}, 422, "VALIDATION_ERROR"),
-            ({"asset_id": "BTC", "quantity": "1", "notional": "5"}, 422, "VALIDATION_ERROR"),
-            ({"asset_id": "BTC"}, 422, "VALIDATION_ERROR"),
-            ({"asset_id": "BTC", "notional": "0.50"}, 422, "NOTIONAL_OUT_OF_RANGE"),
-            ({"asset_id": "BTC", "notional": "10000.01"}, 422, "NOTIONAL_OUT_OF_RANGE"),
-            ({"asset_id": "BTC", "quantity": "1000"}, 422, "NOTIONAL_OUT_OF_RANGE"),
-            ({"asset_id": "USDT", "quantity": "5100"}, 422, "INSUFFICIENT_FUNDS"),
-            (
-                {"asset_id": "BTC", "quantity": "1", "order_type": "market_hold"},
-                422,
-                "VALIDATION_ERROR",
-            ),
-            (
-                {"asset_id": "BTC", "quantity": "1", "order_type": "limit_buy", "price": "1"},
-                422,
-                "ORDER_TYPE_NOT_SUPPORTED",
-            ),
-            ({"asset_id": "BTC", "quantity": "1", "price": "5"}, 422, "VALIDATION_ERROR"),
-        ],
-    )
-    async def test_refuses_and_writes_nothing(
+    @pytest.mark.parametrize(("body", "status", "code"), REQUEST_REFUSALS)
+    async def test_refuses_a_malformed_request_and_writes_nothing(
         self, client: Client, trader: Auth, body: dict[str, Any], status: int, code: str
     ) -> None:
-        with_deposit = await cash(client, trader)
-        response = await order(client, trader, **{"order_type": "market_buy", **body})
-        assert_problem(response, status, code)
-        assert await cash(client, trader) == with_deposit
-        assert (await client.get(ORDERS, headers=trader)).json()["total_count"] == 0
+        await assert_refused_and_nothing_written(client, trader, body, status, code)
+
+    @pytest.mark.every_store
+    @pytest.mark.parametrize(("body", "status", "code"), RULE_REFUSALS)
+    async def test_refuses_by_the_rules_and_writes_nothing(
+        self, client: Client, trader: Auth, body: dict[str, Any], status: int, code: str
+    ) -> None:
+        await assert_refused_and_nothing_written(client, trader, body, status, code)
 
     async def test_refuses_a_stale_price(
         self, client: Client, trader: Auth, clock: SteppingClock
@@ -156,6 +171,7 @@ class TestRejections:
         )
         assert_problem(response, 422, "STALE_PRICE")
 
+    @pytest.mark.every_store
     async def test_a_stale_price_refusal_is_not_remembered_for_the_key(
         self, client: Client, trader: Auth, clock: SteppingClock, runtime: Runtime
     ) -> None:
@@ -178,6 +194,7 @@ class TestRejections:
         assert_problem(response, 422, "ASSET_INACTIVE")
 
 
+@pytest.mark.every_store
 class TestExactlyOnce:
     async def test_an_idempotency_key_replays_the_first_order(
         self, client: Client, trader: Auth
@@ -210,6 +227,7 @@ class TestExactlyOnce:
         )
 
 
+@pytest.mark.every_store
 class TestReads:
     async def test_lists_newest_first_with_filters_and_paging(
         self, client: Client, trader: Auth
@@ -285,6 +303,7 @@ class TestReads:
         assert_problem(emptied, 404, "POSITION_NOT_FOUND")
 
 
+@pytest.mark.every_store
 class TestReconcile:
     async def test_admin_reconciles_a_trading_account_clean(
         self, client: Client, trader: Auth, signup: Signup, runtime: Runtime

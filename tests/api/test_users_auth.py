@@ -36,6 +36,7 @@ class TestRegister:
         assert user["role"] == "customer"
         assert "password" not in str(response.json())
 
+    @pytest.mark.every_store
     async def test_refuses_a_taken_username_in_any_case(self, client: Client) -> None:
         await client.post("/api/v1/auth/register", json=user_body("carol"))
         again = user_body("CAROL", email="other@example.com")
@@ -43,6 +44,7 @@ class TestRegister:
             await client.post("/api/v1/auth/register", json=again), 409, "USERNAME_TAKEN"
         )
 
+    @pytest.mark.every_store
     async def test_refuses_a_taken_email(self, client: Client) -> None:
         await client.post("/api/v1/auth/register", json=user_body("dave"))
         again = user_body("dave2", email="DAVE@example.com")
@@ -194,6 +196,7 @@ class TestTokens:
         assert (await client.post("/api/v1/auth/logout", headers=alice)).status_code == 200
         assert_problem(await client.get("/api/v1/balance", headers=alice), 401, "TOKEN_REVOKED")
 
+    @pytest.mark.every_store
     async def test_a_revoked_token_stays_revoked_after_a_restart(
         self, client: Client, alice: Auth, settings: Any
     ) -> None:
@@ -224,6 +227,7 @@ class TestProfile:
             "updated_at",
         }
 
+    @pytest.mark.every_store
     async def test_updates_only_the_fields_sent(self, client: Client, alice: Auth) -> None:
         response = await client.put(
             "/api/v1/auth/profile", headers=alice, json={"phone": "+44 20 7946 0000"}
@@ -231,6 +235,7 @@ class TestProfile:
         assert response.json()["phone"] == "+44 20 7946 0000"
         assert response.json()["first_name"] == "Ada"
 
+    @pytest.mark.every_store
     async def test_refuses_an_email_another_user_has(
         self, client: Client, alice: Auth, signup: Signup
     ) -> None:
@@ -242,6 +247,7 @@ class TestProfile:
 
 
 class TestPasswordChange:
+    @pytest.mark.every_store
     async def test_revokes_earlier_tokens_and_answers_a_working_one(
         self, client: Client, alice: Auth
     ) -> None:
@@ -299,6 +305,7 @@ class TestAdmin:
             await client.get("/api/v1/admin/audit", headers=alice), 403, "ADMIN_REQUIRED"
         )
 
+    @pytest.mark.every_store
     async def test_admin_lists_users_and_reads_the_audit_log(
         self, client: Client, alice: Auth, signup: Signup, runtime: Any
     ) -> None:
@@ -309,6 +316,7 @@ class TestAdmin:
         kinds = [e["event_type"] for e in audit.json()["events"]]
         assert kinds == ["login_success", "register"]
 
+    @pytest.mark.every_store
     async def test_disabling_a_user_revokes_their_tokens(
         self, client: Client, alice: Auth, signup: Signup, runtime: Any
     ) -> None:

@@ -29,6 +29,7 @@ class TestBalance:
 
 
 class TestDeposit:
+    @pytest.mark.every_store
     async def test_adds_exactly_the_amount_and_answers_a_receipt(
         self, client: Client, alice: Auth
     ) -> None:
@@ -70,6 +71,7 @@ class TestDeposit:
         assert_problem(response, 422, "VALIDATION_ERROR")
         assert (await balance(client, alice))["current_balance"] == "0.00"
 
+    @pytest.mark.every_store
     async def test_refuses_beyond_the_daily_limit(self, client: Client, alice: Auth) -> None:
         assert (await client.post(DEPOSIT, headers=alice, json={"amount": "9999.99"})).is_success
         over = await client.post(DEPOSIT, headers=alice, json={"amount": "0.02"})
@@ -77,6 +79,7 @@ class TestDeposit:
         assert "0.01 left" in problem["detail"]
         assert (await client.post(DEPOSIT, headers=alice, json={"amount": "0.01"})).is_success
 
+    @pytest.mark.every_store
     async def test_the_limit_starts_again_on_the_next_utc_day(
         self, client: Client, signup: Signup, clock: SteppingClock
     ) -> None:
@@ -87,6 +90,7 @@ class TestDeposit:
         assert (await client.post(DEPOSIT, headers=alice, json={"amount": "10000"})).is_success
 
 
+@pytest.mark.every_store
 class TestWithdraw:
     async def test_takes_cash_out(self, client: Client, alice: Auth) -> None:
         await client.post(DEPOSIT, headers=alice, json={"amount": "50"})
@@ -109,6 +113,7 @@ class TestWithdraw:
 
 
 class TestIdempotency:
+    @pytest.mark.every_store
     async def test_a_retry_with_the_same_key_replays_and_moves_money_once(
         self, client: Client, alice: Auth
     ) -> None:
@@ -119,6 +124,7 @@ class TestIdempotency:
         assert second.json() == first.json()
         assert (await balance(client, alice))["current_balance"] == "10.00"
 
+    @pytest.mark.every_store
     async def test_the_same_key_with_another_body_is_422(self, client: Client, alice: Auth) -> None:
         headers = {**alice, "Idempotency-Key": "dep-2"}
         await client.post(DEPOSIT, headers=headers, json={"amount": "10"})
@@ -127,6 +133,7 @@ class TestIdempotency:
         elsewhere = await client.post(WITHDRAW, headers=headers, json={"amount": "10"})
         assert_problem(elsewhere, 422, "IDEMPOTENCY_KEY_REUSED")
 
+    @pytest.mark.every_store
     async def test_a_rejection_is_replayed_too(self, client: Client, alice: Auth) -> None:
         headers = {**alice, "Idempotency-Key": "wd-1"}
         first = await client.post(WITHDRAW, headers=headers, json={"amount": "5"})
@@ -136,6 +143,7 @@ class TestIdempotency:
         assert_problem(again, 422, "INSUFFICIENT_FUNDS")
         assert (await balance(client, alice))["current_balance"] == "100.00"
 
+    @pytest.mark.every_store
     async def test_keys_belong_to_one_user(
         self, client: Client, alice: Auth, signup: Signup
     ) -> None:
@@ -147,6 +155,7 @@ class TestIdempotency:
         assert response.status_code == 201
         assert response.json()["balance"] == "2.00"
 
+    @pytest.mark.every_store
     async def test_concurrent_retries_of_one_key_move_money_once(
         self, client: Client, alice: Auth
     ) -> None:
@@ -166,6 +175,7 @@ class TestIdempotency:
 
 
 class TestLedger:
+    @pytest.mark.every_store
     async def test_lists_newest_first_with_signed_amounts(
         self, client: Client, alice: Auth
     ) -> None:
@@ -178,6 +188,7 @@ class TestLedger:
         assert page["total_count"] == 2
         assert page["has_more"] is False
 
+    @pytest.mark.every_store
     async def test_filters_by_type_and_pages(self, client: Client, alice: Auth) -> None:
         for amount in ("1", "2", "3"):
             await client.post(DEPOSIT, headers=alice, json={"amount": amount})
@@ -201,6 +212,7 @@ class TestLedger:
         assert [t["amount"] for t in rest["transactions"]] == ["1.00"]
         assert rest["has_more"] is False
 
+    @pytest.mark.every_store
     async def test_filters_by_time(
         self, client: Client, signup: Signup, clock: SteppingClock
     ) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +123,117 @@ def ledger(client: httpx.Client, auth: dict[str, str]) -> list[dict[str, Any]]:
         if not page["has_more"]:
             return entries
         params["cursor"] = page["next_cursor"]
+
+
+# --- retrying a money POST the way a real client does ------------------------------------------
+
+# The connection failed while the request may already have reached the server (or before it
+# did: the client cannot tell): a real client sends the same request again, with the same
+# Idempotency-Key, so the server applies it once. Not retried: LocalProtocolError,
+# UnsupportedProtocol, ProxyError, which are mistakes on the client's side.
+DROPPED = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+# Answers that do not settle whether an earlier, dropped attempt of the same key applied (it
+# may still hold the user's lock); after a drop the client asks again until one does.
+UNSETTLED_CODES = frozenset(
+    {"LOCK_TIMEOUT", "CONCURRENT_UPDATE", "SERVER_BUSY", "RATE_LIMITED", "SERVICE_UNAVAILABLE"}
+)
+ATTEMPTS = 6
+BACKOFF_SECONDS = 0.05  # doubled after each attempt: 0.05, 0.1, 0.2, 0.4, 0.8
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The answer that settles one operation, and what the transport lost on the way."""
+
+    response: httpx.Response
+    attempts: int
+    lost: tuple[type[Exception], ...]  # one per dropped attempt
+
+    @property
+    def dropped(self) -> int:
+        return len(self.lost)
+
+
+class Unsettled(AssertionError):
+    """Every attempt was lost, or after a lost one no answer said whether it applied."""
+
+
+def _key_of(headers: dict[str, str]) -> str:
+    key = headers.get("Idempotency-Key")
+    assert key, "retrying a POST without an Idempotency-Key could apply it twice"
+    return key
+
+
+def _settles(response: httpx.Response, dropped: int) -> bool:
+    if dropped == 0 or response.status_code not in (409, 429, 503):
+        return True
+    try:
+        code = response.json().get("code")
+    except ValueError:
+        code = None
+    return code not in UNSETTLED_CODES
+
+
+def _pause(attempt: int) -> float:
+    return float(BACKOFF_SECONDS * 2 ** (attempt - 1))
+
+
+async def post_until_settled(
+    client: httpx.AsyncClient,
+    path: str,
+    *,
+    headers: dict[str, str],
+    json: Any,
+    first_timeout: float | None = None,
+) -> Delivery:
+    """POST with retries on a dropped connection, the same Idempotency-Key every time.
+    `first_timeout` gives the first attempt a time-out of its own (a client that gives up)."""
+    key = _key_of(headers)
+    lost: list[type[Exception]] = []
+    for attempt in range(1, ATTEMPTS + 1):
+        timeout = first_timeout if attempt == 1 and first_timeout else httpx.USE_CLIENT_DEFAULT
+        try:
+            response = await client.post(path, headers=headers, json=json, timeout=timeout)
+        except DROPPED as error:
+            lost.append(type(error))
+            last: BaseException = error
+        else:
+            if _settles(response, dropped=len(lost)):
+                return Delivery(response, attempt, tuple(lost))
+            last = Unsettled(f"{response.status_code} {response.text}")
+        if attempt < ATTEMPTS:
+            await asyncio.sleep(_pause(attempt))
+    raise Unsettled(f"{path} {key}: {ATTEMPTS} attempts, {len(lost)} dropped") from last
+
+
+def post_until_settled_sync(
+    client: httpx.Client, path: str, *, headers: dict[str, str], json: Any
+) -> Delivery:
+    """`post_until_settled` for a synchronous client."""
+    key = _key_of(headers)
+    lost: list[type[Exception]] = []
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            response = client.post(path, headers=headers, json=json)
+        except DROPPED as error:
+            lost.append(type(error))
+            last: BaseException = error
+        else:
+            if _settles(response, dropped=len(lost)):
+                return Delivery(response, attempt, tuple(lost))
+            last = Unsettled(f"{response.status_code} {response.text}")
+        if attempt < ATTEMPTS:
+            time.sleep(_pause(attempt))
+    raise Unsettled(f"{path} {key}: {ATTEMPTS} attempts, {len(lost)} dropped") from last
+
+
+def deposit(client: httpx.Client, auth: dict[str, str], amount: str, key: str) -> dict[str, Any]:
+    """A deposit that must succeed (test set-up), retried like any money POST."""
+    delivery = post_until_settled_sync(
+        client,
+        "/api/v1/balance/deposit",
+        headers={**auth, "Idempotency-Key": key},
+        json={"amount": amount},
+    )
+    delivery.response.raise_for_status()
+    return delivery.response.json()  # type: ignore[no-any-return]

@@ -1,7 +1,9 @@
 """The bank test: 20 users, 2,000 random deposits, withdrawals, buys and sells in parallel
 against a real server with a fee, slippage and moving prices; retries reuse idempotency keys,
 some requests are sent twice on purpose, some are abandoned by the client mid-flight and
-retried. Every acknowledged operation must be there exactly once and every number must add up."""
+retried, and a connection the transport drops is retried as a real client does
+(`post_until_settled`). Every acknowledged operation must be there exactly once and every
+number must add up."""
 
 from __future__ import annotations
 
@@ -18,13 +20,21 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.system.harness import ServerProcess, ledger, register_and_login
+from tests.system.harness import (
+    ServerProcess,
+    deposit,
+    ledger,
+    post_until_settled,
+    register_and_login,
+)
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 
 USERS = 20
 OPERATIONS = 2000
 ASSETS = ("BTC", "ETH", "SOL", "DOGE", "USDT")
+CASH_KINDS = ("deposit", "withdraw")
+ORDER_KINDS = ("order_payment", "order_sale")  # one per filled order; its reference is the order
 
 
 @dataclass
@@ -33,7 +43,7 @@ class Book:
 
     cash: Decimal = Decimal(0)
     units: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
-    transaction_ids: set[str] = field(default_factory=set)
+    receipts: dict[str, str] = field(default_factory=dict)  # Idempotency-Key -> transaction id
     order_ids: set[str] = field(default_factory=set)
 
 
@@ -61,13 +71,13 @@ def random_operation(rng: random.Random) -> tuple[str, dict[str, str]]:
     return "/api/v1/orders", {"order_type": "market_sell", "asset_id": asset, "quantity": qty}
 
 
-def record(book: Book, path: str, answer: dict[str, Any]) -> None:
+def record(book: Book, path: str, key: str, answer: dict[str, Any]) -> None:
     if path.endswith("deposit"):
         book.cash += Decimal(answer["amount"])
-        book.transaction_ids.add(answer["transaction_id"])
+        book.receipts[key] = answer["transaction_id"]
     elif path.endswith("withdraw"):
         book.cash -= Decimal(answer["amount"])
-        book.transaction_ids.add(answer["transaction_id"])
+        book.receipts[key] = answer["transaction_id"]
     else:
         order = answer["data"]
         total, fee, qty = (Decimal(order[k]) for k in ("total_amount", "fee", "quantity"))
@@ -80,57 +90,58 @@ def record(book: Book, path: str, answer: dict[str, Any]) -> None:
         book.order_ids.add(order["order_id"])
 
 
-async def run_bank(url: str, auths: list[dict[str, str]], seed: int) -> tuple[list[Book], int]:
+@dataclass
+class Tally:
+    acknowledged: int = 0
+    abandoned: int = 0  # the client gave up on a first attempt, then retried with its key
+
+
+async def run_bank(url: str, auths: list[dict[str, str]], seed: int) -> tuple[list[Book], Tally]:
     rng = random.Random(seed)
     books = [Book() for _ in auths]
-    acknowledged: dict[str, dict[str, Any]] = {}
+    tally = Tally()
     gate = asyncio.Semaphore(32)
-    abandoned = 0
 
     async with httpx.AsyncClient(
         base_url=url, timeout=30, limits=httpx.Limits(max_connections=40)
     ) as client:
 
         async def send(
-            path: str, headers: dict[str, str], body: dict[str, str], timeout: float | None = None
-        ) -> httpx.Response | None:
+            path: str, headers: dict[str, str], body: dict[str, str], give_up: float | None = None
+        ) -> httpx.Response:
             async with gate:
-                try:
-                    return await client.post(
-                        path, headers=headers, json=body, timeout=timeout or 30
-                    )
-                except httpx.TimeoutException:
-                    return None
+                delivery = await post_until_settled(
+                    client, path, headers=headers, json=body, first_timeout=give_up
+                )
+            if give_up is not None and delivery.dropped:
+                tally.abandoned += 1
+            return delivery.response
 
         async def operate(n: int) -> None:
-            nonlocal abandoned
             user = n % len(auths)
             path, body = random_operation(rng)
             key = f"op-{n}"
             headers = {**auths[user], "Idempotency-Key": key}
             style = rng.random()
             if style < 0.10:  # the client gives up mid-flight, then retries with the same key
-                if await send(path, headers, body, timeout=0.001) is None:
-                    abandoned += 1
-                answers = [await send(path, headers, body)]
+                answers = [await send(path, headers, body, give_up=0.001)]
             elif style < 0.25:  # a deliberate duplicate, sent at the same time
                 answers = list(
                     await asyncio.gather(send(path, headers, body), send(path, headers, body))
                 )
             else:
                 answers = [await send(path, headers, body)]
-            final = [a for a in answers if a is not None]
-            assert final, "a retry without a time-out always answers"
-            for answer in final:
+            for answer in answers:
                 assert answer.status_code in (201, 409, 422), answer.text
-            bodies = {a.text for a in final if a.status_code == 201}
+            bodies = {a.text for a in answers if a.status_code == 201}
             assert len(bodies) <= 1, "duplicates of one key must answer the same"
             if bodies:
-                acknowledged[key] = final[0].json()
-                record(books[user], path, final[0].json())
+                answer = next(a for a in answers if a.status_code == 201).json()
+                tally.acknowledged += 1
+                record(books[user], path, key, answer)
 
         await asyncio.gather(*(operate(n) for n in range(OPERATIONS)))
-    return books, len(acknowledged)
+    return books, tally
 
 
 def test_two_thousand_operations_add_up_exactly(tmp_path: Path, store_env: dict[str, str]) -> None:
@@ -146,15 +157,15 @@ def test_two_thousand_operations_add_up_exactly(tmp_path: Path, store_env: dict[
     try:
         with httpx.Client(base_url=server.url, timeout=30) as client:
             auths = [register_and_login(client, f"banker{i}") for i in range(USERS)]
-            for auth in auths:  # everyone starts with something to trade
-                client.post(
-                    "/api/v1/balance/deposit", headers=auth, json={"amount": "1000"}
-                ).raise_for_status()
-        books, acknowledged = asyncio.run(run_bank(server.url, auths, seed=11))
-        assert acknowledged > OPERATIONS // 2
+            # everyone starts with something to trade
+            seeds = [deposit(client, auth, "1000", key="seed") for auth in auths]
+        books, tally = asyncio.run(run_bank(server.url, auths, seed=11))
+        assert tally.acknowledged > OPERATIONS // 2
+        assert tally.abandoned > 0, "some first attempts should have been given up"
         with httpx.Client(base_url=server.url, timeout=30) as client:
-            for auth, book in zip(auths, books, strict=True):
+            for auth, book, seeded in zip(auths, books, seeds, strict=True):
                 book.cash += Decimal(1000)
+                book.receipts["seed"] = seeded["transaction_id"]
                 check_account(client, auth, book)
     finally:
         server.stop()
@@ -176,11 +187,16 @@ def check_account(client: httpx.Client, auth: dict[str, str], book: Book) -> Non
     assert Decimal(balance["current_balance"]) == sum(
         (Decimal(e["amount"]) for e in entries), Decimal(0)
     )
-    cash_ids = [
-        e["transaction_id"] for e in entries if e["transaction_type"] in ("deposit", "withdraw")
-    ]
-    assert set(cash_ids) >= book.transaction_ids
-    assert len(cash_ids) == len(set(cash_ids)) == len(book.transaction_ids) + 1  # + the seed
+    # Each acknowledged cash operation is in the ledger exactly once, under its key, as the
+    # receipt the client got (first answer or replay); nothing the client was not told of.
+    by_key: dict[str, list[str]] = defaultdict(list)
+    for e in entries:
+        if e["transaction_type"] in CASH_KINDS:
+            by_key[e["reference_id"]].append(e["transaction_id"])
+    assert by_key == {key: [tid] for key, tid in book.receipts.items()}
+    # Each order moved cash once.
+    principal = [e["reference_id"] for e in entries if e["transaction_type"] in ORDER_KINDS]
+    assert sorted(principal) == sorted(book.order_ids)
     orders = []
     params: dict[str, Any] = {"limit": 250}
     while True:

@@ -15,7 +15,14 @@ import httpx
 import pytest
 
 from tests.support.redis_server import RedisServer
-from tests.system.harness import ServerProcess, ledger, register_and_login
+from tests.system.harness import (
+    ServerProcess,
+    deposit,
+    ledger,
+    post_until_settled,
+    post_until_settled_sync,
+    register_and_login,
+)
 
 pytestmark = pytest.mark.system
 
@@ -37,15 +44,24 @@ def assert_balance_is_its_ledger(client: httpx.Client, auth: dict[str, str]) -> 
 
 
 async def post_all(
-    url: str, requests: list[tuple[str, dict[str, str], dict[str, str]]], concurrency: int
+    url: str,
+    requests: list[tuple[str, dict[str, str], dict[str, str]]],
+    concurrency: int,
+    *,
+    retry: bool = True,
 ) -> list[httpx.Response | Exception]:
+    """Every request, `concurrency` at a time; each retried on a dropped connection with its
+    Idempotency-Key (`post_until_settled`), unless `retry` is off (the server is to die)."""
     limits = httpx.Limits(max_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
         gate = asyncio.Semaphore(concurrency)
 
         async def one(path: str, headers: dict[str, str], body: dict[str, str]) -> httpx.Response:
             async with gate:
-                return await client.post(path, headers=headers, json=body)
+                if not retry:
+                    return await client.post(path, headers=headers, json=body)
+                delivery = await post_until_settled(client, path, headers=headers, json=body)
+                return delivery.response
 
         return await asyncio.gather(*(one(*r) for r in requests), return_exceptions=True)
 
@@ -55,8 +71,19 @@ async def withdraw_from_each(
 ) -> list[httpx.Response | Exception]:
     """30 withdrawals of 10.00 through every server at once, 10 at a time per server."""
     batches = [
-        post_all(s.url, [("/api/v1/balance/withdraw", auth, {"amount": "10"})] * 30, 10)
-        for s in servers
+        post_all(
+            s.url,
+            [
+                (
+                    "/api/v1/balance/withdraw",
+                    {**auth, "Idempotency-Key": f"w{i}-{n}"},
+                    {"amount": "10"},
+                )
+                for n in range(30)
+            ],
+            10,
+        )
+        for i, s in enumerate(servers)
     ]
     return list(itertools.chain(*await asyncio.gather(*batches)))
 
@@ -67,15 +94,15 @@ class TestParallelMovements:
     ) -> None:
         with httpx.Client(base_url=server.url) as client:
             auth = register_and_login(client, "racer")
-            client.post("/api/v1/balance/deposit", headers=auth, json={"amount": "100"})
+            deposit(client, auth, "100", key="start")
             rng = random.Random(7)
             requests = [
                 (
                     f"/api/v1/balance/{rng.choice(['deposit', 'withdraw'])}",
-                    auth,
+                    {**auth, "Idempotency-Key": f"move-{n}"},
                     {"amount": str(rng.randint(1, 60))},
                 )
-                for _ in range(200)
+                for n in range(200)
             ]
             answers = asyncio.run(post_all(server.url, requests, concurrency=32))
             expected = Decimal(100)
@@ -102,7 +129,7 @@ class TestLockBypassed:
         try:
             with httpx.Client(base_url=servers[0].url) as client:
                 auth = register_and_login(client, "target")
-                client.post("/api/v1/balance/deposit", headers=auth, json={"amount": "200"})
+                deposit(client, auth, "200", key="start")
 
             answers = asyncio.run(withdraw_from_each(servers, auth))
             statuses = [a.status_code for a in answers if isinstance(a, httpx.Response)]
@@ -125,19 +152,27 @@ class TestLockBypassed:
         try:
             with httpx.Client(base_url=servers[0].url) as client:
                 auth = register_and_login(client, "seller")
-                client.post("/api/v1/balance/deposit", headers=auth, json={"amount": "5000"})
-                bought = client.post(
+                deposit(client, auth, "5000", key="start")
+                bought = post_until_settled_sync(
+                    client,
                     "/api/v1/orders",
-                    headers=auth,
+                    headers={**auth, "Idempotency-Key": "buy"},
                     json={"order_type": "market_buy", "asset_id": "ETH", "quantity": "0.2"},
-                )
+                ).response
                 assert bought.status_code == 201, bought.text
             sell = {"order_type": "market_sell", "asset_id": "ETH", "quantity": "0.01"}
 
             async def fire() -> list[httpx.Response | Exception]:
                 batches = [
-                    post_all(s.url, [("/api/v1/orders", auth, sell)] * 15, concurrency=8)
-                    for s in servers
+                    post_all(
+                        s.url,
+                        [
+                            ("/api/v1/orders", {**auth, "Idempotency-Key": f"s{i}-{n}"}, sell)
+                            for n in range(15)
+                        ],
+                        concurrency=8,
+                    )
+                    for i, s in enumerate(servers)
                 ]
                 return list(itertools.chain(*await asyncio.gather(*batches)))
 
@@ -174,7 +209,7 @@ class TestSharedRedisLock:
         try:
             with httpx.Client(base_url=servers[0].url) as client:
                 auth = register_and_login(client, "sharer")
-                client.post("/api/v1/balance/deposit", headers=auth, json={"amount": "200"})
+                deposit(client, auth, "200", key="start")
                 assert client.get("/ready").json() == {"status": "ready"}
 
             answers = asyncio.run(withdraw_from_each(servers, auth))
@@ -205,7 +240,8 @@ class TestKillNine:
         ]
 
         async def burst_then_kill() -> list[httpx.Response | Exception]:
-            task = asyncio.create_task(post_all(server.url, requests, concurrency=24))
+            # No retries: the requests the kill cuts off are the point.
+            task = asyncio.create_task(post_all(server.url, requests, concurrency=24, retry=False))
             await asyncio.sleep(0.6)
             server.kill_hard()
             return await task
