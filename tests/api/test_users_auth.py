@@ -345,6 +345,11 @@ class TestEdge:
         assert_problem(await client.get("/api/v1/nowhere"), 404, "ROUTE_NOT_FOUND")
         assert_problem(await client.delete("/api/v1/auth/login"), 405, "METHOD_NOT_ALLOWED")
 
+    async def test_a_405_names_the_allowed_methods(self, client: Client) -> None:
+        response = await client.delete("/api/v1/auth/login")
+        assert_problem(response, 405, "METHOD_NOT_ALLOWED")
+        assert response.headers["allow"] == "POST"  # RFC 9110 requires it
+
     async def test_keeps_a_safe_request_id_and_replaces_an_unsafe_one(self, client: Client) -> None:
         kept = await client.get("/health", headers={"X-Request-ID": "abc-123"})
         replaced = await client.get("/health", headers={"X-Request-ID": "<script>"})
