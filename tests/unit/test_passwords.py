@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from importlib import resources
 
 import argon2
 import bcrypt
@@ -189,9 +190,10 @@ class TestPasswordPolicy:
         assert len(eight_characters.encode()) > 16
 
         check_password_policy(eight_characters, username="alice", email="alice@example.com")
-        check_password_policy("漢" * 128, username="alice", email="alice@example.com")
+        many = "".join(chr(0x6F22 + n) for n in range(129))
+        check_password_policy(many[:128], username="alice", email="alice@example.com")
         with pytest.raises(WeakPassword):
-            check_password_policy("漢" * 129, username="alice", email="alice@example.com")
+            check_password_policy(many, username="alice", email="alice@example.com")
 
     @pytest.mark.parametrize("common", ["password1", "PASSWORD1", "qwertyuiop", "iloveyou"])
     def test_refuses_a_common_password(self, common: str) -> None:
@@ -205,3 +207,62 @@ class TestPasswordPolicy:
     def test_refuses_the_local_part_of_the_email(self) -> None:
         with pytest.raises(WeakPassword, match="email"):
             check_password_policy("Jane.Doe.1987", username="jd", email="jane.doe.1987@example.com")
+
+    @pytest.mark.parametrize(
+        ("password", "username"),
+        [
+            ("password123", "bob"),
+            ("Password123!", "bob"),
+            ("!!PASSWORD!!", "bob"),
+            ("2024Monkey", "bob"),
+            # Full-width letters and digits: NFKC makes them password12.
+            ("".join(chr(ord(c) + 0xFEE0) for c in "PASSWORD12"), "bob"),
+            ("Iloveyou1234", "bob"),
+        ],
+    )
+    def test_refuses_a_common_password_with_digits_and_symbols_around_it(
+        self, password: str, username: str
+    ) -> None:
+        with pytest.raises(WeakPassword, match="too common"):
+            check_password_policy(password, username=username, email="b@example.com")
+
+    def test_refuses_a_password_repeating_the_username(self) -> None:
+        with pytest.raises(WeakPassword, match="username"):
+            check_password_policy("alice1alice1", username="alice", email="a@example.com")
+        with pytest.raises(WeakPassword, match="username"):
+            check_password_policy("ALICEALICE", username="alice", email="a@example.com")
+
+    @pytest.mark.parametrize("password", ["alice1alice1", "abcabcabc", "zzzzzzzzz", "q7!q7!q7!q7!"])
+    def test_refuses_a_short_piece_repeated_whoever_the_user_is(self, password: str) -> None:
+        with pytest.raises(WeakPassword, match="repeated"):
+            check_password_policy(password, username="bob", email="b@example.com")
+
+    def test_refuses_a_common_password_repeated(self) -> None:
+        with pytest.raises(WeakPassword, match="repeated"):
+            check_password_policy("sunshine1sunshine1", username="bob", email="b@example.com")
+
+    @pytest.mark.parametrize(
+        "password",
+        [
+            "correct horse battery staple",
+            "tangerine-Orbit-42",
+            "Kx8#vQ2m",  # nothing to strip that matters, not in the list
+            "gold fish and 2 cats",  # common words inside a longer phrase are fine
+            "tr0ub4dor-Zx9q-tr0ub4dor-Zx9q",  # a long, uncommon piece repeated
+        ],
+    )
+    def test_accepts_uncommon_passwords(self, password: str) -> None:
+        check_password_policy(password, username="bob", email="b@example.com")
+
+    def test_the_list_names_its_source_and_licence(self) -> None:
+        text = (
+            resources.files("orderproc.common.security")
+            .joinpath("common_passwords.txt")
+            .read_text(encoding="utf-8")
+        )
+        header = [line for line in text.splitlines() if line.startswith("#")]
+        entries = [line for line in text.splitlines() if line and not line.startswith("#")]
+        assert any("danielmiessler/SecLists" in line for line in header)
+        assert any("MIT License" in line for line in header)
+        assert len(entries) == 10_000
+        assert "password" in entries

@@ -114,24 +114,65 @@ def _bcrypt_matches(password: str, encoded: str) -> bool:
 
 
 def check_password_policy(password: str, *, username: str, email: str) -> None:
-    """Raise `WeakPassword` unless `password` is acceptable for this user."""
+    """Raise `WeakPassword` unless `password` is acceptable for this user.
+
+    The rules (docs/security.md, "Input and roles"), on the password NFKC-normalised and
+    case-folded: 8 to 128 characters; not containing the username; not the email's local part;
+    not in the packaged common list, neither whole nor with the digits and symbols at its ends
+    stripped (`Password123!` is `password`); not one unit repeated (`alice1alice1`) unless the
+    unit alone would pass."""
     length = len(unicodedata.normalize("NFC", password))
     if length < MIN_PASSWORD_LENGTH:
         raise WeakPassword(f"The password must have at least {MIN_PASSWORD_LENGTH} characters.")
     if length > MAX_PASSWORD_LENGTH:
         raise WeakPassword(f"The password must have at most {MAX_PASSWORD_LENGTH} characters.")
-    folded = password.casefold()
-    if username and username.casefold() in folded:
+    folded = unicodedata.normalize("NFKC", password).casefold()
+    name = username.casefold()
+    if name and name in folded:
         raise WeakPassword("The password must not contain the username.")
     local_part = email.partition("@")[0].casefold()
-    if local_part and folded == local_part:
+    if local_part and local_part in (folded, letter_core(folded)):
         raise WeakPassword("The password must not be the first part of the email address.")
-    if folded in _common_passwords():
+    if is_common(folded):
         raise WeakPassword("This password is too common; choose a less guessable one.")
+    unit = repeated_unit(folded)
+    if unit is not None and (len(unit) < MIN_PASSWORD_LENGTH or is_common(unit)):
+        raise WeakPassword(
+            "The password must not be a short or common piece repeated; choose a longer one."
+        )
+
+
+def letter_core(folded: str) -> str:
+    """`folded` without the digits, symbols and spaces at either end: `password123!` and
+    `!!password` are `password`."""
+    start, end = 0, len(folded)
+    while start < end and not folded[start].isalpha():
+        start += 1
+    while end > start and not folded[end - 1].isalpha():
+        end -= 1
+    return folded[start:end]
+
+
+def repeated_unit(folded: str) -> str | None:
+    """The shortest piece that `folded` is two or more copies of (`alice1` for
+    `alice1alice1`), or None."""
+    period = (folded + folded).find(folded, 1)
+    return folded[:period] if 0 < period < len(folded) else None
+
+
+def is_common(folded: str) -> bool:
+    """In the packaged list, whole or by its letter core (the list's entries are compared the
+    same way, so `monkey1` in the list also refuses `Monkey!!`)."""
+    common, cores = _common_passwords()
+    return folded in common or letter_core(folded) in cores
 
 
 @functools.cache
-def _common_passwords() -> frozenset[str]:
+def _common_passwords() -> tuple[frozenset[str], frozenset[str]]:
+    """The packaged list (its header names the source and licence), case-folded, and the
+    non-empty letter cores of its entries."""
     listing = resources.files(__package__).joinpath("common_passwords.txt")
     lines = listing.read_text(encoding="utf-8").splitlines()
-    return frozenset(line.casefold() for line in lines if line and not line.startswith("# "))
+    common = frozenset(line.casefold() for line in lines if line and not line.startswith("#"))
+    cores = frozenset(core for core in map(letter_core, common) if core)
+    return common, cores
