@@ -13,17 +13,23 @@ import redis.asyncio as aioredis
 
 from orderproc.common.clock import Clock, SystemClock
 from orderproc.common.locking import InProcessLocker, Locker
+from orderproc.common.login_throttle import (
+    DisabledLoginThrottle,
+    InMemoryLoginThrottle,
+    LoginThrottle,
+)
 from orderproc.common.metrics import Metrics
 from orderproc.common.money import to_cents
 from orderproc.common.prices import PriceCache
 from orderproc.common.redis_locking import RedisLocker
+from orderproc.common.security.devices import DeviceCookies
 from orderproc.common.security.passwords import PasswordHasher
 from orderproc.common.security.revocation import RevocationChecker
 from orderproc.common.security.tokens import TokenService
 from orderproc.common.settings import Settings
 from orderproc.common.storage.factory import open_store
 from orderproc.common.storage.ports import Store
-from orderproc.common.throttle import LoginGuard, RateLimiter
+from orderproc.common.throttle import RateLimiter
 from orderproc.inventory.pricefeed import CoinGeckoFeed, PriceFeed, SimulatedFeed, coingecko_ids
 from orderproc.inventory.service import (
     Catalog,
@@ -48,7 +54,8 @@ class Runtime:
     hasher: PasswordHasher
     tokens: TokenService
     revocations: RevocationChecker
-    login_guard: LoginGuard
+    login_throttle: LoginThrottle
+    devices: DeviceCookies
     rate_limiter: RateLimiter
     metrics: Metrics
     extras: dict[str, Any] = field(default_factory=dict)
@@ -114,6 +121,7 @@ async def build_runtime(
     settings: Settings, *, clock: Clock | None = None, service: str = "orderproc"
 ) -> Runtime:
     clock = clock or SystemClock()
+    secret = jwt_secret_for(settings)
     store = open_store(settings.resolved_database_url, pool_size=settings.database_pool_size)
     await store.migrate()
     metrics = Metrics(service)
@@ -128,7 +136,7 @@ async def build_runtime(
             queue=settings.password_hash_queue,
         ),
         tokens=TokenService(
-            secret=jwt_secret_for(settings),
+            secret=secret,
             algorithm=settings.jwt_algorithm,
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
@@ -136,16 +144,23 @@ async def build_runtime(
             clock=clock,
         ),
         revocations=RevocationChecker(store, cache_seconds=settings.revocation_cache_seconds),
-        login_guard=LoginGuard(
-            max_failures=settings.login_failure_limit,
-            window=settings.login_failure_window_seconds,
-            block_seconds=settings.login_block_seconds,
+        login_throttle=_login_throttle(settings, clock),
+        devices=DeviceCookies(
+            secret=secret,
+            max_age_seconds=settings.login_device_cookie_days * 86400,
+            clock=lambda: clock.now().timestamp(),
         ),
         rate_limiter=RateLimiter(per_minute=settings.rate_limit_per_minute),
         metrics=metrics,
     )
     runtime.extras["users"] = UsersDeps(
-        store, runtime.hasher, runtime.tokens, runtime.revocations, clock
+        store,
+        runtime.hasher,
+        runtime.tokens,
+        runtime.revocations,
+        clock,
+        runtime.login_throttle,
+        runtime.devices,
     )
     runtime.extras["cash"] = CashDeps(
         store=store,
@@ -181,6 +196,22 @@ async def build_runtime(
         money=metrics.money,
     )
     return runtime
+
+
+def _login_throttle(settings: Settings, clock: Clock) -> LoginThrottle:
+    """Failed-password counters in this process's memory (a Redis adapter of the same port
+    comes with distributed mode)."""
+    if not settings.login_block_enabled:
+        return DisabledLoginThrottle()
+    return InMemoryLoginThrottle(
+        pair_limit=settings.login_pair_failure_limit,
+        user_limit=settings.login_user_failure_limit,
+        address_limit=settings.login_failure_limit,
+        window=settings.login_failure_window_seconds,
+        user_window=settings.login_user_failure_window_seconds,
+        block_seconds=settings.login_block_seconds,
+        clock=lambda: clock.now().timestamp(),
+    )
 
 
 def _locker(settings: Settings, metrics: Metrics) -> Locker:

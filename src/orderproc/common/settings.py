@@ -49,10 +49,18 @@ class Settings(BaseSettings):
 
     rate_limit_enabled: bool = True
     rate_limit_per_minute: int = Field(1200, ge=1)
+    # Failed-password throttling (docs/security.md, "Login abuse"): per (username, client)
+    # pair, per username (then only known devices are evaluated), per address (403).
     login_block_enabled: bool = True
-    login_failure_limit: int = Field(10, ge=1)
+    login_pair_failure_limit: int = Field(5, ge=1, description="per (username, client) pair")
+    login_failure_limit: int = Field(
+        10, ge=2, description="username-client pairs failing from one address: address blocked"
+    )
     login_failure_window_seconds: int = Field(900, ge=1)
     login_block_seconds: int = Field(900, ge=1)
+    login_user_failure_limit: int = Field(100, ge=1, description="per username, then devices only")
+    login_user_failure_window_seconds: int = Field(3600, ge=1)
+    login_device_cookie_days: int = Field(90, ge=1, le=400)
     trusted_proxies: list[str] = Field(default_factory=list)
 
     max_body_bytes: int = Field(64 * 1024, ge=1024)

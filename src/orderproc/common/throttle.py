@@ -1,5 +1,6 @@
-"""In-process rate limiting and failed-login blocking (Redis versions come with distributed
-mode). Both are fixed-window counters keyed by client, cheap enough for every request."""
+"""In-process rate limiting (a Redis version comes with distributed mode): fixed-window
+counters keyed by client, cheap enough for every request. Failed-password throttling is
+`common/login_throttle.py`."""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-
-MAX_BLOCKED = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,49 +73,3 @@ class RateLimiter:
             remaining=max(0, self.per_minute - count),
             reset_after=max(1, math.ceil(reset_after)),
         )
-
-
-class LoginGuard:
-    """Blocks a client address after `max_failures` failed logins within `window` seconds, for
-    `block_seconds`; the same for a username, so guesses spread over addresses also stop."""
-
-    def __init__(
-        self,
-        *,
-        max_failures: int,
-        window: float,
-        block_seconds: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.max_failures = max_failures
-        self.block_seconds = block_seconds
-        self._clock = clock
-        self._failures = WindowCounter(window=window, clock=clock)
-        self._blocked_until: dict[str, float] = {}
-
-    def blocked_for(self, key: str) -> int:
-        """Seconds left on a block of this key (`ip:…` or `user:…`), 0 if none."""
-        until = self._blocked_until.get(key)
-        if until is None:
-            return 0
-        left = until - self._clock()
-        if left <= 0:
-            del self._blocked_until[key]
-            return 0
-        return max(1, math.ceil(left))
-
-    def failed(self, *keys: str) -> None:
-        now = self._clock()
-        for key in keys:
-            count, _ = self._failures.hit(key)
-            if count >= self.max_failures:
-                if len(self._blocked_until) >= MAX_BLOCKED:
-                    self._blocked_until = {
-                        k: until for k, until in self._blocked_until.items() if until > now
-                    }
-                self._blocked_until[key] = now + self.block_seconds
-                self._failures.reset(key)
-
-    def succeeded(self, *keys: str) -> None:
-        for key in keys:
-            self._failures.reset(key)

@@ -97,6 +97,17 @@ async def client_ip(request: Request) -> str | None:
 ClientIP = Annotated[str | None, Depends(client_ip)]
 
 
+def request_is_https(request: Request) -> bool:
+    """HTTPS to this server, or to a trusted proxy that says so in `X-Forwarded-Proto` (for
+    cookies' Secure flag)."""
+    if request.url.scheme == "https":
+        return True
+    peer = request.client.host if request.client else None
+    trusted = request.app.state.runtime.settings.trusted_proxies
+    proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    return proto == "https" and peer is not None and bool(trusted) and _is_trusted(peer, trusted)
+
+
 @dataclass(frozen=True, slots=True)
 class PageParams:
     limit: int

@@ -7,7 +7,7 @@ OrderProcError
 ├── NotFound                    UserNotFound, AccountNotFound, AssetNotFound, ...
 ├── Conflict                    UsernameTaken, EmailTaken, ConcurrencyConflict, ...
 ├── BusinessRuleViolation       InsufficientFunds, DailyLimitExceeded, ...
-├── TooManyRequests             RateLimited, ServerBusy
+├── TooManyRequests             RateLimited, LoginThrottled, ServerBusy
 └── ServiceUnavailable          StoreUnavailable
 """
 
@@ -244,6 +244,11 @@ class TooManyRequests(OrderProcError):
 class RateLimited(TooManyRequests):
     code = "RATE_LIMITED"
     default_detail = "Rate limit exceeded."
+
+
+class LoginThrottled(TooManyRequests):
+    code = "LOGIN_THROTTLED"
+    default_detail = "Too many failed password attempts; try again later."
 
 
 class ServerBusy(TooManyRequests):

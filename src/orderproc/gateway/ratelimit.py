@@ -6,8 +6,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from orderproc.common.login_throttle import LoginThrottle
 from orderproc.common.settings import Settings
-from orderproc.common.throttle import LoginGuard, RateLimiter
+from orderproc.common.throttle import RateLimiter
 from orderproc.common.web import client_ip_from
 from orderproc.errors import ClientBlocked, RateLimited
 from orderproc.errors.problem import render
@@ -29,10 +30,10 @@ class RateLimitMiddleware:
             return
         runtime = self._state.runtime
         settings: Settings = runtime.settings
-        guard: LoginGuard = runtime.login_guard
+        throttle: LoginThrottle = runtime.login_throttle
         limiter: RateLimiter = runtime.rate_limiter
         ip = self._client_ip(scope, settings) or "unknown"
-        if settings.login_block_enabled and guard.blocked_for(f"ip:{ip}"):
+        if await throttle.address_blocked(ip):
             await render(ClientBlocked(), scope["path"])(scope, receive, send)
             return
         if not settings.rate_limit_enabled:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Protocol, cast
 
-from fastapi import APIRouter, Depends, Form, Path, Query, Request
+from fastapi import APIRouter, Cookie, Depends, Form, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import AwareDatetime
 
 from orderproc.common.fastroute import FastRoute
 from orderproc.common.idempotency import fingerprint
 from orderproc.common.money import format_money
+from orderproc.common.security.devices import DEVICE_COOKIE, set_device_cookie
 from orderproc.common.security.tokens import IssuedToken
 from orderproc.common.settings import Settings
 from orderproc.common.storage.records import CashEntryKind, UserRecord
-from orderproc.common.throttle import LoginGuard
 from orderproc.common.web import (
     IDEMPOTENCY_OPENAPI,
     ClientIP,
@@ -25,8 +25,8 @@ from orderproc.common.web import (
     check_time_range,
     model_response,
     page_fields,
+    request_is_https,
 )
-from orderproc.errors import ClientBlocked, InvalidCredentials, RateLimited
 from orderproc.errors.problem import problem_responses
 from orderproc.users import cash, service
 from orderproc.users.domain import CashKind
@@ -55,7 +55,6 @@ from orderproc.users.schemas import (
 
 class UsersRuntime(Protocol):
     settings: Settings
-    login_guard: LoginGuard
 
     @property
     def users(self) -> service.UsersDeps: ...
@@ -73,6 +72,17 @@ auth = APIRouter(prefix="/auth", tags=["auth"])
 balance = APIRouter(prefix="/balance", tags=["cash"], route_class=FastRoute)
 admin = APIRouter(prefix="/admin", tags=["admin"])
 AUTHED = problem_responses(401, 422, 429)
+DeviceCookie = Annotated[
+    str | None,
+    Cookie(
+        alias=DEVICE_COOKIE,
+        description=(
+            "The device cookie an earlier login on this client set. While a username is under "
+            "attack, only clients that present one for it have their password checked. Clients "
+            "without a cookie jar can send back the value of the login answer's `Set-Cookie`."
+        ),
+    ),
+]
 
 
 @auth.post(
@@ -89,23 +99,25 @@ async def register(body: RegisterRequest, rt: Runtime, ip: ClientIP) -> Register
     return RegisterResponse(message="User registered successfully", user=UserProfile.of(user))
 
 
-async def _login(rt: UsersRuntime, username: str, password: str, ip: str | None) -> TokenResponse:
-    guard, name = rt.login_guard, username.strip().lower()
-    keys = (f"ip:{ip}", f"user:{name}")
-    if rt.settings.login_block_enabled:
-        if left := guard.blocked_for(keys[0]):
-            raise ClientBlocked()
-        if left := guard.blocked_for(keys[1]):
-            raise RateLimited("Too many failed logins for this user; try later.", retry_after=left)
-    try:
-        user, token = await service.login(username, password, deps=rt.users, ip=ip)
-    except InvalidCredentials:
-        if rt.settings.login_block_enabled:
-            guard.failed(*keys)
-        raise
-    # Only the username's count: resetting the address's would let one client clear its own
-    # failures by logging in to an account of its own between guesses.
-    guard.succeeded(keys[1])
+async def _login(
+    rt: UsersRuntime,
+    request: Request,
+    response: Response,
+    credentials: tuple[str, str],
+    ip: str | None,
+    device: str | None,
+) -> TokenResponse:
+    """Throttled in `service.check_password`; a success sets a fresh device cookie."""
+    username, password = credentials
+    user, token = await service.login(
+        username, password, deps=rt.users, ip=ip, device_cookie=device
+    )
+    set_device_cookie(
+        response,
+        rt.users.devices.issue(user.username),
+        max_age=rt.users.devices.max_age_seconds,
+        secure=request_is_https(request),
+    )
     return _token_response(user, token, rt)
 
 
@@ -123,9 +135,17 @@ def _token_response(user: UserRecord, token: IssuedToken, rt: UsersRuntime) -> T
     response_model=TokenResponse,
     responses=problem_responses(400, 401, 403, 413, 422, 429),
 )
-async def login(body: LoginRequest, rt: Runtime, ip: ClientIP) -> TokenResponse:
-    """Exchange a username and password for a bearer token."""
-    return await _login(rt, body.username, body.password, ip)
+async def login(
+    body: LoginRequest,
+    rt: Runtime,
+    ip: ClientIP,
+    request: Request,
+    response: Response,
+    device: DeviceCookie = None,
+) -> TokenResponse:
+    """Exchange a username and password for a bearer token (and a device cookie). Failed
+    passwords are throttled: 429 with `Retry-After`, or 403 for a blocked address."""
+    return await _login(rt, request, response, (body.username, body.password), ip, device)
 
 
 @auth.post(
@@ -141,9 +161,12 @@ async def token(
     password: Annotated[
         str, Form(min_length=1, max_length=1024, examples=["correct horse battery staple"])
     ],
+    request: Request,
+    response: Response,
+    device: DeviceCookie = None,
 ) -> TokenResponse:
     """The same login as an OAuth2 password form, for the interactive docs' Authorize button."""
-    return await _login(rt, username, password, ip)
+    return await _login(rt, request, response, (username, password), ip, device)
 
 
 @auth.post("/logout", operation_id="auth_logout", response_model=MessageResponse, responses=AUTHED)
@@ -187,14 +210,24 @@ async def update_profile(body: ProfileUpdate, principal: CurrentUser, rt: Runtim
     "/password",
     operation_id="auth_change_password",
     response_model=PasswordChanged,
-    responses=problem_responses(400, 401, 413, 422, 429),
+    responses=problem_responses(400, 401, 403, 413, 422, 429),
 )
 async def change_password(
-    body: PasswordChange, principal: CurrentUser, rt: Runtime, ip: ClientIP
+    body: PasswordChange,
+    principal: CurrentUser,
+    rt: Runtime,
+    ip: ClientIP,
+    device: DeviceCookie = None,
 ) -> PasswordChanged:
-    """Change the password. Every token issued before now stops working; use the new one."""
+    """Change the password. Every token issued before now stops working; use the new one.
+    A wrong current password counts as a failed login (429 with `Retry-After` after too many)."""
     issued = await service.change_password(
-        principal.user_id, body.current_password, body.new_password, deps=rt.users, ip=ip
+        principal.user_id,
+        body.current_password,
+        body.new_password,
+        deps=rt.users,
+        ip=ip,
+        device_cookie=device,
     )
     return PasswordChanged(
         message="Password changed; other sessions were signed out",

@@ -9,16 +9,20 @@ from typing import Any
 
 from orderproc.common.clock import Clock
 from orderproc.common.ids import new_id
+from orderproc.common.login_throttle import LoginAttempt, LoginThrottle, Scope
 from orderproc.common.retry import retry_on_conflict
-from orderproc.common.security.passwords import PasswordHasher, check_password_policy
+from orderproc.common.security.devices import DeviceCookies
+from orderproc.common.security.passwords import PasswordHasher, VerifyResult, check_password_policy
 from orderproc.common.security.revocation import RevocationChecker
 from orderproc.common.security.tokens import IssuedToken, TokenService
 from orderproc.common.storage.ports import Store, UnitOfWork
 from orderproc.common.storage.records import AccountRecord, AuditEvent, Page, Role, UserRecord
 from orderproc.errors import (
     AccountDisabled,
+    ClientBlocked,
     EmailTaken,
     InvalidCredentials,
+    LoginThrottled,
     UsernameTaken,
     UserNotFound,
 )
@@ -34,6 +38,8 @@ class UsersDeps:
     tokens: TokenService
     revocations: RevocationChecker
     clock: Clock
+    throttle: LoginThrottle
+    devices: DeviceCookies
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,17 +108,84 @@ async def register(reg: Registration, *, deps: UsersDeps, ip: str | None = None)
     return await retry_on_conflict(attempt)
 
 
+@dataclass(frozen=True, slots=True)
+class PasswordCheck:
+    result: VerifyResult
+    blocks: tuple[Scope, ...]  # the throttle blocks a failure started
+
+    @property
+    def ok(self) -> bool:
+        return self.result.ok
+
+
+async def check_password(
+    username: str,
+    password: str,
+    password_hash: str | None,
+    *,
+    deps: UsersDeps,
+    ip: str | None,
+    device_cookie: str | None,
+) -> PasswordCheck:
+    """Every password check goes through here (login, password change, whatever comes next):
+    a throttled attempt is refused before any hashing (`ClientBlocked` for a blocked address,
+    `LoginThrottled` with the seconds to wait otherwise); a wrong password counts for the
+    (username, client) pair, the username and the address; a right one clears the pair."""
+    attempt = LoginAttempt(
+        username=username,
+        address=ip or "unknown",
+        device=deps.devices.device_for(device_cookie, username),
+    )
+    verdict = await deps.throttle.check(attempt)
+    if verdict.refused == "address":
+        raise ClientBlocked()
+    if verdict.refused is not None:
+        raise LoginThrottled(retry_after=verdict.retry_after)
+    result = await deps.hasher.verify(password, password_hash)
+    if not result.ok:
+        blocks = await deps.throttle.record_failure(attempt)
+        if blocks:
+            log.warning(
+                "failed passwords started a block: %s",
+                ", ".join(blocks),
+                extra={"user": username if USERNAME_PATTERN.fullmatch(username) else "?"},
+            )
+        return PasswordCheck(result, blocks)
+    await deps.throttle.record_success(attempt)
+    return PasswordCheck(result, ())
+
+
 async def login(
-    username: str, password: str, *, deps: UsersDeps, ip: str | None = None
+    username: str,
+    password: str,
+    *,
+    deps: UsersDeps,
+    ip: str | None = None,
+    device_cookie: str | None = None,
 ) -> tuple[UserRecord, IssuedToken]:
     """A token for the right password; `InvalidCredentials` alike for a wrong one or an
-    unknown user (which costs a dummy verify, so timing tells nothing)."""
+    unknown user (which costs a dummy verify, so timing tells nothing). Throttled as
+    `check_password` says."""
     username = normalize_username(username)
     async with deps.store.unit_of_work() as uow:
         user = await uow.users.get_by_username(username)
-    result = await deps.hasher.verify(password, user.password_hash if user else None)
+    check = await check_password(
+        username,
+        password,
+        user.password_hash if user else None,
+        deps=deps,
+        ip=ip,
+        device_cookie=device_cookie,
+    )
+    result = check.result
     now = deps.clock.now()
     if user is None or not result.ok:
+        # Only what could be a username: people type passwords into the wrong field.
+        details: dict[str, Any] = {
+            "username": username if USERNAME_PATTERN.fullmatch(username) else "?"
+        }
+        if check.blocks:
+            details["blocks"] = list(check.blocks)
         async with deps.store.unit_of_work() as uow:
             audit(
                 uow,
@@ -120,8 +193,7 @@ async def login(
                 now=now,
                 user_id=user.user_id if user else None,
                 ip=ip,
-                # Only what could be a username: people type passwords into the wrong field.
-                details={"username": username if USERNAME_PATTERN.fullmatch(username) else "?"},
+                details=details,
             )
             await uow.commit()
         raise InvalidCredentials()
@@ -205,12 +277,27 @@ async def update_profile(
 
 
 async def change_password(
-    user_id: str, current: str, new: str, *, deps: UsersDeps, ip: str | None = None
+    user_id: str,
+    current: str,
+    new: str,
+    *,
+    deps: UsersDeps,
+    ip: str | None = None,
+    device_cookie: str | None = None,
 ) -> IssuedToken:
     """Set a new password and revoke every token issued before now; returns a fresh token so
-    the session that changed it carries on."""
+    the session that changed it carries on. The current password is checked (and throttled)
+    as at login."""
     user = await get_user(user_id, store=deps.store)
-    if not (await deps.hasher.verify(current, user.password_hash)).ok:
+    check = await check_password(
+        user.username,
+        current,
+        user.password_hash,
+        deps=deps,
+        ip=ip,
+        device_cookie=device_cookie,
+    )
+    if not check.ok:
         raise InvalidCredentials("The current password is not correct.")
     check_password_policy(new, username=user.username, email=user.email)
     new_hash = await deps.hasher.hash(new)

@@ -10,6 +10,7 @@ import httpx
 from fastapi import Request
 
 from orderproc.common.context import request_id_var
+from orderproc.common.security.devices import DEVICE_COOKIE
 from orderproc.webui.session import Session, SignInRequired
 
 API = "/api/v1"
@@ -34,6 +35,7 @@ PLAIN_WORDS = {
     "EMAIL_TAKEN": "An account with that email already exists.",
     "RATE_LIMITED": "Too many requests. Wait a moment and try again.",
     "CLIENT_BLOCKED": "Too many failed sign-ins from here. Try again later.",
+    "LOGIN_THROTTLED": "Too many wrong passwords. Wait a while (up to an hour) and try again.",
     "STALE_PRICE": "The price is out of date right now. Try again in a moment.",
     "ASSET_INACTIVE": "This asset cannot be traded at the moment.",
     "LOCK_TIMEOUT": "Your account is busy with another operation. Try again.",
@@ -86,6 +88,9 @@ class Api:
             headers["x-forwarded-for"] = forwarded
         if self._session.token:
             headers["authorization"] = f"Bearer {self._session.token}"
+        device = self._request.cookies.get(DEVICE_COOKIE)
+        if device and device.isascii() and device.isprintable() and ";" not in device:
+            headers["cookie"] = f"{DEVICE_COOKIE}={device}"  # the API checks it
         transport = httpx.ASGITransport(
             app=self._request.app,
             client=(peer.host, peer.port) if peer else ("127.0.0.1", 0),
@@ -112,6 +117,7 @@ class Api:
             response = await client.request(
                 method, f"{API}{path}", params=clean, json=json, headers=headers
             )
+        _keep_device_cookie(self._request, response)
         if response.status_code >= 400:
             error = ApiError(response.status_code, _problem(response))
             if error.status == 401 and self._session.token and error.code != "INVALID_CREDENTIALS":
@@ -124,6 +130,14 @@ class Api:
 
     async def post(self, path: str, json: Any = None, *, idempotency_key: str | None = None) -> Any:
         return await self.call("POST", path, json=json, idempotency_key=idempotency_key)
+
+
+def _keep_device_cookie(request: Request, response: httpx.Response) -> None:
+    """A device cookie the API set (at login) goes on to the browser (`attach_cookie`)."""
+    for header in response.headers.get_list("set-cookie"):
+        name, _, rest = header.partition("=")
+        if name.strip() == DEVICE_COOKIE:
+            request.state.device_cookie = rest.split(";", 1)[0].strip()
 
 
 def _problem(response: httpx.Response) -> dict[str, Any]:

@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 
 from fastapi import Request, Response
 
+from orderproc.common.security.devices import set_device_cookie
+from orderproc.common.web import request_is_https
+
 COOKIE = "op_session"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
@@ -106,7 +109,14 @@ def use_session(request: Request, session: Session) -> None:
 
 
 def attach_cookie(request: Request, response: Response) -> Response:
-    """Sets the cookie when the session id differs from what the browser sent."""
+    """Sets the cookie when the session id differs from what the browser sent, and passes on
+    a device cookie the API set at login."""
+    device: str | None = getattr(request.state, "device_cookie", None)
+    if device:
+        settings = request.app.state.runtime.settings
+        secure = request_is_https(request)
+        max_age = settings.login_device_cookie_days * 86400
+        set_device_cookie(response, device, max_age=max_age, secure=secure)
     session: Session | None = getattr(request.state, "webui_session", None)
     if session is None:
         return response

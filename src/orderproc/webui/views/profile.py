@@ -66,6 +66,8 @@ async def change_password(request: Request) -> Response:
         fields = dict(error.fields)
         if error.status == 401:
             fields["current_password"] = "That is not your current password."
+        elif error.status in (403, 429):  # too many wrong current passwords
+            fields["current_password"] = error.message
         elif not fields:
             fields["new_password"] = error.message
         context["password_error"], status = fields, error_status(error.status)
