@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from orderproc import __version__
 from orderproc.common.settings import Settings
+from orderproc.errors.exceptions import StoreUnavailable
 
 
 class StartupError(Exception):
@@ -29,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.handler(args)
     except StartupError as exc:
         _fail(str(exc))
-    except OSError as exc:  # an unreachable store, a missing file: one line, not a traceback
+    except (OSError, StoreUnavailable) as exc:  # an unreachable store, a missing file: one line
         _fail(str(exc))
     except KeyboardInterrupt:
         pass
@@ -172,7 +173,7 @@ async def _preflight(settings: Settings) -> None:
             await store.migrate()
         finally:
             await store.close()
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, StoreUnavailable) as exc:
         raise StartupError(str(exc)) from None
     except Exception as exc:  # a store driver's own error type
         raise StartupError(f"cannot open the database: {exc}") from None

@@ -8,7 +8,7 @@ OrderProcError
 ├── Conflict                    UsernameTaken, EmailTaken, ConcurrencyConflict, ...
 ├── BusinessRuleViolation       InsufficientFunds, DailyLimitExceeded, ...
 ├── TooManyRequests             RateLimited, LoginThrottled, ServerBusy
-└── ServiceUnavailable          StoreUnavailable
+└── ServiceUnavailable          StoreUnavailable: StoreFull, StoreReadOnly, StoreTimeout
 """
 
 from __future__ import annotations
@@ -170,6 +170,11 @@ class OrderNotOpen(Conflict):
     default_detail = "Only open orders can be cancelled."
 
 
+class LastAdmin(Conflict):
+    code = "LAST_ADMIN"
+    default_detail = "This would leave no active admin; promote another user to admin first."
+
+
 class BusinessRuleViolation(OrderProcError):
     code = "RULE_VIOLATION"
     title = "Request refused"
@@ -256,10 +261,56 @@ class ServerBusy(TooManyRequests):
     default_detail = "The server is busy; retry shortly."
 
 
+RETRY_AFTER_SECONDS = 5
+
+
 class ServiceUnavailable(OrderProcError):
+    """A fault of the platform's own, not of the request: the same request may succeed later
+    (`retry_after` seconds, sent as `Retry-After`)."""
+
     code = "SERVICE_UNAVAILABLE"
     title = "Service unavailable"
     default_detail = "A backing service is unavailable."
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = RETRY_AFTER_SECONDS):
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class StoreUnavailable(ServiceUnavailable):
+    """The store cannot do its work: unreachable, cannot open its file, an I/O error. Raised by
+    the storage adapters, which map their drivers' errors to this family at their boundary.
+
+    `reason` says what failed and where (a path, `host:port`, the driver's words, never
+    credentials) for logs and the command line: it is `str(error)`. The answer to a client
+    carries only the generic `detail`. A unit of work whose commit raises one of these was not
+    applied, or (a lost connection or a time-out during COMMIT) its outcome is unknown: retry
+    with the same Idempotency-Key, which makes the retry safe either way."""
+
+    code = "STORE_UNAVAILABLE"
+    default_detail = "The database is unavailable; retry later."
+
+    def __init__(self, reason: str | None = None, *, retry_after: int = RETRY_AFTER_SECONDS):
+        super().__init__(retry_after=retry_after)
+        self.reason = reason or self.default_detail
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+class StoreFull(StoreUnavailable):
+    code = "STORE_FULL"
+    default_detail = "The database has no space left; retry later."
+
+
+class StoreReadOnly(StoreUnavailable):
+    code = "STORE_READ_ONLY"
+    default_detail = "The database accepts no writes at the moment; retry later."
+
+
+class StoreTimeout(StoreUnavailable):
+    code = "STORE_TIMEOUT"
+    default_detail = "The database did not answer in time; retry later."
 
 
 def error_class_for(code: str) -> type[OrderProcError]:

@@ -100,7 +100,7 @@ def problem_response(
 
 def render(error: OrderProcError, instance: str) -> Response:
     headers = None
-    if isinstance(error, TooManyRequests):
+    if isinstance(error, TooManyRequests | ServiceUnavailable):
         headers = {"Retry-After": str(error.retry_after)}
     elif isinstance(error, AuthenticationFailed):
         headers = {"WWW-Authenticate": "Bearer"}
@@ -125,6 +125,8 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 async def _on_domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, OrderProcError)
+    if isinstance(exc, ServiceUnavailable):  # the operator's business: say what failed
+        log.warning("%s: %s", exc.code, exc, extra={"path": request.url.path})
     return render(exc, request.url.path)
 
 

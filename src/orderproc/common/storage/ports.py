@@ -5,6 +5,12 @@ Reads are awaited and see committed data. Writes are *staged*: nothing reaches t
 staged write is conditional (a version, a uniqueness, a limit); if any condition fails, commit
 raises `ConcurrencyConflict` and nothing is written, so the use case re-reads and decides again
 (see `orderproc.common.retry`).
+
+Faults are not conflicts: a store that is full, read-only, unreachable or too slow raises
+`StoreUnavailable` or one of its kinds (`StoreFull`, `StoreReadOnly`, `StoreTimeout`; all 503
+at the edge) from any read or commit. Each adapter maps its driver's errors to them once, at its
+boundary; a failed commit applied nothing (or, for a lost connection or a time-out during
+COMMIT, may have: the caller is never told it committed when it did not).
 """
 
 from __future__ import annotations
@@ -32,11 +38,10 @@ from orderproc.common.storage.records import (
     PriceUpdate,
     UserRecord,
 )
-
-
-class StoreUnavailable(ConnectionError):
-    """The store cannot be reached (network, credentials, a missing database); the message
-    names where it was looked for, never the credentials."""
+from orderproc.errors import StoreFull as StoreFull
+from orderproc.errors import StoreReadOnly as StoreReadOnly
+from orderproc.errors import StoreTimeout as StoreTimeout
+from orderproc.errors import StoreUnavailable as StoreUnavailable
 
 
 class UserRepository(Protocol):
@@ -216,7 +221,8 @@ class UnitOfWork(Protocol):
     asset_ledger: AssetLedgerRepository
 
     async def commit(self) -> None:
-        """Apply every staged write atomically, or raise `ConcurrencyConflict` and apply none."""
+        """Apply every staged write atomically, or raise `ConcurrencyConflict` and apply none.
+        A fault raises `StoreUnavailable` (or a kind of it) instead, never a driver's error."""
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(
@@ -235,6 +241,6 @@ class Store(Protocol):
         """Create or upgrade the schema in place."""
 
     async def ping(self) -> None:
-        """Raise if the store cannot be reached."""
+        """Raise `StoreUnavailable` if the store cannot be reached."""
 
     async def close(self) -> None: ...

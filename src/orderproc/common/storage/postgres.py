@@ -37,6 +37,7 @@ from orderproc.common.storage.ports import (
     UserRepository,
 )
 from orderproc.common.storage.postgres_core import (
+    DRIVER_ERRORS,
     Filters,
     Params,
     PoolSource,
@@ -44,6 +45,7 @@ from orderproc.common.storage.postgres_core import (
     Statement,
     apply,
     page,
+    raise_fault,
 )
 from orderproc.common.storage.postgres_migrations import (
     BOOKKEEPING,
@@ -70,6 +72,11 @@ from orderproc.common.storage.records import (
 from orderproc.common.storage.sqlite_migrations import Migration
 
 CONNECT_TIMEOUT_SECONDS = 5.0
+# Every statement of the pool's connections (BEGIN and COMMIT too) gives up after this long:
+# a store that hangs answers 503 STORE_TIMEOUT rather than holding the request and the user's
+# lock. Migrations, which may rightly run long, pass their own.
+COMMAND_TIMEOUT_SECONDS = 5.0
+MIGRATION_TIMEOUT_SECONDS = 3600.0
 
 _USER_COLUMNS = (
     "user_id, username, email, password_hash, first_name, last_name, phone, date_of_birth, "
@@ -363,10 +370,18 @@ class PostgresStore:
     """The store over one PostgreSQL database, named by a libpq-style DSN
     (`postgresql://user:password@host:port/database`)."""
 
-    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        command_timeout: float = COMMAND_TIMEOUT_SECONDS,
+    ) -> None:
         self._dsn = dsn
         self._min_size = min_size
         self._max_size = max_size
+        self._command_timeout = command_timeout
         self._pool: Any = None
         self._opening = asyncio.Lock()
 
@@ -390,6 +405,7 @@ class PostgresStore:
                 min_size=self._min_size,
                 max_size=self._max_size,
                 timeout=CONNECT_TIMEOUT_SECONDS,
+                command_timeout=self._command_timeout,
                 reset=_keep_session,
             )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -401,9 +417,13 @@ class PostgresStore:
 
     async def migrate(self) -> None:
         pool = await self.pool()
-        async with pool.acquire() as conn:
-            for migration in MIGRATIONS:
-                await _apply_migration(conn, migration)
+        try:
+            async with pool.acquire() as conn:
+                for migration in MIGRATIONS:
+                    await _apply_migration(conn, migration)
+        except DRIVER_ERRORS as error:
+            raise_fault(error)
+            raise
 
     async def applied_versions(self) -> builtins.list[int]:
         pool = await self.pool()
@@ -412,7 +432,11 @@ class PostgresStore:
 
     async def ping(self) -> None:
         pool = await self.pool()
-        await pool.fetchval("SELECT 1")
+        try:
+            await pool.fetchval("SELECT 1")
+        except DRIVER_ERRORS as error:
+            raise_fault(error)
+            raise
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -422,18 +446,19 @@ class PostgresStore:
 
 async def _apply_migration(conn: Any, migration: Migration) -> None:
     """One migration in one transaction, under a lock every migrating process takes first."""
+    wait = MIGRATION_TIMEOUT_SECONDS
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
-        await conn.execute(BOOKKEEPING)
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY, timeout=wait)
+        await conn.execute(BOOKKEEPING, timeout=wait)
         done = "SELECT 1 FROM schema_migrations WHERE version = $1"
-        if await conn.fetchval(done, migration.version) is not None:
+        if await conn.fetchval(done, migration.version, timeout=wait) is not None:
             return
         for sql in migration.statements:
-            await conn.execute(sql)
+            await conn.execute(sql, timeout=wait)
         await conn.execute(
             "INSERT INTO schema_migrations (version, description, applied_at) "
             "VALUES ($1, $2, $3)",
-            migration.version, migration.description, SystemClock().now(),
+            migration.version, migration.description, SystemClock().now(), timeout=wait,
         )  # fmt: skip
 
 

@@ -1,5 +1,6 @@
 """What every PostgreSQL repository shares: the staged statement, reads through the pool, the
-commit that applies a unit of work's statements in one transaction, and row helpers."""
+commit that applies a unit of work's statements in one transaction, row helpers, and the one
+mapping of the driver's faults to the store's errors (`store_fault`)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,64 @@ from typing import Any
 import asyncpg
 
 from orderproc.common.storage.records import Page
-from orderproc.errors import ConcurrencyConflict
+from orderproc.errors import (
+    ConcurrencyConflict,
+    StoreFull,
+    StoreReadOnly,
+    StoreTimeout,
+    StoreUnavailable,
+)
 
 Params = tuple[Any, ...]
 PoolSource = Callable[[], Awaitable[Any]]  # returns the store's asyncpg pool, opening it once
 
 _INTEGER = Decimal(1)
+
+# What the driver raises; `store_fault` says which of these are faults of the store.
+DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)  # OSError: timeouts too
+
+# Faults by SQLSTATE, then by SQLSTATE class. Left out on purpose: class 23 and 40 (conflicts,
+# see _CONFLICTS), 22 and 42 (the code's own mistakes), XX (internal errors, corruption).
+_FAULT_STATES: dict[str, type[StoreUnavailable]] = {
+    "53100": StoreFull,  # disk_full
+    "25006": StoreReadOnly,  # read_only_sql_transaction (default_transaction_read_only, a replica)
+    "57014": StoreTimeout,  # query_canceled: statement_timeout
+    "55P03": StoreTimeout,  # lock_not_available: lock_timeout
+    "25P03": StoreTimeout,  # idle_in_transaction_session_timeout
+    "25P04": StoreTimeout,  # transaction_timeout
+}
+_FAULT_CLASSES: dict[str, type[StoreUnavailable]] = {
+    "08": StoreUnavailable,  # connection exception (the connection is gone)
+    "53": StoreUnavailable,  # insufficient resources: too many connections, out of memory
+    "57": StoreUnavailable,  # operator intervention: shutdown, restart, cannot connect now
+    "58": StoreUnavailable,  # system error: I/O error
+}
+
+
+def store_fault(error: BaseException) -> StoreUnavailable | None:
+    """The store error `error` stands for, if it is a fault of the server, the network or the
+    time allowed; None otherwise (a conflict, a bad query: not ours to turn into a 503)."""
+    fault: StoreUnavailable | None = None
+    if isinstance(error, asyncpg.PostgresError):
+        state = str(getattr(error, "sqlstate", "") or "")
+        kind = _FAULT_STATES.get(state) or _FAULT_CLASSES.get(state[:2])
+        if kind is not None:
+            fault = kind(f"PostgreSQL: {error} (SQLSTATE {state})")
+    elif isinstance(error, TimeoutError):  # asyncpg's command_timeout, or connecting
+        fault = StoreTimeout("PostgreSQL did not answer in time")
+    elif isinstance(error, OSError):  # refused, reset, unreachable
+        fault = StoreUnavailable(f"PostgreSQL connection failed: {error or type(error).__name__}")
+    if fault is not None:
+        fault.__cause__ = error
+    return fault
+
+
+def raise_fault(error: BaseException) -> None:
+    """Raise the store error `error` stands for if it is a fault; otherwise return, and the
+    caller re-raises `error` as it is."""
+    fault = store_fault(error)
+    if fault is not None:
+        raise fault from error
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,18 +142,34 @@ class PostgresRepository:
         self._staged = staged
 
     async def _one(self, sql: str, *params: Any) -> Any:
-        return await (await self._pool()).fetchrow(sql, *params)
+        try:
+            return await (await self._pool()).fetchrow(sql, *params)
+        except DRIVER_ERRORS as error:
+            raise_fault(error)
+            raise
 
     async def _all(self, sql: str, *params: Any) -> builtins.list[Any]:
-        rows: builtins.list[Any] = await (await self._pool()).fetch(sql, *params)
+        try:
+            rows: builtins.list[Any] = await (await self._pool()).fetch(sql, *params)
+        except DRIVER_ERRORS as error:
+            raise_fault(error)
+            raise
         return rows
 
     async def _value(self, sql: str, *params: Any) -> Any:
-        return await (await self._pool()).fetchval(sql, *params)
+        try:
+            return await (await self._pool()).fetchval(sql, *params)
+        except DRIVER_ERRORS as error:
+            raise_fault(error)
+            raise
 
     async def _delete(self, sql: str, *params: Any) -> int:
         """Run a DELETE now (not staged) and return how many rows it removed."""
-        return affected(await (await self._pool()).execute(sql, *params))
+        try:
+            return affected(await (await self._pool()).execute(sql, *params))
+        except DRIVER_ERRORS as error:
+            raise_fault(error)
+            raise
 
     def _stage(self, sql: str, *params: Any, expect: int | None = 1) -> None:
         self._staged.append(Statement(sql, params, expect))
@@ -145,14 +214,21 @@ _CONFLICTS = (
 
 
 async def apply(pool: Any, statements: builtins.list[Statement]) -> None:
-    """One transaction: every statement affects what it expects, or none applies."""
-    async with pool.acquire() as conn:
-        try:
-            async with conn.transaction():
-                for statement in statements:
-                    await _run(conn, statement)
-        except _CONFLICTS as failed:
-            raise ConcurrencyConflict() from failed
+    """One transaction: every statement affects what it expects, or none applies. A lost race
+    is a `ConcurrencyConflict`; a fault (`store_fault`) a `StoreUnavailable` of its kind, which
+    applied nothing, except that a connection lost or a time-out during COMMIT leaves the
+    outcome unknown: never "committed" unless PostgreSQL said so."""
+    try:
+        async with pool.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    for statement in statements:
+                        await _run(conn, statement)
+            except _CONFLICTS as failed:
+                raise ConcurrencyConflict() from failed
+    except DRIVER_ERRORS as error:
+        raise_fault(error)
+        raise
 
 
 async def _run(conn: Any, statement: Statement) -> None:

@@ -55,6 +55,8 @@ from orderproc.common.storage.sqlite_core import (
     micros,
     moment,
     page,
+    raise_fault,
+    store_fault,
     time_filters,
 )
 from orderproc.common.storage.sqlite_migrations import BOOKKEEPING, MIGRATIONS, Migration
@@ -271,10 +273,7 @@ class SqliteIdempotency(SqliteRepository):
         )  # fmt: skip
 
     async def purge_expired(self, *, now: datetime) -> int:
-        cursor = self._conn.execute(
-            "DELETE FROM idempotency WHERE expires_at <= ?", (to_micros(now),)
-        )
-        return cursor.rowcount
+        return self._now("DELETE FROM idempotency WHERE expires_at <= ?", (to_micros(now),))
 
 
 class SqliteRevocations(SqliteRepository):
@@ -289,10 +288,7 @@ class SqliteRevocations(SqliteRepository):
         )
 
     async def purge_expired(self, *, now: datetime) -> int:
-        cursor = self._conn.execute(
-            "DELETE FROM revoked_tokens WHERE expires_at <= ?", (to_micros(now),)
-        )
-        return cursor.rowcount
+        return self._now("DELETE FROM revoked_tokens WHERE expires_at <= ?", (to_micros(now),))
 
 
 _AUDIT_COLUMNS = "event_id, event_type, created_at, user_id, actor_id, ip, details"
@@ -380,10 +376,14 @@ class _GroupCommitter:
     A unit still applies whole or not at all: a statement that fails rolls back its unit's
     savepoint and the others go on; breaking a constraint or changing an unexpected number of
     rows is a `ConcurrencyConflict` for that caller, any other error (a value SQLite refuses)
-    is that caller's own. Only a failed BEGIN, COMMIT or savepoint rollback fails the whole
-    group. A caller learns the outcome after the COMMIT, so an acknowledged write is a committed
-    one; a caller cancelled before the flush is left out, one cancelled after it is told that
-    its write committed.
+    is that caller's own. Only a failed BEGIN, COMMIT or savepoint rollback, or a fault of the
+    medium in any statement (a full disk, an I/O error, a read-only file, a lock not granted
+    within the busy timeout: `store_fault`), fails the whole group: the transaction is rolled
+    back (SQLite may already have done so itself) and every unit of the group gets its own
+    `StoreUnavailable` of that kind, so nothing of the group is written and nobody hears
+    "committed". A caller learns the outcome after the COMMIT, so an acknowledged write is a
+    committed one; a caller cancelled before the flush is left out, one cancelled after it is
+    told that its write committed.
 
     Why: under load, a dozen concurrent orders share the pages they touch (table tails,
     append-only indexes, the accounts page), and a transaction writes each dirty page to the WAL
@@ -419,16 +419,15 @@ class _GroupCommitter:
             return
         conn = self._conn
         try:
+            if conn.in_transaction:  # left open by a ROLLBACK that failed: end it first
+                conn.execute("ROLLBACK")
             conn.execute("BEGIN IMMEDIATE")
             outcomes = [self._apply_unit(statements) for statements, _ in group]
             conn.execute("COMMIT")
         except Exception as failed:
-            try:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-            finally:
-                for _, future in group:
-                    future.set_exception(failed)
+            self._roll_back()
+            for _, future in group:
+                future.set_exception(store_fault(failed) or failed)
             return
         for (_, future), outcome in zip(group, outcomes, strict=True):
             if outcome is None:
@@ -446,6 +445,8 @@ class _GroupCommitter:
                 if statement.expect is not None and affected != statement.expect:
                     raise _RowCountMismatch(statement.sql)
         except Exception as failed:  # only this unit's: a bad value must not fail its group
+            if store_fault(failed) is not None:
+                raise  # the medium's, not this unit's: the whole group fails, in _flush
             conn.execute("ROLLBACK TO unit")  # if this fails, so does the group, in _flush
             conn.execute("RELEASE unit")
             if not isinstance(failed, sqlite3.IntegrityError | _RowCountMismatch):
@@ -456,27 +457,51 @@ class _GroupCommitter:
         conn.execute("RELEASE unit")
         return None
 
+    def _roll_back(self) -> None:
+        """End a failed group's transaction, if SQLite has not already (it rolls back by itself
+        on a full disk or an I/O error). A ROLLBACK that fails is tried again before the next
+        BEGIN, and the connection stays usable."""
+        if not self._conn.in_transaction:
+            return
+        try:
+            self._conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.warning("ROLLBACK failed; tried again before the next transaction", exc_info=True)
+
 
 class SqliteStore:
     """The store over one SQLite file (or `":memory:"`), created with its parent directory."""
 
     def __init__(
-        self, path: str | Path, *, checkpoint_every: float = 0.25, wal_restart_frames: int = 4000
+        self,
+        path: str | Path,
+        *,
+        checkpoint_every: float = 0.25,
+        wal_restart_frames: int = 4000,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
     ) -> None:
         target = str(path)
         if target != ":memory:":
             Path(target).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
-        for pragma in (
-            "PRAGMA journal_mode = WAL",
-            "PRAGMA synchronous = NORMAL",
-            f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
-            "PRAGMA foreign_keys = ON",
-            "PRAGMA cache_size = -65536",
-            "PRAGMA mmap_size = 268435456",
-            "PRAGMA temp_store = MEMORY",  # savepoint journals
-        ):
-            self._conn.execute(pragma)
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+            for pragma in (
+                "PRAGMA journal_mode = WAL",
+                "PRAGMA synchronous = NORMAL",
+                f"PRAGMA busy_timeout = {int(busy_timeout_ms)}",
+                "PRAGMA foreign_keys = ON",
+                "PRAGMA cache_size = -65536",
+                "PRAGMA mmap_size = 268435456",
+                "PRAGMA temp_store = MEMORY",  # savepoint journals
+            ):
+                conn.execute(pragma)
+        except sqlite3.Error as error:  # a directory at `path`, a file it cannot read or lock
+            if conn is not None:
+                conn.close()
+            raise_fault(error, where=target)
+            raise
+        self._conn = conn
         self._committer = _GroupCommitter(self._conn)
         self._checkpointer: _Checkpointer | None = None
         if target != ":memory:":
@@ -491,9 +516,13 @@ class SqliteStore:
         return SqliteUnitOfWork(self._conn, self._committer)
 
     async def migrate(self) -> None:
-        self._conn.execute(BOOKKEEPING)
-        for migration in MIGRATIONS:
-            self._apply_migration(migration)
+        try:
+            self._conn.execute(BOOKKEEPING)
+            for migration in MIGRATIONS:
+                self._apply_migration(migration)
+        except sqlite3.Error as error:
+            raise_fault(error)
+            raise
 
     def applied_versions(self) -> builtins.list[int]:
         rows = self._conn.execute("SELECT version FROM schema_migrations ORDER BY version")
@@ -512,12 +541,17 @@ class SqliteStore:
                     (migration.version, migration.description, to_micros(SystemClock().now())),
                 )
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:  # SQLite ends it itself after some errors
+                self._conn.execute("ROLLBACK")
             raise
         self._conn.execute("COMMIT")
 
     async def ping(self) -> None:
-        self._conn.execute("SELECT 1").fetchone()
+        try:
+            self._conn.execute("SELECT 1").fetchone()
+        except sqlite3.Error as error:
+            raise_fault(error)
+            raise
 
     async def close(self) -> None:
         if self._checkpointer is not None:
@@ -549,12 +583,20 @@ class _Checkpointer:
     def _run(self) -> None:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        failing = False
         try:
             while not self._stopping.wait(self._every):
                 try:
                     self._checkpoint(conn)
                 except sqlite3.Error:
-                    log.warning("WAL checkpoint failed; will retry", exc_info=True)
+                    # Once per outage (a full disk fails every pass), not four times a second.
+                    if not failing:
+                        log.warning("WAL checkpoint failed; retrying quietly", exc_info=True)
+                    failing = True
+                else:
+                    if failing:
+                        log.warning("WAL checkpoint works again")
+                    failing = False
         finally:
             conn.close()
 

@@ -1,4 +1,5 @@
-"""What every SQLite repository shares: the staged statement, the base class, row helpers."""
+"""What every SQLite repository shares: the staged statement, the base class, row helpers, and
+the one mapping of SQLite's faults to the store's errors (`store_fault`)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,49 @@ from typing import Any
 
 from orderproc.common.clock import from_micros, to_micros
 from orderproc.common.storage.records import Page
+from orderproc.errors import StoreFull, StoreReadOnly, StoreTimeout, StoreUnavailable
 
 Params = tuple[Any, ...]
+
+# SQLite's primary result codes (the low byte of the extended code Python 3.11 exposes as
+# `sqlite_errorcode`) that mean "the store cannot work now", not "this request is wrong".
+# Left out on purpose: CORRUPT and NOTADB (no retry repairs them), CONSTRAINT (a conflict),
+# ERROR, MISUSE, RANGE, TOOBIG (the code's own mistakes); they stay what they are.
+_FAULTS: dict[int, type[StoreUnavailable]] = {
+    sqlite3.SQLITE_FULL: StoreFull,  # "database or disk is full"
+    sqlite3.SQLITE_READONLY: StoreReadOnly,  # "attempt to write a readonly database"
+    sqlite3.SQLITE_BUSY: StoreTimeout,  # "database is locked" once busy_timeout has passed
+    sqlite3.SQLITE_LOCKED: StoreTimeout,
+    sqlite3.SQLITE_IOERR: StoreUnavailable,  # "disk I/O error"
+    sqlite3.SQLITE_CANTOPEN: StoreUnavailable,  # "unable to open database file"
+    sqlite3.SQLITE_NOMEM: StoreUnavailable,
+    sqlite3.SQLITE_PROTOCOL: StoreUnavailable,  # the WAL's locking protocol gave up
+    sqlite3.SQLITE_NOLFS: StoreUnavailable,
+}
+
+
+def store_fault(error: BaseException, *, where: str = "") -> StoreUnavailable | None:
+    """The store error `error` stands for, if it is a fault of the medium; None otherwise
+    (a constraint, a bad value, a closed connection: not ours to turn into a 503). `where`
+    (a path) goes into the reason."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if not isinstance(error, sqlite3.Error) or code is None:
+        return None
+    kind = _FAULTS.get(code & 0xFF)
+    if kind is None:
+        return None
+    at = f" at {where}" if where else ""
+    fault = kind(f"SQLite{at}: {error} ({getattr(error, 'sqlite_errorname', code)})")
+    fault.__cause__ = error
+    return fault
+
+
+def raise_fault(error: BaseException, *, where: str = "") -> None:
+    """Raise the store error `error` stands for if it is a fault; otherwise return, and the
+    caller re-raises `error` as it is."""
+    fault = store_fault(error, where=where)
+    if fault is not None:
+        raise fault from error
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +102,26 @@ class SqliteRepository:
         self._staged = staged
 
     def _one(self, sql: str, params: Params) -> Any:
-        return self._conn.execute(sql, params).fetchone()
+        try:
+            return self._conn.execute(sql, params).fetchone()
+        except sqlite3.Error as error:
+            raise_fault(error)
+            raise
 
     def _all(self, sql: str, params: Params) -> builtins.list[Any]:
-        return self._conn.execute(sql, params).fetchall()
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.Error as error:
+            raise_fault(error)
+            raise
+
+    def _now(self, sql: str, params: Params) -> int:
+        """Run a write now (not staged, in a transaction of its own); the rows it changed."""
+        try:
+            return self._conn.execute(sql, params).rowcount
+        except sqlite3.Error as error:
+            raise_fault(error)
+            raise
 
     def _stage(self, sql: str, params: Params, *, expect: int | None = 1) -> None:
         self._staged.append(Statement(sql, params, expect))

@@ -125,11 +125,10 @@ class SqliteCandles(SqliteRepository):
         return [_candle(row) for row in reversed(rows)]
 
     async def purge(self, interval: str, *, before: datetime) -> int:
-        cursor = self._conn.execute(
+        return self._now(
             "DELETE FROM candles WHERE interval = ? AND open_time < ?",
             (interval, to_micros(before)),
         )
-        return cursor.rowcount
 
 
 def _candle(row: Any) -> CandleRecord:
