@@ -36,6 +36,7 @@ def _imported_distributions(*folders: str) -> set[str]:
     """Distributions that provide the top-level modules imported under these folders."""
     providers = packages_distributions()
     found: set[str] = set()
+    local = {p.stem for folder in folders for p in (ROOT / folder).glob("*.py")}  # bench's own
     for folder in folders:
         for path in (ROOT / folder).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -47,7 +48,7 @@ def _imported_distributions(*folders: str) -> set[str]:
                     continue
                 for module in modules:
                     top = module.split(".")[0]
-                    if top in sys.stdlib_module_names or top in {"orderproc", "tests"}:
+                    if top in sys.stdlib_module_names or top in {"orderproc", "tests", *local}:
                         continue
                     found.update(d.lower().replace("_", "-") for d in providers.get(top, [top]))
     return found
