@@ -72,17 +72,10 @@ auth = APIRouter(prefix="/auth", tags=["auth"])
 balance = APIRouter(prefix="/balance", tags=["cash"], route_class=FastRoute)
 admin = APIRouter(prefix="/admin", tags=["admin"])
 AUTHED = problem_responses(401, 422, 429)
-DeviceCookie = Annotated[
-    str | None,
-    Cookie(
-        alias=DEVICE_COOKIE,
-        description=(
-            "The device cookie an earlier login on this client set. While a username is under "
-            "attack, only clients that present one for it have their password checked. Clients "
-            "without a cookie jar can send back the value of the login answer's `Set-Cookie`."
-        ),
-    ),
-]
+# The device cookie an earlier login on this client set (docs/security.md, "Login abuse").
+# Left out of the OpenAPI document: generated clients would pass cookies per request, which
+# httpx deprecates; the route descriptions say how to send it back.
+DeviceCookie = Annotated[str | None, Cookie(alias=DEVICE_COOKIE, include_in_schema=False)]
 
 
 @auth.post(
@@ -143,8 +136,12 @@ async def login(
     response: Response,
     device: DeviceCookie = None,
 ) -> TokenResponse:
-    """Exchange a username and password for a bearer token (and a device cookie). Failed
-    passwords are throttled: 429 with `Retry-After`, or 403 for a blocked address."""
+    """Exchange a username and password for a bearer token.
+
+    Failed passwords are throttled: 429 with `Retry-After`, or 403 for an address blocked for
+    failing with many usernames. A successful login also sets the `orderproc_device` cookie;
+    while a username is under attack (more than 100 failures an hour) only clients sending it
+    back (`Cookie: orderproc_device=…`) have their password checked."""
     return await _login(rt, request, response, (body.username, body.password), ip, device)
 
 
@@ -165,7 +162,8 @@ async def token(
     response: Response,
     device: DeviceCookie = None,
 ) -> TokenResponse:
-    """The same login as an OAuth2 password form, for the interactive docs' Authorize button."""
+    """The same login as an OAuth2 password form, for the interactive docs' Authorize button
+    (throttled alike, and it sets the same `orderproc_device` cookie)."""
     return await _login(rt, request, response, (username, password), ip, device)
 
 
@@ -220,7 +218,8 @@ async def change_password(
     device: DeviceCookie = None,
 ) -> PasswordChanged:
     """Change the password. Every token issued before now stops working; use the new one.
-    A wrong current password counts as a failed login (429 with `Retry-After` after too many)."""
+    A wrong current password counts as a failed login (429 with `Retry-After` after too many;
+    send `Cookie: orderproc_device=…` as for a login)."""
     issued = await service.change_password(
         principal.user_id,
         body.current_password,
