@@ -1,4 +1,5 @@
-"""Field types shared by the services' API schemas: decimal inputs and outputs, past dates.
+"""Field types shared by the services' API schemas: decimal inputs and outputs, past dates,
+names and texts free of invisible and control characters.
 
 Money, quantities and prices leave as decimal strings whose JSON Schema is a `string` with a
 `pattern`, so a client generator types them `str`. They arrive as a plain decimal string or a
@@ -8,6 +9,7 @@ JSON number; `DecimalInputSchema` states that in standard JSON Schema.
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -35,8 +37,47 @@ def _in_the_past(value: date) -> date:
     return value
 
 
+# Control (Cc), format (Cf: the bidirectional overrides and isolates U+202A-U+202E and
+# U+2066-U+2069, zero-width spaces and joiners, the BOM), surrogate (Cs), private-use (Co) and
+# unassigned (Cn) code points, and the line and paragraph separators (Zl, Zp): none of them
+# belongs in a name, and each can make one text look like another or break where it is shown.
+REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+# Free text (a description) may keep its line breaks and tabs.
+_TEXT_CONTROLS = frozenset("\t\n\r")
+
+
+def refused_character(value: str, *, allow: frozenset[str] = frozenset()) -> str | None:
+    """The first character of `value` that no name may hold, described (`U+202E at position
+    3`), or None."""
+    for position, char in enumerate(value, start=1):
+        if char not in allow and unicodedata.category(char) in REFUSED_CATEGORIES:
+            return f"U+{ord(char):04X} at position {position}"
+    return None
+
+
+def _printable_name(value: str) -> str:
+    if found := refused_character(value):
+        raise ValueError(
+            f"must not contain control, invisible formatting or unassigned characters ({found})"
+        )
+    return value
+
+
+def _printable_text(value: str) -> str:
+    if found := refused_character(value, allow=_TEXT_CONTROLS):
+        raise ValueError(
+            "must not contain control (other than line breaks and tabs), invisible formatting "
+            f"or unassigned characters ({found})"
+        )
+    return value
+
+
 PlainDecimal = BeforeValidator(_plain_decimal)
 PastDate = AfterValidator(_in_the_past)
+PrintableName = AfterValidator(_printable_name)
+"""For every name people give (a person's, an asset's): refuses `REFUSED_CATEGORIES`."""
+PrintableText = AfterValidator(_printable_text)
+"""For free text: as `PrintableName`, but keeps tabs and line breaks."""
 
 # Pydantic's constraint names and their JSON Schema keywords.
 _BOUNDS = {"gt": "exclusiveMinimum", "ge": "minimum", "lt": "exclusiveMaximum", "le": "maximum"}

@@ -9,7 +9,13 @@ from typing import Annotated, Literal
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints
 
 from orderproc.common.clock import isoformat_z
-from orderproc.common.fields import DecimalInputSchema, DecimalText, PlainDecimal
+from orderproc.common.fields import (
+    DecimalInputSchema,
+    DecimalText,
+    PlainDecimal,
+    PrintableName,
+    PrintableText,
+)
 from orderproc.common.money import format_price
 from orderproc.inventory.candles import Candle
 from orderproc.inventory.domain import Asset
@@ -142,8 +148,10 @@ Price = Annotated[
     ),
     DecimalInputSchema(example="0.25"),
 ]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
+Text = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), PrintableName
+]
+LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000), PrintableText]
 
 
 class AssetCreate(BaseModel):

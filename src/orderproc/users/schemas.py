@@ -9,12 +9,20 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from orderproc.common.clock import isoformat_z
-from orderproc.common.fields import DecimalInputSchema, MoneyText, PastDate, PlainDecimal
+from orderproc.common.fields import (
+    DecimalInputSchema,
+    MoneyText,
+    PastDate,
+    PlainDecimal,
+    PrintableName,
+)
 from orderproc.common.money import format_money, from_cents
 from orderproc.common.storage.records import AccountRecord, AuditEvent, CashEntry, UserRecord
 
 Username = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_]{3,30}$")]
-PersonName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+PersonName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), PrintableName
+]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9 ()\-]{5,20}$")]
 Password = Annotated[str, Field(min_length=1, max_length=1024)]
 CashAmount = Annotated[
