@@ -13,6 +13,7 @@ from orderproc.common.storage.memory import MemoryStore
 from orderproc.common.storage.sqlite import SqliteStore
 from orderproc.inventory.pricefeed import SimulatedFeed
 from orderproc.inventory.service import (
+    AdminActor,
     PriceTicker,
     Retention,
     change_asset,
@@ -103,7 +104,13 @@ class TestAdminChangesDuringTicks:
             retention=RETENTION,
         )
         change = asyncio.create_task(
-            change_asset("BTC", {"name": "Bitcoin (renamed)"}, store=store, catalog=catalog)
+            change_asset(
+                "BTC",
+                {"name": "Bitcoin (renamed)"},
+                store=store,
+                catalog=catalog,
+                actor=AdminActor("admin", None, clock),
+            )
         )
         await asyncio.sleep(0)  # the change waits for its commit
         clock.advance(seconds=1)

@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from orderproc.common.clock import Clock
 from orderproc.common.storage.ports import Store
-from orderproc.common.web import CurrentAdmin
+from orderproc.common.web import ClientIP, CurrentAdmin
 from orderproc.errors.problem import problem_responses
 from orderproc.inventory import service
 from orderproc.inventory.candles import Interval
@@ -132,8 +132,10 @@ async def get_candles(
     response_model=AssetEnvelope,
     responses=problem_responses(400, 401, 403, 409, 413, 422, 429),
 )
-async def create_asset(body: AssetCreate, _: CurrentAdmin, rt: Runtime) -> AssetEnvelope:
-    """Add an asset to the catalog; the price feed moves it from the next tick."""
+async def create_asset(
+    body: AssetCreate, admin_user: CurrentAdmin, rt: Runtime, ip: ClientIP
+) -> AssetEnvelope:
+    """Add an asset to the catalog; the price feed moves it from the next tick. Audited."""
     asset_id = body.asset_id.upper()
     asset = Asset(
         asset_id=asset_id,
@@ -147,7 +149,8 @@ async def create_asset(body: AssetCreate, _: CurrentAdmin, rt: Runtime) -> Asset
         is_active=body.is_active,
         market_cap_rank=body.market_cap_rank,
     )
-    added = await service.add_asset(asset, store=rt.store, catalog=rt.catalog)
+    actor = service.AdminActor(admin_user.user_id, ip, rt.clock)
+    added = await service.add_asset(asset, store=rt.store, catalog=rt.catalog, actor=actor)
     return AssetEnvelope(data=AssetRead.of(added))
 
 
@@ -158,15 +161,20 @@ async def create_asset(body: AssetCreate, _: CurrentAdmin, rt: Runtime) -> Asset
     responses=problem_responses(400, 401, 403, 404, 413, 422, 429),
 )
 async def update_asset(
-    asset_id: AssetId, body: AssetUpdate, _: CurrentAdmin, rt: Runtime
+    asset_id: AssetId, body: AssetUpdate, admin_user: CurrentAdmin, rt: Runtime, ip: ClientIP
 ) -> AssetEnvelope:
-    """Change metadata, or activate and deactivate (inactive assets cannot be traded)."""
+    """Change metadata, or activate and deactivate (inactive assets cannot be traded).
+    Audited."""
     known = find_asset(rt.catalog.by_id, asset_id)
     changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
     if "image" in changes:
         changes["image"] = str(changes["image"])
     updated = await service.change_asset(
-        known.asset_id, changes, store=rt.store, catalog=rt.catalog
+        known.asset_id,
+        changes,
+        store=rt.store,
+        catalog=rt.catalog,
+        actor=service.AdminActor(admin_user.user_id, ip, rt.clock),
     )
     return AssetEnvelope(data=AssetRead.of(updated))
 

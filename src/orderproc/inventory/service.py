@@ -15,10 +15,11 @@ from decimal import Decimal
 from typing import Any
 
 from orderproc.common.clock import Clock
+from orderproc.common.ids import new_id
 from orderproc.common.prices import PriceCache, Quote
 from orderproc.common.retry import retry_on_conflict
-from orderproc.common.storage.ports import Store
-from orderproc.common.storage.records import AssetRecord, CandleRecord, PriceUpdate
+from orderproc.common.storage.ports import Store, UnitOfWork
+from orderproc.common.storage.records import AssetRecord, AuditEvent, CandleRecord, PriceUpdate
 from orderproc.errors import AssetExists, AssetNotFound
 from orderproc.inventory.candles import Candle, Interval, apply_tick, cutoff
 from orderproc.inventory.domain import Asset, load_snapshot, parse_time
@@ -187,20 +188,50 @@ async def load_catalog(store: Store, prices: PriceCache) -> Catalog:
     return Catalog((from_record(r) for r in records), prices)
 
 
-async def add_asset(asset: Asset, *, store: Store, catalog: Catalog) -> Asset:
+@dataclass(frozen=True, slots=True)
+class AdminActor:
+    """Who makes an admin change, for the audit event written with it."""
+
+    user_id: str
+    ip: str | None
+    clock: Clock
+
+
+def _audit(uow: UnitOfWork, event_type: str, actor: AdminActor, details: dict[str, Any]) -> None:
+    uow.audit.add(
+        AuditEvent(
+            event_id=new_id(),
+            event_type=event_type,
+            created_at=actor.clock.now(),
+            actor_id=actor.user_id,
+            ip=actor.ip,
+            details=details,
+        )
+    )
+
+
+async def add_asset(asset: Asset, *, store: Store, catalog: Catalog, actor: AdminActor) -> Asset:
+    """Add an asset; audited (`admin_asset_create`, with what it was created with) in the same
+    unit of work."""
     async with store.unit_of_work() as uow:
         if await uow.assets.get(asset.asset_id) is not None:
             raise AssetExists()
         uow.assets.add(to_record(asset))
+        created = {
+            key: _jsonable(getattr(asset, key))
+            for key in ("name", "category", "price_usd", "is_active", "market_cap_rank")
+        }
+        _audit(uow, "admin_asset_create", actor, {"asset_id": asset.asset_id, **created})
         await uow.commit()
     catalog.put(asset)
     return asset
 
 
 async def change_asset(
-    asset_id: str, changes: dict[str, Any], *, store: Store, catalog: Catalog
+    asset_id: str, changes: dict[str, Any], *, store: Store, catalog: Catalog, actor: AdminActor
 ) -> Asset:
-    """Change metadata or activity; the price stays the feed's."""
+    """Change metadata or activity; the price stays the feed's. Audited (`admin_asset_update`,
+    each field from and to) in the same unit of work."""
 
     async def attempt() -> Asset:
         async with store.unit_of_work() as uow:
@@ -212,6 +243,11 @@ async def change_asset(
             uow.assets.update(
                 to_record(updated, version=record.version + 1), expected_version=record.version
             )
+            moves = {
+                key: {"from": _jsonable(getattr(current, key)), "to": _jsonable(value)}
+                for key, value in changes.items()
+            }
+            _audit(uow, "admin_asset_update", actor, {"asset_id": asset_id, **moves})
             await uow.commit()
         # A tick may have moved the price while the commit waited for its group: keep the
         # newest market figures in memory and apply only this change to them.

@@ -335,7 +335,7 @@ async def admin_list_users(_: CurrentAdmin, rt: Runtime, paging: Paging) -> User
     "/users/{username}",
     operation_id="admin_update_user",
     response_model=AdminUserRead,
-    responses=problem_responses(400, 401, 403, 404, 413, 422, 429),
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 429),
 )
 async def admin_update_user(
     username: Annotated[str, Path(pattern=r"^[A-Za-z0-9_]{3,30}$")],
@@ -344,7 +344,8 @@ async def admin_update_user(
     rt: Runtime,
     ip: ClientIP,
 ) -> AdminUserRead:
-    """Change a user's role or disable them; both sign the user out everywhere."""
+    """Change a user's role or disable them; both sign the user out everywhere. Taking away
+    the last active admin (yourself included) is 409 `LAST_ADMIN`."""
     user = await service.admin_update_user(
         username,
         role=body.role,

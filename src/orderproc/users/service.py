@@ -22,9 +22,11 @@ from orderproc.errors import (
     ClientBlocked,
     EmailTaken,
     InvalidCredentials,
+    LastAdmin,
     LoginThrottled,
     UsernameTaken,
     UserNotFound,
+    ValidationFailed,
 )
 from orderproc.users.domain import USERNAME_PATTERN, normalize_email, normalize_username
 
@@ -75,6 +77,11 @@ def audit(uow: UnitOfWork, event_type: str, *, now: datetime, **fields: Any) -> 
 async def register(reg: Registration, *, deps: UsersDeps, ip: str | None = None) -> UserRecord:
     """A new user with an empty cash account, or `UsernameTaken` / `EmailTaken`."""
     username, email = normalize_username(reg.username), normalize_email(reg.email)
+    if not USERNAME_PATTERN.fullmatch(username):  # the API checks it too; the CLI does not
+        raise ValidationFailed(
+            "username: 3 to 30 letters (a-z), digits or _",
+            [{"loc": ["username"], "msg": "3 to 30 letters, digits or _", "type": "value_error"}],
+        )
     check_password_policy(reg.password, username=username, email=email)
     password_hash = await deps.hasher.hash(reg.password)
 
@@ -339,7 +346,12 @@ async def admin_update_user(
     deps: UsersDeps,
     ip: str | None = None,
 ) -> UserRecord:
-    """Change a role or enable/disable; either revokes the user's tokens (they carry the role)."""
+    """Change a role or enable/disable; either revokes the user's tokens (they carry the role).
+
+    `LastAdmin` if it would leave no active admin (an admin demoting or disabling themselves
+    included), decided inside the unit of work that makes the change; see `_stage_admin_guard`
+    for why two concurrent demotions cannot both pass. Audited as `admin_user_update` with the
+    actor, the target and each change from and to."""
 
     async def attempt() -> UserRecord:
         now = deps.clock.now()
@@ -357,7 +369,10 @@ async def admin_update_user(
             updated = user.evolve(
                 **changes, tokens_valid_after=now, updated_at=now, version=user.version + 1
             )
-            uow.users.update(updated, expected_version=user.version)
+            if _is_active_admin(user) and not _is_active_admin(updated):
+                await _stage_admin_guard(uow, updated, expected_version=user.version)
+            else:
+                uow.users.update(updated, expected_version=user.version)
             audit(
                 uow,
                 "admin_user_update",
@@ -365,13 +380,42 @@ async def admin_update_user(
                 user_id=user.user_id,
                 actor_id=actor_id,
                 ip=ip,
-                details={k: v for k, v in changes.items()},
+                details={
+                    "username": user.username,
+                    **{k: {"from": getattr(user, k), "to": v} for k, v in changes.items()},
+                },
             )
             await uow.commit()
         deps.revocations.user_changed(user.user_id)
         return updated
 
     return await retry_on_conflict(attempt)
+
+
+def _is_active_admin(user: UserRecord) -> bool:
+    return user.role == "admin" and user.is_active
+
+
+async def _stage_admin_guard(
+    uow: UnitOfWork, leaving: UserRecord, *, expected_version: int
+) -> None:
+    """Stage `leaving` (an admin's row, no longer an active admin) and refuse with `LastAdmin`
+    if no other active admin remains.
+
+    Reads see committed data and nothing locks them, so two units that each demote a different
+    one of two admins would both count two and both commit (write skew). The guard turns the
+    read into writes: every other active admin's row is staged too, unchanged but for a version
+    bump at its expected version. Any two units that take an admin away then write a row in
+    common, the later commit fails its condition (`ConcurrencyConflict`), and its retry reads
+    the new count. The rows are written in user id order, so PostgreSQL's row locks are taken
+    in one order (a wait, never a deadlock)."""
+    others = [a for a in await uow.users.active_admins() if a.user_id != leaving.user_id]
+    if not others:
+        raise LastAdmin()
+    writes = [(leaving, expected_version)]
+    writes += [(a.evolve(version=a.version + 1), a.version) for a in others]
+    for record, version in sorted(writes, key=lambda write: write[0].user_id):
+        uow.users.update(record, expected_version=version)
 
 
 async def list_audit(

@@ -120,16 +120,14 @@ def attach_cookie(request: Request, response: Response) -> Response:
     session: Session | None = getattr(request.state, "webui_session", None)
     if session is None:
         return response
+    # Secure over HTTPS, to this server or to a trusted proxy that says so (X-Forwarded-Proto).
     if store_of(request).get(session.sid) is None:
-        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax")
+        secure = request_is_https(request)
+        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax", secure=secure)
     elif request.cookies.get(COOKIE) != session.sid:
+        secure = request_is_https(request)
         response.set_cookie(
-            COOKIE,
-            session.sid,
-            path="/",
-            httponly=True,
-            samesite="lax",
-            secure=request.url.scheme == "https",
+            COOKIE, session.sid, path="/", httponly=True, samesite="lax", secure=secure
         )
     return response
 

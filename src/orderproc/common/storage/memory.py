@@ -75,6 +75,10 @@ class MemoryUsers(MemoryRepository):
     async def all_ids(self) -> builtins.list[str]:
         return sorted(self._state.users)
 
+    async def active_admins(self) -> builtins.list[UserRecord]:
+        admins = (u for u in self._state.users.values() if u.role == "admin" and u.is_active)
+        return sorted(admins, key=lambda user: user.user_id)
+
     def add(self, user: UserRecord) -> None:
         self._staged.append(lambda state, journal: _put_user(state, journal, user, previous=None))
 

@@ -50,6 +50,9 @@ class UserRepository(Protocol):
     async def get_by_email(self, email: str) -> UserRecord | None: ...
     async def list(self, *, limit: int, offset: int) -> Page[UserRecord]: ...
     async def all_ids(self) -> builtins.list[str]: ...
+    async def active_admins(self) -> builtins.list[UserRecord]:
+        """Every active admin, by user id (admin changes only: a scan, no index)."""
+
     def add(self, user: UserRecord) -> None:
         """Stage an insert; fails at commit if the id, username or email exists."""
 

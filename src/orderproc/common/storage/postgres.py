@@ -130,6 +130,10 @@ class PostgresUsers(PostgresRepository):
         rows = await self._all("SELECT user_id FROM users ORDER BY user_id")
         return [row[0] for row in rows]
 
+    async def active_admins(self) -> builtins.list[UserRecord]:
+        sql = f"SELECT {_USER_COLUMNS} FROM users WHERE role = 'admin' AND is_active"
+        return [_user(row) for row in await self._all(f"{sql} ORDER BY user_id")]
+
     def add(self, user: UserRecord) -> None:
         self._stage(
             f"INSERT INTO users ({_USER_COLUMNS}) VALUES ({_marks(14)})", *_user_params(user)

@@ -126,6 +126,10 @@ class SqliteUsers(SqliteRepository):
     async def all_ids(self) -> builtins.list[str]:
         return [row[0] for row in self._all("SELECT user_id FROM users ORDER BY user_id", ())]
 
+    async def active_admins(self) -> builtins.list[UserRecord]:
+        sql = f"SELECT {_USER_COLUMNS} FROM users WHERE role = 'admin' AND is_active = 1"
+        return [_user(row) for row in self._all(f"{sql} ORDER BY user_id", ())]
+
     def add(self, user: UserRecord) -> None:
         self._stage(f"INSERT INTO users ({_USER_COLUMNS}) VALUES ({marks(14)})", _user_params(user))
 
