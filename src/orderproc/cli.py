@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import os
 import socket
@@ -119,6 +120,18 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _raise_file_limit() -> None:
+    """Open files up to the hard limit: each connection holds one, and a low soft limit (1,024
+    on many systems) refuses real clients while idle ones wait out their time-outs."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 1 << 20 if hard == resource.RLIM_INFINITY else hard  # Linux's usual nr_open
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):  # not allowed here: keep the soft limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -129,12 +142,14 @@ def _serve(args: argparse.Namespace) -> None:
             stop_streams()  # live-price streams end now, not at the graceful-shutdown timeout
             super().handle_exit(sig, frame)
 
+    from orderproc.common.connection_limits import limited_protocol
     from orderproc.common.logging import configure_logging
     from orderproc.gateway.app import create_app
 
     settings = load_settings(args)
     _check_data_dir(settings)
     asyncio.run(_preflight(settings))
+    _raise_file_limit()
     sock = _bind(settings.host, settings.port)
     configure_logging(service="orderproc", level=settings.log_level)
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host
@@ -154,6 +169,11 @@ def _serve(args: argparse.Namespace) -> None:
         # proxies; uvicorn's own rewrite would trust any local peer.
         proxy_headers=False,
         lifespan="on",
+        # Connection limits (common/connection_limits.py, docs/security.md): head size and
+        # time, body stalls, connections per address; keep-alive idle timeout.
+        http=limited_protocol(settings),
+        timeout_keep_alive=settings.keep_alive_timeout_seconds,
+        ws="none",  # no WebSocket route: an upgrade would leave the limited protocol
     )
     try:
         _Server(config).run(sockets=[sock])

@@ -64,6 +64,14 @@ class Settings(BaseSettings):
     trusted_proxies: list[str] = Field(default_factory=list)
 
     max_body_bytes: int = Field(64 * 1024, ge=1024)
+    # Connection limits (docs/security.md, "Connection limits"; common/connection_limits.py).
+    max_request_line_bytes: int = Field(8192, ge=256, description="request target: else 414")
+    max_header_bytes: int = Field(16384, ge=1024, description="header section: else 431")
+    max_header_fields: int = Field(100, ge=8, description="header fields: else 431")
+    header_timeout_seconds: float = Field(10.0, gt=0, description="whole head: else 408")
+    body_idle_timeout_seconds: float = Field(30.0, gt=0, description="body stall: else 408")
+    keep_alive_timeout_seconds: int = Field(5, ge=1, description="idle between requests")
+    max_connections_per_address: int = Field(100, ge=0, description="0: no cap; else 429")
     lock_timeout_seconds: float = Field(5.0, gt=0)
     idempotency_ttl_seconds: int = Field(86400, ge=60)
 
