@@ -39,7 +39,7 @@ PLAIN_WORDS = {
     "STALE_PRICE": "The price is out of date right now. Try again in a moment.",
     "ASSET_INACTIVE": "This asset cannot be traded at the moment.",
     "LOCK_TIMEOUT": "Your account is busy with another operation. Try again.",
-    "CONCURRENCY_CONFLICT": "Your account changed meanwhile. Try again.",
+    "CONCURRENT_UPDATE": "Your account changed meanwhile. Try again.",
 }
 
 
