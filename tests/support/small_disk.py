@@ -87,6 +87,15 @@ class Tmpfs:
         """Give the filler's space back."""
         self.filler.unlink(missing_ok=True)
 
+    def grow(self, size_bytes: int) -> None:
+        """Remount with more room, files and open handles kept (what an operator may do)."""
+        subprocess.run(
+            ["mount", "-o", f"remount,size={size_bytes}", str(self.path)],
+            capture_output=True,
+            check=True,
+        )
+        self.size_bytes = size_bytes
+
     def unmount(self) -> None:
         """Unmount; lazily if something still holds a file open there (it must not stay)."""
         done = subprocess.run(["umount", str(self.path)], capture_output=True, check=False)
