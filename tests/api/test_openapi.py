@@ -177,6 +177,20 @@ class TestErrors:
             if operation.get("requestBody"):
                 assert {"400", "413"} <= set(operation["responses"]), key
 
+    def test_every_operation_that_touches_the_store_declares_its_503(
+        self, document: Document
+    ) -> None:
+        # Only the in-memory catalog and the operations routes answer without the store.
+        without_store = {
+            "GET /api/v1/inventory/assets",
+            "GET /api/v1/inventory/assets/{asset_id}",
+            "GET /health",
+            "GET /metrics",
+        }
+        for key, operation in operations(document):
+            if key.split()[1].startswith("/api/") or key == "GET /ready":
+                assert ("503" in operation["responses"]) == (key not in without_store), key
+
     def test_fastapis_validation_error_schemas_are_gone(self, document: Document) -> None:
         schemas = document["components"]["schemas"]
         assert "HTTPValidationError" not in schemas

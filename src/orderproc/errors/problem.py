@@ -202,8 +202,11 @@ def _schemas() -> dict[str, Any]:
     return {**schema.pop("$defs"), "Problem": schema}
 
 
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` entries declaring problem+json bodies for these statuses.
+def problem_responses(*statuses: int, store: bool = True) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries declaring problem+json bodies for these statuses, and 503
+    unless `store=False`: any route that reads or writes the store (or checks a token's
+    revocation in it) answers 503 with `Retry-After` when the store is full, read-only, slow or
+    unreachable.
 
     They refer to `Problem` by `$ref` alone (`install_problem_handlers` adds it to the
     components): given as a response `model`, FastAPI would declare it as `application/json`
@@ -217,8 +220,10 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         413: "Request body too large",
         422: "Invalid input, or a business rule refused it",
         429: "Rate limited or busy; see Retry-After",
-        503: "A backing service is unavailable",
+        503: "A backing service (the store, Redis) is unavailable; see Retry-After",
     }
+    if store and 503 not in statuses:
+        statuses = (*statuses, 503)
     return {
         status: {
             "description": descriptions.get(status, "Error"),

@@ -64,7 +64,7 @@ def _json(model: BaseModel) -> bytes:
     "/assets",
     operation_id="inventory_list_assets",
     response_model=AssetsPage,
-    responses=problem_responses(422, 429),
+    responses=problem_responses(422, 429, store=False),  # the in-memory catalog
 )
 async def get_assets(
     rt: Runtime,
@@ -95,7 +95,7 @@ async def get_assets(
     "/assets/{asset_id}",
     operation_id="inventory_get_asset",
     response_model=AssetEnvelope,
-    responses=problem_responses(404, 422, 429),
+    responses=problem_responses(404, 422, 429, store=False),  # the in-memory catalog
 )
 async def get_asset(asset_id: AssetId, rt: Runtime) -> Response:
     """One asset with its market data."""
