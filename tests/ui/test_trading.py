@@ -65,6 +65,11 @@ def test_wrong_password_shows_an_error_next_to_the_form(page: Page) -> None:
     expect(page.locator("#login-form").get_by_role("alert")).to_have_text(
         "Wrong username or password."
     )
+    # The form comes back with the username kept and the keyboard on the password. Waiting for
+    # that focus also waits for htmx to settle the swap: typing before it once sent the password
+    # into the username field, where the old form's autofocus moved the caret.
+    expect(page.get_by_label("Username")).to_have_value(username)
+    expect(page.get_by_label("Password")).to_be_focused()
 
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
