@@ -279,29 +279,32 @@ def _seed(args: argparse.Namespace) -> None:
 
 def _reconcile(args: argparse.Namespace) -> None:
     from orderproc.common.storage.factory import open_store
-    from orderproc.orders.portfolio import reconcile_all
+    from orderproc.orders.portfolio import reconcile_sweep
 
     settings = load_settings(args)
 
     async def run() -> int:
+        accounts = positions = bad = 0
         store = open_store(settings.resolved_database_url)
         try:
             await store.migrate()
-            results = await reconcile_all(store=store)
+            # Page by page: each mismatch is printed when found, nothing else is kept.
+            async for result in reconcile_sweep(store=store):
+                accounts += 1
+                positions += result.positions_checked
+                bad += not result.clean
+                for m in result.mismatches:
+                    where = f"{m.what} {m.asset_id}" if m.asset_id else m.what
+                    print(
+                        f"user {result.user_id}: {where}: {m.problem} "
+                        f"(stored {m.stored}, ledger {m.ledger})",
+                        flush=True,
+                    )
         finally:
             await store.close()
-        bad = [r for r in results if not r.clean]
-        for result in bad:
-            for m in result.mismatches:
-                where = f"{m.what} {m.asset_id}" if m.asset_id else m.what
-                print(
-                    f"user {result.user_id}: {where}: {m.problem} "
-                    f"(stored {m.stored}, ledger {m.ledger})"
-                )
-        positions = sum(r.positions_checked for r in results)
         print(
-            f"checked {len(results)} accounts and {positions} positions: "
-            f"{'all clean' if not bad else f'{len(bad)} with mismatches'}"
+            f"checked {accounts} accounts and {positions} positions: "
+            f"{'all clean' if not bad else f'{bad} with mismatches'}"
         )
         return 1 if bad else 0
 

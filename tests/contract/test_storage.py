@@ -285,7 +285,6 @@ class TestUsers:
         async with store.unit_of_work() as uow:
             first = await uow.users.list(limit=2, offset=0)
             last = await uow.users.list(limit=2, offset=4)
-            assert sorted(await uow.users.all_ids()) == [f"u{n}" for n in range(5)]
         assert [u.user_id for u in first.items] == ["u4", "u3"]
         assert (first.total_count, first.next_cursor) == (5, "2")
         assert [u.user_id for u in last.items] == ["u0"]
@@ -531,9 +530,9 @@ class TestIdempotency:
 
         await commit(store, stage)
         async with store.unit_of_work() as uow:
-            assert await uow.idempotency.purge_expired(now=at(hours=2)) == 1
+            assert await uow.idempotency.purge_expired(now=at(hours=2), limit=10) == 1
             assert await uow.idempotency.get("u1", "new", now=at(hours=2)) is not None
-            assert await uow.idempotency.purge_expired(now=at(hours=2)) == 0
+            assert await uow.idempotency.purge_expired(now=at(hours=2), limit=10) == 0
 
 
 class TestRevocations:
@@ -562,7 +561,7 @@ class TestRevocations:
 
         await commit(store, stage)
         async with store.unit_of_work() as uow:
-            assert await uow.revocations.purge_expired(now=at(hours=2)) == 1
+            assert await uow.revocations.purge_expired(now=at(hours=2), limit=10) == 1
             assert not await uow.revocations.is_revoked("old")
             assert await uow.revocations.is_revoked("new")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -131,6 +132,27 @@ class TestAdminsAndMaintenance:
         clean = orderproc("reconcile", "--data-dir", str(tmp_path))
         assert clean.returncode == 0
         assert "all clean" in clean.stdout
+
+    def test_reconcile_sweeps_every_account_and_names_each_mismatch(self, tmp_path: Path) -> None:
+        """More accounts than one page of the sweep (500); one balance a cent off its ledger."""
+        assert orderproc("migrate", "--data-dir", str(tmp_path)).returncode == 0
+        with sqlite3.connect(tmp_path / "orderproc.db") as db:
+            for n in range(1203):
+                user, balance = f"u{n:05d}", 1001 if n == 777 else 1000
+                db.execute(
+                    "INSERT INTO accounts VALUES (?, ?, 0, ?, 1, 0)", (user, balance, balance)
+                )
+                db.execute(
+                    "INSERT INTO cash_ledger VALUES (?, ?, 'deposit', 1000, 1000, NULL, 0)",
+                    (f"e{n}", user),
+                )
+        db.close()
+        result = orderproc("reconcile", "--data-dir", str(tmp_path))
+        assert result.returncode == 1
+        assert result.stdout.splitlines() == [
+            "user u00777: cash: balance differs from its ledger (stored 10.01, ledger 10.00)",
+            "checked 1203 accounts and 0 positions: 1 with mismatches",
+        ]
 
 
 class TestForwardedFor:

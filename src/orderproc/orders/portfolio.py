@@ -4,6 +4,7 @@ the truth: every balance and position must equal the sum of its entries)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Literal
@@ -43,6 +44,7 @@ class Portfolio:
 
 
 RECONCILE_LOCK_WAIT = 10.0
+SWEEP_PAGE_SIZE = 500  # accounts per page of the sweep
 
 
 def _cents(amount: Decimal) -> Decimal:
@@ -193,7 +195,20 @@ async def _reconcile_once(user_id: str, store: Store) -> Reconciliation:
     return Reconciliation(user_id, len(positions), found)
 
 
-async def reconcile_all(*, store: Store, locker: Locker | None = None) -> list[Reconciliation]:
-    async with store.unit_of_work() as uow:
-        user_ids = await uow.users.all_ids()
-    return [await reconcile_user(user_id, store=store, locker=locker) for user_id in user_ids]
+async def reconcile_sweep(
+    *, store: Store, locker: Locker | None = None, page_size: int = SWEEP_PAGE_SIZE
+) -> AsyncIterator[Reconciliation]:
+    """Every account, one at a time, in user id order: the ids come a page of `page_size` at a
+    time (keyset paging, so each page is one index range however far the sweep has gone), and
+    each user's check sums its ledgers in the store, so memory holds one page of ids and one
+    user's positions however big the tables are. An account opened during the sweep is checked
+    if its id comes after the page being read."""
+    after: str | None = None
+    while True:
+        async with store.unit_of_work() as uow:
+            user_ids = await uow.accounts.ids_after(after, limit=page_size)
+        for user_id in user_ids:
+            yield await reconcile_user(user_id, store=store, locker=locker)
+        if len(user_ids) < page_size:
+            return
+        after = user_ids[-1]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 from datetime import date, datetime
+from itertools import islice
 from types import TracebackType
 from typing import Self
 
@@ -72,9 +73,6 @@ class MemoryUsers(MemoryRepository):
     async def list(self, *, limit: int, offset: int) -> Page[UserRecord]:
         return page(newest_first(self._state.users.values()), limit=limit, offset=offset)
 
-    async def all_ids(self) -> builtins.list[str]:
-        return sorted(self._state.users)
-
     async def active_admins(self) -> builtins.list[UserRecord]:
         admins = (u for u in self._state.users.values() if u.role == "admin" and u.is_active)
         return sorted(admins, key=lambda user: user.user_id)
@@ -116,6 +114,10 @@ def _sound(account: AccountRecord) -> bool:
 class MemoryAccounts(MemoryRepository):
     async def get(self, user_id: str) -> AccountRecord | None:
         return self._state.accounts.get(user_id)
+
+    async def ids_after(self, after: str | None, *, limit: int) -> builtins.list[str]:
+        ids = sorted(i for i in self._state.accounts if after is None or i > after)
+        return ids[: max(limit, 0)]
 
     def add(self, account: AccountRecord) -> None:
         def apply(state: State, journal: Journal) -> bool:
@@ -207,12 +209,13 @@ class MemoryIdempotency(MemoryRepository):
 
         self._staged.append(apply)
 
-    async def purge_expired(self, *, now: datetime) -> int:
+    async def purge_expired(self, *, now: datetime, limit: int) -> int:
         table = self._state.idempotency
-        expired = [key for key, record in table.items() if record.expires_at <= now]
-        for key in expired:
+        expired = (key for key, record in table.items() if record.expires_at <= now)
+        taken = builtins.list(islice(expired, max(limit, 0)))
+        for key in taken:
             del table[key]
-        return len(expired)
+        return len(taken)
 
 
 class MemoryRevocations(MemoryRepository):
@@ -227,12 +230,13 @@ class MemoryRevocations(MemoryRepository):
 
         self._staged.append(apply)
 
-    async def purge_expired(self, *, now: datetime) -> int:
+    async def purge_expired(self, *, now: datetime, limit: int) -> int:
         table = self._state.revocations
-        expired = [jti for jti, (_, expires_at) in table.items() if expires_at <= now]
-        for jti in expired:
+        expired = (jti for jti, (_, expires_at) in table.items() if expires_at <= now)
+        taken = builtins.list(islice(expired, max(limit, 0)))
+        for jti in taken:
             del table[jti]
-        return len(expired)
+        return len(taken)
 
 
 class MemoryAudit(MemoryRepository):

@@ -49,7 +49,6 @@ class UserRepository(Protocol):
     async def get_by_username(self, username: str) -> UserRecord | None: ...
     async def get_by_email(self, email: str) -> UserRecord | None: ...
     async def list(self, *, limit: int, offset: int) -> Page[UserRecord]: ...
-    async def all_ids(self) -> builtins.list[str]: ...
     async def active_admins(self) -> builtins.list[UserRecord]:
         """Every active admin, by user id (admin changes only: a scan, no index)."""
 
@@ -62,6 +61,10 @@ class UserRepository(Protocol):
 
 class AccountRepository(Protocol):
     async def get(self, user_id: str) -> AccountRecord | None: ...
+    async def ids_after(self, after: str | None, *, limit: int) -> builtins.list[str]:
+        """At most `limit` accounts' user ids greater than `after` (from the first if None), in
+        id order: the pages of a sweep over every account (reconcile)."""
+
     def add(self, account: AccountRecord) -> None: ...
     def update(self, account: AccountRecord, *, expected_version: int) -> None:
         """Stage the new state; fails at commit unless the stored version is `expected_version`
@@ -103,7 +106,9 @@ class IdempotencyRepository(Protocol):
         """Stage an insert; fails at commit if an unexpired record holds the key
         (an expired one is replaced)."""
 
-    async def purge_expired(self, *, now: datetime) -> int: ...
+    async def purge_expired(self, *, now: datetime, limit: int) -> int:
+        """Delete at most `limit` records expired at `now`, now (not staged: a short transaction
+        of its own); how many went. Fewer than `limit`: nothing more to take now."""
 
 
 class RevocationRepository(Protocol):
@@ -111,7 +116,8 @@ class RevocationRepository(Protocol):
     def add(self, jti: str, *, user_id: str, expires_at: datetime) -> None:
         """Stage a revocation; revoking twice is not an error."""
 
-    async def purge_expired(self, *, now: datetime) -> int: ...
+    async def purge_expired(self, *, now: datetime, limit: int) -> int:
+        """Delete at most `limit` revocations expired at `now`, as `IdempotencyRepository`'s."""
 
 
 class AuditRepository(Protocol):

@@ -126,10 +126,6 @@ class PostgresUsers(PostgresRepository):
         )  # fmt: skip
         return page([_user(row) for row in rows], total=total, offset=offset)
 
-    async def all_ids(self) -> builtins.list[str]:
-        rows = await self._all("SELECT user_id FROM users ORDER BY user_id")
-        return [row[0] for row in rows]
-
     async def active_admins(self) -> builtins.list[UserRecord]:
         sql = f"SELECT {_USER_COLUMNS} FROM users WHERE role = 'admin' AND is_active"
         return [_user(row) for row in await self._all(f"{sql} ORDER BY user_id")]
@@ -161,6 +157,17 @@ class PostgresAccounts(PostgresRepository):
             user_id=row[0], balance_cents=row[1], reserved_cents=row[2], version=row[3],
             updated_at=row[4],
         )  # fmt: skip
+
+    async def ids_after(self, after: str | None, *, limit: int) -> builtins.list[str]:
+        # The key's own collation in both the test and the order, so its index serves each page
+        # (with the database's collation, the order may differ from SQLite's byte order).
+        if after is None:
+            sql = "SELECT user_id FROM accounts ORDER BY user_id LIMIT $1"
+            rows = await self._all(sql, max(limit, 0))
+        else:
+            sql = "SELECT user_id FROM accounts WHERE user_id > $1 ORDER BY user_id LIMIT $2"
+            rows = await self._all(sql, after, max(limit, 0))
+        return [row[0] for row in rows]
 
     def add(self, account: AccountRecord) -> None:
         self._stage(
@@ -270,8 +277,15 @@ class PostgresIdempotency(PostgresRepository):
             orjson.dumps(record.payload).decode(), record.created_at, record.expires_at,
         )  # fmt: skip
 
-    async def purge_expired(self, *, now: datetime) -> int:
-        return await self._delete("DELETE FROM idempotency WHERE expires_at <= $1", now)
+    async def purge_expired(self, *, now: datetime, limit: int) -> int:
+        # One short transaction of its own. SKIP LOCKED: another process's purger (or a request
+        # replacing an expired record) holding a row costs a skip, not a wait; the outer
+        # `expires_at` test keeps a row that was replaced meanwhile.
+        return await self._delete(
+            "DELETE FROM idempotency WHERE ctid = ANY(ARRAY(SELECT ctid FROM idempotency "
+            "WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)) AND expires_at <= $1",
+            now, max(limit, 0),
+        )  # fmt: skip
 
 
 class PostgresRevocations(PostgresRepository):
@@ -285,8 +299,12 @@ class PostgresRevocations(PostgresRepository):
             jti, user_id, expires_at, expect=None,
         )  # fmt: skip
 
-    async def purge_expired(self, *, now: datetime) -> int:
-        return await self._delete("DELETE FROM revoked_tokens WHERE expires_at <= $1", now)
+    async def purge_expired(self, *, now: datetime, limit: int) -> int:
+        return await self._delete(
+            "DELETE FROM revoked_tokens WHERE ctid = ANY(ARRAY(SELECT ctid FROM revoked_tokens "
+            "WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)) AND expires_at <= $1",
+            now, max(limit, 0),
+        )  # fmt: skip
 
 
 _AUDIT_COLUMNS = "event_id, event_type, created_at, user_id, actor_id, ip, details"

@@ -123,9 +123,6 @@ class SqliteUsers(SqliteRepository):
         )  # fmt: skip
         return page([_user(row) for row in rows], total=total, offset=offset)
 
-    async def all_ids(self) -> builtins.list[str]:
-        return [row[0] for row in self._all("SELECT user_id FROM users ORDER BY user_id", ())]
-
     async def active_admins(self) -> builtins.list[UserRecord]:
         sql = f"SELECT {_USER_COLUMNS} FROM users WHERE role = 'admin' AND is_active = 1"
         return [_user(row) for row in self._all(f"{sql} ORDER BY user_id", ())]
@@ -154,6 +151,14 @@ class SqliteAccounts(SqliteRepository):
             user_id=row[0], balance_cents=row[1], reserved_cents=row[2], version=row[3],
             updated_at=from_micros(row[4]),
         )  # fmt: skip
+
+    async def ids_after(self, after: str | None, *, limit: int) -> builtins.list[str]:
+        where, params = ("", ()) if after is None else (" WHERE user_id > ?", (after,))
+        rows = self._all(
+            f"SELECT user_id FROM accounts{where} ORDER BY user_id LIMIT ?",
+            (*params, max(limit, 0)),
+        )
+        return [row[0] for row in rows]
 
     def add(self, account: AccountRecord) -> None:
         self._stage(
@@ -209,13 +214,8 @@ class SqliteCashLedger(SqliteRepository):
         return page([_entry(row) for row in rows], total=total, offset=offset)
 
     async def sum_for_user(self, user_id: str) -> int:
-        row = self._one("SELECT total(amount_cents) FROM cash_ledger WHERE user_id = ?", (user_id,))
-        return self._exact_sum(user_id) if abs(row[0]) >= 2**53 else int(row[0])
-
-    def _exact_sum(self, user_id: str) -> int:
-        # total() is a float; beyond 2**53 cents add the integers in Python to stay exact.
-        rows = self._all("SELECT amount_cents FROM cash_ledger WHERE user_id = ?", (user_id,))
-        return sum(row[0] for row in rows)
+        # In SQL over the (user_id, created_at) index: no entry is read into Python.
+        return self._exact_sum("amount_cents", "FROM cash_ledger WHERE user_id = ?", (user_id,))
 
 
 def _entry(row: Any) -> CashEntry:
@@ -276,8 +276,13 @@ class SqliteIdempotency(SqliteRepository):
              to_micros(record.expires_at)),
         )  # fmt: skip
 
-    async def purge_expired(self, *, now: datetime) -> int:
-        return self._now("DELETE FROM idempotency WHERE expires_at <= ?", (to_micros(now),))
+    async def purge_expired(self, *, now: datetime, limit: int) -> int:
+        # No LIMIT on DELETE in a stock SQLite build: take the keys through the expiry index.
+        return await self._through_writer(
+            "DELETE FROM idempotency WHERE expires_at <= ?1 AND (user_id, key) IN "
+            "(SELECT user_id, key FROM idempotency WHERE expires_at <= ?1 LIMIT ?2)",
+            (to_micros(now), max(limit, 0)),
+        )
 
 
 class SqliteRevocations(SqliteRepository):
@@ -291,8 +296,12 @@ class SqliteRevocations(SqliteRepository):
             expect=None,
         )
 
-    async def purge_expired(self, *, now: datetime) -> int:
-        return self._now("DELETE FROM revoked_tokens WHERE expires_at <= ?", (to_micros(now),))
+    async def purge_expired(self, *, now: datetime, limit: int) -> int:
+        return await self._through_writer(
+            "DELETE FROM revoked_tokens WHERE expires_at <= ?1 AND jti IN "
+            "(SELECT jti FROM revoked_tokens WHERE expires_at <= ?1 LIMIT ?2)",
+            (to_micros(now), max(limit, 0)),
+        )
 
 
 _AUDIT_COLUMNS = "event_id, event_type, created_at, user_id, actor_id, ip, details"
@@ -346,8 +355,12 @@ class SqliteUnitOfWork:
         self.accounts: AccountRepository = SqliteAccounts(conn, self.staged)
         self.cash_ledger: CashLedgerRepository = SqliteCashLedger(conn, self.staged)
         self.daily_limits: DailyLimitRepository = SqliteDailyLimits(conn, self.staged)
-        self.idempotency: IdempotencyRepository = SqliteIdempotency(conn, self.staged)
-        self.revocations: RevocationRepository = SqliteRevocations(conn, self.staged)
+        self.idempotency: IdempotencyRepository = SqliteIdempotency(
+            conn, self.staged, committer.commit
+        )
+        self.revocations: RevocationRepository = SqliteRevocations(
+            conn, self.staged, committer.commit
+        )
         self.audit: AuditRepository = SqliteAudit(conn, self.staged)
         self.assets: AssetRepository = SqliteAssets(conn, self.staged)
         self.candles: CandleRepository = SqliteCandles(conn, self.staged)
@@ -397,16 +410,17 @@ class _GroupCommitter:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
-        self._pending: builtins.list[tuple[builtins.list[Statement], asyncio.Future[None]]] = []
+        self._pending: builtins.list[tuple[builtins.list[Statement], asyncio.Future[int]]] = []
 
-    async def commit(self, statements: builtins.list[Statement]) -> None:
+    async def commit(self, statements: builtins.list[Statement]) -> int:
+        """Commit `statements` as one unit; the rows they changed."""
         loop = asyncio.get_running_loop()
         if not self._pending:
             loop.call_soon(self._flush)
-        future: asyncio.Future[None] = loop.create_future()
+        future: asyncio.Future[int] = loop.create_future()
         self._pending.append((statements, future))
         try:
-            await future
+            return await future
         except asyncio.CancelledError:
             # Cancelled after the flush committed this unit: the write stands, so the caller
             # must hear so and finish what follows a commit (caches, in-memory state).
@@ -415,6 +429,7 @@ class _GroupCommitter:
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
+            return future.result()
 
     def _flush(self) -> None:
         group = [(statements, future) for statements, future in self._pending if not future.done()]
@@ -434,20 +449,23 @@ class _GroupCommitter:
                 future.set_exception(store_fault(failed) or failed)
             return
         for (_, future), outcome in zip(group, outcomes, strict=True):
-            if outcome is None:
-                future.set_result(None)
-            else:
+            if isinstance(outcome, Exception):
                 future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
 
-    def _apply_unit(self, statements: builtins.list[Statement]) -> Exception | None:
+    def _apply_unit(self, statements: builtins.list[Statement]) -> Exception | int:
+        """The unit's rows changed, or what failed it."""
         conn = self._conn
         conn.execute("SAVEPOINT unit")
+        changed = 0
         try:
             for statement in statements:
                 run = conn.executemany if statement.many else conn.execute
                 affected = run(statement.sql, statement.params).rowcount
                 if statement.expect is not None and affected != statement.expect:
                     raise _RowCountMismatch(statement.sql)
+                changed += max(affected, 0)
         except Exception as failed:  # only this unit's: a bad value must not fail its group
             if store_fault(failed) is not None:
                 raise  # the medium's, not this unit's: the whole group fails, in _flush
@@ -459,7 +477,7 @@ class _GroupCommitter:
             conflict.__cause__ = failed
             return conflict
         conn.execute("RELEASE unit")
-        return None
+        return changed
 
     def _roll_back(self) -> None:
         """End a failed group's transaction, if SQLite has not already (it rolls back by itself

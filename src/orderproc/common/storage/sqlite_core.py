@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import sqlite3
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -67,6 +68,15 @@ class Statement:
     many: bool = False
 
 
+# Runs statements as one unit through the store's write path (the group commit in `sqlite`)
+# and returns how many rows they changed.
+WriteNow = Callable[[builtins.list[Statement]], Awaitable[int]]
+
+# sum() of integers beyond 2**63 raises instead of rounding; adding the quotient and remainder
+# by this in two sums stays exact without reading the rows into Python.
+_SPLIT = 1_000_000_000
+
+
 def micros(when: datetime | None) -> int | None:
     return None if when is None else to_micros(when)
 
@@ -97,9 +107,15 @@ def time_filters(start: datetime | None, end: datetime | None) -> tuple[list[str
 
 
 class SqliteRepository:
-    def __init__(self, conn: sqlite3.Connection, staged: list[Statement]) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        staged: list[Statement],
+        write_now: WriteNow | None = None,
+    ) -> None:
         self._conn = conn
         self._staged = staged
+        self._write_now = write_now
 
     def _one(self, sql: str, params: Params) -> Any:
         try:
@@ -122,6 +138,25 @@ class SqliteRepository:
         except sqlite3.Error as error:
             raise_fault(error)
             raise
+
+    async def _through_writer(self, sql: str, params: Params) -> int:
+        """Run a write now as a unit of its own through the store's write path (it shares the
+        group commit, so it never meets a request's write on the connection); the rows it
+        changed. Without a writer (a repository built alone), a plain `_now`."""
+        if self._write_now is None:
+            return self._now(sql, params)
+        return await self._write_now([Statement(sql, params, expect=None)])
+
+    def _exact_sum(self, column: str, where: str, params: Params) -> int:
+        """sum(`column`) `where` (a FROM … WHERE clause), exact at any size, in SQL."""
+        try:
+            row = self._one(f"SELECT sum({column}) {where}", params)
+        except sqlite3.OperationalError:  # integer overflow: beyond 2**63
+            row = self._one(
+                f"SELECT sum({column} / {_SPLIT}), sum({column} % {_SPLIT}) {where}", params
+            )
+            return 0 if row[0] is None else int(row[0]) * _SPLIT + int(row[1])
+        return 0 if row[0] is None else int(row[0])
 
     def _stage(self, sql: str, params: Params, *, expect: int | None = 1) -> None:
         self._staged.append(Statement(sql, params, expect))

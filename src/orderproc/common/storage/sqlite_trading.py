@@ -7,7 +7,6 @@ Prices, cost basis and realized P&L go in and out as exact decimal text; nothing
 from __future__ import annotations
 
 import builtins
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -320,10 +319,4 @@ class SqliteAssetLedger(SqliteRepository):
 
     async def sum_for_position(self, user_id: str, asset_id: str) -> int:
         where = "FROM asset_ledger WHERE user_id = ? AND asset_id = ?"
-        try:
-            # sum() over integers is an exact integer (unlike total()), or raises on overflow.
-            row = self._one(f"SELECT sum(quantity_units) {where}", (user_id, asset_id))
-        except sqlite3.OperationalError:
-            rows = self._all(f"SELECT quantity_units {where}", (user_id, asset_id))
-            return sum(row[0] for row in rows)
-        return 0 if row[0] is None else int(row[0])
+        return self._exact_sum("quantity_units", where, (user_id, asset_id))
