@@ -21,6 +21,7 @@ from orderproc.common.login_throttle import (
 from orderproc.common.metrics import Metrics
 from orderproc.common.money import to_cents
 from orderproc.common.prices import PriceCache
+from orderproc.common.purge import Purger
 from orderproc.common.redis_locking import RedisLocker
 from orderproc.common.security.devices import DeviceCookies
 from orderproc.common.security.passwords import PasswordHasher
@@ -84,8 +85,14 @@ class Runtime:
     def ticker(self) -> PriceTicker:
         return self.extras["ticker"]  # type: ignore[no-any-return]
 
+    @property
+    def purger(self) -> Purger:
+        return self.extras["purger"]  # type: ignore[no-any-return]
+
     async def start_background(self) -> None:
-        """Start what runs on its own: the price ticker (unless the feed is off)."""
+        """Start what runs on its own: the purge of expired idempotency records and revocations
+        (unless its interval is 0) and the price ticker (unless the feed is off)."""
+        self.purger.start()
         if self.settings.price_feed != "off":
             await self.ticker.resume()
             # Stored prices are as old as the last run: move them once before serving, so
@@ -94,6 +101,7 @@ class Runtime:
             self.ticker.start()
 
     async def close(self) -> None:
+        await self.purger.stop()
         await self.ticker.stop()
         if isinstance(self.locker, RedisLocker):
             await self.locker.close()
@@ -176,6 +184,12 @@ async def build_runtime(
         lock_timeout=settings.lock_timeout_seconds,
         idempotency_ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
         money=metrics.money,
+    )
+    runtime.extras["purger"] = Purger(
+        store=store,
+        clock=clock,
+        interval=settings.purge_interval_seconds,
+        batch=settings.purge_batch_size,
     )
     await _build_inventory(runtime)
     metrics.watch_prices(runtime.prices.newest, clock.now)

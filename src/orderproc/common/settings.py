@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     max_connections_per_address: int = Field(100, ge=0, description="0: no cap; else 429")
     lock_timeout_seconds: float = Field(5.0, gt=0)
     idempotency_ttl_seconds: int = Field(86400, ge=60)
+    # The background purge of expired idempotency records and revocations (common/purge.py).
+    purge_interval_seconds: float = Field(60.0, ge=0, description="0: no background purge")
+    purge_batch_size: int = Field(500, ge=1, le=10_000, description="rows per DELETE")
 
     order_fee_bps: int = Field(0, ge=0, le=1000, description="Fee in basis points of value")
     order_slippage_bps: int = Field(0, ge=0, le=1000)
