@@ -20,6 +20,7 @@ from orderproc.common.login_throttle import (
 )
 from orderproc.common.metrics import Metrics
 from orderproc.common.money import to_cents
+from orderproc.common.paging import CursorCodec
 from orderproc.common.prices import PriceCache
 from orderproc.common.purge import Purger
 from orderproc.common.redis_locking import RedisLocker
@@ -68,6 +69,11 @@ class Runtime:
     @property
     def cash(self) -> CashDeps:
         return self.extras["cash"]  # type: ignore[no-any-return]
+
+    @property
+    def cursors(self) -> CursorCodec:
+        """Signs and checks list cursors (`common/paging.py`)."""
+        return self.extras["cursors"]  # type: ignore[no-any-return]
 
     @property
     def catalog(self) -> Catalog:
@@ -161,6 +167,7 @@ async def build_runtime(
         rate_limiter=RateLimiter(per_minute=settings.rate_limit_per_minute),
         metrics=metrics,
     )
+    runtime.extras["cursors"] = CursorCodec(secret)
     runtime.extras["users"] = UsersDeps(
         store,
         runtime.hasher,

@@ -155,7 +155,7 @@ async def admin_events(client: Client, admin: Auth, event_type: str) -> list[dic
     )
     assert response.status_code == 200, response.text
     # Leaves out the promotions `make_admin` makes (actor `cli`).
-    events = [e for e in response.json()["events"] if e["actor_id"] != "cli"]
+    events = [e for e in response.json()["data"] if e["actor_id"] != "cli"]
     return events
 
 
@@ -177,7 +177,7 @@ class TestLastAdmin:
         admin = await make_admin(client, signup, runtime)
         response = await client.patch("/api/v1/admin/users/root_admin", headers=admin, json=change)
         assert_problem(response, 409, "LAST_ADMIN")
-        users = (await client.get("/api/v1/admin/users", headers=admin)).json()["users"]
+        users = (await client.get("/api/v1/admin/users", headers=admin)).json()["data"]
         assert [(u["role"], u["is_active"]) for u in users] == [("admin", True)]
         assert await admin_events(client, admin, "admin_user_update") == []
 

@@ -145,7 +145,7 @@ async def assert_refused_and_nothing_written(
     response = await order(client, trader, **{"order_type": "market_buy", **body})
     assert_problem(response, status, code)
     assert await cash(client, trader) == with_deposit
-    assert (await client.get(ORDERS, headers=trader)).json()["total_count"] == 0
+    assert (await client.get(ORDERS, headers=trader)).json()["data"] == []
 
 
 class TestRejections:
@@ -204,7 +204,7 @@ class TestExactlyOnce:
         first = await client.post(ORDERS, headers=headers, json=body)
         second = await client.post(ORDERS, headers=headers, json={**body, "notional": 50.0})
         assert first.json() == second.json()
-        assert (await client.get(ORDERS, headers=trader)).json()["total_count"] == 1
+        assert len((await client.get(ORDERS, headers=trader)).json()["data"]) == 1
         other = await client.post(ORDERS, headers=headers, json={**body, "notional": "51"})
         assert_problem(other, 422, "IDEMPOTENCY_KEY_REUSED")
 
@@ -238,7 +238,7 @@ class TestReads:
         everything = (await client.get(ORDERS, headers=trader)).json()
         assert everything["data"][0]["order_type"] == "market_sell"
         btc = (await client.get(ORDERS, headers=trader, params={"asset_id": "btc"})).json()
-        assert btc["total_count"] == 2
+        assert [o["asset_id"] for o in btc["data"]] == ["BTC", "BTC"]
         page = (await client.get(ORDERS, headers=trader, params={"limit": 3})).json()
         assert page["has_more"] is True
         rest = (
@@ -250,7 +250,7 @@ class TestReads:
         sells = (
             await client.get(ORDERS, headers=trader, params={"order_type": "market_sell"})
         ).json()
-        assert sells["total_count"] == 1
+        assert [o["order_type"] for o in sells["data"]] == ["market_sell"]
 
     async def test_another_users_order_is_404_and_a_filled_order_cannot_be_cancelled(
         self, client: Client, trader: Auth, signup: Signup
@@ -296,7 +296,7 @@ class TestReads:
         bought = await order(client, trader, order_type="market_buy", asset_id="BTC", notional="30")
         await order(client, trader, order_type="market_sell", asset_id="BTC", quantity="0.0001")
         ledger = (await client.get("/api/v1/assets/btc/transactions", headers=trader)).json()
-        assert [t["transaction_type"] for t in ledger["transactions"]] == ["SELL", "BUY"]
+        assert [t["transaction_type"] for t in ledger["data"]] == ["SELL", "BUY"]
         rest = Decimal(bought.json()["data"]["quantity"]) - Decimal("0.0001")
         await order(client, trader, order_type="market_sell", asset_id="BTC", quantity=str(rest))
         emptied = await client.get("/api/v1/balance/asset/BTC", headers=trader)

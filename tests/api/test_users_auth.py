@@ -313,9 +313,9 @@ class TestAdmin:
     ) -> None:
         admin = await self.make_admin(client, signup, runtime)
         users = (await client.get("/api/v1/admin/users", headers=admin)).json()
-        assert {u["username"] for u in users["users"]} == {"alice", "root_admin"}
+        assert {u["username"] for u in users["data"]} == {"alice", "root_admin"}
         audit = await client.get("/api/v1/admin/audit", headers=admin, params={"username": "alice"})
-        kinds = [e["event_type"] for e in audit.json()["events"]]
+        kinds = [e["event_type"] for e in audit.json()["data"]]
         assert kinds == ["login_success", "register"]
 
     @pytest.mark.every_store

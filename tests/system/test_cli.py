@@ -119,7 +119,7 @@ class TestAdminsAndMaintenance:
                 headers = {"Authorization": f"Bearer {token['access_token']}"}
                 users = client.get("/api/v1/admin/users", headers=headers)
             assert users.status_code == 200
-            assert [u["role"] for u in users.json()["users"]] == ["admin"]
+            assert [u["role"] for u in users.json()["data"]] == ["admin"]
         finally:
             server.stop()
 

@@ -79,18 +79,44 @@ def test_logout_drops_the_server_side_session(browser_like: httpx.Client) -> Non
     assert stale.headers["location"].startswith("/login")
 
 
-def test_the_ledger_pages_through_older_entries(ui_server: ServerProcess) -> None:
+PAGER_LINK = re.compile(r'<a class="btn" href="\?([^"]*)" rel="(prev|next)">')
+
+
+def pager_links(html: str) -> dict[str, str]:
+    """The query strings of the pager's Newer (`prev`) and Older (`next`) links."""
+    return {rel: query.replace("&amp;", "&") for query, rel in PAGER_LINK.findall(html)}
+
+
+def test_the_ledger_pages_older_and_newer_by_cursor(ui_server: ServerProcess) -> None:
     username = f"pages_{uuid.uuid4().hex[:8]}"
     with httpx.Client(base_url=ui_server.url, follow_redirects=True) as client:
         auth = register_and_login(client, username)
-        for _ in range(23):
-            client.post("/api/v1/balance/deposit", json={"amount": "1"}, headers=auth)
+        for cents in range(1, 46):  # three pages of 20: $0.45 down to $0.01, newest first
+            amount = f"0.{cents:02d}"
+            client.post("/api/v1/balance/deposit", json={"amount": amount}, headers=auth)
         client.cookies.clear()
         form = hidden_fields(client.get("/login").text, "/login")
         client.post("/login", data={**form, "username": username, "password": PASSWORD})
-        first = client.get("/cash?transaction_type=deposit").text
-        assert first.count('<td class="num up">+$1.00</td>') == 20
-        assert '?transaction_type=deposit&amp;offset=20">Older' in first
-        second = client.get("/cash?transaction_type=deposit&offset=20").text
-        assert second.count('<td class="num up">+$1.00</td>') == 3
-        assert "21\u201323 of 23" in second
+
+        def amounts(html: str) -> list[str]:
+            return re.findall(r'<td class="num up">\+\$(0\.\d\d)</td>', html)
+
+        pages = [client.get("/cash?transaction_type=deposit").text]
+        assert pager_links(pages[0]).keys() == {"next"}
+        for _ in range(2):
+            older = pager_links(pages[-1])["next"]
+            assert "transaction_type=deposit" in older
+            assert "cursor=" in older
+            assert "offset" not in older
+            pages.append(client.get(f"/cash?{older}").text)
+        assert [amounts(page) for page in pages] == [
+            [f"0.{c:02d}" for c in range(45, 25, -1)],
+            [f"0.{c:02d}" for c in range(25, 5, -1)],
+            [f"0.{c:02d}" for c in range(5, 0, -1)],
+        ]
+        assert pager_links(pages[2]).keys() == {"prev"}
+        back = client.get(f"/cash?{pager_links(pages[2])['prev']}").text
+        assert amounts(back) == amounts(pages[1])
+        newest = client.get(f"/cash?{pager_links(back)['prev']}").text
+        assert amounts(newest) == amounts(pages[0])
+        assert pager_links(newest).keys() == {"next"}

@@ -1,5 +1,5 @@
 """The HTTP edge shared by every service: the runtime in app state, the current principal,
-admin checks, client IPs and paging parameters."""
+admin checks, client IPs, the idempotency key (paging lives in `paging`)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Request
 from fastapi.responses import Response
 from fastapi.security import OAuth2PasswordBearer
 from pydantic import BaseModel
 
 from orderproc.common.context import user_var
-from orderproc.common.storage.records import Page
 from orderproc.errors import AdminRequired, InvalidToken, ValidationFailed
 
 TOKEN_URL = "/api/v1/auth/token"
-_CURSOR = re.compile(r"[0-9]{1,7}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,44 +104,6 @@ def request_is_https(request: Request) -> bool:
     trusted = request.app.state.runtime.settings.trusted_proxies
     proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
     return proto == "https" and peer is not None and bool(trusted) and _is_trusted(peer, trusted)
-
-
-@dataclass(frozen=True, slots=True)
-class PageParams:
-    limit: int
-    offset: int
-
-
-async def page_params(
-    limit: Annotated[int, Query(ge=1, le=250, description="Items per page")] = 50,
-    offset: Annotated[int, Query(ge=0, le=1_000_000, description="Items to skip")] = 0,
-    cursor: Annotated[
-        str | None,
-        Query(max_length=64, description="Opaque `next_cursor` of the previous page"),
-    ] = None,
-) -> PageParams:
-    if cursor is not None:
-        if not _CURSOR.fullmatch(cursor) or int(cursor) > 1_000_000:
-            raise ValidationFailed(
-                "cursor: not a cursor from this API",
-                [{"loc": ["query", "cursor"], "msg": "invalid cursor", "type": "value_error"}],
-            )
-        offset = int(cursor)
-    return PageParams(limit=limit, offset=offset)
-
-
-Paging = Annotated[PageParams, Depends(page_params)]
-
-
-def page_fields(page: Page[Any], paging: PageParams) -> dict[str, Any]:
-    """The paging part of a list answer: `total_count`, `has_more`, `next_cursor`, ..."""
-    return {
-        "total_count": page.total_count,
-        "has_more": page.next_cursor is not None,
-        "next_cursor": page.next_cursor,
-        "limit": paging.limit,
-        "offset": paging.offset,
-    }
 
 
 _IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_\-:.]{1,128}")

@@ -12,12 +12,14 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from orderproc.common.clock import Clock
+from orderproc.common.paging import ListPaging, offset_paging
 from orderproc.common.storage.ports import Store
 from orderproc.common.web import ClientIP, CurrentAdmin
 from orderproc.errors.problem import problem_responses
 from orderproc.inventory import service
 from orderproc.inventory.candles import Interval
 from orderproc.inventory.domain import (
+    DEFAULT_SORT_ORDER,
     Asset,
     AssetQuery,
     SortField,
@@ -68,23 +70,28 @@ def _json(model: BaseModel) -> bytes:
 )
 async def get_assets(
     rt: Runtime,
+    paging: Annotated[ListPaging, Depends(offset_paging("inventory_list_assets"))],
     search: Annotated[str | None, Query(max_length=64, description="Id or name")] = None,
     category: Category | None = None,
     active_only: bool = True,
     sort_by: SortField = SortField.MARKET_CAP_RANK,
     sort_order: SortOrder | None = None,
-    limit: Annotated[int, Query(ge=1, le=250)] = 50,
-    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> Response:
-    """The catalog with live prices: search, filter, sort and page."""
+    """The catalog with live prices: search, filter, sort and page. It lives in memory and
+    sorts by prices that move every tick, so it pages by offset: `next_cursor` holds the next
+    one (or pass `offset`); a page may repeat or miss an asset whose place moved meanwhile."""
+    sort = f"{sort_by.value}.{(sort_order or DEFAULT_SORT_ORDER[sort_by]).value}"
+    offset = paging.start_offset(user="", sort=sort)
+    limit = paging.limit
     query = AssetQuery(search, category, active_only, sort_by, sort_order, limit, offset)
     page = list_assets(rt.catalog.assets(), query)
+    next_cursor = paging.offset_cursor(offset + limit, user="", sort=sort)
     model = AssetsPage(
         data=[AssetRead.of(a) for a in page.items],
         total_count=page.total_count,
         active_count=page.active_count,
         has_more=page.has_more,
-        next_cursor=str(offset + limit) if page.has_more else None,
+        next_cursor=next_cursor if page.has_more else None,
         limit=limit,
         offset=offset,
     )

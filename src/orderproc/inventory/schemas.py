@@ -17,6 +17,7 @@ from orderproc.common.fields import (
     PrintableText,
 )
 from orderproc.common.money import format_price
+from orderproc.common.paging import ListPage
 from orderproc.inventory.candles import Candle
 from orderproc.inventory.domain import Asset
 
@@ -103,14 +104,13 @@ class AssetEnvelope(BaseModel):
     data: AssetRead
 
 
-class AssetsPage(BaseModel):
-    data: list[AssetRead]
-    total_count: int
-    active_count: int
-    has_more: bool
-    next_cursor: str | None
-    limit: int
-    offset: int
+class AssetsPage(ListPage[AssetRead]):
+    """A page of the catalog, in the order asked for. The catalog lives in memory and sorts by
+    prices that move every tick, so it pages by offset (its cursor holds one)."""
+
+    total_count: int = Field(description="Assets matching the search, category and activity")
+    active_count: int = Field(description="Active assets matching the search and category")
+    offset: int = Field(description="Where this page starts in the sorted catalog")
 
 
 class CandleRead(BaseModel):

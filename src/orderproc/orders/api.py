@@ -11,6 +11,7 @@ from pydantic import AwareDatetime
 from orderproc.common.fastroute import FastRoute
 from orderproc.common.idempotency import fingerprint
 from orderproc.common.money import format_money
+from orderproc.common.paging import ListPaging, legacy_offset_paging
 from orderproc.common.prices import PriceSource
 from orderproc.common.storage.ports import Store
 from orderproc.common.storage.records import OrderStatus
@@ -19,10 +20,8 @@ from orderproc.common.web import (
     CurrentAdmin,
     CurrentUser,
     IdempotencyKey,
-    Paging,
     check_time_range,
     model_response,
-    page_fields,
 )
 from orderproc.errors import UserNotFound
 from orderproc.errors.problem import problem_responses
@@ -98,7 +97,7 @@ async def place_order(
 async def list_orders(
     principal: CurrentUser,
     rt: Runtime,
-    paging: Paging,
+    paging: Annotated[ListPaging, Depends(legacy_offset_paging("orders_list"))],
     status: OrderStatus | None = None,
     asset_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9]{1,15}$")] = None,
     order_type: OrderType | None = None,
@@ -106,8 +105,11 @@ async def list_orders(
     start: AwareDatetime | None = None,
     end: AwareDatetime | None = None,
 ) -> OrdersPage:
-    """Your orders, newest first."""
+    """Your orders, newest first. Pages by `cursor` (or, legacy, `offset`). With `status`,
+    `asset_id` or `order_type`, a page looks at no more than 1,000 of your orders (beyond its
+    offset), so it can be short, even empty, while `has_more` is true."""
     check_time_range(start, end)
+    at = paging.keyset(user=principal.user_id)
     async with rt.store.unit_of_work() as uow:
         page = await uow.orders.list_for_user(
             principal.user_id,
@@ -117,10 +119,11 @@ async def list_orders(
             client_order_id=client_order_id,
             start=start,
             end=end,
-            limit=paging.limit,
-            offset=paging.offset,
+            limit=at.limit,
+            after=at.after,
+            offset=at.offset,
         )
-    return OrdersPage(data=[OrderRead.of(o) for o in page.items], **page_fields(page, paging))
+    return OrdersPage(data=[OrderRead.of(o) for o in page.items], **at.fields(page))
 
 
 @orders.get(
@@ -183,18 +186,26 @@ async def get_holding(asset_id: AssetIdPath, principal: CurrentUser, rt: Runtime
     responses=problem_responses(401, 422, 429),
 )
 async def asset_transactions(
-    asset_id: AssetIdPath, principal: CurrentUser, rt: Runtime, paging: Paging
+    asset_id: AssetIdPath,
+    principal: CurrentUser,
+    rt: Runtime,
+    paging: Annotated[
+        ListPaging, Depends(legacy_offset_paging("portfolio_list_asset_transactions"))
+    ],
 ) -> AssetTransactionsPage:
-    """Your buys and sells of one asset, newest first."""
+    """Your buys and sells of one asset, newest first. Pages by `cursor` (or, legacy,
+    `offset`)."""
+    at = paging.keyset(user=principal.user_id)
     async with rt.store.unit_of_work() as uow:
         page = await uow.asset_ledger.list_for_user(
             principal.user_id,
             asset_id=normalize_asset_id(asset_id),
-            limit=paging.limit,
-            offset=paging.offset,
+            limit=at.limit,
+            after=at.after,
+            offset=at.offset,
         )
     return AssetTransactionsPage(
-        transactions=[AssetTransactionRead.of(e) for e in page.items], **page_fields(page, paging)
+        data=[AssetTransactionRead.of(e) for e in page.items], **at.fields(page)
     )
 
 

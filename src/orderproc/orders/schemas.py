@@ -22,6 +22,7 @@ from orderproc.common.money import (
     from_cents,
     from_units,
 )
+from orderproc.common.paging import ListPage
 from orderproc.common.storage.records import AssetEntry, OrderRecord
 from orderproc.orders.domain import MARKET_TYPES, OrderType
 from orderproc.orders.portfolio import PositionView, Reconciliation
@@ -149,16 +150,8 @@ class OrderEnvelope(BaseModel):
     data: OrderRead
 
 
-class Paged(BaseModel):
-    total_count: int | None
-    has_more: bool
-    next_cursor: str | None
-    limit: int
-    offset: int
-
-
-class OrdersPage(Paged):
-    data: list[OrderRead]
+class OrdersPage(ListPage[OrderRead]):
+    """A page of your orders, newest first."""
 
 
 class PositionRead(BaseModel):
@@ -255,8 +248,8 @@ class AssetTransactionRead(BaseModel):
         )
 
 
-class AssetTransactionsPage(Paged):
-    transactions: list[AssetTransactionRead]
+class AssetTransactionsPage(ListPage[AssetTransactionRead]):
+    """A page of your buys and sells of one asset, newest first."""
 
 
 class MismatchRead(BaseModel):

@@ -11,6 +11,7 @@ from pydantic import AwareDatetime
 from orderproc.common.fastroute import FastRoute
 from orderproc.common.idempotency import fingerprint
 from orderproc.common.money import format_money
+from orderproc.common.paging import ListPaging, cursor_paging, legacy_offset_paging
 from orderproc.common.security.devices import DEVICE_COOKIE, set_device_cookie
 from orderproc.common.security.tokens import IssuedToken
 from orderproc.common.settings import Settings
@@ -21,10 +22,8 @@ from orderproc.common.web import (
     CurrentAdmin,
     CurrentUser,
     IdempotencyKey,
-    Paging,
     check_time_range,
     model_response,
-    page_fields,
     request_is_https,
 )
 from orderproc.errors.problem import problem_responses
@@ -299,25 +298,27 @@ async def withdraw(
 async def transactions(
     principal: CurrentUser,
     rt: Runtime,
-    paging: Paging,
+    paging: Annotated[ListPaging, Depends(legacy_offset_paging("balance_list_transactions"))],
     transaction_type: CashEntryKind | None = None,
     start: Annotated[AwareDatetime | None, Query(description="Inclusive, ISO-8601")] = None,
     end: Annotated[AwareDatetime | None, Query(description="Exclusive, ISO-8601")] = None,
 ) -> TransactionsPage:
-    """The cash ledger, newest first."""
+    """The cash ledger, newest first. Pages by `cursor` (or, legacy, `offset`); the rows are
+    also under `transactions`, the name the original platform's clients read."""
     check_time_range(start, end)
+    at = paging.keyset(user=principal.user_id)
     page = await cash.list_cash_entries(
         principal.user_id,
         store=rt.cash.store,
         kind=transaction_type,
         start=start,
         end=end,
-        limit=paging.limit,
-        offset=paging.offset,
+        limit=at.limit,
+        after=at.after,
+        offset=at.offset,
     )
-    return TransactionsPage(
-        transactions=[TransactionRead.of(e) for e in page.items], **page_fields(page, paging)
-    )
+    rows = [TransactionRead.of(e) for e in page.items]
+    return TransactionsPage(data=rows, transactions=rows, **at.fields(page))
 
 
 @admin.get(
@@ -326,9 +327,15 @@ async def transactions(
     response_model=UsersPage,
     responses=problem_responses(401, 403, 422, 429),
 )
-async def admin_list_users(_: CurrentAdmin, rt: Runtime, paging: Paging) -> UsersPage:
-    page = await service.list_users(store=rt.users.store, limit=paging.limit, offset=paging.offset)
-    return UsersPage(users=[AdminUserRead.of(u) for u in page.items], **page_fields(page, paging))
+async def admin_list_users(
+    admin_user: CurrentAdmin,
+    rt: Runtime,
+    paging: Annotated[ListPaging, Depends(cursor_paging("admin_list_users"))],
+) -> UsersPage:
+    """Every user, newest first; pages by `cursor`."""
+    at = paging.keyset(user=admin_user.user_id)
+    page = await service.list_users(store=rt.users.store, limit=at.limit, after=at.after)
+    return UsersPage(data=[AdminUserRead.of(u) for u in page.items], **at.fields(page))
 
 
 @admin.patch(
@@ -364,16 +371,19 @@ async def admin_update_user(
     responses=problem_responses(401, 403, 422, 429),
 )
 async def admin_audit(
-    _: CurrentAdmin,
+    admin_user: CurrentAdmin,
     rt: Runtime,
-    paging: Paging,
+    paging: Annotated[ListPaging, Depends(cursor_paging("admin_list_audit_events"))],
     username: Annotated[str | None, Query(max_length=30)] = None,
     event_type: Annotated[str | None, Query(max_length=64)] = None,
     start: AwareDatetime | None = None,
     end: AwareDatetime | None = None,
 ) -> AuditPage:
-    """Security events, newest first."""
+    """Security events, newest first; pages by `cursor`. With both `username` and
+    `event_type`, a page looks at no more than 1,000 of the user's events, so it can be short
+    while `has_more` is true."""
     check_time_range(start, end)
+    at = paging.keyset(user=admin_user.user_id)
     user_id = None
     if username:
         async with rt.users.store.unit_of_work() as uow:
@@ -385,10 +395,10 @@ async def admin_audit(
         event_type=event_type,
         start=start,
         end=end,
-        limit=paging.limit,
-        offset=paging.offset,
+        limit=at.limit,
+        after=at.after,
     )
-    return AuditPage(events=[AuditEventRead.of(e) for e in page.items], **page_fields(page, paging))
+    return AuditPage(data=[AuditEventRead.of(e) for e in page.items], **at.fields(page))
 
 
 routers = (auth, balance, admin)

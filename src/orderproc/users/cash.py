@@ -24,6 +24,7 @@ from orderproc.common.storage.records import (
     CashEntry,
     CashEntryKind,
     Page,
+    PageKey,
 )
 from orderproc.errors import AccountNotFound, BusinessRuleViolation
 from orderproc.users.domain import CashKind, CashRules, signed_movement, validate_amount
@@ -177,9 +178,10 @@ async def list_cash_entries(
     start: datetime | None,
     end: datetime | None,
     limit: int,
-    offset: int,
+    after: PageKey | None = None,
+    offset: int = 0,
 ) -> Page[CashEntry]:
     async with store.unit_of_work() as uow:
         return await uow.cash_ledger.list_for_user(
-            user_id, kind=kind, start=start, end=end, limit=limit, offset=offset
+            user_id, kind=kind, start=start, end=end, limit=limit, after=after, offset=offset
         )

@@ -17,6 +17,7 @@ from orderproc.common.fields import (
     PrintableName,
 )
 from orderproc.common.money import format_money, from_cents
+from orderproc.common.paging import ListPage
 from orderproc.common.storage.records import AccountRecord, AuditEvent, CashEntry, UserRecord
 
 Username = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_]{3,30}$")]
@@ -205,16 +206,13 @@ class TransactionRead(BaseModel):
         )
 
 
-class PageInfo(BaseModel):
-    total_count: int | None
-    has_more: bool
-    next_cursor: str | None
-    limit: int
-    offset: int
+class TransactionsPage(ListPage[TransactionRead]):
+    """A page of the cash ledger, newest first."""
 
-
-class TransactionsPage(PageInfo):
-    transactions: list[TransactionRead]
+    transactions: list[TransactionRead] = Field(
+        description="The same rows as `data`, under the name the original platform's clients "
+        "read (legacy)"
+    )
 
 
 class AdminUserRead(UserProfile):
@@ -228,8 +226,8 @@ class AdminUserRead(UserProfile):
         )
 
 
-class UsersPage(PageInfo):
-    users: list[AdminUserRead]
+class UsersPage(ListPage[AdminUserRead]):
+    """A page of users, newest first."""
 
 
 class AdminUserUpdate(_Strict):
@@ -263,5 +261,5 @@ class AuditEventRead(BaseModel):
         )
 
 
-class AuditPage(PageInfo):
-    events: list[AuditEventRead]
+class AuditPage(ListPage[AuditEventRead]):
+    """A page of the audit log, newest first."""

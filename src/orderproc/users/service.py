@@ -16,7 +16,14 @@ from orderproc.common.security.passwords import PasswordHasher, VerifyResult, ch
 from orderproc.common.security.revocation import RevocationChecker
 from orderproc.common.security.tokens import IssuedToken, TokenService
 from orderproc.common.storage.ports import Store, UnitOfWork
-from orderproc.common.storage.records import AccountRecord, AuditEvent, Page, Role, UserRecord
+from orderproc.common.storage.records import (
+    AccountRecord,
+    AuditEvent,
+    Page,
+    PageKey,
+    Role,
+    UserRecord,
+)
 from orderproc.errors import (
     AccountDisabled,
     ClientBlocked,
@@ -332,9 +339,9 @@ async def change_password(
     return await retry_on_conflict(attempt)
 
 
-async def list_users(*, store: Store, limit: int, offset: int) -> Page[UserRecord]:
+async def list_users(*, store: Store, limit: int, after: PageKey | None = None) -> Page[UserRecord]:
     async with store.unit_of_work() as uow:
-        return await uow.users.list(limit=limit, offset=offset)
+        return await uow.users.list(limit=limit, after=after)
 
 
 async def admin_update_user(
@@ -426,7 +433,7 @@ async def list_audit(
     start: datetime | None,
     end: datetime | None,
     limit: int,
-    offset: int,
+    after: PageKey | None = None,
 ) -> Page[AuditEvent]:
     async with store.unit_of_work() as uow:
         return await uow.audit.list(
@@ -435,5 +442,5 @@ async def list_audit(
             start=start,
             end=end,
             limit=limit,
-            offset=offset,
+            after=after,
         )

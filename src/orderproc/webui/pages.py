@@ -4,9 +4,11 @@ Content-Security-Policy (no inline scripts or styles) and the session cookie."""
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -107,7 +109,7 @@ def int_param(value: str | None) -> int:
 
 
 def page_info(answer: dict[str, Any], offset: int, limit: int, rows: list[Any]) -> dict[str, Any]:
-    """What the pager needs from one page of an API list."""
+    """What the offset pager (the market's) needs from one page of an API list."""
     return {
         "offset": offset,
         "limit": limit,
@@ -115,3 +117,41 @@ def page_info(answer: dict[str, Any], offset: int, limit: int, rows: list[Any]) 
         "total": answer.get("total_count"),
         "has_more": bool(answer.get("has_more")),
     }
+
+
+_CURSOR = re.compile(r"[A-Za-z0-9_.-]{1,256}")
+TRAIL_PAGES = 20  # how many pages back "Newer" can step before it jumps to the newest
+
+
+def cursor_of(request: Request) -> str | None:
+    """The API cursor this page of a list was asked for with (`?cursor=`), if well formed."""
+    cursor = request.query_params.get("cursor", "")
+    return cursor if _CURSOR.fullmatch(cursor) else None
+
+
+def cursor_pager(
+    request: Request, answer: dict[str, Any], filters: dict[str, str]
+) -> dict[str, Any]:
+    """Newer and Older links for one page of an API list paged by cursor: Older asks for the
+    answer's `next_cursor`; Newer for the cursor of the page before, which the links carry
+    along in `trail` (the cursors of the pages between the newest and this one, up to
+    `TRAIL_PAGES`; past that, Newer goes back to the newest page). None: no such link."""
+    cursor = cursor_of(request)
+    trail = [c for c in request.query_params.get("trail", "").split("~") if _CURSOR.fullmatch(c)]
+    older = newer = None
+    if answer.get("has_more") and answer.get("next_cursor"):
+        behind = [*trail, cursor][-TRAIL_PAGES:] if cursor else []
+        older = _link(filters, answer["next_cursor"], behind)
+    if cursor:
+        newer = _link(filters, trail[-1], trail[:-1]) if trail else _link(filters, None, [])
+    return {"older": older, "newer": newer}
+
+
+def _link(filters: dict[str, str], cursor: str | None, trail: list[str]) -> str:
+    """The query string of a page: its filters, its cursor and the trail behind it."""
+    params = dict(filters)
+    if cursor:
+        params["cursor"] = cursor
+    if trail:
+        params["trail"] = "~".join(trail)
+    return urlencode(params)

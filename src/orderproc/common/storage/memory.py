@@ -20,8 +20,7 @@ from orderproc.common.storage.memory_core import (
     Operation,
     State,
     json_copy,
-    newest_first,
-    page,
+    keyset_page,
     within,
 )
 from orderproc.common.storage.memory_trading import (
@@ -53,6 +52,7 @@ from orderproc.common.storage.records import (
     IdempotencyRecord,
     LimitKind,
     Page,
+    PageKey,
     UserRecord,
 )
 from orderproc.errors import ConcurrencyConflict
@@ -70,8 +70,9 @@ class MemoryUsers(MemoryRepository):
         user_id = self._state.user_by_email.get(email)
         return None if user_id is None else self._state.users[user_id]
 
-    async def list(self, *, limit: int, offset: int) -> Page[UserRecord]:
-        return page(newest_first(self._state.users.values()), limit=limit, offset=offset)
+    async def list(self, *, limit: int, after: PageKey | None = None) -> Page[UserRecord]:
+        users = self._state.users.values()
+        return keyset_page(users, indexed=lambda _: True, limit=limit, after=after)
 
     async def active_admins(self) -> builtins.list[UserRecord]:
         admins = (u for u in self._state.users.values() if u.role == "admin" and u.is_active)
@@ -158,16 +159,17 @@ class MemoryCashLedger(MemoryRepository):
         start: datetime | None = None,
         end: datetime | None = None,
         limit: int = 50,
+        after: PageKey | None = None,
         offset: int = 0,
     ) -> Page[CashEntry]:
-        chosen = [
-            entry
-            for entry in self._state.ledger
-            if entry.user_id == user_id
-            and (kind is None or entry.kind == kind)
-            and within(entry.created_at, start, end)
-        ]
-        return page(newest_first(chosen), limit=limit, offset=offset)
+        return keyset_page(
+            self._state.ledger,
+            indexed=lambda e: e.user_id == user_id and within(e.created_at, start, end),
+            residual=None if kind is None else lambda e: e.kind == kind,
+            limit=limit,
+            after=after,
+            offset=offset,
+        )
 
     async def sum_for_user(self, user_id: str) -> int:
         return sum(entry.amount_cents for entry in self._state.ledger if entry.user_id == user_id)
@@ -260,16 +262,22 @@ class MemoryAudit(MemoryRepository):
         start: datetime | None = None,
         end: datetime | None = None,
         limit: int = 50,
-        offset: int = 0,
+        after: PageKey | None = None,
     ) -> Page[AuditEvent]:
-        chosen = [
-            event
-            for event in self._state.audit
-            if (user_id is None or event.user_id == user_id)
-            and (event_type is None or event.event_type == event_type)
-            and within(event.created_at, start, end)
-        ]
-        return page(newest_first(chosen), limit=limit, offset=offset)
+        # An index by user and one by type: the user's, when both are asked for.
+        by_type = event_type if user_id is None else None
+        of_type = event_type if user_id is not None else None
+        return keyset_page(
+            self._state.audit,
+            indexed=lambda e: (
+                (user_id is None or e.user_id == user_id)
+                and (by_type is None or e.event_type == by_type)
+                and within(e.created_at, start, end)
+            ),
+            residual=None if of_type is None else lambda e: e.event_type == of_type,
+            limit=limit,
+            after=after,
+        )
 
 
 class MemoryUnitOfWork:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from orderproc.common.storage.records import (
+    SCAN_ROWS,
     AccountRecord,
     AssetEntry,
     AssetRecord,
@@ -20,6 +21,7 @@ from orderproc.common.storage.records import (
     IdempotencyRecord,
     OrderRecord,
     Page,
+    PageKey,
     PositionRecord,
     UserRecord,
 )
@@ -92,15 +94,37 @@ def json_copy(payload: dict[str, Any]) -> dict[str, Any]:
     return copied
 
 
-def page(items: builtins.list[Any], *, limit: int, offset: int) -> Page[Any]:
-    chosen = items[offset : offset + limit]
-    end = offset + len(chosen)
-    return Page(chosen, total_count=len(items), next_cursor=str(end) if end < len(items) else None)
-
-
-def newest_first(items: Iterable[Any]) -> builtins.list[Any]:
-    """Newest first; among equal times the later insert first, as SQL's rowid order does."""
-    return sorted(reversed(builtins.list(items)), key=lambda item: item.created_at, reverse=True)
+def keyset_page(
+    rows: Iterable[Any],
+    *,
+    indexed: Callable[[Any], bool],
+    limit: int,
+    after: PageKey | None,
+    offset: int = 0,
+    residual: Callable[[Any], bool] | None = None,
+) -> Page[Any]:
+    """One page of a table's rows (records with `created_at`, in insertion order), newest first,
+    paged as the SQL adapters do: `indexed` is what their index holds, `residual` the filter
+    it does not, applied to at most `offset + SCAN_ROWS` rows. Counts, as only this store can
+    cheaply."""
+    ordered = sorted(
+        ((PageKey(row.created_at, seq), row) for seq, row in enumerate(rows) if indexed(row)),
+        key=lambda keyed: keyed[0],
+        reverse=True,
+    )
+    total = sum(1 for _, row in ordered if residual is None or residual(row))
+    if after is not None:
+        ordered = [(key, row) for key, row in ordered if key < after]
+    window = ordered if residual is None else ordered[: offset + SCAN_ROWS]
+    chosen = [(key, row) for key, row in window if residual is None or residual(row)]
+    chosen = chosen[offset : offset + limit + 1]
+    if len(chosen) > limit:
+        next_key: PageKey | None = chosen[limit - 1][0]
+    elif len(window) < len(ordered):  # a filtered page stopped at its scan bound
+        next_key = window[-1][0]
+    else:
+        next_key = None
+    return Page([row for _, row in chosen[:limit]], total_count=total, next_key=next_key)
 
 
 def within(moment: datetime, start: datetime | None, end: datetime | None) -> bool:

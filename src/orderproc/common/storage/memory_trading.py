@@ -14,8 +14,7 @@ from orderproc.common.storage.memory_core import (
     Journal,
     MemoryRepository,
     State,
-    newest_first,
-    page,
+    keyset_page,
     within,
 )
 from orderproc.common.storage.records import (
@@ -25,6 +24,7 @@ from orderproc.common.storage.records import (
     OrderRecord,
     OrderStatus,
     Page,
+    PageKey,
     PositionRecord,
     PriceUpdate,
 )
@@ -132,23 +132,25 @@ class MemoryOrders(MemoryRepository):
         start: datetime | None = None,
         end: datetime | None = None,
         limit: int = 50,
+        after: PageKey | None = None,
         offset: int = 0,
     ) -> Page[OrderRecord]:
-        wanted = {
-            "user_id": user_id,
-            "status": status,
-            "asset_id": asset_id,
-            "order_type": order_type,
-            "client_order_id": client_order_id,
-        }
+        wanted = {"status": status, "asset_id": asset_id, "order_type": order_type}
         filters = [(name, value) for name, value in wanted.items() if value is not None]
-        chosen = [
-            order
-            for order in self._state.orders.values()
-            if all(getattr(order, name) == value for name, value in filters)
-            and within(order.created_at, start, end)
-        ]
-        return page(newest_first(chosen), limit=limit, offset=offset)
+        return keyset_page(
+            self._state.orders.values(),
+            indexed=lambda o: (
+                o.user_id == user_id
+                and (client_order_id is None or o.client_order_id == client_order_id)
+                and within(o.created_at, start, end)
+            ),
+            residual=(lambda o: all(getattr(o, name) == value for name, value in filters))
+            if filters
+            else None,
+            limit=limit,
+            after=after,
+            offset=offset,
+        )
 
     async def list_open(self, *, asset_id: str | None = None) -> builtins.list[OrderRecord]:
         # sorted() is stable, so equal times keep insertion order, as SQL's rowid order does.
@@ -246,14 +248,21 @@ class MemoryAssetLedger(MemoryRepository):
         self._staged.append(apply)
 
     async def list_for_user(
-        self, user_id: str, *, asset_id: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        user_id: str,
+        *,
+        asset_id: str | None = None,
+        limit: int = 50,
+        after: PageKey | None = None,
+        offset: int = 0,
     ) -> Page[AssetEntry]:
-        chosen = [
-            entry
-            for entry in self._state.asset_ledger
-            if entry.user_id == user_id and (asset_id is None or entry.asset_id == asset_id)
-        ]
-        return page(newest_first(chosen), limit=limit, offset=offset)
+        return keyset_page(
+            self._state.asset_ledger,
+            indexed=lambda e: e.user_id == user_id and (asset_id is None or e.asset_id == asset_id),
+            limit=limit,
+            after=after,
+            offset=offset,
+        )
 
     async def sum_for_position(self, user_id: str, asset_id: str) -> int:
         return sum(

@@ -11,6 +11,14 @@ Faults are not conflicts: a store that is full, read-only, unreachable or too sl
 at the edge) from any read or commit. Each adapter maps its driver's errors to them once, at its
 boundary; a failed commit applied nothing (or, for a lost connection or a time-out during
 COMMIT, may have: the caller is never told it committed when it did not).
+
+Lists page by key, never by counting: a list is kept newest first by (time, insertion order),
+`after` (a `PageKey` from the previous page's `next_key`) starts a page just past a row, and a
+page costs about the same however long the list is. A filter the list's index does not hold is
+applied to at most `SCAN_ROWS` rows a page, so such a page may come back short, even empty, with
+a `next_key` to go on from. `offset` remains only on the lists the original platform's clients
+page that way (the API caps it); it counts matching rows to skip first. `total_count` is None
+unless the store counts cheaply (the memory store does).
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from orderproc.common.storage.records import (
     OrderRecord,
     OrderStatus,
     Page,
+    PageKey,
     PositionRecord,
     PriceUpdate,
     UserRecord,
@@ -48,7 +57,9 @@ class UserRepository(Protocol):
     async def get(self, user_id: str) -> UserRecord | None: ...
     async def get_by_username(self, username: str) -> UserRecord | None: ...
     async def get_by_email(self, email: str) -> UserRecord | None: ...
-    async def list(self, *, limit: int, offset: int) -> Page[UserRecord]: ...
+    async def list(self, *, limit: int, after: PageKey | None = None) -> Page[UserRecord]:
+        """Newest first."""
+
     async def active_admins(self) -> builtins.list[UserRecord]:
         """Every active admin, by user id (admin changes only: a scan, no index)."""
 
@@ -81,9 +92,11 @@ class CashLedgerRepository(Protocol):
         start: datetime | None = None,
         end: datetime | None = None,
         limit: int = 50,
+        after: PageKey | None = None,
         offset: int = 0,
     ) -> Page[CashEntry]:
-        """Newest first; `start` inclusive, `end` exclusive."""
+        """Newest first; `start` inclusive, `end` exclusive. By user and time through the index;
+        `kind` within `SCAN_ROWS` rows a page."""
 
     async def sum_for_user(self, user_id: str) -> int: ...
 
@@ -130,9 +143,10 @@ class AuditRepository(Protocol):
         start: datetime | None = None,
         end: datetime | None = None,
         limit: int = 50,
-        offset: int = 0,
+        after: PageKey | None = None,
     ) -> Page[AuditEvent]:
-        """Newest first."""
+        """Newest first. By time, and by user or by type, through an index; both user and type:
+        the type within `SCAN_ROWS` rows a page."""
 
 
 class AssetRepository(Protocol):
@@ -176,9 +190,11 @@ class OrderRepository(Protocol):
         start: datetime | None = None,
         end: datetime | None = None,
         limit: int = 50,
+        after: PageKey | None = None,
         offset: int = 0,
     ) -> Page[OrderRecord]:
-        """Newest first; `start` inclusive, `end` exclusive."""
+        """Newest first; `start` inclusive, `end` exclusive. By user, time and client order id
+        through an index; `status`, `asset_id` and `order_type` within `SCAN_ROWS` rows a page."""
 
     async def list_open(self, *, asset_id: str | None = None) -> builtins.list[OrderRecord]:
         """Resting orders, oldest first (for matching)."""
@@ -205,9 +221,16 @@ class PositionRepository(Protocol):
 class AssetLedgerRepository(Protocol):
     def add(self, entry: AssetEntry) -> None: ...
     async def list_for_user(
-        self, user_id: str, *, asset_id: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        user_id: str,
+        *,
+        asset_id: str | None = None,
+        limit: int = 50,
+        after: PageKey | None = None,
+        offset: int = 0,
     ) -> Page[AssetEntry]:
-        """Newest first."""
+        """Newest first; by user and asset through the index (without `asset_id`, every row of
+        the user is sorted: no route asks for that)."""
 
     async def sum_for_position(self, user_id: str, asset_id: str) -> int:
         """The signed sum of quantity units."""

@@ -44,7 +44,6 @@ from orderproc.common.storage.postgres_core import (
     PostgresRepository,
     Statement,
     apply,
-    page,
     raise_fault,
 )
 from orderproc.common.storage.postgres_migrations import (
@@ -67,6 +66,7 @@ from orderproc.common.storage.records import (
     IdempotencyRecord,
     LimitKind,
     Page,
+    PageKey,
     UserRecord,
 )
 from orderproc.common.storage.sqlite_migrations import Migration
@@ -119,12 +119,10 @@ class PostgresUsers(PostgresRepository):
         row = await self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE {column} = $1", value)
         return None if row is None else _user(row)
 
-    async def list(self, *, limit: int, offset: int) -> Page[UserRecord]:
-        rows, total = await self._paged(
-            "users", Filters(), columns=_USER_COLUMNS,
-            order="created_at DESC, seq DESC", limit=limit, offset=offset,
-        )  # fmt: skip
-        return page([_user(row) for row in rows], total=total, offset=offset)
+    async def list(self, *, limit: int, after: PageKey | None = None) -> Page[UserRecord]:
+        return await self._keyset_page(
+            "users", Filters(), columns=_USER_COLUMNS, make=_user, limit=limit, after=after
+        )
 
     async def active_admins(self) -> builtins.list[UserRecord]:
         sql = f"SELECT {_USER_COLUMNS} FROM users WHERE role = 'admin' AND is_active"
@@ -208,17 +206,16 @@ class PostgresCashLedger(PostgresRepository):
         start: datetime | None = None,
         end: datetime | None = None,
         limit: int = 50,
+        after: PageKey | None = None,
         offset: int = 0,
     ) -> Page[CashEntry]:
         filters = Filters()
         filters.equal("user_id", user_id)
         filters.created_between(start, end)
-        filters.equal("kind", kind)
-        rows, total = await self._paged(
-            "cash_ledger", filters, columns=_ENTRY_COLUMNS,
-            order="created_at DESC, seq DESC", limit=limit, offset=offset,
+        return await self._keyset_page(
+            "cash_ledger", filters, columns=_ENTRY_COLUMNS, make=lambda row: CashEntry(*row),
+            limit=limit, after=after, offset=offset, residual=[("kind", kind)],
         )  # fmt: skip
-        return page([CashEntry(*row) for row in rows], total=total, offset=offset)
 
     async def sum_for_user(self, user_id: str) -> int:
         # sum(bigint) is NUMERIC: exact at any size.
@@ -326,17 +323,17 @@ class PostgresAudit(PostgresRepository):
         start: datetime | None = None,
         end: datetime | None = None,
         limit: int = 50,
-        offset: int = 0,
+        after: PageKey | None = None,
     ) -> Page[AuditEvent]:
+        # An index by user and one by type (and one by time alone); the user's when both.
         filters = Filters()
         filters.created_between(start, end)
         filters.equal("user_id", user_id)
-        filters.equal("event_type", event_type)
-        rows, total = await self._paged(
-            "audit_events", filters, columns=_AUDIT_COLUMNS,
-            order="created_at DESC, seq DESC", limit=limit, offset=offset,
+        filters.equal("event_type", event_type if user_id is None else None)
+        return await self._keyset_page(
+            "audit_events", filters, columns=_AUDIT_COLUMNS, make=_event, limit=limit,
+            after=after, residual=[("event_type", event_type if user_id is not None else None)],
         )  # fmt: skip
-        return page([_event(row) for row in rows], total=total, offset=offset)
 
 
 def _event(row: Any) -> AuditEvent:

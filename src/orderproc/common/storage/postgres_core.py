@@ -5,7 +5,7 @@ mapping of the driver's faults to the store's errors (`store_fault`)."""
 from __future__ import annotations
 
 import builtins
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from orderproc.common.storage.records import Page
+from orderproc.common.storage.records import SCAN_ROWS, Page, PageKey
 from orderproc.errors import (
     ConcurrencyConflict,
     StoreFull,
@@ -97,11 +97,6 @@ def plain_or_none(stored: Decimal | None) -> Decimal | None:
     return None if stored is None else plain(stored)
 
 
-def page(items: builtins.list[Any], *, total: int, offset: int) -> Page[Any]:
-    end = offset + len(items)
-    return Page(items=items, total_count=total, next_cursor=str(end) if end < total else None)
-
-
 class Filters:
     """`column = $n` conditions, numbered as they are added."""
 
@@ -179,19 +174,64 @@ class PostgresRepository:
         if rows:
             self._staged.append(Statement(sql, tuple(rows), expect=None, many=True))
 
-    async def _paged(
-        self, table: str, filters: Filters, *, columns: str, order: str, limit: int, offset: int
-    ) -> tuple[builtins.list[Any], int]:
-        total = await self._value(f"SELECT count(*) FROM {table}{filters.where}", *filters.params)
-        n = len(filters.params)
-        rows = await self._all(
-            f"SELECT {columns} FROM {table}{filters.where} ORDER BY {order} "
-            f"LIMIT ${n + 1} OFFSET ${n + 2}",
-            *filters.params,
-            limit,
-            offset,
-        )
-        return rows, int(total)
+    async def _keyset_page(
+        self,
+        table: str,
+        filters: Filters,
+        *,
+        columns: str,
+        make: Callable[[Any], Any],
+        limit: int,
+        after: PageKey | None,
+        offset: int = 0,
+        residual: Iterable[tuple[str, Any]] = (),
+    ) -> Page[Any]:
+        """One page of `table`, newest first by (created_at, seq), never counted.
+
+        `filters` are what an index holds (equality on its leading columns, `created_at`
+        bounds): the index gives the rows in order and the page reads `offset + limit + 1` of
+        them. `residual` (column, value) pairs, a filter no index holds, apply outside a
+        subquery that takes at most `offset + SCAN_ROWS` rows in index order (its LIMIT keeps
+        the filter from being pushed down to steer the planner to another index; the order
+        carries through, so nothing is sorted); a page that stops there goes on, next time,
+        from the last row the subquery took."""
+        if after is not None:
+            filters.params += [after.at, after.seq]
+            at, seq = len(filters.params) - 1, len(filters.params)
+            filters.conditions.append(
+                f"created_at <= ${at} AND (created_at < ${at} OR seq < ${seq})"
+            )
+        where, params = filters.where, builtins.list(filters.params)
+        matching = []
+        for column, value in residual:
+            if value is not None:
+                params.append(value)
+                matching.append(f"{column} = ${len(params)}")
+        select = f"SELECT {columns}, created_at AS page_at, seq AS page_seq FROM {table}{where}"
+        order = "ORDER BY page_at DESC, page_seq DESC"
+        n = len(params)
+        if not matching:
+            rows = await self._all(
+                f"{select} {order} LIMIT ${n + 1} OFFSET ${n + 2}", *params, limit + 1, offset
+            )
+        else:
+            rows = await self._all(
+                f"SELECT * FROM ({select} {order} LIMIT ${n + 1}) AS page "
+                f"WHERE {' AND '.join(matching)} {order} LIMIT ${n + 2} OFFSET ${n + 3}",
+                *params, offset + SCAN_ROWS, limit + 1, offset,
+            )  # fmt: skip
+        items = [make(tuple(row)[:-2]) for row in rows[:limit]]
+        if len(rows) > limit:
+            return Page(items, None, PageKey(rows[limit - 1][-2], rows[limit - 1][-1]))
+        if not matching:
+            return Page(items, None, None)
+        # Short: did the subquery stop at its bound with rows left? Then go on from its last.
+        ends = await self._all(
+            f"SELECT created_at, seq FROM {table}{where} ORDER BY created_at DESC, seq DESC "
+            f"LIMIT 2 OFFSET ${len(filters.params) + 1}",
+            *filters.params, offset + SCAN_ROWS - 1,
+        )  # fmt: skip
+        return Page(items, None, PageKey(ends[0][0], ends[0][1]) if len(ends) == 2 else None)
 
 
 def affected(status: str) -> int:

@@ -18,7 +18,6 @@ from orderproc.common.storage.postgres_core import (
     Filters,
     Params,
     PostgresRepository,
-    page,
     plain,
     plain_or_none,
 )
@@ -29,6 +28,7 @@ from orderproc.common.storage.records import (
     OrderRecord,
     OrderStatus,
     Page,
+    PageKey,
     PositionRecord,
     PriceUpdate,
 )
@@ -186,20 +186,19 @@ class PostgresOrders(PostgresRepository):
         start: datetime | None = None,
         end: datetime | None = None,
         limit: int = 50,
+        after: PageKey | None = None,
         offset: int = 0,
     ) -> Page[OrderRecord]:
+        # Indexes: (user_id, created_at, seq) and the unique (user_id, client_order_id).
         filters = Filters()
         filters.equal("user_id", user_id)
         filters.created_between(start, end)
-        filters.equal("status", status)
-        filters.equal("asset_id", asset_id)
-        filters.equal("order_type", order_type)
         filters.equal("client_order_id", client_order_id)
-        rows, total = await self._paged(
-            "orders", filters, columns=_ORDER_COLUMNS,
-            order="created_at DESC, seq DESC", limit=limit, offset=offset,
+        residual = [("status", status), ("asset_id", asset_id), ("order_type", order_type)]
+        return await self._keyset_page(
+            "orders", filters, columns=_ORDER_COLUMNS, make=_order,
+            limit=limit, after=after, offset=offset, residual=residual,
         )  # fmt: skip
-        return page([_order(row) for row in rows], total=total, offset=offset)
 
     async def list_open(self, *, asset_id: str | None = None) -> builtins.list[OrderRecord]:
         filters = Filters()
@@ -298,16 +297,21 @@ class PostgresAssetLedger(PostgresRepository):
         )  # fmt: skip
 
     async def list_for_user(
-        self, user_id: str, *, asset_id: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        user_id: str,
+        *,
+        asset_id: str | None = None,
+        limit: int = 50,
+        after: PageKey | None = None,
+        offset: int = 0,
     ) -> Page[AssetEntry]:
         filters = Filters()
         filters.equal("user_id", user_id)
         filters.equal("asset_id", asset_id)
-        rows, total = await self._paged(
-            "asset_ledger", filters, columns=_ASSET_ENTRY_COLUMNS,
-            order="created_at DESC, seq DESC", limit=limit, offset=offset,
+        return await self._keyset_page(
+            "asset_ledger", filters, columns=_ASSET_ENTRY_COLUMNS, make=_asset_entry,
+            limit=limit, after=after, offset=offset,
         )  # fmt: skip
-        return page([_asset_entry(row) for row in rows], total=total, offset=offset)
 
     async def sum_for_position(self, user_id: str, asset_id: str) -> int:
         total = await self._value(

@@ -15,11 +15,30 @@ Outcome = Literal["ok", "error"]
 T = TypeVar("T")
 
 
+# How many rows of a list a page may look at when a filter is not held by the list's index: the
+# page stops there, perhaps short or empty, and `next_key` goes on from the last row looked at.
+SCAN_ROWS = 1_000
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class PageKey:
+    """A row's place in a list kept newest first: its time, then its place in the store's
+    insertion order (SQLite's rowid, PostgreSQL's `seq`, the memory store's position), which
+    breaks ties the way the lists always did (a later insert first)."""
+
+    at: datetime
+    seq: int
+
+
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
+    """One page of a list. `next_key` is where the next page starts (rows after it), None at
+    the end; `total_count` the rows matching the filters, or None where the store cannot
+    count cheaply (SQLite and PostgreSQL never count a list)."""
+
     items: list[T]
     total_count: int | None
-    next_cursor: str | None = None
+    next_key: PageKey | None = None
 
 
 class _Record:

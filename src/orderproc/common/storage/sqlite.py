@@ -45,16 +45,17 @@ from orderproc.common.storage.records import (
     IdempotencyRecord,
     LimitKind,
     Page,
+    PageKey,
     UserRecord,
 )
 from orderproc.common.storage.sqlite_core import (
     Params,
     SqliteRepository,
     Statement,
+    equal_all,
     marks,
     micros,
     moment,
-    page,
     raise_fault,
     store_fault,
     time_filters,
@@ -116,12 +117,10 @@ class SqliteUsers(SqliteRepository):
         row = self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE email = ?", (email,))
         return None if row is None else _user(row)
 
-    async def list(self, *, limit: int, offset: int) -> Page[UserRecord]:
-        rows, total = self._paged(
-            "users", [], [], columns=_USER_COLUMNS,
-            order="created_at DESC, rowid DESC", limit=limit, offset=offset,
-        )  # fmt: skip
-        return page([_user(row) for row in rows], total=total, offset=offset)
+    async def list(self, *, limit: int, after: PageKey | None = None) -> Page[UserRecord]:
+        return self._keyset_page(
+            "users", [], [], columns=_USER_COLUMNS, make=_user, limit=limit, after=after
+        )
 
     async def active_admins(self) -> builtins.list[UserRecord]:
         sql = f"SELECT {_USER_COLUMNS} FROM users WHERE role = 'admin' AND is_active = 1"
@@ -199,19 +198,16 @@ class SqliteCashLedger(SqliteRepository):
         start: datetime | None = None,
         end: datetime | None = None,
         limit: int = 50,
+        after: PageKey | None = None,
         offset: int = 0,
     ) -> Page[CashEntry]:
         conditions, params = time_filters(start, end)
         conditions.insert(0, "user_id = ?")
         params.insert(0, user_id)
-        if kind is not None:
-            conditions.append("kind = ?")
-            params.append(kind)
-        rows, total = self._paged(
-            "cash_ledger", conditions, params, columns=_ENTRY_COLUMNS,
-            order="created_at DESC, rowid DESC", limit=limit, offset=offset,
+        return self._keyset_page(
+            "cash_ledger", conditions, params, columns=_ENTRY_COLUMNS, make=_entry,
+            limit=limit, after=after, offset=offset, residual=equal_all([("kind", kind)]),
         )  # fmt: skip
-        return page([_entry(row) for row in rows], total=total, offset=offset)
 
     async def sum_for_user(self, user_id: str) -> int:
         # In SQL over the (user_id, created_at) index: no entry is read into Python.
@@ -323,18 +319,19 @@ class SqliteAudit(SqliteRepository):
         start: datetime | None = None,
         end: datetime | None = None,
         limit: int = 50,
-        offset: int = 0,
+        after: PageKey | None = None,
     ) -> Page[AuditEvent]:
+        # An index by user and one by type (and one by time alone); the user's when both.
         conditions, params = time_filters(start, end)
-        for column, value in (("user_id", user_id), ("event_type", event_type)):
-            if value is not None:
-                conditions.append(f"{column} = ?")
-                params.append(value)
-        rows, total = self._paged(
-            "audit_events", conditions, params, columns=_AUDIT_COLUMNS,
-            order="created_at DESC, rowid DESC", limit=limit, offset=offset,
+        indexed = ("user_id", user_id) if user_id is not None else ("event_type", event_type)
+        if indexed[1] is not None:
+            conditions.insert(0, f"{indexed[0]} = ?")
+            params.insert(0, indexed[1])
+        of_type = event_type if user_id is not None else None
+        return self._keyset_page(
+            "audit_events", conditions, params, columns=_AUDIT_COLUMNS, make=_event,
+            limit=limit, after=after, residual=equal_all([("event_type", of_type)]),
         )  # fmt: skip
-        return page([_event(row) for row in rows], total=total, offset=offset)
 
 
 def _event(row: Any) -> AuditEvent:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import builtins
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from orderproc.common.clock import from_micros, to_micros
-from orderproc.common.storage.records import Page
+from orderproc.common.storage.records import SCAN_ROWS, Page, PageKey
 from orderproc.errors import StoreFull, StoreReadOnly, StoreTimeout, StoreUnavailable
 
 Params = tuple[Any, ...]
@@ -89,9 +89,13 @@ def marks(count: int) -> str:
     return ", ".join("?" * count)
 
 
-def page(items: builtins.list[Any], *, total: int, offset: int) -> Page[Any]:
-    end = offset + len(items)
-    return Page(items=items, total_count=total, next_cursor=str(end) if end < total else None)
+def equal_all(pairs: Iterable[tuple[str, Any]]) -> tuple[str, list[Any]] | None:
+    """`a = ? AND b = ?` for the pairs whose value is not None, with their values; None when
+    none is (a residual filter of `_keyset_page`)."""
+    chosen = [(column, value) for column, value in pairs if value is not None]
+    if not chosen:
+        return None
+    return " AND ".join(f"{column} = ?" for column, _ in chosen), [v for _, v in chosen]
 
 
 def time_filters(start: datetime | None, end: datetime | None) -> tuple[list[str], list[Any]]:
@@ -166,21 +170,74 @@ class SqliteRepository:
         if rows:
             self._staged.append(Statement(sql, tuple(rows), expect=None, many=True))
 
-    def _paged(
+    def _keyset_page(
         self,
-        table_sql: str,
+        table: str,
         conditions: builtins.list[str],
         params: builtins.list[Any],
         *,
         columns: str,
-        order: str,
+        make: Callable[[Any], Any],
         limit: int,
-        offset: int,
-    ) -> tuple[builtins.list[Any], int]:
+        after: PageKey | None,
+        offset: int = 0,
+        residual: tuple[str, builtins.list[Any]] | None = None,
+    ) -> Page[Any]:
+        """One page of `table`, newest first by (created_at, rowid), never counted.
+
+        `conditions` are what an index holds (equality on its leading columns, `created_at`
+        bounds): the index gives the rows in order and the page reads `offset + limit + 1` of
+        them. `residual` is a filter no index holds, evaluated per row in the select list (so it
+        cannot steer the planner to another index) while the rows are stepped through lazily:
+        the page stops at `limit + 1` matches or after `offset + SCAN_ROWS` rows, and then
+        goes on, next time, from the last row it looked at."""
+        conditions = builtins.list(conditions)
+        params = builtins.list(params)
+        if after is not None:
+            at = to_micros(after.at)
+            conditions += ["created_at <= ?", "(created_at < ? OR rowid < ?)"]
+            params += [at, at, after.seq]
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        total = self._one(f"SELECT count(*) FROM {table_sql}{where}", tuple(params))[0]
-        rows = self._all(
-            f"SELECT {columns} FROM {table_sql}{where} ORDER BY {order} LIMIT ? OFFSET ?",
-            (*params, limit, offset),
-        )
-        return rows, int(total)
+        order = "ORDER BY created_at DESC, rowid DESC"
+        if residual is None:
+            rows = self._all(
+                f"SELECT {columns}, created_at, rowid FROM {table}{where} {order} LIMIT ? OFFSET ?",
+                (*params, limit + 1, offset),
+            )
+            next_key = _key(rows[limit - 1][-2:]) if len(rows) > limit else None
+            return Page([make(row) for row in rows[:limit]], None, next_key)
+        matching, params_first = residual
+        window = offset + SCAN_ROWS
+        sql = f"SELECT {columns}, created_at, rowid, ({matching}) FROM {table}{where} {order}"
+        items: builtins.list[Any] = []
+        next_key = None
+        try:
+            cursor = self._conn.execute(f"{sql} LIMIT ?", (*params_first, *params, window + 1))
+            try:
+                skip, seen, last = offset, 0, ()
+                for row in cursor:
+                    seen += 1
+                    if seen > window:  # rows remain past the scan bound: go on from the last
+                        next_key = _key(last[-3:-1])
+                        break
+                    last = row
+                    if not row[-1]:
+                        continue
+                    if skip:
+                        skip -= 1
+                    elif len(items) == limit:
+                        next_key = _key(items[-1][-3:-1])
+                        break
+                    else:
+                        items.append(row)
+            finally:
+                cursor.close()
+        except sqlite3.Error as error:
+            raise_fault(error)
+            raise
+        return Page([make(row) for row in items], None, next_key)
+
+
+def _key(stored: Any) -> PageKey:
+    """The `PageKey` of a row from its (created_at, rowid) columns."""
+    return PageKey(from_micros(stored[0]), stored[1])

@@ -22,16 +22,17 @@ from orderproc.common.storage.records import (
     OrderRecord,
     OrderStatus,
     Page,
+    PageKey,
     PositionRecord,
     PriceUpdate,
 )
 from orderproc.common.storage.sqlite_core import (
     Params,
     SqliteRepository,
+    equal_all,
     marks,
     micros,
     moment,
-    page,
     time_filters,
 )
 
@@ -190,25 +191,23 @@ class SqliteOrders(SqliteRepository):
         start: datetime | None = None,
         end: datetime | None = None,
         limit: int = 50,
+        after: PageKey | None = None,
         offset: int = 0,
     ) -> Page[OrderRecord]:
+        # Indexes: (user_id, created_at) and the unique (user_id, client_order_id).
         conditions, params = time_filters(start, end)
         conditions.insert(0, "user_id = ?")
         params.insert(0, user_id)
-        for column, value in (
-            ("status", status),
-            ("asset_id", asset_id),
-            ("order_type", order_type),
-            ("client_order_id", client_order_id),
-        ):
-            if value is not None:
-                conditions.append(f"{column} = ?")
-                params.append(value)
-        rows, total = self._paged(
-            "orders", conditions, params, columns=_ORDER_COLUMNS,
-            order="created_at DESC, rowid DESC", limit=limit, offset=offset,
+        if client_order_id is not None:
+            conditions.append("client_order_id = ?")
+            params.append(client_order_id)
+        residual = equal_all(
+            [("status", status), ("asset_id", asset_id), ("order_type", order_type)]
+        )
+        return self._keyset_page(
+            "orders", conditions, params, columns=_ORDER_COLUMNS, make=_order,
+            limit=limit, after=after, offset=offset, residual=residual,
         )  # fmt: skip
-        return page([_order(row) for row in rows], total=total, offset=offset)
 
     async def list_open(self, *, asset_id: str | None = None) -> builtins.list[OrderRecord]:
         by_asset = "" if asset_id is None else " AND asset_id = ?"
@@ -305,17 +304,22 @@ class SqliteAssetLedger(SqliteRepository):
         )  # fmt: skip
 
     async def list_for_user(
-        self, user_id: str, *, asset_id: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        user_id: str,
+        *,
+        asset_id: str | None = None,
+        limit: int = 50,
+        after: PageKey | None = None,
+        offset: int = 0,
     ) -> Page[AssetEntry]:
         conditions, params = ["user_id = ?"], [user_id]
         if asset_id is not None:
             conditions.append("asset_id = ?")
             params.append(asset_id)
-        rows, total = self._paged(
-            "asset_ledger", conditions, params, columns=_ASSET_ENTRY_COLUMNS,
-            order="created_at DESC, rowid DESC", limit=limit, offset=offset,
+        return self._keyset_page(
+            "asset_ledger", conditions, params, columns=_ASSET_ENTRY_COLUMNS, make=_asset_entry,
+            limit=limit, after=after, offset=offset,
         )  # fmt: skip
-        return page([_asset_entry(row) for row in rows], total=total, offset=offset)
 
     async def sum_for_position(self, user_id: str, asset_id: str) -> int:
         where = "FROM asset_ledger WHERE user_id = ? AND asset_id = ?"

@@ -11,10 +11,10 @@ from fastapi.responses import Response
 from orderproc.webui.client import Api, ApiError
 from orderproc.webui.formatting import money
 from orderproc.webui.pages import (
+    cursor_of,
+    cursor_pager,
     error_status,
     go,
-    int_param,
-    page_info,
     render,
     render_form,
     require_user,
@@ -63,14 +63,13 @@ async def orders(request: Request) -> Response:
     asset_id = request.query_params.get("asset_id", "").strip().upper()[:20]
     if asset_id:
         filters["asset_id"] = asset_id
-    offset = int_param(request.query_params.get("offset"))
     query = {k: v for k, v in filters.items() if k not in ("start", "end")}
     answer = await api.get(
-        "/orders", **query, **_time_range(filters), limit=PAGE_SIZE, offset=offset
+        "/orders", **query, **_time_range(filters), limit=PAGE_SIZE, cursor=cursor_of(request)
     )
     context = {
         "orders": answer["data"],
-        "page": page_info(answer, offset, PAGE_SIZE, answer["data"]),
+        "page": cursor_pager(request, answer, filters),
         "filters": filters,
         "statuses": ORDER_STATUSES,
         "types": ORDER_TYPES,
@@ -80,16 +79,19 @@ async def orders(request: Request) -> Response:
 
 async def _cash_context(request: Request, api: Api) -> dict[str, Any]:
     filters = _filters(request, {"transaction_type": LEDGER_TYPES})
-    offset = int_param(request.query_params.get("offset"))
     balance = await api.get("/balance")
     query = {k: v for k, v in filters.items() if k not in ("start", "end")}
     ledger = await api.get(
-        "/balance/transactions", **query, **_time_range(filters), limit=PAGE_SIZE, offset=offset
+        "/balance/transactions",
+        **query,
+        **_time_range(filters),
+        limit=PAGE_SIZE,
+        cursor=cursor_of(request),
     )
     return {
         "balance": balance,
-        "ledger": ledger["transactions"],
-        "page": page_info(ledger, offset, PAGE_SIZE, ledger["transactions"]),
+        "ledger": ledger["data"],
+        "page": cursor_pager(request, ledger, filters),
         "filters": filters,
         "types": LEDGER_TYPES,
     }

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from orderproc.webui.client import Api
-from orderproc.webui.pages import int_param, page_info, render, require_user
+from orderproc.webui.pages import cursor_of, cursor_pager, render, require_user
 from orderproc.webui.session import AdminOnly
 
 router = APIRouter(include_in_schema=False)
@@ -23,10 +23,9 @@ def _admin_api(request: Request) -> Api:
 @router.get("/admin/users")
 async def users(request: Request) -> Response:
     api = _admin_api(request)
-    offset = int_param(request.query_params.get("offset"))
-    answer = await api.get("/admin/users", limit=PAGE_SIZE, offset=offset)
-    rows = answer.get("data") or answer.get("users") or []
-    context = {"users": rows, "page": page_info(answer, offset, PAGE_SIZE, rows), "filters": {}}
+    answer = await api.get("/admin/users", limit=PAGE_SIZE, cursor=cursor_of(request))
+    rows = answer["data"]
+    context = {"users": rows, "page": cursor_pager(request, answer, {}), "filters": {}}
     return render(request, "admin/users.html", context)
 
 
@@ -39,8 +38,7 @@ async def audit(request: Request) -> Response:
         for name in ("username", "event_type")
         if params.get(name, "").strip()
     }
-    offset = int_param(params.get("offset"))
-    answer = await api.get("/admin/audit", **filters, limit=PAGE_SIZE, offset=offset)
-    rows = answer.get("data") or answer.get("events") or []
-    page = page_info(answer, offset, PAGE_SIZE, rows)
+    answer = await api.get("/admin/audit", **filters, limit=PAGE_SIZE, cursor=cursor_of(request))
+    rows = answer["data"]
+    page = cursor_pager(request, answer, filters)
     return render(request, "admin/audit.html", {"events": rows, "page": page, "filters": filters})

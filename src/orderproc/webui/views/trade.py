@@ -38,7 +38,7 @@ async def _holding(api: Api, session: Session, asset_id: str) -> dict[str, Any]:
             raise
         position = None
     trades = await api.get(f"/assets/{asset_id}/transactions", limit=10)
-    return {"balance": balance, "position": position, "trades": trades["transactions"]}
+    return {"balance": balance, "position": position, "trades": trades["data"]}
 
 
 @router.get("/assets/{asset_id}")
