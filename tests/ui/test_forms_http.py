@@ -120,3 +120,11 @@ def test_the_ledger_pages_older_and_newer_by_cursor(ui_server: ServerProcess) ->
         newest = client.get(f"/cash?{pager_links(back)['prev']}").text
         assert amounts(newest) == amounts(pages[0])
         assert pager_links(newest).keys() == {"next"}
+
+        # A cursor that no longer holds (here, one signed for other filters) leads back to the
+        # newest page of the same list, not to an error page.
+        other = pager_links(client.get("/cash").text)["next"]
+        stale = client.get(f"/cash?transaction_type=deposit&{other}")
+        assert stale.url.path == "/cash"
+        assert "cursor" not in str(stale.url.query)
+        assert amounts(stale.text) == amounts(pages[0])

@@ -27,6 +27,7 @@ from orderproc.webui.streams import router as streams_router
 from orderproc.webui.views import account, admin, auth, market, profile, trade
 
 STATIC_MAX_AGE = 3600
+PAGING = frozenset({"cursor", "trail"})  # a list page's position, dropped when it goes stale
 
 
 class _StaticFiles(StaticFiles):
@@ -80,5 +81,11 @@ def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, ApiError)
+        if request.method == "GET" and "cursor" in request.query_params and error.field("cursor"):
+            # A list link whose cursor no longer holds (a bookmark from another session, a new
+            # token secret): the newest page of the same list, with the same filters.
+            kept = [(k, v) for k, v in request.query_params.multi_items() if k not in PAGING]
+            query = "&".join(f"{quote(k)}={quote(v)}" for k, v in kept)
+            return go(request, request.url.path + (f"?{query}" if query else ""))
         context = {"heading": "Something went wrong", "message": error.message}
         return render(request, "error.html", context, status=502 if error.status >= 500 else 400)
