@@ -136,7 +136,11 @@ async def build_runtime(
 ) -> Runtime:
     clock = clock or SystemClock()
     secret = jwt_secret_for(settings)
-    store = open_store(settings.resolved_database_url, pool_size=settings.database_pool_size)
+    store = open_store(
+        settings.resolved_database_url,
+        pool_size=settings.database_pool_size,
+        timeout_seconds=settings.database_timeout_seconds,
+    )
     await store.migrate()
     metrics = Metrics(service)
     runtime = Runtime(

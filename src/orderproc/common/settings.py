@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(
         10, ge=1, le=200, description="PostgreSQL connections per process"
     )
+    database_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="Longest PostgreSQL statement or SQLite write-lock wait; then 503",
+    )
 
     jwt_secret: SecretStr | None = None
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"

@@ -15,15 +15,17 @@ SUPPORTED = (
 )
 
 
-def open_store(database_url: str, *, pool_size: int = 10) -> Store:
+def open_store(database_url: str, *, pool_size: int = 10, timeout_seconds: float = 5.0) -> Store:
     """The store for `database_url`; call `await store.migrate()` before first use.
-    Nothing connects here: a PostgreSQL store opens its pool on first use."""
+    Nothing connects here: a PostgreSQL store opens its pool on first use. `timeout_seconds`
+    bounds one statement on PostgreSQL and one wait for SQLite's write lock; past it the
+    request answers 503 `STORE_TIMEOUT`."""
     if database_url == "memory://":
         return MemoryStore()
     if database_url.startswith(SQLITE_PREFIX):
-        return SqliteStore(_sqlite_path(database_url))
+        return SqliteStore(_sqlite_path(database_url), busy_timeout_ms=int(timeout_seconds * 1000))
     if database_url.startswith(POSTGRES_PREFIXES):
-        return _postgres(database_url, pool_size)
+        return _postgres(database_url, pool_size, timeout_seconds)
     # DynamoDB plugs in here when its adapter exists.
     raise ValueError(f"Unsupported database URL {_redacted(database_url)!r}; use {SUPPORTED}.")
 
@@ -46,7 +48,7 @@ def _redacted(database_url: str) -> str:
     return scheme + separator + rest
 
 
-def _postgres(database_url: str, pool_size: int) -> Store:
+def _postgres(database_url: str, pool_size: int, timeout_seconds: float) -> Store:
     try:
         from orderproc.common.storage.postgres import PostgresStore
     except ImportError:
@@ -54,4 +56,4 @@ def _postgres(database_url: str, pool_size: int) -> Store:
             f"{_redacted(database_url)!r} needs the PostgreSQL driver: "
             "install order-processor[postgres]."
         ) from None
-    return PostgresStore(database_url, max_size=pool_size)
+    return PostgresStore(database_url, max_size=pool_size, command_timeout=timeout_seconds)
