@@ -9,6 +9,7 @@ import getpass
 import os
 import socket
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -99,9 +100,10 @@ def _check_data_dir(settings: Settings) -> None:
     path = Path(settings.data_dir)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
+        # A probe of this process's own: processes starting together (two `migrate`s, a
+        # `serve` and a `migrate`) removed each other's fixed-name probe and failed.
+        with tempfile.TemporaryFile(dir=path, prefix=".write-test-") as probe:
+            probe.write(b"ok")
     except OSError as exc:
         raise StartupError(f"data dir {path} is not writable: {exc.strerror}") from None
 

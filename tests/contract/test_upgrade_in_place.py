@@ -1,0 +1,323 @@
+"""Migrations upgrade in place: every database an earlier version of the code wrote (frozen under
+tests/fixtures/db/ by tests/fixtures/make_fixture_dbs.py) opens, migrates to the latest version
+with every row intact, and takes a normal write afterwards; migrating twice changes nothing; and
+processes migrating one fresh database at once end with one correct schema.
+
+Rows are compared through the store's read APIs against `make_fixture_dbs.ROWS` (what was
+written), so the check survives a redesign of the tables behind those APIs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import pytest
+
+from orderproc.common.storage import postgres_migrations, sqlite_migrations
+from orderproc.common.storage.ports import Store
+from orderproc.common.storage.postgres import PostgresStore
+from orderproc.common.storage.records import AssetEntry, AuditEvent, CashEntry
+from orderproc.common.storage.sqlite import SqliteStore
+from tests.fixtures.make_fixture_dbs import DB_DIR, POOR, RICH, ROWS, Rows
+
+SQLITE_LATEST = [m.version for m in sqlite_migrations.MIGRATIONS]
+POSTGRES_LATEST = [m.version for m in postgres_migrations.MIGRATIONS]
+SQLITE_FIXTURES = sorted(DB_DIR.glob("sqlite-v*.sql"))
+POSTGRES_FIXTURES = sorted(DB_DIR.glob("postgres-v*.sql"))
+MIGRATING_AT_ONCE = 4
+
+
+def test_there_are_fixtures_for_both_stores() -> None:
+    assert SQLITE_FIXTURES
+    assert POSTGRES_FIXTURES
+    for fixture in (*SQLITE_FIXTURES, *POSTGRES_FIXTURES):
+        assert fixture.stat().st_size < 1_000_000, fixture
+
+
+def _version(fixture: Path) -> int:
+    found = re.search(r"-v(\d+)\.sql$", fixture.name)
+    assert found, fixture
+    return int(found.group(1))
+
+
+# --- what every upgraded store must still show ----------------------------------------------
+
+T = TypeVar("T", CashEntry, AssetEntry, AuditEvent)
+
+
+def newest_first(written: Sequence[T]) -> list[T]:
+    """As the lists show rows: newest first, a tie by the later insert first (the insertion
+    order the fixture must keep: SQLite's rowid, PostgreSQL's `seq`)."""
+    return list(reversed(sorted(written, key=lambda e: e.created_at)))
+
+
+async def assert_rows_intact(store: Store, rows: Rows = ROWS) -> None:
+    far_past = datetime(2000, 1, 1, tzinfo=UTC)
+    async with store.unit_of_work() as uow:
+        for user in rows.users:
+            assert await uow.users.get(user.user_id) == user
+        assert [u.user_id for u in await uow.users.active_admins()] == ["u-admin-0001"]
+        for account in rows.accounts:
+            assert await uow.accounts.get(account.user_id) == account
+        for user in rows.users:
+            cash = await uow.cash_ledger.list_for_user(user.user_id, limit=100)
+            mine = [e for e in rows.cash_ledger if e.user_id == user.user_id]
+            assert cash.items == newest_first(mine)
+            assets = await uow.asset_ledger.list_for_user(user.user_id, limit=100)
+            held = [e for e in rows.asset_ledger if e.user_id == user.user_id]
+            assert assets.items == newest_first(held)
+        for limit in rows.daily_limits:
+            used = await uow.daily_limits.used(limit.user_id, limit.day, limit.kind)  # type: ignore[arg-type]
+            assert used == limit.used_cents
+        for record in rows.idempotency:
+            assert await uow.idempotency.get(record.user_id, record.key, now=far_past) == record
+        for revocation in rows.revocations:
+            assert await uow.revocations.is_revoked(revocation.jti)
+        assert not await uow.revocations.is_revoked("jti-never")
+        audit = await uow.audit.list(limit=100)
+        assert audit.items == newest_first(rows.audit)
+        for asset in rows.assets:
+            stored = await uow.assets.get(asset.asset_id)
+            assert stored == asset
+            assert stored is not None
+            assert str(stored.price) == str(asset.price)
+        for candle in rows.candles:
+            listed = await uow.candles.list(candle.asset_id, candle.interval, limit=10)
+            assert candle in listed
+        for order in rows.orders:
+            assert await uow.orders.get(order.order_id) == order
+        for position in rows.positions:
+            assert await uow.positions.get(position.user_id, position.asset_id) == position
+
+
+async def deposit_works(store: Store) -> None:
+    """A deposit as the use case stages it: account and ledger in one unit of work."""
+    now = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    async with store.unit_of_work() as uow:
+        account = await uow.accounts.get(POOR)
+        assert account is not None
+        uow.accounts.update(
+            account.evolve(
+                balance_cents=account.balance_cents + 99,
+                version=account.version + 1,
+                updated_at=now,
+            ),
+            expected_version=account.version,
+        )
+        uow.cash_ledger.add(
+            CashEntry("c-after-upgrade", POOR, "deposit", 99, account.balance_cents + 99, None, now)
+        )
+        await uow.commit()
+    async with store.unit_of_work() as uow:
+        after = await uow.accounts.get(POOR)
+        assert after is not None
+        assert after.balance_cents == account.balance_cents + 99
+        newest = (await uow.cash_ledger.list_for_user(POOR, limit=1)).items
+        assert [e.entry_id for e in newest] == ["c-after-upgrade"]
+        assert await uow.cash_ledger.sum_for_user(POOR) == 1 + 99
+        rich = await uow.accounts.get(RICH)
+        assert rich is not None
+        assert rich.balance_cents == 100_000_000
+
+
+# --- SQLite --------------------------------------------------------------------------------
+
+
+def load_sqlite(fixture: Path, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path)
+    try:
+        conn.executescript(fixture.read_text())
+    finally:
+        conn.close()
+
+
+def sqlite_snapshot(path: Path) -> dict[str, Any]:
+    """Schema (sqlite_master, whitespace-normalized) and every row of every table."""
+    conn = sqlite3.connect(path)
+    try:
+        schema = [
+            (kind, name, table, " ".join((sql or "").split()))
+            for kind, name, table, sql in conn.execute(
+                "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"
+            )
+        ]
+        tables = [name for kind, name, _, _ in schema if kind == "table"]
+        rows = {t: sorted(conn.execute(f'SELECT * FROM "{t}"').fetchall()) for t in tables}
+    finally:
+        conn.close()
+    return {"schema": schema, "rows": rows}
+
+
+async def _fresh_sqlite(path: Path) -> None:
+    store = SqliteStore(path)
+    try:
+        await store.migrate()
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("fixture", SQLITE_FIXTURES, ids=lambda p: p.name)
+async def test_sqlite_fixture_upgrades_in_place(fixture: Path, tmp_path: Path) -> None:
+    path = tmp_path / "upgraded.db"
+    load_sqlite(fixture, path)
+    store = SqliteStore(path)
+    try:
+        assert store.applied_versions() == list(range(1, _version(fixture) + 1))
+        await store.migrate()
+        assert store.applied_versions() == SQLITE_LATEST
+        await assert_rows_intact(store)
+    finally:
+        await store.close()
+    # The upgraded schema is the one a fresh database gets.
+    await _fresh_sqlite(tmp_path / "fresh.db")
+    assert sqlite_snapshot(path)["schema"] == sqlite_snapshot(tmp_path / "fresh.db")["schema"]
+    store = SqliteStore(path)  # and it opens again, and writes
+    try:
+        await deposit_works(store)
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("fixture", SQLITE_FIXTURES, ids=lambda p: p.name)
+async def test_sqlite_migrating_twice_is_a_no_op(fixture: Path, tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    load_sqlite(fixture, path)
+    await _fresh_sqlite(path)  # the upgrade
+    once = sqlite_snapshot(path)
+    await _fresh_sqlite(path)
+    assert sqlite_snapshot(path) == once
+
+
+def test_sqlite_processes_migrating_at_once_agree(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    _migrate_at_once(["--data-dir", str(data_dir)], env={})
+    path = data_dir / "orderproc.db"
+    conn = sqlite3.connect(path)
+    try:
+        versions = [v for (v,) in conn.execute("SELECT version FROM schema_migrations")]
+    finally:
+        conn.close()
+    assert sorted(versions) == SQLITE_LATEST  # each applied once
+    reference = tmp_path / "reference.db"
+    asyncio.run(_fresh_sqlite(reference))
+    assert sqlite_snapshot(path)["schema"] == sqlite_snapshot(reference)["schema"]
+
+
+def _migrate_at_once(args: list[str], env: dict[str, str]) -> None:
+    """`orderproc migrate` in several processes started together; every one must succeed."""
+    environment = {**os.environ, **env}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "orderproc.cli", "migrate", *args],
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(MIGRATING_AT_ONCE)
+    ]
+    for run in runs:
+        out, err = run.communicate(timeout=60)
+        assert run.returncode == 0, err
+        assert out.strip() == "schema is up to date"
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------
+
+
+async def load_postgres(fixture: Path, dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(fixture.read_text())  # a plain dump: one simple-protocol batch
+    finally:
+        await conn.close()
+
+
+SCHEMA_QUERIES = {
+    "columns": "SELECT table_name, column_name, data_type, numeric_precision, numeric_scale, "
+    "is_nullable, is_identity, column_default FROM information_schema.columns "
+    "WHERE table_schema = 'public' ORDER BY table_name, column_name",
+    "indexes": "SELECT tablename, indexname, indexdef FROM pg_indexes "
+    "WHERE schemaname = 'public' ORDER BY tablename, indexname",
+    "constraints": "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) "
+    "FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2",
+}
+
+
+async def postgres_snapshot(dsn: str, *, with_rows: bool = True) -> dict[str, Any]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        shot: dict[str, Any] = {
+            name: [tuple(r) for r in await conn.fetch(sql)] for name, sql in SCHEMA_QUERIES.items()
+        }
+        if with_rows:
+            tables = await conn.fetch(
+                "SELECT format('%I', tablename) FROM pg_tables WHERE schemaname = 'public' "
+                "ORDER BY tablename"
+            )
+            shot["rows"] = {
+                t: sorted(tuple(map(str, r)) for r in await conn.fetch(f"SELECT * FROM {t}"))
+                for (t,) in tables
+            }
+    finally:
+        await conn.close()
+    return shot
+
+
+@pytest.mark.parametrize("fixture", POSTGRES_FIXTURES, ids=lambda p: p.name)
+async def test_postgres_fixture_upgrades_in_place(
+    fixture: Path, new_postgres_database: str, postgres_dsn: str
+) -> None:
+    await load_postgres(fixture, new_postgres_database)
+    store = PostgresStore(new_postgres_database)
+    try:
+        assert await store.applied_versions() == list(range(1, _version(fixture) + 1))
+        await store.migrate()
+        assert await store.applied_versions() == POSTGRES_LATEST
+        await assert_rows_intact(store)
+        await deposit_works(store)
+    finally:
+        await store.close()
+    # The upgraded schema is the one a fresh database gets (the session's, migrated once).
+    upgraded = await postgres_snapshot(new_postgres_database, with_rows=False)
+    assert upgraded == await postgres_snapshot(postgres_dsn, with_rows=False)
+
+
+@pytest.mark.parametrize("fixture", POSTGRES_FIXTURES, ids=lambda p: p.name)
+async def test_postgres_migrating_twice_is_a_no_op(
+    fixture: Path, new_postgres_database: str
+) -> None:
+    await load_postgres(fixture, new_postgres_database)
+    store = PostgresStore(new_postgres_database)
+    try:
+        await store.migrate()
+        once = await postgres_snapshot(new_postgres_database)
+        await store.migrate()
+        assert await postgres_snapshot(new_postgres_database) == once
+    finally:
+        await store.close()
+
+
+async def test_postgres_processes_migrating_at_once_agree(
+    new_postgres_database: str, postgres_dsn: str, tmp_path: Path
+) -> None:
+    env = {"ORDERPROC_DATABASE_URL": new_postgres_database}
+    await asyncio.to_thread(_migrate_at_once, ["--data-dir", str(tmp_path)], env)
+    store = PostgresStore(new_postgres_database)
+    try:
+        assert await store.applied_versions() == POSTGRES_LATEST
+    finally:
+        await store.close()
+    migrated = await postgres_snapshot(new_postgres_database, with_rows=False)
+    assert migrated == await postgres_snapshot(postgres_dsn, with_rows=False)
