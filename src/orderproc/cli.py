@@ -65,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
     migrate.add_argument("--data-dir")
+    migrate.add_argument(
+        "--status",
+        action="store_true",
+        help="show the store, its schema version, the latest this code knows and what is "
+        "pending; change nothing",
+    )
     migrate.set_defaults(handler=_migrate)
 
     reconcile = commands.add_parser(
@@ -249,6 +255,9 @@ def _migrate(args: argparse.Namespace) -> None:
 
     settings = load_settings(args)
     _check_data_dir(settings)
+    if args.status:
+        print(asyncio.run(_migration_status(settings.resolved_database_url)))
+        return
 
     async def run() -> None:
         store = open_store(settings.resolved_database_url)
@@ -259,6 +268,58 @@ def _migrate(args: argparse.Namespace) -> None:
 
     asyncio.run(run())
     print("schema is up to date")
+
+
+async def _migration_status(database_url: str) -> str:
+    """What `migrate --status` prints: the store, the schema version it is at, the latest
+    this code knows, and the migrations pending (reads only; an unmigrated store is at 0)."""
+    import sqlite3
+
+    from orderproc.common.storage.factory import POSTGRES_PREFIXES, SQLITE_PREFIX, open_store
+    from orderproc.common.storage.sqlite import SqliteStore
+    from orderproc.common.storage.sqlite_migrations import Migration
+
+    store = open_store(database_url)
+    try:
+        known: tuple[Migration, ...]
+        if isinstance(store, SqliteStore):
+            from orderproc.common.storage.sqlite_migrations import MIGRATIONS as known
+
+            path = database_url.removeprefix(SQLITE_PREFIX)
+            where = f"sqlite {path if path == ':memory:' else '/' + path.lstrip('/')}"
+            try:
+                applied = store.applied_versions()
+            except sqlite3.OperationalError:  # no schema_migrations: never migrated
+                applied = []
+        elif database_url.startswith(POSTGRES_PREFIXES):
+            import asyncpg
+
+            from orderproc.common.storage.postgres import PostgresStore
+            from orderproc.common.storage.postgres_migrations import MIGRATIONS as known
+
+            assert isinstance(store, PostgresStore)
+            where = f"postgresql {store.address}"
+            try:
+                applied = await store.applied_versions()
+            except asyncpg.UndefinedTableError:
+                applied = []
+        else:
+            return "store: memory (no schema: nothing to migrate)"
+    finally:
+        await store.close()
+    current = max(applied, default=0)
+    pending = [m for m in known if m.version not in applied]
+    unknown = sorted(set(applied) - {m.version for m in known})
+    lines = [
+        f"store: {where}",
+        f"current version: {current}",
+        f"latest version: {known[-1].version}",
+        "pending: " + ("none" if not pending else str(len(pending))),
+        *(f"  {m.version}: {m.description}" for m in pending),
+    ]
+    if unknown:  # a database newer than this code
+        lines.append(f"applied but unknown to this code: {', '.join(map(str, unknown))}")
+    return "\n".join(lines)
 
 
 def _seed(args: argparse.Namespace) -> None:

@@ -321,3 +321,27 @@ async def test_postgres_processes_migrating_at_once_agree(
         await store.close()
     migrated = await postgres_snapshot(new_postgres_database, with_rows=False)
     assert migrated == await postgres_snapshot(postgres_dsn, with_rows=False)
+
+
+@pytest.mark.parametrize("fixture", POSTGRES_FIXTURES, ids=lambda p: p.name)
+async def test_postgres_migrate_status_shows_the_fixture_version(
+    fixture: Path, new_postgres_database: str, tmp_path: Path
+) -> None:
+    await load_postgres(fixture, new_postgres_database)
+    shown = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "orderproc.cli", "migrate", "--status", "--data-dir", str(tmp_path)],
+        env={**os.environ, "ORDERPROC_DATABASE_URL": new_postgres_database},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0].startswith("store: postgresql 127.0.0.1:")
+    assert lines[1] == f"current version: {_version(fixture)}"
+    assert lines[2] == f"latest version: {POSTGRES_LATEST[-1]}"
+    pending = POSTGRES_LATEST[_version(fixture) :]
+    assert lines[3] == f"pending: {len(pending) if pending else 'none'}"
+    assert "postgres@" not in shown.stdout  # never the credentials

@@ -133,6 +133,28 @@ class TestAdminsAndMaintenance:
         assert clean.returncode == 0
         assert "all clean" in clean.stdout
 
+    def test_migrate_status_shows_the_version_and_what_is_pending(self, tmp_path: Path) -> None:
+        from orderproc.common.storage.sqlite_migrations import MIGRATIONS
+
+        latest = MIGRATIONS[-1].version
+        before = orderproc("migrate", "--status", "--data-dir", str(tmp_path))
+        assert before.returncode == 0, before.stderr
+        assert before.stdout.splitlines()[:4] == [
+            f"store: sqlite {(tmp_path / 'orderproc.db').resolve()}",
+            "current version: 0",
+            f"latest version: {latest}",
+            f"pending: {len(MIGRATIONS)}",
+        ]
+        assert f"  {latest}: {MIGRATIONS[-1].description}" in before.stdout.splitlines()
+        assert orderproc("migrate", "--data-dir", str(tmp_path)).returncode == 0
+        after = orderproc("migrate", "--status", "--data-dir", str(tmp_path))
+        assert after.returncode == 0, after.stderr
+        assert after.stdout.splitlines()[1:] == [
+            f"current version: {latest}",
+            f"latest version: {latest}",
+            "pending: none",
+        ]
+
     def test_reconcile_sweeps_every_account_and_names_each_mismatch(self, tmp_path: Path) -> None:
         """More accounts than one page of the sweep (500); one balance a cent off its ledger."""
         assert orderproc("migrate", "--data-dir", str(tmp_path)).returncode == 0
