@@ -10,6 +10,7 @@ written), so the check survives a redesign of the tables behind those APIs.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import re
 import sqlite3
@@ -24,6 +25,7 @@ import asyncpg
 import pytest
 
 from orderproc.common.storage import postgres_migrations, sqlite_migrations
+from orderproc.common.storage.factory import open_store
 from orderproc.common.storage.ports import Store
 from orderproc.common.storage.postgres import PostgresStore
 from orderproc.common.storage.records import AssetEntry, AuditEvent, CashEntry
@@ -345,3 +347,72 @@ async def test_postgres_migrate_status_shows_the_fixture_version(
     pending = POSTGRES_LATEST[_version(fixture) :]
     assert lines[3] == f"pending: {len(pending) if pending else 'none'}"
     assert "postgres@" not in shown.stdout  # never the credentials
+
+
+# --- migrating at once, released together --------------------------------------------------
+# Started as commands, the processes above mostly migrate one after another (start-up takes far
+# longer than the migrations). Here each opens its store, then all wait at a barrier and
+# migrate at the same instant, so the check-and-apply of each migration really does race.
+
+RACERS = 8
+
+
+def _migrate_at_the_barrier(database_url: str, barrier: Any, failures: Any) -> None:
+    async def run() -> None:
+        store = open_store(database_url)
+        try:
+            if isinstance(store, PostgresStore):
+                await store.pool()
+            barrier.wait(timeout=30)
+            await store.migrate()
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(run())
+    except BaseException as error:
+        failures.put(repr(error))
+        raise
+
+
+def _race(database_url: str) -> None:
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(RACERS)
+    failures = context.Queue()
+    racers = [
+        context.Process(target=_migrate_at_the_barrier, args=(database_url, barrier, failures))
+        for _ in range(RACERS)
+    ]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(timeout=60)
+    errors = [failures.get() for _ in range(failures.qsize())] if not failures.empty() else []
+    assert errors == []
+    assert [racer.exitcode for racer in racers] == [0] * RACERS
+
+
+def test_sqlite_migrations_released_together_apply_once(tmp_path: Path) -> None:
+    path = tmp_path / "raced.db"
+    _race(f"sqlite:///{path}")
+    conn = sqlite3.connect(path)
+    try:
+        versions = [v for (v,) in conn.execute("SELECT version FROM schema_migrations")]
+    finally:
+        conn.close()
+    assert sorted(versions) == SQLITE_LATEST
+    asyncio.run(_fresh_sqlite(tmp_path / "reference.db"))
+    assert sqlite_snapshot(path)["schema"] == sqlite_snapshot(tmp_path / "reference.db")["schema"]
+
+
+async def test_postgres_migrations_released_together_apply_once(
+    new_postgres_database: str, postgres_dsn: str
+) -> None:
+    await asyncio.to_thread(_race, new_postgres_database)
+    store = PostgresStore(new_postgres_database)
+    try:
+        assert await store.applied_versions() == POSTGRES_LATEST
+    finally:
+        await store.close()
+    raced = await postgres_snapshot(new_postgres_database, with_rows=False)
+    assert raced == await postgres_snapshot(postgres_dsn, with_rows=False)
