@@ -506,9 +506,11 @@ class SqliteStore:
         try:
             conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
             for pragma in (
+                # First: switching a fresh file to WAL takes a lock that another process
+                # opening it at the same moment may hold.
+                f"PRAGMA busy_timeout = {int(busy_timeout_ms)}",
                 "PRAGMA journal_mode = WAL",
                 "PRAGMA synchronous = NORMAL",
-                f"PRAGMA busy_timeout = {int(busy_timeout_ms)}",
                 "PRAGMA foreign_keys = ON",
                 "PRAGMA cache_size = -65536",
                 "PRAGMA mmap_size = 268435456",
