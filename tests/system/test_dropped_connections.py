@@ -6,6 +6,7 @@ the same Idempotency-Key; the deposit is in the ledger once, as the receipt the 
 from __future__ import annotations
 
 import asyncio
+import selectors
 import socket
 import struct
 import threading
@@ -36,8 +37,12 @@ class DroppingProxy:
     """Forwards loopback TCP to `upstream`. On the first `drops` connections it forwards the
     request, waits for the server's first bytes of answer (so the server has done the work),
     and then closes the client's socket instead of passing them on: `close` sends a FIN, `reset`
-    a RST (SO_LINGER 0). Later connections pass both ways untouched. Runs its own event loop in a
-    thread, so synchronous and asynchronous clients can both go through it."""
+    a RST (SO_LINGER 0). Later connections pass both ways untouched.
+
+    Plain sockets, a thread per connection and `selectors`: each connection's sockets are
+    closed by the thread that owns them, before `__exit__` returns. (An asyncio version left a
+    stream writer to the garbage collector now and then, a ResourceWarning that failed a test.)
+    """
 
     def __init__(self, upstream: str, *, how: Drop, drops: int = 1) -> None:
         parts = urlsplit(upstream)
@@ -45,16 +50,16 @@ class DroppingProxy:
         self.how = how
         self.drops_left = drops
         self.swallowed = 0  # answers the server sent that the client never saw
-        self.url = ""
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._handlers: set[asyncio.Task[None]] = set()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._acceptor = threading.Thread(target=self._accept, daemon=True)
 
     def __enter__(self) -> DroppingProxy:
-        self._thread.start()
-        start = asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self._server = asyncio.run_coroutine_threadsafe(start, self._loop).result(10)
-        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        self._acceptor.start()
         return self
 
     def __exit__(
@@ -63,61 +68,54 @@ class DroppingProxy:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
+        self._stopping.set()
+        self._acceptor.join(10)
+        for thread in self._threads:
+            thread.join(10)
+        self._listener.close()
 
-    async def _stop(self) -> None:
-        self._server.close()
-        await self._server.wait_closed()
-        for handler in self._handlers:
-            handler.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
+    def _accept(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            with self._lock:
+                drop = self.drops_left > 0
+                self.drops_left -= drop
+            thread = threading.Thread(target=self._relay, args=(client, drop), daemon=True)
+            self._threads.append(thread)
+            thread.start()
 
-    async def _handle(
-        self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter
-    ) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
-        drop = self.drops_left > 0
-        if drop:
-            self.drops_left -= 1
-        server_in, server_out = await asyncio.open_connection(*self.upstream)
-        forward = asyncio.create_task(_pipe(client_in, server_out))
-        try:
-            while answer := await server_in.read(65536):
-                if drop:
-                    self.swallowed += 1
-                    if self.how == "reset":
-                        sock = client_out.get_extra_info("socket")
-                        sock.setsockopt(
-                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-                        )
-                        client_out.transport.abort()
-                    break
-                client_out.write(answer)
-                await client_out.drain()
-        except ConnectionError:
-            pass
-        finally:
-            forward.cancel()
-            await asyncio.gather(forward, return_exceptions=True)
-            for out in (client_out, server_out):
-                out.close()
-                with suppress(ConnectionError):
-                    await out.wait_closed()
-            self._handlers.discard(task)
-
-
-async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-    with suppress(ConnectionError):
-        while data := await source.read(65536):
-            sink.write(data)
-            await sink.drain()
-        if sink.can_write_eof():
-            sink.write_eof()
+    def _relay(self, client: socket.socket, drop: bool) -> None:
+        with (
+            client,
+            socket.create_connection(self.upstream, timeout=10) as upstream,
+            selectors.DefaultSelector() as selector,
+        ):
+            selector.register(client, selectors.EVENT_READ)
+            selector.register(upstream, selectors.EVENT_READ)
+            with suppress(OSError):
+                while not self._stopping.is_set():
+                    for key, _ in selector.select(timeout=0.05):
+                        if key.fileobj is client:
+                            data = client.recv(65536)
+                            if not data:  # the client is done sending
+                                selector.unregister(client)
+                                upstream.shutdown(socket.SHUT_WR)
+                            else:
+                                upstream.sendall(data)
+                            continue
+                        answer = upstream.recv(65536)
+                        if not answer:
+                            return
+                        if drop:
+                            self.swallowed += 1
+                            if self.how == "reset":
+                                linger = struct.pack("ii", 1, 0)
+                                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                            return  # leaving `with client` closes it: a FIN, or a RST
+                        client.sendall(answer)
 
 
 @pytest.fixture(scope="module")
