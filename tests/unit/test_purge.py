@@ -178,7 +178,7 @@ class TestInTheBackground:
     async def test_an_interval_of_zero_starts_nothing(self) -> None:
         run = purger(MemoryStore(), FixedClock(T0), interval=0)
         run.start()
-        assert run._task is None
+        assert not run.running
         await run.stop()
 
 
@@ -214,4 +214,4 @@ class TestRuntime:
             assert runtime.purger.batches >= 4 + 2  # 3, 3, 3, 1 and 3, 1
         finally:
             await runtime.close()
-        assert runtime.purger._task is None
+        assert not runtime.purger.running

@@ -16,12 +16,12 @@ revocation, or a record it would replay, that a process ahead of it already coun
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from orderproc.common.clock import Clock
+from orderproc.common.periodic import Periodic
 from orderproc.common.storage.ports import Store, UnitOfWork
 
 log = logging.getLogger("orderproc.purge")
@@ -63,7 +63,7 @@ class Purger:
         self.batch = batch
         self.margin = margin
         self.batches = 0  # statements run since start, for tests and curiosity
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("purge", interval=interval, step=self.purge_once, log=log)
 
     async def purge_once(self) -> dict[str, int]:
         """Empty each table of what expired `margin` ago, batch by batch; rows deleted per
@@ -90,21 +90,12 @@ class Purger:
                 return total
             await asyncio.sleep(0)  # let requests run between batches
 
+    @property
+    def running(self) -> bool:
+        return self._loop.running
+
     def start(self) -> None:
-        if self._task is None and self.interval > 0:
-            self._task = asyncio.create_task(self._run(), name="purge")
+        self._loop.start()  # an interval of 0 turns the purge off
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.purge_once()
-            except Exception:  # never stop the loop
-                log.exception("purge failed")
+        await self._loop.stop()

@@ -5,8 +5,6 @@ as one batch (prices and the current 1m, 1h and 1d candles)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields, replace
@@ -16,6 +14,7 @@ from typing import Any
 
 from orderproc.common.clock import Clock
 from orderproc.common.ids import new_id
+from orderproc.common.periodic import Periodic
 from orderproc.common.prices import PriceCache, Quote
 from orderproc.common.retry import retry_on_conflict
 from orderproc.common.storage.ports import Store, UnitOfWork
@@ -295,7 +294,7 @@ class PriceTicker:
         self.purge_every = purge_every
         self.ticks = 0
         self._candles: dict[tuple[str, Interval], Candle] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("price tick", interval=interval, step=self.tick_once, log=log)
 
     async def tick_once(self) -> int:
         """One tick; returns how many assets moved."""
@@ -347,22 +346,10 @@ class PriceTicker:
                         self._candles[(asset_id, interval)] = _candle(latest[-1])
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="price-ticker")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.tick_once()
-            except Exception:  # storage hiccup: next tick tries again
-                log.exception("price tick failed")
+        await self._loop.stop()
 
 
 def _candle_record(candle: Candle) -> CandleRecord:

@@ -1,0 +1,50 @@
+"""A step run every few seconds on the event loop, for the background work of a service (the
+price ticker, the purge): started and stopped with the runtime; a failing step is logged and
+the next one runs on time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+__all__ = ["Periodic"]
+
+
+class Periodic:
+    def __init__(
+        self,
+        name: str,
+        *,
+        interval: float,
+        step: Callable[[], Awaitable[Any]],
+        log: logging.Logger,
+    ) -> None:
+        self.name, self.interval, self._step, self._log = name, interval, step, log
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None
+
+    def start(self) -> None:
+        """Start the loop (once; an interval of 0 or less means never)."""
+        if self._task is None and self.interval > 0:
+            self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self._step()
+            except Exception:  # a hiccup (the store, the feed): the next step tries again
+                self._log.exception("%s failed", self.name)
