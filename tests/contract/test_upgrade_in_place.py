@@ -4,7 +4,9 @@ with every row intact, and takes a normal write afterwards; migrating twice chan
 processes migrating one fresh database at once end with one correct schema.
 
 Rows are compared through the store's read APIs against `make_fixture_dbs.ROWS` (what was
-written), so the check survives a redesign of the tables behind those APIs.
+written), so the check survives a redesign of the tables behind those APIs. A fixture of an older
+version holds the rows of the tables it had (`rows_at`); the tables added since must come out of
+the upgrade empty, and take the rest of `ROWS` afterwards.
 """
 
 from __future__ import annotations
@@ -30,13 +32,25 @@ from orderproc.common.storage.ports import Store
 from orderproc.common.storage.postgres import PostgresStore
 from orderproc.common.storage.records import AssetEntry, AuditEvent, CashEntry
 from orderproc.common.storage.sqlite import SqliteStore
-from tests.fixtures.make_fixture_dbs import DB_DIR, POOR, RICH, ROWS, Rows
+from tests.fixtures.make_fixture_dbs import (
+    DB_DIR,
+    POOR,
+    RICH,
+    ROWS,
+    TABLES_SINCE,
+    Rows,
+    rows_at,
+    write_rows,
+)
 
 SQLITE_LATEST = [m.version for m in sqlite_migrations.MIGRATIONS]
 POSTGRES_LATEST = [m.version for m in postgres_migrations.MIGRATIONS]
 SQLITE_FIXTURES = sorted(DB_DIR.glob("sqlite-v*.sql"))
 POSTGRES_FIXTURES = sorted(DB_DIR.glob("postgres-v*.sql"))
 MIGRATING_AT_ONCE = 4
+# The PostgreSQL store first shipped (fd4ba28) with migrations 1 and 2 together: no PostgreSQL
+# database was ever left at version 1, so there is no postgres-v1 fixture.
+POSTGRES_FIRST_VERSION = 2
 
 
 def test_there_are_fixtures_for_both_stores() -> None:
@@ -44,6 +58,11 @@ def test_there_are_fixtures_for_both_stores() -> None:
     assert POSTGRES_FIXTURES
     for fixture in (*SQLITE_FIXTURES, *POSTGRES_FIXTURES):
         assert fixture.stat().st_size < 1_000_000, fixture
+
+
+def test_every_version_in_the_field_has_a_fixture() -> None:
+    assert [_version(f) for f in SQLITE_FIXTURES] == SQLITE_LATEST
+    assert [_version(f) for f in POSTGRES_FIXTURES] == POSTGRES_LATEST[POSTGRES_FIRST_VERSION - 1 :]
 
 
 def _version(fixture: Path) -> int:
@@ -100,6 +119,29 @@ async def assert_rows_intact(store: Store, rows: Rows = ROWS) -> None:
             assert await uow.orders.get(order.order_id) == order
         for position in rows.positions:
             assert await uow.positions.get(position.user_id, position.asset_id) == position
+
+
+async def later_tables_empty_then_writable(store: Store, version: int) -> None:
+    """The tables added after `version` exist, empty, after the upgrade; the rows of `ROWS` the
+    fixture could not hold go in through the store, and then all of `ROWS` reads back."""
+    later = Rows(**{
+        name: getattr(ROWS, name) if since > version else ()
+        for name, since in TABLES_SINCE.items()
+    })  # fmt: skip
+    async with store.unit_of_work() as uow:
+        if later.assets:
+            assert await uow.assets.list_all() == []
+        for candle in later.candles:
+            assert await uow.candles.list(candle.asset_id, candle.interval, limit=10) == []
+        for user in ROWS.users:
+            if later.orders:
+                assert (await uow.orders.list_for_user(user.user_id, limit=100)).items == []
+            if later.positions:
+                assert await uow.positions.list_for_user(user.user_id) == []
+            if later.asset_ledger:
+                assert (await uow.asset_ledger.list_for_user(user.user_id, limit=100)).items == []
+    await write_rows(store, later)
+    await assert_rows_intact(store, ROWS)
 
 
 async def deposit_works(store: Store) -> None:
@@ -178,7 +220,8 @@ async def test_sqlite_fixture_upgrades_in_place(fixture: Path, tmp_path: Path) -
         assert store.applied_versions() == list(range(1, _version(fixture) + 1))
         await store.migrate()
         assert store.applied_versions() == SQLITE_LATEST
-        await assert_rows_intact(store)
+        await assert_rows_intact(store, rows_at(_version(fixture)))
+        await later_tables_empty_then_writable(store, _version(fixture))
     finally:
         await store.close()
     # The upgraded schema is the one a fresh database gets.
@@ -287,7 +330,8 @@ async def test_postgres_fixture_upgrades_in_place(
         assert await store.applied_versions() == list(range(1, _version(fixture) + 1))
         await store.migrate()
         assert await store.applied_versions() == POSTGRES_LATEST
-        await assert_rows_intact(store)
+        await assert_rows_intact(store, rows_at(_version(fixture)))
+        await later_tables_empty_then_writable(store, _version(fixture))
         await deposit_works(store)
     finally:
         await store.close()
