@@ -271,20 +271,17 @@ def _migrate(args: argparse.Namespace) -> None:
 
 
 async def _migration_status(database_url: str) -> str:
-    """What `migrate --status` prints: the store, the schema version it is at, the latest
-    this code knows, and the migrations pending (reads only; an unmigrated store is at 0)."""
+    """What `migrate --status` prints: the store, the schema version it is at, the version this
+    code declares, and whether an upgrade is pending (reads only; an unmigrated store is at 0)."""
     import sqlite3
 
     from orderproc.common.storage.factory import POSTGRES_PREFIXES, SQLITE_PREFIX, open_store
+    from orderproc.common.storage.schema import SCHEMA_VERSION
     from orderproc.common.storage.sqlite import SqliteStore
-    from orderproc.common.storage.sqlite_migrations import Migration
 
     store = open_store(database_url)
     try:
-        known: tuple[Migration, ...]
         if isinstance(store, SqliteStore):
-            from orderproc.common.storage.sqlite_migrations import MIGRATIONS as known
-
             path = database_url.removeprefix(SQLITE_PREFIX)
             where = f"sqlite {path if path == ':memory:' else '/' + path.lstrip('/')}"
             try:
@@ -295,7 +292,6 @@ async def _migration_status(database_url: str) -> str:
             import asyncpg
 
             from orderproc.common.storage.postgres import PostgresStore
-            from orderproc.common.storage.postgres_migrations import MIGRATIONS as known
 
             assert isinstance(store, PostgresStore)
             where = f"postgresql {store.address}"
@@ -308,17 +304,15 @@ async def _migration_status(database_url: str) -> str:
     finally:
         await store.close()
     current = max(applied, default=0)
-    pending = [m for m in known if m.version not in applied]
-    unknown = sorted(set(applied) - {m.version for m in known})
     lines = [
         f"store: {where}",
         f"current version: {current}",
-        f"latest version: {known[-1].version}",
-        "pending: " + ("none" if not pending else str(len(pending))),
-        *(f"  {m.version}: {m.description}" for m in pending),
+        f"latest version: {SCHEMA_VERSION}",
+        "pending: "
+        + ("none" if current >= SCHEMA_VERSION else f"upgrade {current} -> {SCHEMA_VERSION}"),
     ]
-    if unknown:  # a database newer than this code
-        lines.append(f"applied but unknown to this code: {', '.join(map(str, unknown))}")
+    if current > SCHEMA_VERSION:  # a database newer than this code
+        lines.append(f"applied but unknown to this code: {current}")
     return "\n".join(lines)
 
 

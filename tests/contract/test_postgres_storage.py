@@ -8,20 +8,16 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from orderproc.common.storage import postgres as postgres_adapter
 from orderproc.common.storage.factory import open_store
 from orderproc.common.storage.ports import StoreUnavailable, UnitOfWork
 from orderproc.common.storage.postgres import PostgresStore
-from orderproc.common.storage.postgres_migrations import MIGRATIONS
+from orderproc.common.storage.schema import SCHEMA_VERSION
 from orderproc.errors import ConcurrencyConflict
 from tests.contract.test_storage import (
-    MILLION_CENTS,
     commit,
     make_account,
     make_entry,
-    make_user,
 )
-from tests.contract.test_trading_storage import make_order
 from tests.support.redis_server import free_loopback_port
 
 
@@ -94,7 +90,7 @@ class TestMigrations:
         store = PostgresStore(new_postgres_database)
         await store.migrate()
         await store.migrate()
-        assert await store.applied_versions() == [m.version for m in MIGRATIONS]
+        assert await store.applied_versions() == [SCHEMA_VERSION]
         await store.close()
 
     async def test_concurrent_migrations_apply_each_version_once(
@@ -102,42 +98,8 @@ class TestMigrations:
     ) -> None:
         stores = [PostgresStore(new_postgres_database) for _ in range(4)]
         await asyncio.gather(*(store.migrate() for store in stores))
-        assert await stores[0].applied_versions() == [m.version for m in MIGRATIONS]
+        assert await stores[0].applied_versions() == [SCHEMA_VERSION]
         await asyncio.gather(*(store.close() for store in stores))
-
-    async def test_migrating_a_first_version_database_keeps_its_data(
-        self, new_postgres_database: str, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        with monkeypatch.context() as patched:
-            patched.setattr(postgres_adapter, "MIGRATIONS", MIGRATIONS[:1])
-            first = PostgresStore(new_postgres_database)
-            await first.migrate()
-            assert await first.applied_versions() == [1]
-
-            def stage(uow: UnitOfWork) -> None:
-                uow.users.add(make_user())
-                uow.accounts.add(make_account(balance_cents=MILLION_CENTS))
-                uow.cash_ledger.add(make_entry("e1", amount_cents=MILLION_CENTS))
-
-            await commit(first, stage)
-            await first.close()
-
-        upgraded = PostgresStore(new_postgres_database)
-        await upgraded.migrate()
-        assert await upgraded.applied_versions() == [m.version for m in MIGRATIONS]
-        await commit(upgraded, lambda uow: uow.orders.add(make_order()))
-        async with upgraded.unit_of_work() as uow:
-            assert await uow.users.get("u1") == make_user()
-            assert await uow.accounts.get("u1") == make_account(balance_cents=MILLION_CENTS)
-            assert await uow.orders.get("o1") == make_order()
-        await upgraded.close()
-
-    async def test_the_schemas_have_the_same_migrations_as_sqlite(self) -> None:
-        from orderproc.common.storage import sqlite_migrations
-
-        assert [(m.version, m.description) for m in MIGRATIONS] == [
-            (m.version, m.description) for m in sqlite_migrations.MIGRATIONS
-        ]
 
 
 class TestSelectingPostgres:

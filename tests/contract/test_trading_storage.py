@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from orderproc.common.storage import sqlite as sqlite_adapter
 from orderproc.common.storage.ports import Store, UnitOfWork
 from orderproc.common.storage.records import (
     AssetEntry,
@@ -18,8 +16,6 @@ from orderproc.common.storage.records import (
     PositionRecord,
     PriceUpdate,
 )
-from orderproc.common.storage.sqlite import SqliteStore
-from orderproc.common.storage.sqlite_migrations import MIGRATIONS
 from tests.contract.test_storage import (
     MILLION_CENTS,
     T0,
@@ -28,7 +24,6 @@ from tests.contract.test_storage import (
     counted,
     make_account,
     make_entry,
-    make_user,
     refused,
 )
 
@@ -566,34 +561,3 @@ class TestTradingUnitOfWork:
             assert await uow.positions.get("u1", "BTC") == make_position()
             assert (await uow.asset_ledger.list_for_user("u1")).items == []
             assert await uow.orders.get("o1") is None
-
-
-class TestSqliteUpgrade:
-    async def test_migrating_a_first_version_database_keeps_its_data(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        path = tmp_path / "v1.db"
-        with monkeypatch.context() as patched:
-            patched.setattr(sqlite_adapter, "MIGRATIONS", MIGRATIONS[:1])
-            first = SqliteStore(path)
-            await first.migrate()
-            assert first.applied_versions() == [1]
-
-            def stage(uow: UnitOfWork) -> None:
-                uow.users.add(make_user())
-                uow.accounts.add(make_account(balance_cents=MILLION_CENTS))
-                uow.cash_ledger.add(make_entry("e1", amount_cents=MILLION_CENTS))
-
-            await commit(first, stage)
-            await first.close()
-
-        upgraded = SqliteStore(path)
-        await upgraded.migrate()
-        assert upgraded.applied_versions() == [m.version for m in MIGRATIONS]
-        await commit(upgraded, lambda uow: uow.orders.add(make_order()))
-        async with upgraded.unit_of_work() as uow:
-            assert await uow.users.get("u1") == make_user()
-            assert await uow.accounts.get("u1") == make_account(balance_cents=MILLION_CENTS)
-            assert await uow.cash_ledger.sum_for_user("u1") == MILLION_CENTS
-            assert await uow.orders.get("o1") == make_order()
-        await upgraded.close()

@@ -26,11 +26,11 @@ from typing import Any, TypeVar
 import asyncpg
 import pytest
 
-from orderproc.common.storage import postgres_migrations, sqlite_migrations
 from orderproc.common.storage.factory import open_store
 from orderproc.common.storage.ports import Store
 from orderproc.common.storage.postgres import PostgresStore
 from orderproc.common.storage.records import AssetEntry, AuditEvent, CashEntry
+from orderproc.common.storage.schema import SCHEMA_VERSION
 from orderproc.common.storage.sqlite import SqliteStore
 from tests.fixtures.make_fixture_dbs import (
     DB_DIR,
@@ -43,8 +43,8 @@ from tests.fixtures.make_fixture_dbs import (
     write_rows,
 )
 
-SQLITE_LATEST = [m.version for m in sqlite_migrations.MIGRATIONS]
-POSTGRES_LATEST = [m.version for m in postgres_migrations.MIGRATIONS]
+# Each database records the versions it went through; a fresh one only the latest.
+SQLITE_LATEST = POSTGRES_LATEST = [SCHEMA_VERSION]
 SQLITE_FIXTURES = sorted(DB_DIR.glob("sqlite-v*.sql"))
 POSTGRES_FIXTURES = sorted(DB_DIR.glob("postgres-v*.sql"))
 MIGRATING_AT_ONCE = 4
@@ -61,8 +61,14 @@ def test_there_are_fixtures_for_both_stores() -> None:
 
 
 def test_every_version_in_the_field_has_a_fixture() -> None:
-    assert [_version(f) for f in SQLITE_FIXTURES] == SQLITE_LATEST
-    assert [_version(f) for f in POSTGRES_FIXTURES] == POSTGRES_LATEST[POSTGRES_FIRST_VERSION - 1 :]
+    versions = list(range(1, SCHEMA_VERSION + 1))
+    assert [_version(f) for f in SQLITE_FIXTURES] == versions
+    assert [_version(f) for f in POSTGRES_FIXTURES] == versions[POSTGRES_FIRST_VERSION - 1 :]
+
+
+def _after_upgrade(version: int) -> list[int]:
+    """What `schema_migrations` holds once a database at `version` is upgraded."""
+    return [*range(1, version + 1), SCHEMA_VERSION] if version < SCHEMA_VERSION else [version]
 
 
 def _version(fixture: Path) -> int:
@@ -187,16 +193,28 @@ def load_sqlite(fixture: Path, path: Path) -> None:
 
 
 def sqlite_snapshot(path: Path) -> dict[str, Any]:
-    """Schema (sqlite_master, whitespace-normalized) and every row of every table."""
+    """Schema and every row of every table. The schema as SQLite describes it: each table's
+    columns (name, type, NOT NULL, key) and whether it has a rowid, each index's SQL
+    (whitespace-normalized); not a table's CREATE text, which keeps the spelling of whichever
+    code created it (an upgraded table was written by an older release)."""
     conn = sqlite3.connect(path)
     try:
-        schema = [
-            (kind, name, table, " ".join((sql or "").split()))
-            for kind, name, table, sql in conn.execute(
-                "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"
-            )
-        ]
-        tables = [name for kind, name, _, _ in schema if kind == "table"]
+        master = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY 2")
+        schema: list[Any] = []
+        for kind, name, table, sql in master.fetchall():
+            if kind == "table":
+                # (name, type, NOT NULL, key); a key column counts as NOT NULL whatever its
+                # CREATE said: releases before 4 left it off single-column keys of rowid
+                # tables, where SQLite lets a NULL in, and no release ever wrote one there.
+                columns = sorted(
+                    (c[1], c[2], c[3] or c[5] > 0, c[5])
+                    for c in conn.execute(f'PRAGMA table_info("{name}")')
+                )
+                rowid = "WITHOUT ROWID" not in sql
+                schema.append((kind, name, columns, rowid))
+            else:
+                schema.append((kind, name, table, " ".join((sql or "").split())))
+        tables = [entry[1] for entry in schema if entry[0] == "table"]
         rows = {t: sorted(conn.execute(f'SELECT * FROM "{t}"').fetchall()) for t in tables}
     finally:
         conn.close()
@@ -217,9 +235,9 @@ async def test_sqlite_fixture_upgrades_in_place(fixture: Path, tmp_path: Path) -
     load_sqlite(fixture, path)
     store = SqliteStore(path)
     try:
-        assert store.applied_versions() == list(range(1, _version(fixture) + 1))
+        assert max(store.applied_versions()) == _version(fixture)
         await store.migrate()
-        assert store.applied_versions() == SQLITE_LATEST
+        assert store.applied_versions() == _after_upgrade(_version(fixture))
         await assert_rows_intact(store, rows_at(_version(fixture)))
         await later_tables_empty_then_writable(store, _version(fixture))
     finally:
@@ -327,9 +345,9 @@ async def test_postgres_fixture_upgrades_in_place(
     await load_postgres(fixture, new_postgres_database)
     store = PostgresStore(new_postgres_database)
     try:
-        assert await store.applied_versions() == list(range(1, _version(fixture) + 1))
+        assert max(await store.applied_versions()) == _version(fixture)
         await store.migrate()
-        assert await store.applied_versions() == POSTGRES_LATEST
+        assert await store.applied_versions() == _after_upgrade(_version(fixture))
         await assert_rows_intact(store, rows_at(_version(fixture)))
         await later_tables_empty_then_writable(store, _version(fixture))
         await deposit_works(store)
@@ -387,9 +405,9 @@ async def test_postgres_migrate_status_shows_the_fixture_version(
     lines = shown.stdout.splitlines()
     assert lines[0].startswith("store: postgresql 127.0.0.1:")
     assert lines[1] == f"current version: {_version(fixture)}"
-    assert lines[2] == f"latest version: {POSTGRES_LATEST[-1]}"
-    pending = POSTGRES_LATEST[_version(fixture) :]
-    assert lines[3] == f"pending: {len(pending) if pending else 'none'}"
+    assert lines[2] == f"latest version: {SCHEMA_VERSION}"
+    pending = f"upgrade {_version(fixture)} -> {SCHEMA_VERSION}"
+    assert lines[3] == f"pending: {pending if _version(fixture) < SCHEMA_VERSION else 'none'}"
     assert "postgres@" not in shown.stdout  # never the credentials
 
 

@@ -15,9 +15,10 @@ import pytest
 from orderproc import testing
 from orderproc.common.clock import FixedClock
 from orderproc.common.purge import Purger
-from orderproc.common.storage.memory import MemoryIdempotency, MemoryStore
+from orderproc.common.storage.memory import MemoryStore
 from orderproc.common.storage.ports import Store
 from orderproc.common.storage.records import IdempotencyRecord
+from orderproc.common.storage.repositories import IdempotencyRepository
 from orderproc.errors import StoreUnavailable
 from orderproc.runtime import build_runtime
 
@@ -60,20 +61,20 @@ class TestOneRun:
         store = MemoryStore()
         await fill(store, expired=1250, fresh=3, revoked=7)
         calls: list[tuple[int, int]] = []
-        real = MemoryIdempotency.purge_expired
+        real = IdempotencyRepository.purge_expired
 
-        async def counted(self: MemoryIdempotency, *, now: datetime, limit: int) -> int:
+        async def counted(self: IdempotencyRepository, *, now: datetime, limit: int) -> int:
             removed = await real(self, now=now, limit=limit)
             calls.append((limit, removed))
             return removed
 
-        monkeypatch.setattr(MemoryIdempotency, "purge_expired", counted)
+        monkeypatch.setattr(IdempotencyRepository, "purge_expired", counted)
         run = purger(store, FixedClock(T0 + timedelta(hours=2)))
         assert await run.purge_once() == {"idempotency": 1250, "revocations": 7}
         assert calls == [(500, 500), (500, 500), (500, 250)]
         assert run.batches == 4  # three of idempotency, one of revocations
-        assert len(store.state.idempotency) == 3
-        assert store.state.revocations == {}
+        assert len(store.tables["idempotency"].rows) == 3
+        assert store.tables["revoked_tokens"].rows == {}
 
     async def test_an_exact_multiple_of_the_batch_ends_on_an_empty_batch(self) -> None:
         store = MemoryStore()
@@ -87,9 +88,9 @@ class TestOneRun:
         await fill(store, expired=30)
         turns = 0
         seen: list[int] = []
-        real = MemoryIdempotency.purge_expired
+        real = IdempotencyRepository.purge_expired
 
-        async def watched(self: MemoryIdempotency, *, now: datetime, limit: int) -> int:
+        async def watched(self: IdempotencyRepository, *, now: datetime, limit: int) -> int:
             seen.append(turns)
             return await real(self, now=now, limit=limit)
 
@@ -99,7 +100,7 @@ class TestOneRun:
                 turns += 1
                 await asyncio.sleep(0)
 
-        monkeypatch.setattr(MemoryIdempotency, "purge_expired", watched)
+        monkeypatch.setattr(IdempotencyRepository, "purge_expired", watched)
         worker = asyncio.create_task(other_work())
         await asyncio.sleep(0)
         try:
@@ -124,15 +125,15 @@ class TestOneRun:
         store = MemoryStore()
         await fill(store, expired=3, revoked=2)
 
-        async def broken(self: MemoryIdempotency, *, now: datetime, limit: int) -> int:
+        async def broken(self: IdempotencyRepository, *, now: datetime, limit: int) -> int:
             raise StoreUnavailable("disk I/O error")
 
-        monkeypatch.setattr(MemoryIdempotency, "purge_expired", broken)
+        monkeypatch.setattr(IdempotencyRepository, "purge_expired", broken)
         with caplog.at_level(logging.ERROR, logger="orderproc.purge"):
             done = await purger(store, FixedClock(T0 + timedelta(hours=2))).purge_once()
         assert done == {"revocations": 2}
         assert "purge of expired idempotency failed" in caplog.text
-        assert len(store.state.idempotency) == 3
+        assert len(store.tables["idempotency"].rows) == 3
 
 
 class TestInTheBackground:
@@ -144,12 +145,17 @@ class TestInTheBackground:
         run.start()
         try:
             await asyncio.sleep(0.05)  # a few runs: nothing has expired yet
-            assert len(store.state.idempotency) == 42
-            assert len(store.state.revocations) == 5
+            assert len(store.tables["idempotency"].rows) == 42
+            assert len(store.tables["revoked_tokens"].rows) == 5
             clock.advance(hours=2)
-            await until(lambda: len(store.state.idempotency) == 2 and not store.state.revocations)
+            await until(
+                lambda: (
+                    len(store.tables["idempotency"].rows) == 2
+                    and not store.tables["revoked_tokens"].rows
+                )
+            )
             clock.advance(hours=40)
-            await until(lambda: not store.state.idempotency)
+            await until(lambda: not store.tables["idempotency"].rows)
         finally:
             await run.stop()
 
@@ -157,20 +163,20 @@ class TestInTheBackground:
         store = MemoryStore()
         await fill(store, expired=4)
         failures = 0
-        real = MemoryIdempotency.purge_expired
+        real = IdempotencyRepository.purge_expired
 
-        async def flaky(self: MemoryIdempotency, *, now: datetime, limit: int) -> int:
+        async def flaky(self: IdempotencyRepository, *, now: datetime, limit: int) -> int:
             nonlocal failures
             if failures < 3:
                 failures += 1
                 raise RuntimeError("boom")
             return await real(self, now=now, limit=limit)
 
-        monkeypatch.setattr(MemoryIdempotency, "purge_expired", flaky)
+        monkeypatch.setattr(IdempotencyRepository, "purge_expired", flaky)
         run = purger(store, FixedClock(T0 + timedelta(hours=2)))
         run.start()
         try:
-            await until(lambda: not store.state.idempotency)
+            await until(lambda: not store.tables["idempotency"].rows)
         finally:
             await run.stop()
         assert failures == 3

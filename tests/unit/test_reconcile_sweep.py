@@ -8,8 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from orderproc.common.storage.memory import MemoryAccounts, MemoryStore
+from orderproc.common.storage.memory import MemoryStore
 from orderproc.common.storage.records import AccountRecord, AssetEntry, CashEntry, PositionRecord
+from orderproc.common.storage.repositories import AccountRepository as MemoryAccounts
 from orderproc.orders.portfolio import reconcile_sweep
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

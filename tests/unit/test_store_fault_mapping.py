@@ -9,7 +9,8 @@ import sqlite3
 import asyncpg
 import pytest
 
-from orderproc.common.storage import postgres_core, sqlite_core
+from orderproc.common.storage import postgres as postgres_core
+from orderproc.common.storage import sqlite as sqlite_core
 from orderproc.errors import StoreFull, StoreReadOnly, StoreTimeout, StoreUnavailable
 
 

@@ -1,340 +1,272 @@
 """The in-memory storage adapter: the fake for unit tests and the reference for the contract.
-Trading's repositories live in `memory_trading`, the shared state and journal in `memory_core`.
 
-Writes are staged as small operations; `commit()` runs them against the state, journalling how to
-undo each change, and undoes them all if any condition fails, so a failed commit leaves nothing
-behind. There is no `await` in `commit()`, so it is atomic on the event loop.
+Each table of the schema is a dictionary by key, with the declared uniqueness as dictionaries
+of its own and the declared guards (CHECKs) evaluated on every write, so the fake refuses what
+a real store would. `apply` runs a unit's intents against the tables, journalling how to undo
+each change, and undoes them all if any condition fails. There is no `await` in it, so a commit
+is atomic on the event loop.
 """
 
 from __future__ import annotations
 
 import builtins
-from datetime import date, datetime
-from itertools import islice
-from types import TracebackType
-from typing import Self
+import operator
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-from orderproc.common.storage.memory_core import (
-    Journal,
-    MemoryRepository,
-    Operation,
-    State,
-    json_copy,
-    keyset_page,
-    within,
+import orjson
+
+from orderproc.common.storage import schema
+from orderproc.common.storage.intents import (
+    Increment,
+    Insert,
+    Intent,
+    SetFields,
+    Update,
+    Upsert,
+    key_of,
 )
-from orderproc.common.storage.memory_trading import (
-    MemoryAssetLedger,
-    MemoryAssets,
-    MemoryCandles,
-    MemoryOrders,
-    MemoryPositions,
-)
-from orderproc.common.storage.ports import (
-    AccountRepository,
-    AssetLedgerRepository,
-    AssetRepository,
-    AuditRepository,
-    CandleRepository,
-    CashLedgerRepository,
-    DailyLimitRepository,
-    IdempotencyRepository,
-    OrderRepository,
-    PositionRepository,
-    RevocationRepository,
-    UserRepository,
-)
-from orderproc.common.storage.records import (
-    AccountRecord,
-    AuditEvent,
-    CashEntry,
-    CashEntryKind,
-    IdempotencyRecord,
-    LimitKind,
-    Page,
-    PageKey,
-    UserRecord,
-)
+from orderproc.common.storage.records import SCAN_ROWS, Page, PageKey
+from orderproc.common.storage.repositories import Cond, UnitOfWork
+from orderproc.common.storage.schema import Table
 from orderproc.errors import ConcurrencyConflict
 
-
-class MemoryUsers(MemoryRepository):
-    async def get(self, user_id: str) -> UserRecord | None:
-        return self._state.users.get(user_id)
-
-    async def get_by_username(self, username: str) -> UserRecord | None:
-        user_id = self._state.user_by_name.get(username)
-        return None if user_id is None else self._state.users[user_id]
-
-    async def get_by_email(self, email: str) -> UserRecord | None:
-        user_id = self._state.user_by_email.get(email)
-        return None if user_id is None else self._state.users[user_id]
-
-    async def list(self, *, limit: int, after: PageKey | None = None) -> Page[UserRecord]:
-        users = self._state.users.values()
-        return keyset_page(users, indexed=lambda _: True, limit=limit, after=after)
-
-    async def active_admins(self) -> builtins.list[UserRecord]:
-        admins = (u for u in self._state.users.values() if u.role == "admin" and u.is_active)
-        return sorted(admins, key=lambda user: user.user_id)
-
-    def add(self, user: UserRecord) -> None:
-        self._staged.append(lambda state, journal: _put_user(state, journal, user, previous=None))
-
-    def update(self, user: UserRecord, *, expected_version: int) -> None:
-        def apply(state: State, journal: Journal) -> bool:
-            previous = state.users.get(user.user_id)
-            if previous is None or previous.version != expected_version:
-                return False
-            return _put_user(state, journal, user, previous=previous)
-
-        self._staged.append(apply)
+R = TypeVar("R")
+_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
+    "=": operator.eq, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+}  # fmt: skip
 
 
-def _put_user(
-    state: State, journal: Journal, user: UserRecord, *, previous: UserRecord | None
-) -> bool:
-    if previous is None and user.user_id in state.users:
-        return False
-    for index, value in ((state.user_by_name, user.username), (state.user_by_email, user.email)):
-        if index.get(value, user.user_id) != user.user_id:
-            return False
-    if previous is not None:
-        journal.delete(state.user_by_name, previous.username)
-        journal.delete(state.user_by_email, previous.email)
-    journal.put(state.users, user.user_id, user)
-    journal.put(state.user_by_name, user.username, user.user_id)
-    journal.put(state.user_by_email, user.email, user.user_id)
-    return True
+class _Unmet(Exception):
+    """A write's condition did not hold: the unit is a conflict."""
 
 
-def _sound(account: AccountRecord) -> bool:
-    return min(account.balance_cents, account.reserved_cents, account.available_cents) >= 0
+@dataclass(slots=True)
+class _Rows:
+    """One table: rows by key, their insertion order, and each unique column's or index's
+    values (a partial unique index leaves out rows with a None in it)."""
+
+    table: Table[Any]
+    rows: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+    order: dict[tuple[Any, ...], int] = field(default_factory=dict)
+    unique: dict[tuple[str, ...], dict[tuple[Any, ...], tuple[Any, ...]]] = field(
+        default_factory=dict
+    )
+    guard: Callable[[Any], bool] | None = None
+
+    def __post_init__(self) -> None:
+        declared: builtins.list[tuple[str, ...]] = [(name,) for name in self.table.unique]
+        declared += [index.columns for index in self.table.indexes if index.unique]
+        self.unique = {columns: {} for columns in declared}
+        if self.table.checks:  # the same CHECKs as the SQL stores, as Python
+            test = " and ".join(f"({c.replace(' = ', ' == ')})" for c in self.table.checks)
+            code = compile(test, f"<checks of {self.table.name}>", "eval")
+            names = self.table.names
+            self.guard = lambda row: bool(eval(code, {n: getattr(row, n) for n in names}))  # noqa: S307
 
 
-class MemoryAccounts(MemoryRepository):
-    async def get(self, user_id: str) -> AccountRecord | None:
-        return self._state.accounts.get(user_id)
+class _Journal:
+    """Changes made during one commit, with how to undo each, so a failed commit leaves none."""
 
-    async def ids_after(self, after: str | None, *, limit: int) -> builtins.list[str]:
-        ids = sorted(i for i in self._state.accounts if after is None or i > after)
-        return ids[: max(limit, 0)]
+    def __init__(self) -> None:
+        self.undo: builtins.list[Callable[[], object]] = []
 
-    def add(self, account: AccountRecord) -> None:
-        def apply(state: State, journal: Journal) -> bool:
-            if account.user_id in state.accounts or not _sound(account):
-                return False
-            journal.put(state.accounts, account.user_id, account)
-            return True
+    def put(self, table: dict[Any, Any], key: Any, value: Any) -> None:
+        if key in table:
+            previous = table[key]
+            self.undo.append(lambda: table.__setitem__(key, previous))
+        else:
+            self.undo.append(lambda: table.pop(key))
+        table[key] = value
 
-        self._staged.append(apply)
+    def pop(self, table: dict[Any, Any], key: Any) -> None:
+        previous = table.pop(key)
+        self.undo.append(lambda: table.__setitem__(key, previous))
 
-    def update(self, account: AccountRecord, *, expected_version: int) -> None:
-        def apply(state: State, journal: Journal) -> bool:
-            stored = state.accounts.get(account.user_id)
-            if stored is None or stored.version != expected_version or not _sound(account):
-                return False
-            journal.put(state.accounts, account.user_id, account)
-            return True
-
-        self._staged.append(apply)
+    def roll_back(self) -> None:
+        for undo in reversed(self.undo):
+            undo()
 
 
-class MemoryCashLedger(MemoryRepository):
-    def add(self, entry: CashEntry) -> None:
-        def apply(state: State, journal: Journal) -> bool:
-            if entry.entry_id in state.ledger_ids:
-                return False
-            journal.append(state.ledger, entry)
-            journal.put(state.ledger_ids, entry.entry_id, None)
-            return True
-
-        self._staged.append(apply)
-
-    async def list_for_user(
-        self,
-        user_id: str,
-        *,
-        kind: CashEntryKind | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        limit: int = 50,
-        after: PageKey | None = None,
-        offset: int = 0,
-    ) -> Page[CashEntry]:
-        return keyset_page(
-            self._state.ledger,
-            indexed=lambda e: e.user_id == user_id and within(e.created_at, start, end),
-            residual=None if kind is None else lambda e: e.kind == kind,
-            limit=limit,
-            after=after,
-            offset=offset,
-        )
-
-    async def sum_for_user(self, user_id: str) -> int:
-        return sum(entry.amount_cents for entry in self._state.ledger if entry.user_id == user_id)
+def _json_copy(row: Any, table: Table[Any]) -> Any:
+    """What the JSON columns give back (a Decimal inside comes back as its exact text)."""
+    copies = {
+        c.name: orjson.loads(orjson.dumps(getattr(row, c.name), default=str))
+        for c in table.columns
+        if c.kind == "json"
+    }
+    return row.evolve(**copies) if copies else row
 
 
-class MemoryDailyLimits(MemoryRepository):
-    async def used(self, user_id: str, day: date, kind: LimitKind) -> int:
-        return self._state.limits.get((user_id, day.isoformat(), kind), 0)
-
-    def add(
-        self, user_id: str, day: date, kind: LimitKind, amount_cents: int, *, limit_cents: int
-    ) -> None:
-        key = (user_id, day.isoformat(), kind)
-
-        def apply(state: State, journal: Journal) -> bool:
-            used = state.limits.get(key, 0) + amount_cents
-            if used > limit_cents or used < 0:
-                return False
-            journal.put(state.limits, key, used)
-            return True
-
-        self._staged.append(apply)
-
-
-class MemoryIdempotency(MemoryRepository):
-    async def get(self, user_id: str, key: str, *, now: datetime) -> IdempotencyRecord | None:
-        record = self._state.idempotency.get((user_id, key))
-        return record if record is not None and record.expires_at > now else None
-
-    def add(self, record: IdempotencyRecord) -> None:
-        stored_record = record.evolve(payload=json_copy(record.payload))
-
-        def apply(state: State, journal: Journal) -> bool:
-            existing = state.idempotency.get((record.user_id, record.key))
-            if existing is not None and existing.expires_at > record.created_at:
-                return False
-            journal.put(state.idempotency, (record.user_id, record.key), stored_record)
-            return True
-
-        self._staged.append(apply)
-
-    async def purge_expired(self, *, now: datetime, limit: int) -> int:
-        table = self._state.idempotency
-        expired = (key for key, record in table.items() if record.expires_at <= now)
-        taken = builtins.list(islice(expired, max(limit, 0)))
-        for key in taken:
-            del table[key]
-        return len(taken)
-
-
-class MemoryRevocations(MemoryRepository):
-    async def is_revoked(self, jti: str) -> bool:
-        return jti in self._state.revocations
-
-    def add(self, jti: str, *, user_id: str, expires_at: datetime) -> None:
-        def apply(state: State, journal: Journal) -> bool:
-            if jti not in state.revocations:
-                journal.put(state.revocations, jti, (user_id, expires_at))
-            return True
-
-        self._staged.append(apply)
-
-    async def purge_expired(self, *, now: datetime, limit: int) -> int:
-        table = self._state.revocations
-        expired = (jti for jti, (_, expires_at) in table.items() if expires_at <= now)
-        taken = builtins.list(islice(expired, max(limit, 0)))
-        for jti in taken:
-            del table[jti]
-        return len(taken)
-
-
-class MemoryAudit(MemoryRepository):
-    def add(self, event: AuditEvent) -> None:
-        stored_event = event.evolve(details=json_copy(event.details))
-
-        def apply(state: State, journal: Journal) -> bool:
-            if event.event_id in state.audit_ids:
-                return False
-            journal.append(state.audit, stored_event)
-            journal.put(state.audit_ids, event.event_id, None)
-            return True
-
-        self._staged.append(apply)
-
-    async def list(
-        self,
-        *,
-        user_id: str | None = None,
-        event_type: str | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        limit: int = 50,
-        after: PageKey | None = None,
-    ) -> Page[AuditEvent]:
-        # An index by user and one by type: the user's, when both are asked for.
-        by_type = event_type if user_id is None else None
-        of_type = event_type if user_id is not None else None
-        return keyset_page(
-            self._state.audit,
-            indexed=lambda e: (
-                (user_id is None or e.user_id == user_id)
-                and (by_type is None or e.event_type == by_type)
-                and within(e.created_at, start, end)
-            ),
-            residual=None if of_type is None else lambda e: e.event_type == of_type,
-            limit=limit,
-            after=after,
-        )
-
-
-class MemoryUnitOfWork:
-    """Reads see committed state; writes wait in `staged` until `commit()`."""
-
-    def __init__(self, store: MemoryStore) -> None:
-        self._store = store
-        self.staged: builtins.list[Operation] = []
-        self.users: UserRepository = MemoryUsers(store, self.staged)
-        self.accounts: AccountRepository = MemoryAccounts(store, self.staged)
-        self.cash_ledger: CashLedgerRepository = MemoryCashLedger(store, self.staged)
-        self.daily_limits: DailyLimitRepository = MemoryDailyLimits(store, self.staged)
-        self.idempotency: IdempotencyRepository = MemoryIdempotency(store, self.staged)
-        self.revocations: RevocationRepository = MemoryRevocations(store, self.staged)
-        self.audit: AuditRepository = MemoryAudit(store, self.staged)
-        self.assets: AssetRepository = MemoryAssets(store, self.staged)
-        self.candles: CandleRepository = MemoryCandles(store, self.staged)
-        self.orders: OrderRepository = MemoryOrders(store, self.staged)
-        self.positions: PositionRepository = MemoryPositions(store, self.staged)
-        self.asset_ledger: AssetLedgerRepository = MemoryAssetLedger(store, self.staged)
-
-    async def commit(self) -> None:
-        operations = builtins.list(self.staged)
-        self.staged.clear()
-        if not operations:
-            return
-        journal = Journal()
-        if not all(operation(self._store.state, journal) for operation in operations):
-            journal.roll_back()
-            raise ConcurrencyConflict()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.staged.clear()
+def _matches(row: Any, where: Sequence[Cond]) -> bool:
+    return all(_OPERATORS[op](getattr(row, name), value) for name, op, value in where)
 
 
 class MemoryStore:
-    """Everything in dictionaries; lost when the process ends."""
+    """Every table of the schema in dictionaries; `tables[name].rows` for tests to look at."""
 
     def __init__(self) -> None:
-        self.state = State()
+        self.tables = {table.name: _Rows(table) for table in schema.TABLES}
+        self._inserted = 0
 
-    def unit_of_work(self) -> MemoryUnitOfWork:
-        return MemoryUnitOfWork(self)
+    def unit_of_work(self) -> UnitOfWork:
+        return UnitOfWork(self)
 
     async def migrate(self) -> None:
-        """Nothing to create: the state is ready from the start."""
+        pass
 
     async def ping(self) -> None:
-        """Always reachable."""
+        pass
 
     async def close(self) -> None:
-        """Nothing to release."""
+        pass
+
+    def rows(self, table: Table[R]) -> builtins.list[R]:
+        return builtins.list(self.tables[table.name].rows.values())
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def _ordered(self, table: Table[Any], where: Sequence[Cond]) -> builtins.list[Any]:
+        """Matching rows with their `PageKey`, newest first."""
+        stored = self.tables[table.name]
+        keyed = [
+            (PageKey(row.created_at, stored.order[key]), row)
+            for key, row in stored.rows.items()
+            if _matches(row, where)
+        ]
+        return sorted(keyed, key=lambda pair: pair[0], reverse=True)
+
+    async def select(
+        self, table: Table[R], where: Sequence[Cond] = (), *, order: Sequence[str] = (),
+        limit: int | None = None,
+    ) -> builtins.list[R]:  # fmt: skip
+        stored = self.tables[table.name]
+        equal = {name: value for name, op, value in where if op == "="}
+        if len(equal) == len(where) and set(equal) == set(table.key):  # by key
+            row = stored.rows.get(tuple(equal[name] for name in table.key))
+            return [] if row is None else [row]
+        rows = [(key, row) for key, row in stored.rows.items() if _matches(row, where)]
+        for term in reversed(order):  # stable sorts, last term first
+            name, *desc = term.split()
+
+            def by(pair: tuple[Any, Any], name: str = name) -> Any:
+                return stored.order[pair[0]] if name == "seq" else getattr(pair[1], name)
+
+            rows.sort(key=by, reverse=bool(desc))
+        chosen = [row for _, row in rows]
+        return chosen if limit is None else chosen[:limit]
+
+    async def page(
+        self, table: Table[R], where: Sequence[Cond], *, residual: Sequence[Cond], limit: int,
+        after: PageKey | None, offset: int,
+    ) -> Page[R]:  # fmt: skip
+        """Paged as the SQL stores do: `residual` applied to at most `offset + SCAN_ROWS` rows.
+        Counts, as only this store can cheaply."""
+        ordered = self._ordered(table, where)
+        total = sum(1 for _, row in ordered if _matches(row, residual))
+        if after is not None:
+            ordered = [(key, row) for key, row in ordered if key < after]
+        window = ordered[: offset + SCAN_ROWS] if residual else ordered
+        chosen = [(key, row) for key, row in window if _matches(row, residual)]
+        chosen = chosen[offset : offset + limit + 1]
+        next_key = None
+        if len(chosen) > limit:
+            next_key = chosen[limit - 1][0]
+        elif len(window) < len(ordered):  # a filtered page stopped at its scan bound
+            next_key = window[-1][0]
+        return Page([row for _, row in chosen[:limit]], total_count=total, next_key=next_key)
+
+    async def sum(
+        self, table: Table[Any], column: str, where: Sequence[Cond], *,
+        after: PageKey | None, limit: int,
+    ) -> tuple[int, PageKey | None]:  # fmt: skip
+        ordered = [(k, row) for k, row in self._ordered(table, where) if after is None or k < after]
+        chunk = ordered[:limit]
+        total = sum(getattr(row, column) for _, row in chunk)
+        return total, (chunk[-1][0] if len(chunk) == limit else None)
+
+    async def delete(self, table: Table[Any], where: Sequence[Cond], *, limit: int) -> int:
+        stored = self.tables[table.name]
+        chosen = [key for key, row in stored.rows.items() if _matches(row, where)][:limit]
+        for key in chosen:
+            self._drop(stored, key, _Journal())
+            del stored.order[key]
+        return len(chosen)
+
+    # --- writes -------------------------------------------------------------------------------
+
+    async def apply(self, intents: builtins.list[Intent]) -> None:
+        journal = _Journal()
+        try:
+            for intent in intents:
+                self._apply(intent, journal)
+        except _Unmet:
+            journal.roll_back()
+            raise ConcurrencyConflict() from None
+
+    def _apply(self, intent: Intent, journal: _Journal) -> None:
+        stored = self.tables[intent.table.name]
+        if isinstance(intent, SetFields):
+            width = len(intent.table.key)
+            for values in intent.rows:
+                row = stored.rows.get(values[:width])
+                if row is not None:
+                    changes = dict(zip(intent.columns, values[width:], strict=True))
+                    self._put(stored, row.evolve(**changes), journal)
+            return
+        rows = intent.rows if isinstance(intent, Upsert) else (intent.row,)
+        for row in rows:
+            before = stored.rows.get(key_of(intent.table, row))
+            if isinstance(intent, Insert):
+                if before is not None and not intent.if_absent:
+                    raise _Unmet
+                if before is None:
+                    self._put(stored, row, journal)
+            elif isinstance(intent, Update):
+                if before is None or before.version != intent.expected_version:
+                    raise _Unmet
+                self._put(stored, row, journal)
+            elif isinstance(intent, Upsert):
+                stale = intent.stale
+                if (
+                    before is not None
+                    and stale is not None
+                    and not (getattr(before, stale[0]) <= getattr(row, stale[1]))
+                ):
+                    raise _Unmet
+                self._put(stored, row, journal)
+            elif isinstance(intent, Increment):
+                used = getattr(row, intent.column) + (
+                    0 if before is None else getattr(before, intent.column)
+                )
+                if used > intent.limit:
+                    raise _Unmet
+                self._put(stored, row.evolve(**{intent.column: used}), journal)
+
+    def _put(self, stored: _Rows, row: Any, journal: _Journal) -> None:
+        """Insert or replace `row`, if the guards hold and no other row has its unique values."""
+        key = key_of(stored.table, row)
+        if stored.guard is not None and not stored.guard(row):
+            raise _Unmet
+        if key in stored.rows:
+            self._drop(stored, key, journal)
+        else:
+            self._inserted += 1
+            journal.put(stored.order, key, self._inserted)
+        for columns, index in stored.unique.items():
+            values = tuple(getattr(row, name) for name in columns)
+            if None not in values:
+                if values in index:
+                    raise _Unmet
+                journal.put(index, values, key)
+        journal.put(stored.rows, key, _json_copy(row, stored.table))
+
+    def _drop(self, stored: _Rows, key: tuple[Any, ...], journal: _Journal) -> None:
+        """Remove the row's unique values and the row (its insertion order stays if replaced)."""
+        row = stored.rows[key]
+        for columns, index in stored.unique.items():
+            values = tuple(getattr(row, name) for name in columns)
+            if index.get(values) == key:
+                journal.pop(index, values)
+        journal.pop(stored.rows, key)

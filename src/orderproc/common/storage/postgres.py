@@ -1,383 +1,389 @@
-"""The PostgreSQL storage adapter (asyncpg): reads through a connection pool, and each unit of
-work's writes applied at commit in one READ COMMITTED transaction of conditional statements.
+"""The PostgreSQL storage adapter (asyncpg). A unit of work takes one pooled connection for its
+reads and its commit, and writes its intents as ONE statement: each intent a data-modifying
+`WITH` clause, and a final check that every conditional write touched its row (else
+`orderproc_expect` raises and nothing is written). One statement is one transaction and one
+network round trip, BEGIN and COMMIT included.
 
-READ COMMITTED suffices because every staged write carries its own condition (a version, a
-limit, a uniqueness) and is checked by its row count; a statement that finds its condition false
-makes the whole unit a `ConcurrencyConflict`, which the use cases retry. The pool opens on first
-use, so `open_store()` stays synchronous. The schema lives in `postgres_migrations`, trading's
-repositories in `postgres_trading`, what all repositories share in `postgres_core`.
+READ COMMITTED suffices because every write carries its own condition (a version, a limit, a
+uniqueness) and is checked by its row count. The pool opens on first use, so `open_store()`
+stays synchronous. The schema, the SQL of reads and intents and the migrator are shared with
+SQLite (`sql`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
-from datetime import date, datetime
-from types import TracebackType
-from typing import Any, Self
+from collections.abc import Sequence
+from decimal import Decimal
+from functools import cache
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import asyncpg
 import orjson
 
 from orderproc.common.clock import SystemClock
-from orderproc.common.storage.ports import (
-    AccountRepository,
-    AssetLedgerRepository,
-    AssetRepository,
-    AuditRepository,
-    CandleRepository,
-    CashLedgerRepository,
-    DailyLimitRepository,
-    IdempotencyRepository,
-    OrderRepository,
-    PositionRepository,
-    RevocationRepository,
+from orderproc.common.storage import sql
+from orderproc.common.storage.intents import Intent, SetFields, Upsert, collapse, key_of
+from orderproc.common.storage.records import SCAN_ROWS, Page, PageKey
+from orderproc.common.storage.repositories import Cond, UnitOfWork
+from orderproc.common.storage.schema import SCHEMA_VERSION, Table
+from orderproc.common.storage.sql import Statement
+from orderproc.errors import (
+    ConcurrencyConflict,
+    StoreFull,
+    StoreReadOnly,
+    StoreTimeout,
     StoreUnavailable,
-    UserRepository,
 )
-from orderproc.common.storage.postgres_core import (
-    DRIVER_ERRORS,
-    Filters,
-    Params,
-    PoolSource,
-    PostgresRepository,
-    Statement,
-    apply,
-    raise_fault,
-)
-from orderproc.common.storage.postgres_migrations import (
-    BOOKKEEPING,
-    MIGRATION_LOCK_KEY,
-    MIGRATIONS,
-)
-from orderproc.common.storage.postgres_trading import (
-    PostgresAssetLedger,
-    PostgresAssets,
-    PostgresCandles,
-    PostgresOrders,
-    PostgresPositions,
-)
-from orderproc.common.storage.records import (
-    AccountRecord,
-    AuditEvent,
-    CashEntry,
-    CashEntryKind,
-    IdempotencyRecord,
-    LimitKind,
-    Page,
-    PageKey,
-    UserRecord,
-)
-from orderproc.common.storage.sqlite_migrations import Migration
 
 CONNECT_TIMEOUT_SECONDS = 5.0
-# Every statement of the pool's connections (BEGIN and COMMIT too) gives up after this long:
-# a store that hangs answers 503 STORE_TIMEOUT rather than holding the request and the user's
-# lock. Migrations, which may rightly run long, pass their own.
+# Every statement of the pool's connections gives up after this long: a store that hangs answers
+# 503 STORE_TIMEOUT rather than holding the request and the user's lock. Migrations, which may
+# rightly run long, pass their own.
 COMMAND_TIMEOUT_SECONDS = 5.0
 MIGRATION_TIMEOUT_SECONDS = 3600.0
+# Any fixed 64-bit number of our own; taken by `migrate()` with pg_advisory_xact_lock.
+MIGRATION_LOCK_KEY = 0x0D_E2_0C_E5_50_12_00_01
+_INTEGER = Decimal(1)
+_UNMET = "OPX01"  # the SQLSTATE `orderproc_expect` raises: a write's condition did not hold
+R = TypeVar("R")
 
-_USER_COLUMNS = (
-    "user_id, username, email, password_hash, first_name, last_name, phone, date_of_birth, "
-    "role, is_active, created_at, updated_at, tokens_valid_after, version"
+# What the driver raises; `store_fault` says which of these are faults of the store.
+DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)  # OSError: timeouts too
+
+# Faults by SQLSTATE, then by SQLSTATE class. Left out on purpose: class 23 and 40 (conflicts,
+# see _CONFLICTS), 22 and 42 (the code's own mistakes), XX (internal errors, corruption).
+_FAULT_STATES: dict[str, type[StoreUnavailable]] = {
+    "53100": StoreFull,  # disk_full
+    "25006": StoreReadOnly,  # read_only_sql_transaction (default_transaction_read_only, a replica)
+    "57014": StoreTimeout,  # query_canceled: statement_timeout
+    "55P03": StoreTimeout,  # lock_not_available: lock_timeout
+    "25P03": StoreTimeout,  # idle_in_transaction_session_timeout
+    "25P04": StoreTimeout,  # transaction_timeout
+}
+_FAULT_CLASSES: dict[str, type[StoreUnavailable]] = {
+    "08": StoreUnavailable,  # connection exception (the connection is gone)
+    "53": StoreUnavailable,  # insufficient resources: too many connections, out of memory
+    "57": StoreUnavailable,  # operator intervention: shutdown, restart, cannot connect now
+    "58": StoreUnavailable,  # system error: I/O error
+}
+
+
+def store_fault(error: BaseException) -> StoreUnavailable | None:
+    """The store error `error` stands for, if it is a fault of the server, the network or the
+    time allowed; None otherwise (a conflict, a bad query: not ours to turn into a 503)."""
+    fault: StoreUnavailable | None = None
+    if isinstance(error, asyncpg.PostgresError):
+        state = str(getattr(error, "sqlstate", "") or "")
+        kind = _FAULT_STATES.get(state) or _FAULT_CLASSES.get(state[:2])
+        if kind is not None:
+            fault = kind(f"PostgreSQL: {error} (SQLSTATE {state})")
+    elif isinstance(error, TimeoutError):  # asyncpg's command_timeout, or connecting
+        fault = StoreTimeout("PostgreSQL did not answer in time")
+    elif isinstance(error, OSError):  # refused, reset, unreachable
+        fault = StoreUnavailable(f"PostgreSQL connection failed: {error or type(error).__name__}")
+    if fault is not None:
+        fault.__cause__ = error
+    return fault
+
+
+def raise_fault(error: BaseException) -> None:
+    """Raise the store error `error` stands for if it is a fault; otherwise return, and the
+    caller re-raises `error` as it is."""
+    fault = store_fault(error)
+    if fault is not None:
+        raise fault from error
+
+
+def plain(stored: Decimal) -> Decimal:
+    """A NUMERIC(38,18) value without the column's padding zeros, never in exponent form:
+    `43210.120000000000000000` → `43210.12`, `100.000…` → `100`."""
+    if stored == stored.to_integral_value():
+        return stored.quantize(_INTEGER)
+    return stored.normalize()
+
+
+class PostgresDialect(sql.Dialect):
+    """Money and quantities BIGINT (cents, 10^-8 units); prices, cost basis and realized P&L
+    NUMERIC(38,18); times TIMESTAMPTZ (microseconds); dicts JSONB, except where the text must
+    come back as written (JSON). Lists break time ties by a `seq` identity column."""
+
+    name, seq = "postgresql", "seq"
+    types = {
+        "text": "TEXT", "int": "BIGINT", "bool": "BOOLEAN", "time": "TIMESTAMPTZ",
+        "date": "DATE", "decimal": "NUMERIC(38,18)", "json": "JSONB",
+    }  # fmt: skip
+    encoders = {"json": sql.json_text}
+    decoders = {"decimal": plain, "json": orjson.loads}
+
+    def column_type(self, table: Table[Any], name: str) -> str:
+        if name == "version":
+            return "INTEGER"
+        return "JSON" if name in table.ordered_json else super().column_type(table, name)
+
+    def extra_columns(self, table: Table[Any]) -> builtins.list[str]:
+        return ["seq BIGINT GENERATED ALWAYS AS IDENTITY"] if table.listed else []
+
+    def cast(self, table: Table[Any], name: str) -> str:
+        return "::" + self.column_type(table, name)
+
+    def upsert(self, intent: Upsert) -> builtins.list[Statement]:
+        if intent.stale is not None or len(intent.rows) == 1:
+            return super().upsert(intent)
+        table, encode = intent.table, self.encoder(intent.table)
+        columns = builtins.list(zip(*(encode(row) for row in intent.rows), strict=True))
+        replaced = [name for name in table.names if name not in table.key]
+        statement = (
+            f"INSERT INTO {table.name} ({', '.join(table.names)}) SELECT * FROM "
+            f"{self._unnest(table, table.names)} ON CONFLICT ({', '.join(table.key)}) DO UPDATE "
+            f"SET {', '.join(f'{name} = excluded.{name}' for name in replaced)}"
+        )
+        return [Statement(statement, tuple(columns), expect=None)]
+
+    def set_fields(self, intent: SetFields) -> builtins.list[Statement]:
+        table, names = intent.table, (*intent.table.key, *intent.columns)
+        columns = [
+            [self.value(table, name, value) for value in values]
+            for name, values in zip(names, zip(*intent.rows, strict=True), strict=True)
+        ]
+        statement = (
+            f"UPDATE {table.name} AS t SET "
+            f"{', '.join(f'{name} = u.{name}' for name in intent.columns)} FROM "
+            f"{self._unnest(table, names)} AS u ({', '.join(names)}) WHERE "
+            f"{' AND '.join(f't.{name} = u.{name}' for name in table.key)}"
+        )
+        return [Statement(statement, tuple(columns), expect=None)]
+
+    def _unnest(self, table: Table[Any], names: Sequence[str]) -> str:
+        return f"unnest({', '.join(f'?{self.cast(table, name)}[]' for name in names)})"
+
+
+DIALECT = PostgresDialect()
+BOOKKEEPING = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+    "description TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
 )
+EXPECT_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION orderproc_expect(ok boolean) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT ok THEN
+        RAISE EXCEPTION 'a write''s condition did not hold' USING ERRCODE = '{_UNMET}';
+    END IF;
+    RETURN true;
+END $$
+"""
 
 
-def _user_params(user: UserRecord) -> Params:
-    return (
-        user.user_id, user.username, user.email, user.password_hash, user.first_name,
-        user.last_name, user.phone, user.date_of_birth, user.role, user.is_active,
-        user.created_at, user.updated_at, user.tokens_valid_after, user.version,
-    )  # fmt: skip
+@cache
+def _numbered(statement: str) -> str:
+    return sql.numbered(statement)
 
 
-def _user(row: Any) -> UserRecord:
-    return UserRecord(
-        user_id=row[0], username=row[1], email=row[2], password_hash=row[3],
-        first_name=row[4], last_name=row[5], phone=row[6], date_of_birth=row[7], role=row[8],
-        is_active=row[9], created_at=row[10], updated_at=row[11], tokens_valid_after=row[12],
-        version=row[13],
-    )  # fmt: skip
+class _Session:
+    """One unit of work's connection: taken from the pool at its first statement, given back
+    after its commit or when it ends. A unit opened while another holds a connection in the same
+    task (a refusal remembered in a unit of its own) shares it rather than wait for the pool,
+    which a pool full of outer units would make it do forever; every statement commits on its
+    own, so nothing of one unit's transaction is seen by the other."""
 
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+        self._conn: Any = None
+        self._owner = False
 
-def _marks(count: int) -> str:
-    return ", ".join(f"${n}" for n in range(1, count + 1))
+    async def _connection(self) -> Any:
+        if self._conn is None:
+            task = asyncio.current_task()
+            held = self._store.held.get(task)
+            if held is not None:
+                self._conn = held
+            else:
+                pool = await self._store.pool()
+                try:
+                    self._conn = await pool.acquire()
+                except DRIVER_ERRORS as error:
+                    raise_fault(error)
+                    raise
+                self._store.held[task] = self._conn
+                self._owner = True
+        return self._conn
 
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if self._owner:
+            self._owner = False
+            self._store.held = {t: c for t, c in self._store.held.items() if c is not conn}
+            await (await self._store.pool()).release(conn)
 
-class PostgresUsers(PostgresRepository):
-    async def get(self, user_id: str) -> UserRecord | None:
-        return await self._user_where("user_id", user_id)
+    async def _rows(self, statement: str, params: Sequence[Any]) -> builtins.list[Any]:
+        try:
+            conn = await self._connection()
+            rows: builtins.list[Any] = await conn.fetch(_numbered(statement), *params)
+        except DRIVER_ERRORS as error:
+            raise_fault(error)
+            raise
+        return rows
 
-    async def get_by_username(self, username: str) -> UserRecord | None:
-        return await self._user_where("username", username)
+    async def select(
+        self, table: Table[R], where: Sequence[Cond] = (), *, order: Sequence[str] = (),
+        limit: int | None = None,
+    ) -> builtins.list[R]:  # fmt: skip
+        decode = DIALECT.decoder(table)
+        return [
+            decode(row) for row in await self._rows(*DIALECT.select(table, where, order, limit))
+        ]
 
-    async def get_by_email(self, email: str) -> UserRecord | None:
-        return await self._user_where("email", email)
-
-    async def _user_where(self, column: str, value: str) -> UserRecord | None:
-        row = await self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE {column} = $1", value)
-        return None if row is None else _user(row)
-
-    async def list(self, *, limit: int, after: PageKey | None = None) -> Page[UserRecord]:
-        return await self._keyset_page(
-            "users", Filters(), columns=_USER_COLUMNS, make=_user, limit=limit, after=after
+    async def page(
+        self, table: Table[R], where: Sequence[Cond], *, residual: Sequence[Cond], limit: int,
+        after: PageKey | None, offset: int,
+    ) -> Page[R]:  # fmt: skip
+        """Newest first by (created_at, seq), never counted. `where` is what an index holds:
+        the index gives the rows in order and the page reads `offset + limit + 1` of them.
+        `residual` applies outside a subquery that takes at most `offset + SCAN_ROWS` rows in
+        index order (its LIMIT keeps the filter from steering the planner to another index;
+        the order carries through, so nothing is sorted); a page that stops there goes on,
+        next time, from the last row the subquery took."""
+        conditions, params = DIALECT.where(table, where)
+        if after is not None:
+            keyset = "created_at <= ? AND (created_at < ? OR seq < ?)"
+            conditions = f"{conditions} AND {keyset}" if conditions else keyset
+            params += [after.at, after.at, after.seq]
+        where_sql = f" WHERE {conditions}" if conditions else ""
+        select = (
+            f"SELECT {', '.join(table.read_names)}, created_at AS page_at, seq AS page_seq "
+            f"FROM {table.name}{where_sql}"
         )
-
-    async def active_admins(self) -> builtins.list[UserRecord]:
-        sql = f"SELECT {_USER_COLUMNS} FROM users WHERE role = 'admin' AND is_active"
-        return [_user(row) for row in await self._all(f"{sql} ORDER BY user_id")]
-
-    def add(self, user: UserRecord) -> None:
-        self._stage(
-            f"INSERT INTO users ({_USER_COLUMNS}) VALUES ({_marks(14)})", *_user_params(user)
-        )
-
-    def update(self, user: UserRecord, *, expected_version: int) -> None:
-        columns = _USER_COLUMNS.split(", ")[1:]
-        assignments = ", ".join(f"{c} = ${n}" for n, c in enumerate(columns, start=2))
-        self._stage(
-            f"UPDATE users SET {assignments} WHERE user_id = $1 AND version = $15",
-            *_user_params(user), expected_version,
-        )  # fmt: skip
-
-
-class PostgresAccounts(PostgresRepository):
-    async def get(self, user_id: str) -> AccountRecord | None:
-        row = await self._one(
-            "SELECT user_id, balance_cents, reserved_cents, version, updated_at "
-            "FROM accounts WHERE user_id = $1",
-            user_id,
-        )
-        if row is None:
-            return None
-        return AccountRecord(
-            user_id=row[0], balance_cents=row[1], reserved_cents=row[2], version=row[3],
-            updated_at=row[4],
-        )  # fmt: skip
-
-    async def ids_after(self, after: str | None, *, limit: int) -> builtins.list[str]:
-        # The key's own collation in both the test and the order, so its index serves each page
-        # (with the database's collation, the order may differ from SQLite's byte order).
-        if after is None:
-            sql = "SELECT user_id FROM accounts ORDER BY user_id LIMIT $1"
-            rows = await self._all(sql, max(limit, 0))
+        order = "ORDER BY page_at DESC, page_seq DESC"
+        decode = DIALECT.decoder(table)
+        if not residual:
+            rows = await self._rows(
+                f"{select} {order} LIMIT ? OFFSET ?", (*params, limit + 1, offset)
+            )
         else:
-            sql = "SELECT user_id FROM accounts WHERE user_id > $1 ORDER BY user_id LIMIT $2"
-            rows = await self._all(sql, after, max(limit, 0))
-        return [row[0] for row in rows]
+            matching, values = DIALECT.where(table, residual)
+            rows = await self._rows(
+                f"SELECT * FROM ({select} {order} LIMIT ?) AS page WHERE {matching} {order} "
+                "LIMIT ? OFFSET ?",
+                (*params, offset + SCAN_ROWS, *values, limit + 1, offset),
+            )
+        items = [decode(row) for row in rows[:limit]]
+        if len(rows) > limit:
+            return Page(items, None, PageKey(rows[limit - 1][-2], rows[limit - 1][-1]))
+        if not residual:
+            return Page(items, None, None)
+        # Short: did the subquery stop at its bound with rows left? Then go on from its last.
+        ends = await self._rows(
+            f"SELECT created_at, seq FROM {table.name}{where_sql} "
+            "ORDER BY created_at DESC, seq DESC LIMIT 2 OFFSET ?",
+            (*params, offset + SCAN_ROWS - 1),
+        )
+        return Page(items, None, PageKey(ends[0][0], ends[0][1]) if len(ends) == 2 else None)
 
-    def add(self, account: AccountRecord) -> None:
-        self._stage(
-            "INSERT INTO accounts (user_id, balance_cents, reserved_cents, available_cents, "
-            "version, updated_at) VALUES ($1, $2, $3, $4, $5, $6)",
-            account.user_id, account.balance_cents, account.reserved_cents,
-            account.available_cents, account.version, account.updated_at,
-        )  # fmt: skip
+    async def sum(
+        self, table: Table[Any], column: str, where: Sequence[Cond], *,
+        after: PageKey | None, limit: int,
+    ) -> tuple[int, PageKey | None]:  # fmt: skip
+        conditions, params = DIALECT.where(table, where)
+        if after is not None:
+            conditions += " AND created_at <= ? AND (created_at < ? OR seq < ?)"
+            params += [after.at, after.at, after.seq]
+        chunk = (
+            f"SELECT {column} AS v, created_at AS at, seq FROM {table.name} WHERE {conditions} "
+            "ORDER BY created_at DESC, seq DESC LIMIT ?"
+        )
+        # sum(bigint) is NUMERIC: exact at any size.
+        total, count = (
+            await self._rows(
+                f"SELECT coalesce(sum(v), 0), count(*) FROM ({chunk}) c", (*params, limit)
+            )
+        )[0]
+        if count < limit:
+            return int(total), None
+        last = await self._rows(
+            f"SELECT at, seq FROM ({chunk}) c OFFSET ?", (*params, limit, limit - 1)
+        )
+        return int(total), PageKey(last[0][0], last[0][1])
 
-    def update(self, account: AccountRecord, *, expected_version: int) -> None:
-        self._stage(
-            "UPDATE accounts SET balance_cents = $1, reserved_cents = $2, available_cents = $3, "
-            "version = $4, updated_at = $5 WHERE user_id = $6 AND version = $7 "
-            "AND $1::bigint >= 0 AND $2::bigint >= 0 AND $3::bigint >= 0",
-            account.balance_cents, account.reserved_cents, account.available_cents,
-            account.version, account.updated_at, account.user_id, expected_version,
-        )  # fmt: skip
+    async def delete(self, table: Table[Any], where: Sequence[Cond], *, limit: int) -> int:
+        # SKIP LOCKED: another process's purger (or a request replacing an expired record)
+        # holding a row costs a skip, not a wait; the outer test keeps a row changed meanwhile.
+        conditions, params = DIALECT.where(table, where)
+        statement = _numbered(
+            f"DELETE FROM {table.name} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table.name} "
+            f"WHERE {conditions} LIMIT ? FOR UPDATE SKIP LOCKED)) AND {conditions}"
+        )
+        try:
+            status = await (await self._connection()).execute(statement, *params, limit, *params)
+        except DRIVER_ERRORS as error:
+            raise_fault(error)
+            raise
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def apply(self, intents: builtins.list[Intent]) -> None:
+        """The unit's writes as one statement (see the module's docstring); a lost race is a
+        `ConcurrencyConflict`; a fault (`store_fault`) a `StoreUnavailable` of its kind, which
+        applied nothing, except that a connection lost during the statement leaves the outcome
+        unknown: never "committed" unless PostgreSQL said so."""
+        intents = collapse(intents)
+        statements = DIALECT.compile(intents)
+        try:
+            conn = await self._connection()
+            try:
+                if _rows_written_once(intents):
+                    text, params = _as_one(statements)
+                    await conn.fetchval(_numbered(text), *params)
+                else:  # one row written twice: a statement each, in one transaction
+                    async with conn.transaction():
+                        for statement in statements:
+                            status = await conn.execute(_numbered(statement.sql), *statement.params)
+                            if statement.expect not in (None, int(status.rsplit(" ", 1)[-1])):
+                                raise ConcurrencyConflict()
+            except _CONFLICTS as failed:
+                raise ConcurrencyConflict() from failed
+            except asyncpg.PostgresError as failed:
+                if getattr(failed, "sqlstate", None) == _UNMET:
+                    raise ConcurrencyConflict() from failed
+                raise
+        except DRIVER_ERRORS as error:
+            raise_fault(error)
+            raise
+        finally:
+            await self.close()  # reads after a commit take the connection again
 
 
-_ENTRY_COLUMNS = (
-    "entry_id, user_id, kind, amount_cents, balance_after_cents, reference_id, created_at"
+# A lost race, in any of its forms: a duplicate key or a CHECK (class 23), or a transaction
+# PostgreSQL aborted to stay serializable or break a deadlock.
+_CONFLICTS = (
+    asyncpg.IntegrityConstraintViolationError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
 )
 
 
-class PostgresCashLedger(PostgresRepository):
-    def add(self, entry: CashEntry) -> None:
-        self._stage(
-            f"INSERT INTO cash_ledger ({_ENTRY_COLUMNS}) VALUES ({_marks(7)})",
-            entry.entry_id, entry.user_id, entry.kind, entry.amount_cents,
-            entry.balance_after_cents, entry.reference_id, entry.created_at,
-        )  # fmt: skip
-
-    async def list_for_user(
-        self,
-        user_id: str,
-        *,
-        kind: CashEntryKind | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        limit: int = 50,
-        after: PageKey | None = None,
-        offset: int = 0,
-    ) -> Page[CashEntry]:
-        filters = Filters()
-        filters.equal("user_id", user_id)
-        filters.created_between(start, end)
-        return await self._keyset_page(
-            "cash_ledger", filters, columns=_ENTRY_COLUMNS, make=lambda row: CashEntry(*row),
-            limit=limit, after=after, offset=offset, residual=[("kind", kind)],
-        )  # fmt: skip
-
-    async def sum_for_user(self, user_id: str) -> int:
-        # sum(bigint) is NUMERIC: exact at any size.
-        total = await self._value(
-            "SELECT coalesce(sum(amount_cents), 0) FROM cash_ledger WHERE user_id = $1", user_id
-        )
-        return int(total)
+def _rows_written_once(intents: builtins.list[Intent]) -> bool:
+    keys = [
+        (intent.table.name, key_of(intent.table, intent.row))
+        for intent in intents
+        if hasattr(intent, "row")
+    ]
+    return len(keys) == len(set(keys))
 
 
-class PostgresDailyLimits(PostgresRepository):
-    async def used(self, user_id: str, day: date, kind: LimitKind) -> int:
-        used = await self._value(
-            "SELECT used_cents FROM daily_limits WHERE user_id = $1 AND day = $2 AND kind = $3",
-            user_id, day, kind,
-        )  # fmt: skip
-        return 0 if used is None else int(used)
-
-    def add(
-        self, user_id: str, day: date, kind: LimitKind, amount_cents: int, *, limit_cents: int
-    ) -> None:
-        # The SELECT's WHERE refuses a first row over the limit; the upsert's WHERE a later one.
-        self._stage(
-            "INSERT INTO daily_limits (user_id, day, kind, used_cents) "
-            "SELECT $1::text, $2::date, $3::text, $4::bigint WHERE $4::bigint <= $5::bigint "
-            "ON CONFLICT (user_id, day, kind) DO UPDATE "
-            "SET used_cents = daily_limits.used_cents + excluded.used_cents "
-            "WHERE daily_limits.used_cents + excluded.used_cents <= $5::bigint",
-            user_id, day, kind, amount_cents, limit_cents,
-        )  # fmt: skip
-
-
-class PostgresIdempotency(PostgresRepository):
-    async def get(self, user_id: str, key: str, *, now: datetime) -> IdempotencyRecord | None:
-        row = await self._one(
-            "SELECT user_id, key, fingerprint, outcome, payload, created_at, expires_at "
-            "FROM idempotency WHERE user_id = $1 AND key = $2 AND expires_at > $3",
-            user_id, key, now,
-        )  # fmt: skip
-        if row is None:
-            return None
-        return IdempotencyRecord(
-            user_id=row[0], key=row[1], fingerprint=row[2], outcome=row[3],
-            payload=orjson.loads(row[4]), created_at=row[5], expires_at=row[6],
-        )  # fmt: skip
-
-    def add(self, record: IdempotencyRecord) -> None:
-        # An existing row is replaced only if it had expired when this record was made.
-        self._stage(
-            "INSERT INTO idempotency (user_id, key, fingerprint, outcome, payload, created_at, "
-            "expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7) "
-            "ON CONFLICT (user_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, "
-            "outcome = excluded.outcome, payload = excluded.payload, "
-            "created_at = excluded.created_at, expires_at = excluded.expires_at "
-            "WHERE idempotency.expires_at <= excluded.created_at",
-            record.user_id, record.key, record.fingerprint, record.outcome,
-            orjson.dumps(record.payload).decode(), record.created_at, record.expires_at,
-        )  # fmt: skip
-
-    async def purge_expired(self, *, now: datetime, limit: int) -> int:
-        # One short transaction of its own. SKIP LOCKED: another process's purger (or a request
-        # replacing an expired record) holding a row costs a skip, not a wait; the outer
-        # `expires_at` test keeps a row that was replaced meanwhile.
-        return await self._delete(
-            "DELETE FROM idempotency WHERE ctid = ANY(ARRAY(SELECT ctid FROM idempotency "
-            "WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)) AND expires_at <= $1",
-            now, max(limit, 0),
-        )  # fmt: skip
-
-
-class PostgresRevocations(PostgresRepository):
-    async def is_revoked(self, jti: str) -> bool:
-        return await self._one("SELECT 1 FROM revoked_tokens WHERE jti = $1", jti) is not None
-
-    def add(self, jti: str, *, user_id: str, expires_at: datetime) -> None:
-        self._stage(
-            "INSERT INTO revoked_tokens (jti, user_id, expires_at) VALUES ($1, $2, $3) "
-            "ON CONFLICT (jti) DO NOTHING",
-            jti, user_id, expires_at, expect=None,
-        )  # fmt: skip
-
-    async def purge_expired(self, *, now: datetime, limit: int) -> int:
-        return await self._delete(
-            "DELETE FROM revoked_tokens WHERE ctid = ANY(ARRAY(SELECT ctid FROM revoked_tokens "
-            "WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)) AND expires_at <= $1",
-            now, max(limit, 0),
-        )  # fmt: skip
-
-
-_AUDIT_COLUMNS = "event_id, event_type, created_at, user_id, actor_id, ip, details"
-
-
-class PostgresAudit(PostgresRepository):
-    def add(self, event: AuditEvent) -> None:
-        self._stage(
-            f"INSERT INTO audit_events ({_AUDIT_COLUMNS}) VALUES ({_marks(7)})",
-            event.event_id, event.event_type, event.created_at, event.user_id,
-            event.actor_id, event.ip, orjson.dumps(event.details).decode(),
-        )  # fmt: skip
-
-    async def list(
-        self,
-        *,
-        user_id: str | None = None,
-        event_type: str | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        limit: int = 50,
-        after: PageKey | None = None,
-    ) -> Page[AuditEvent]:
-        # An index by user and one by type (and one by time alone); the user's when both.
-        filters = Filters()
-        filters.created_between(start, end)
-        filters.equal("user_id", user_id)
-        filters.equal("event_type", event_type if user_id is None else None)
-        return await self._keyset_page(
-            "audit_events", filters, columns=_AUDIT_COLUMNS, make=_event, limit=limit,
-            after=after, residual=[("event_type", event_type if user_id is not None else None)],
-        )  # fmt: skip
-
-
-def _event(row: Any) -> AuditEvent:
-    return AuditEvent(
-        event_id=row[0], event_type=row[1], created_at=row[2], user_id=row[3],
-        actor_id=row[4], ip=row[5], details=orjson.loads(row[6]),
-    )  # fmt: skip
-
-
-class PostgresUnitOfWork:
-    """Reads go to the pool; writes wait in `staged` until `commit()`."""
-
-    def __init__(self, pool: PoolSource) -> None:
-        self._pool = pool
-        self.staged: list[Statement] = []
-        self.users: UserRepository = PostgresUsers(pool, self.staged)
-        self.accounts: AccountRepository = PostgresAccounts(pool, self.staged)
-        self.cash_ledger: CashLedgerRepository = PostgresCashLedger(pool, self.staged)
-        self.daily_limits: DailyLimitRepository = PostgresDailyLimits(pool, self.staged)
-        self.idempotency: IdempotencyRepository = PostgresIdempotency(pool, self.staged)
-        self.revocations: RevocationRepository = PostgresRevocations(pool, self.staged)
-        self.audit: AuditRepository = PostgresAudit(pool, self.staged)
-        self.assets: AssetRepository = PostgresAssets(pool, self.staged)
-        self.candles: CandleRepository = PostgresCandles(pool, self.staged)
-        self.orders: OrderRepository = PostgresOrders(pool, self.staged)
-        self.positions: PositionRepository = PostgresPositions(pool, self.staged)
-        self.asset_ledger: AssetLedgerRepository = PostgresAssetLedger(pool, self.staged)
-
-    async def commit(self) -> None:
-        statements = builtins.list(self.staged)
-        self.staged.clear()
-        if statements:
-            await apply(await self._pool(), statements)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.staged.clear()
+def _as_one(statements: builtins.list[Statement]) -> tuple[str, builtins.list[Any]]:
+    """One statement of `statements`: each a `WITH` clause, and a SELECT that checks every
+    expected row count (all clauses run, referenced or not, on one snapshot)."""
+    clauses, checks, params = [], [], builtins.list[Any]()
+    for n, statement in enumerate(statements):
+        clauses.append(f"w{n} AS ({statement.sql} RETURNING 1)")
+        params += statement.params
+        if statement.expect is not None:
+            checks.append(f"(SELECT count(*) FROM w{n}) = {statement.expect}")
+    return (
+        f"WITH {', '.join(clauses)} SELECT orderproc_expect({' AND '.join(checks) or 'true'})",
+        params,
+    )
 
 
 async def _keep_session(conn: Any) -> None:
@@ -402,6 +408,7 @@ class PostgresStore:
         self._max_size = max_size
         self._command_timeout = command_timeout
         self._pool: Any = None
+        self.held: dict[asyncio.Task[Any] | None, Any] = {}  # task -> its units' connection
         self._opening = asyncio.Lock()
 
     @property
@@ -431,15 +438,30 @@ class PostgresStore:
             reason = str(exc) or type(exc).__name__
             raise StoreUnavailable(f"cannot reach PostgreSQL at {self.address}: {reason}") from None
 
-    def unit_of_work(self) -> PostgresUnitOfWork:
-        return PostgresUnitOfWork(self.pool)
+    def unit_of_work(self) -> UnitOfWork:
+        return UnitOfWork(_Session(self))
 
     async def migrate(self) -> None:
+        """Bring the database to the declared schema in place, in one transaction under a lock
+        every migrating process takes first: the second finds nothing to do."""
+        wait = MIGRATION_TIMEOUT_SECONDS
         pool = await self.pool()
         try:
-            async with pool.acquire() as conn:
-                for migration in MIGRATIONS:
-                    await _apply_migration(conn, migration)
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY, timeout=wait
+                )
+                await conn.execute(BOOKKEEPING, timeout=wait)
+                found = await _found(conn)
+                if not sql.pending(found):
+                    return
+                for statement in [*sql.upgrade(DIALECT, found), EXPECT_FUNCTION]:
+                    await conn.execute(statement, timeout=wait)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, description, applied_at) "
+                    "VALUES ($1, $2, $3)",
+                    SCHEMA_VERSION, sql.DESCRIPTION, SystemClock().now(), timeout=wait,
+                )  # fmt: skip
         except DRIVER_ERRORS as error:
             raise_fault(error)
             raise
@@ -463,22 +485,19 @@ class PostgresStore:
             await pool.close()
 
 
-async def _apply_migration(conn: Any, migration: Migration) -> None:
-    """One migration in one transaction, under a lock every migrating process takes first."""
-    wait = MIGRATION_TIMEOUT_SECONDS
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY, timeout=wait)
-        await conn.execute(BOOKKEEPING, timeout=wait)
-        done = "SELECT 1 FROM schema_migrations WHERE version = $1"
-        if await conn.fetchval(done, migration.version, timeout=wait) is not None:
-            return
-        for sql in migration.statements:
-            await conn.execute(sql, timeout=wait)
-        await conn.execute(
-            "INSERT INTO schema_migrations (version, description, applied_at) "
-            "VALUES ($1, $2, $3)",
-            migration.version, migration.description, SystemClock().now(), timeout=wait,
-        )  # fmt: skip
+async def _found(conn: Any) -> sql.Found:
+    columns: dict[str, set[str]] = {}
+    for table, column in await conn.fetch(
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = current_schema()"
+    ):
+        columns.setdefault(table, set()).add(column)
+    indexes = await conn.fetch(
+        "SELECT indexname, tablename FROM pg_indexes WHERE schemaname = current_schema() "
+        "AND indexname NOT IN (SELECT conname FROM pg_constraint)"
+    )
+    version = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
+    return sql.Found(columns, {row[0]: row[1] for row in indexes}, version)
 
 
 def server_address(dsn: str) -> str:

@@ -93,6 +93,23 @@ class CashEntry(_Record):
 
 
 @dataclass(frozen=True, slots=True)
+class LimitUsage(_Record):
+    """What a user's movements of one kind have counted against that UTC day's limit."""
+
+    user_id: str
+    day: date
+    kind: LimitKind
+    used_cents: int
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation(_Record):
+    jti: str
+    user_id: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class IdempotencyRecord(_Record):
     user_id: str
     key: str

@@ -1,11 +1,10 @@
-"""The SQLite storage adapter: one stdlib `sqlite3` connection, point reads on the event loop,
-and units of work's writes flushed in one synchronous `BEGIN IMMEDIATE … COMMIT` block: every
-unit that commits in the same turn of the event loop, each in a savepoint (`_GroupCommitter`).
+"""The SQLite storage adapter: one stdlib `sqlite3` connection, reads on the event loop, and units
+of work's writes flushed in one synchronous `BEGIN IMMEDIATE … COMMIT` block: every unit that
+commits in the same turn of the event loop, each in a savepoint (`_GroupCommitter`).
 
 Why no thread hop: a point read on a local WAL database takes microseconds, far less than a hop to
 a worker thread, and a write block with no `await` inside cannot interleave with another one.
-The schema lives in `sqlite_migrations` (see there for how to add a migration); trading's
-repositories in `sqlite_trading`, what all repositories share in `sqlite_core`.
+The schema, the SQL of reads and intents, and the migrator are shared with PostgreSQL (`sql`).
 """
 
 from __future__ import annotations
@@ -15,372 +14,231 @@ import builtins
 import logging
 import sqlite3
 import threading
-from datetime import date, datetime
+from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any, TypeVar
 
 import orjson
 
 from orderproc.common.clock import SystemClock, from_micros, to_micros
-from orderproc.common.storage.ports import (
-    AccountRepository,
-    AssetLedgerRepository,
-    AssetRepository,
-    AuditRepository,
-    CandleRepository,
-    CashLedgerRepository,
-    DailyLimitRepository,
-    IdempotencyRepository,
-    OrderRepository,
-    PositionRepository,
-    RevocationRepository,
-    UserRepository,
+from orderproc.common.storage import sql
+from orderproc.common.storage.intents import Intent
+from orderproc.common.storage.records import SCAN_ROWS, Page, PageKey
+from orderproc.common.storage.repositories import Cond, UnitOfWork
+from orderproc.common.storage.schema import SCHEMA_VERSION, Table
+from orderproc.common.storage.sql import Statement
+from orderproc.errors import (
+    ConcurrencyConflict,
+    StoreFull,
+    StoreReadOnly,
+    StoreTimeout,
+    StoreUnavailable,
 )
-from orderproc.common.storage.records import (
-    AccountRecord,
-    AuditEvent,
-    CashEntry,
-    CashEntryKind,
-    IdempotencyRecord,
-    LimitKind,
-    Page,
-    PageKey,
-    UserRecord,
-)
-from orderproc.common.storage.sqlite_core import (
-    Params,
-    SqliteRepository,
-    Statement,
-    equal_all,
-    marks,
-    micros,
-    moment,
-    raise_fault,
-    store_fault,
-    time_filters,
-)
-from orderproc.common.storage.sqlite_migrations import BOOKKEEPING, MIGRATIONS, Migration
-from orderproc.common.storage.sqlite_trading import (
-    SqliteAssetLedger,
-    SqliteAssets,
-    SqliteCandles,
-    SqliteOrders,
-    SqlitePositions,
-)
-from orderproc.errors import ConcurrencyConflict
 
 log = logging.getLogger("orderproc.storage")
 BUSY_TIMEOUT_MS = 5000
+R = TypeVar("R")
+
+# SQLite's primary result codes (the low byte of the extended code Python 3.11 exposes as
+# `sqlite_errorcode`) that mean "the store cannot work now", not "this request is wrong".
+# Left out on purpose: CORRUPT and NOTADB (no retry repairs them), CONSTRAINT (a conflict),
+# ERROR, MISUSE, RANGE, TOOBIG (the code's own mistakes); they stay what they are.
+_FAULTS: dict[int, type[StoreUnavailable]] = {
+    sqlite3.SQLITE_FULL: StoreFull,  # "database or disk is full"
+    sqlite3.SQLITE_READONLY: StoreReadOnly,  # "attempt to write a readonly database"
+    sqlite3.SQLITE_BUSY: StoreTimeout,  # "database is locked" once busy_timeout has passed
+    sqlite3.SQLITE_LOCKED: StoreTimeout,
+    sqlite3.SQLITE_IOERR: StoreUnavailable,  # "disk I/O error"
+    sqlite3.SQLITE_CANTOPEN: StoreUnavailable,  # "unable to open database file"
+    sqlite3.SQLITE_NOMEM: StoreUnavailable,
+    sqlite3.SQLITE_PROTOCOL: StoreUnavailable,  # the WAL's locking protocol gave up
+    sqlite3.SQLITE_NOLFS: StoreUnavailable,
+}
 
 
-class _RowCountMismatch(Exception):
-    pass
+def store_fault(error: BaseException, *, where: str = "") -> StoreUnavailable | None:
+    """The store error `error` stands for, if it is a fault of the medium; None otherwise
+    (a constraint, a bad value, a closed connection: not ours to turn into a 503). `where`
+    (a path) goes into the reason."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if not isinstance(error, sqlite3.Error) or code is None:
+        return None
+    kind = _FAULTS.get(code & 0xFF)
+    if kind is None:
+        return None
+    at = f" at {where}" if where else ""
+    fault = kind(f"SQLite{at}: {error} ({getattr(error, 'sqlite_errorname', code)})")
+    fault.__cause__ = error
+    return fault
 
 
-_USER_COLUMNS = (
-    "user_id, username, email, password_hash, first_name, last_name, phone, date_of_birth, "
-    "role, is_active, created_at, updated_at, tokens_valid_after, version"
+def raise_fault(error: BaseException, *, where: str = "") -> None:
+    """Raise the store error `error` stands for if it is a fault; otherwise return, and the
+    caller re-raises `error` as it is."""
+    fault = store_fault(error, where=where)
+    if fault is not None:
+        raise fault from error
+
+
+class SqliteDialect(sql.Dialect):
+    """Money and quantities INTEGER (cents, 10^-8 units); prices, cost basis and P&L exact
+    decimal TEXT (read, never compared); times INTEGER microseconds since the epoch (UTC);
+    dates ISO text; dicts JSON text."""
+
+    name, seq = "sqlite", "rowid"
+    types = {
+        "text": "TEXT", "int": "INTEGER", "bool": "INTEGER", "time": "INTEGER", "date": "TEXT",
+        "decimal": "TEXT", "json": "TEXT",
+    }  # fmt: skip
+    encoders = {"time": to_micros, "date": date.isoformat, "decimal": str, "json": sql.json_text}
+    decoders = {
+        "time": from_micros, "date": date.fromisoformat, "decimal": Decimal, "json": orjson.loads,
+        "bool": bool,
+    }  # fmt: skip
+
+    def table_suffix(self, table: Table[Any]) -> str:
+        return " WITHOUT ROWID" if table.clustered else ""
+
+
+DIALECT = SqliteDialect()
+BOOKKEEPING = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+    "description TEXT NOT NULL, applied_at INTEGER NOT NULL)"
 )
 
 
-def _user_params(user: UserRecord) -> Params:
-    return (
-        user.user_id, user.username, user.email, user.password_hash, user.first_name,
-        user.last_name, user.phone,
-        None if user.date_of_birth is None else user.date_of_birth.isoformat(),
-        user.role, int(user.is_active), to_micros(user.created_at), to_micros(user.updated_at),
-        micros(user.tokens_valid_after), user.version,
-    )  # fmt: skip
-
-
-def _user(row: Any) -> UserRecord:
-    return UserRecord(
-        user_id=row[0], username=row[1], email=row[2], password_hash=row[3],
-        first_name=row[4], last_name=row[5], phone=row[6],
-        date_of_birth=None if row[7] is None else date.fromisoformat(row[7]),
-        role=row[8], is_active=bool(row[9]), created_at=from_micros(row[10]),
-        updated_at=from_micros(row[11]), tokens_valid_after=moment(row[12]), version=row[13],
-    )  # fmt: skip
-
-
-class SqliteUsers(SqliteRepository):
-    async def get(self, user_id: str) -> UserRecord | None:
-        row = self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE user_id = ?", (user_id,))
-        return None if row is None else _user(row)
-
-    async def get_by_username(self, username: str) -> UserRecord | None:
-        row = self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE username = ?", (username,))
-        return None if row is None else _user(row)
-
-    async def get_by_email(self, email: str) -> UserRecord | None:
-        row = self._one(f"SELECT {_USER_COLUMNS} FROM users WHERE email = ?", (email,))
-        return None if row is None else _user(row)
-
-    async def list(self, *, limit: int, after: PageKey | None = None) -> Page[UserRecord]:
-        return self._keyset_page(
-            "users", [], [], columns=_USER_COLUMNS, make=_user, limit=limit, after=after
-        )
-
-    async def active_admins(self) -> builtins.list[UserRecord]:
-        sql = f"SELECT {_USER_COLUMNS} FROM users WHERE role = 'admin' AND is_active = 1"
-        return [_user(row) for row in self._all(f"{sql} ORDER BY user_id", ())]
-
-    def add(self, user: UserRecord) -> None:
-        self._stage(f"INSERT INTO users ({_USER_COLUMNS}) VALUES ({marks(14)})", _user_params(user))
-
-    def update(self, user: UserRecord, *, expected_version: int) -> None:
-        assignments = ", ".join(f"{c} = ?" for c in _USER_COLUMNS.split(", ")[1:])
-        self._stage(
-            f"UPDATE users SET {assignments} WHERE user_id = ? AND version = ?",
-            (*_user_params(user)[1:], user.user_id, expected_version),
-        )
-
-
-class SqliteAccounts(SqliteRepository):
-    async def get(self, user_id: str) -> AccountRecord | None:
-        row = self._one(
-            "SELECT user_id, balance_cents, reserved_cents, version, updated_at "
-            "FROM accounts WHERE user_id = ?",
-            (user_id,),
-        )
-        if row is None:
-            return None
-        return AccountRecord(
-            user_id=row[0], balance_cents=row[1], reserved_cents=row[2], version=row[3],
-            updated_at=from_micros(row[4]),
-        )  # fmt: skip
-
-    async def ids_after(self, after: str | None, *, limit: int) -> builtins.list[str]:
-        where, params = ("", ()) if after is None else (" WHERE user_id > ?", (after,))
-        rows = self._all(
-            f"SELECT user_id FROM accounts{where} ORDER BY user_id LIMIT ?",
-            (*params, max(limit, 0)),
-        )
-        return [row[0] for row in rows]
-
-    def add(self, account: AccountRecord) -> None:
-        self._stage(
-            "INSERT INTO accounts (user_id, balance_cents, reserved_cents, available_cents, "
-            "version, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (account.user_id, account.balance_cents, account.reserved_cents,
-             account.available_cents, account.version, to_micros(account.updated_at)),
-        )  # fmt: skip
-
-    def update(self, account: AccountRecord, *, expected_version: int) -> None:
-        self._stage(
-            "UPDATE accounts SET balance_cents = ?1, reserved_cents = ?2, available_cents = ?3, "
-            "version = ?4, updated_at = ?5 WHERE user_id = ?6 AND version = ?7 "
-            "AND ?1 >= 0 AND ?2 >= 0 AND ?3 >= 0",
-            (account.balance_cents, account.reserved_cents, account.available_cents,
-             account.version, to_micros(account.updated_at), account.user_id, expected_version),
-        )  # fmt: skip
-
-
-_ENTRY_COLUMNS = (
-    "entry_id, user_id, kind, amount_cents, balance_after_cents, reference_id, created_at"
-)
-
-
-class SqliteCashLedger(SqliteRepository):
-    def add(self, entry: CashEntry) -> None:
-        self._stage(
-            f"INSERT INTO cash_ledger ({_ENTRY_COLUMNS}) VALUES ({marks(7)})",
-            (entry.entry_id, entry.user_id, entry.kind, entry.amount_cents,
-             entry.balance_after_cents, entry.reference_id, to_micros(entry.created_at)),
-        )  # fmt: skip
-
-    async def list_for_user(
-        self,
-        user_id: str,
-        *,
-        kind: CashEntryKind | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        limit: int = 50,
-        after: PageKey | None = None,
-        offset: int = 0,
-    ) -> Page[CashEntry]:
-        conditions, params = time_filters(start, end)
-        conditions.insert(0, "user_id = ?")
-        params.insert(0, user_id)
-        return self._keyset_page(
-            "cash_ledger", conditions, params, columns=_ENTRY_COLUMNS, make=_entry,
-            limit=limit, after=after, offset=offset, residual=equal_all([("kind", kind)]),
-        )  # fmt: skip
-
-    async def sum_for_user(self, user_id: str) -> int:
-        # In SQL over the (user_id, created_at) index: no entry is read into Python.
-        return self._exact_sum("amount_cents", "FROM cash_ledger WHERE user_id = ?", (user_id,))
-
-
-def _entry(row: Any) -> CashEntry:
-    return CashEntry(
-        entry_id=row[0], user_id=row[1], kind=row[2], amount_cents=row[3],
-        balance_after_cents=row[4], reference_id=row[5], created_at=from_micros(row[6]),
-    )  # fmt: skip
-
-
-class SqliteDailyLimits(SqliteRepository):
-    async def used(self, user_id: str, day: date, kind: LimitKind) -> int:
-        row = self._one(
-            "SELECT used_cents FROM daily_limits WHERE user_id = ? AND day = ? AND kind = ?",
-            (user_id, day.isoformat(), kind),
-        )
-        return 0 if row is None else int(row[0])
-
-    def add(
-        self, user_id: str, day: date, kind: LimitKind, amount_cents: int, *, limit_cents: int
-    ) -> None:
-        # The SELECT's WHERE refuses a first row over the limit; the upsert's WHERE a later one.
-        self._stage(
-            "INSERT INTO daily_limits (user_id, day, kind, used_cents) "
-            "SELECT ?1, ?2, ?3, ?4 WHERE ?4 <= ?5 "
-            "ON CONFLICT (user_id, day, kind) DO UPDATE "
-            "SET used_cents = used_cents + excluded.used_cents "
-            "WHERE daily_limits.used_cents + excluded.used_cents <= ?5",
-            (user_id, day.isoformat(), kind, amount_cents, limit_cents),
-        )
-
-
-class SqliteIdempotency(SqliteRepository):
-    async def get(self, user_id: str, key: str, *, now: datetime) -> IdempotencyRecord | None:
-        row = self._one(
-            "SELECT user_id, key, fingerprint, outcome, payload, created_at, expires_at "
-            "FROM idempotency WHERE user_id = ? AND key = ? AND expires_at > ?",
-            (user_id, key, to_micros(now)),
-        )
-        if row is None:
-            return None
-        return IdempotencyRecord(
-            user_id=row[0], key=row[1], fingerprint=row[2], outcome=row[3],
-            payload=orjson.loads(row[4]), created_at=from_micros(row[5]),
-            expires_at=from_micros(row[6]),
-        )  # fmt: skip
-
-    def add(self, record: IdempotencyRecord) -> None:
-        # An existing row is replaced only if it had expired when this record was made.
-        self._stage(
-            "INSERT INTO idempotency (user_id, key, fingerprint, outcome, payload, created_at, "
-            "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (user_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, "
-            "outcome = excluded.outcome, payload = excluded.payload, "
-            "created_at = excluded.created_at, expires_at = excluded.expires_at "
-            "WHERE idempotency.expires_at <= excluded.created_at",
-            (record.user_id, record.key, record.fingerprint, record.outcome,
-             orjson.dumps(record.payload).decode(), to_micros(record.created_at),
-             to_micros(record.expires_at)),
-        )  # fmt: skip
-
-    async def purge_expired(self, *, now: datetime, limit: int) -> int:
-        # No LIMIT on DELETE in a stock SQLite build: take the keys through the expiry index.
-        return await self._through_writer(
-            "DELETE FROM idempotency WHERE expires_at <= ?1 AND (user_id, key) IN "
-            "(SELECT user_id, key FROM idempotency WHERE expires_at <= ?1 LIMIT ?2)",
-            (to_micros(now), max(limit, 0)),
-        )
-
-
-class SqliteRevocations(SqliteRepository):
-    async def is_revoked(self, jti: str) -> bool:
-        return self._one("SELECT 1 FROM revoked_tokens WHERE jti = ?", (jti,)) is not None
-
-    def add(self, jti: str, *, user_id: str, expires_at: datetime) -> None:
-        self._stage(
-            "INSERT OR IGNORE INTO revoked_tokens (jti, user_id, expires_at) VALUES (?, ?, ?)",
-            (jti, user_id, to_micros(expires_at)),
-            expect=None,
-        )
-
-    async def purge_expired(self, *, now: datetime, limit: int) -> int:
-        return await self._through_writer(
-            "DELETE FROM revoked_tokens WHERE expires_at <= ?1 AND jti IN "
-            "(SELECT jti FROM revoked_tokens WHERE expires_at <= ?1 LIMIT ?2)",
-            (to_micros(now), max(limit, 0)),
-        )
-
-
-_AUDIT_COLUMNS = "event_id, event_type, created_at, user_id, actor_id, ip, details"
-
-
-class SqliteAudit(SqliteRepository):
-    def add(self, event: AuditEvent) -> None:
-        self._stage(
-            f"INSERT INTO audit_events ({_AUDIT_COLUMNS}) VALUES ({marks(7)})",
-            (event.event_id, event.event_type, to_micros(event.created_at), event.user_id,
-             event.actor_id, event.ip, orjson.dumps(event.details).decode()),
-        )  # fmt: skip
-
-    async def list(
-        self,
-        *,
-        user_id: str | None = None,
-        event_type: str | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        limit: int = 50,
-        after: PageKey | None = None,
-    ) -> Page[AuditEvent]:
-        # An index by user and one by type (and one by time alone); the user's when both.
-        conditions, params = time_filters(start, end)
-        indexed = ("user_id", user_id) if user_id is not None else ("event_type", event_type)
-        if indexed[1] is not None:
-            conditions.insert(0, f"{indexed[0]} = ?")
-            params.insert(0, indexed[1])
-        of_type = event_type if user_id is not None else None
-        return self._keyset_page(
-            "audit_events", conditions, params, columns=_AUDIT_COLUMNS, make=_event,
-            limit=limit, after=after, residual=equal_all([("event_type", of_type)]),
-        )  # fmt: skip
-
-
-def _event(row: Any) -> AuditEvent:
-    return AuditEvent(
-        event_id=row[0], event_type=row[1], created_at=from_micros(row[2]), user_id=row[3],
-        actor_id=row[4], ip=row[5], details=orjson.loads(row[6]),
-    )  # fmt: skip
-
-
-class SqliteUnitOfWork:
-    """Reads go straight to the connection; writes wait in `staged` until `commit()`."""
+class _Session:
+    """Every unit of work's reads (straight to the connection, no transaction held) and
+    commits (through the group commit); one for the store, as units hold no state here."""
 
     def __init__(self, conn: sqlite3.Connection, committer: _GroupCommitter) -> None:
         self._conn = conn
         self._committer = committer
-        self.staged: list[Statement] = []
-        self.users: UserRepository = SqliteUsers(conn, self.staged)
-        self.accounts: AccountRepository = SqliteAccounts(conn, self.staged)
-        self.cash_ledger: CashLedgerRepository = SqliteCashLedger(conn, self.staged)
-        self.daily_limits: DailyLimitRepository = SqliteDailyLimits(conn, self.staged)
-        self.idempotency: IdempotencyRepository = SqliteIdempotency(
-            conn, self.staged, committer.commit
+
+    def _rows(self, sql_text: str, params: Sequence[Any]) -> builtins.list[Any]:
+        try:
+            return self._conn.execute(sql_text, params).fetchall()
+        except sqlite3.Error as error:
+            raise_fault(error)
+            raise
+
+    async def select(
+        self, table: Table[R], where: Sequence[Cond] = (), *, order: Sequence[str] = (),
+        limit: int | None = None,
+    ) -> builtins.list[R]:  # fmt: skip
+        decode = DIALECT.decoder(table)
+        return [decode(row) for row in self._rows(*DIALECT.select(table, where, order, limit))]
+
+    async def page(
+        self, table: Table[R], where: Sequence[Cond], *, residual: Sequence[Cond], limit: int,
+        after: PageKey | None, offset: int,
+    ) -> Page[R]:  # fmt: skip
+        """Newest first by (created_at, rowid), never counted. `where` is what an index holds:
+        it gives the rows in order and the page reads `offset + limit + 1` of them. `residual`
+        is evaluated per row in the select list (so it cannot steer the planner to another
+        index) while the rows are stepped through lazily: the page stops at `limit + 1`
+        matches or after `offset + SCAN_ROWS` rows, and goes on, next time, from the last row
+        it looked at."""
+        conditions, params = DIALECT.where(table, where)
+        if after is not None:
+            at = to_micros(after.at)
+            keyset = "created_at <= ? AND (created_at < ? OR rowid < ?)"
+            conditions = f"{conditions} AND {keyset}" if conditions else keyset
+            params += [at, at, after.seq]
+        decode = DIALECT.decoder(table)
+        select = f"SELECT {', '.join(table.read_names)}, created_at, rowid"
+        tail = f" FROM {table.name}{' WHERE ' if conditions else ''}{conditions} " + (
+            "ORDER BY created_at DESC, rowid DESC LIMIT ?"
         )
-        self.revocations: RevocationRepository = SqliteRevocations(
-            conn, self.staged, committer.commit
+        if not residual:
+            rows = self._rows(f"{select}{tail} OFFSET ?", (*params, limit + 1, offset))
+            next_key = _key(rows[limit - 1][-2:]) if len(rows) > limit else None
+            return Page([decode(row[:-2]) for row in rows[:limit]], None, next_key)
+        matching, first = DIALECT.where(table, residual)
+        window, next_key = offset + SCAN_ROWS, None
+        items: builtins.list[Any] = []
+        try:
+            cursor = self._conn.execute(
+                f"{select}, ({matching}){tail}", (*first, *params, window + 1)
+            )
+            try:
+                skip, seen, last = offset, 0, ()
+                for row in cursor:
+                    seen += 1
+                    if seen > window:  # rows remain past the scan bound: go on from the last
+                        next_key = _key(last[-3:-1])
+                        break
+                    last = row
+                    if not row[-1]:
+                        continue
+                    if skip:
+                        skip -= 1
+                    elif len(items) == limit:
+                        next_key = _key(items[-1][-3:-1])
+                        break
+                    else:
+                        items.append(row)
+            finally:
+                cursor.close()
+        except sqlite3.Error as error:
+            raise_fault(error)
+            raise
+        return Page([decode(row[:-3]) for row in items], None, next_key)
+
+    async def sum(
+        self, table: Table[Any], column: str, where: Sequence[Cond], *,
+        after: PageKey | None, limit: int,
+    ) -> tuple[int, PageKey | None]:  # fmt: skip
+        conditions, params = DIALECT.where(table, where)
+        if after is not None:
+            at = to_micros(after.at)
+            conditions += " AND created_at <= ? AND (created_at < ? OR rowid < ?)"
+            params += [at, at, after.seq]
+        chunk = (
+            f"SELECT {column} AS v, created_at AS at, rowid AS seq FROM {table.name} "
+            f"WHERE {conditions} ORDER BY created_at DESC, rowid DESC LIMIT ?"
         )
-        self.audit: AuditRepository = SqliteAudit(conn, self.staged)
-        self.assets: AssetRepository = SqliteAssets(conn, self.staged)
-        self.candles: CandleRepository = SqliteCandles(conn, self.staged)
-        self.orders: OrderRepository = SqliteOrders(conn, self.staged)
-        self.positions: PositionRepository = SqlitePositions(conn, self.staged)
-        self.asset_ledger: AssetLedgerRepository = SqliteAssetLedger(conn, self.staged)
+        try:
+            total, count = self._rows(f"SELECT sum(v), count(*) FROM ({chunk})", (*params, limit))[
+                0
+            ]
+        except sqlite3.OperationalError:  # integer overflow: beyond 2**63, add in Python
+            values = self._rows(chunk, (*params, limit))
+            total, count = sum(row[0] for row in values), len(values)
+        if count < limit:
+            return int(total or 0), None
+        last = self._rows(
+            f"SELECT at, seq FROM ({chunk}) LIMIT 1 OFFSET ?", (*params, limit, limit - 1)
+        )
+        return int(total or 0), _key(last[0])
 
-    async def commit(self) -> None:
-        statements = builtins.list(self.staged)
-        self.staged.clear()
-        if statements:
-            await self._committer.commit(statements)
+    async def delete(self, table: Table[Any], where: Sequence[Cond], *, limit: int) -> int:
+        # No LIMIT on DELETE in a stock SQLite build: take the keys through the index. Through
+        # the group commit, so it never meets a request's write on the connection.
+        conditions, params = DIALECT.where(table, where)
+        key = ", ".join(table.key)
+        statement = (
+            f"DELETE FROM {table.name} WHERE {conditions} AND ({key}) IN "
+            f"(SELECT {key} FROM {table.name} WHERE {conditions} LIMIT ?)"
+        )
+        return await self._committer.commit([Statement(statement, (*params, *params, limit), None)])
 
-    async def __aenter__(self) -> Self:
-        return self
+    async def apply(self, intents: builtins.list[Intent]) -> None:
+        await self._committer.commit(DIALECT.compile(intents))
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.staged.clear()
+    async def close(self) -> None:
+        pass
+
+
+def _key(stored: Any) -> PageKey:
+    """The `PageKey` of a row from its (created_at, rowid) columns."""
+    return PageKey(from_micros(stored[0]), stored[1])
+
+
+class _RowCountMismatch(Exception):
+    pass
 
 
 class _GroupCommitter:
@@ -524,6 +382,7 @@ class SqliteStore:
             raise
         self._conn = conn
         self._committer = _GroupCommitter(self._conn)
+        self._session = _Session(self._conn, self._committer)
         self._checkpointer: _Checkpointer | None = None
         if target != ":memory:":
             # Checkpoints fsync; on the event loop they stalled a commit for ~5 ms every few
@@ -533,39 +392,56 @@ class SqliteStore:
                 target, every=checkpoint_every, restart_frames=wal_restart_frames
             )
 
-    def unit_of_work(self) -> SqliteUnitOfWork:
-        return SqliteUnitOfWork(self._conn, self._committer)
+    def unit_of_work(self) -> UnitOfWork:
+        return UnitOfWork(self._session)
 
     async def migrate(self) -> None:
+        """Bring the file to the declared schema in place, in one transaction: two processes
+        migrating at once take turns, and the second finds nothing to do."""
+        conn = self._conn
         try:
-            self._conn.execute(BOOKKEEPING)
-            for migration in MIGRATIONS:
-                self._apply_migration(migration)
+            conn.execute(BOOKKEEPING)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                found = self._found()
+                if sql.pending(found):
+                    for statement in sql.upgrade(DIALECT, found):
+                        conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, description, applied_at) "
+                        "VALUES (?, ?, ?)",
+                        (SCHEMA_VERSION, sql.DESCRIPTION, to_micros(SystemClock().now())),
+                    )
+            except BaseException:
+                if conn.in_transaction:  # SQLite ends it itself after some errors
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
         except sqlite3.Error as error:
             raise_fault(error)
             raise
 
+    def _found(self) -> sql.Found:
+        conn = self._conn
+        tables = [
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        ]
+        columns = {
+            name: {row[1] for row in conn.execute(f"PRAGMA table_info({name})")} for name in tables
+        }
+        indexes = dict(
+            conn.execute(
+                "SELECT name, tbl_name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+            )
+        )
+        version = conn.execute(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations"
+        ).fetchone()[0]
+        return sql.Found(columns, indexes, version)
+
     def applied_versions(self) -> builtins.list[int]:
         rows = self._conn.execute("SELECT version FROM schema_migrations ORDER BY version")
         return [row[0] for row in rows.fetchall()]
-
-    def _apply_migration(self, migration: Migration) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            done = "SELECT 1 FROM schema_migrations WHERE version = ?"
-            if self._conn.execute(done, (migration.version,)).fetchone() is None:
-                for sql in migration.statements:
-                    self._conn.execute(sql)
-                self._conn.execute(
-                    "INSERT INTO schema_migrations (version, description, applied_at) "
-                    "VALUES (?, ?, ?)",
-                    (migration.version, migration.description, to_micros(SystemClock().now())),
-                )
-        except BaseException:
-            if self._conn.in_transaction:  # SQLite ends it itself after some errors
-                self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
 
     async def ping(self) -> None:
         try:

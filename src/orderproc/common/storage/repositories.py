@@ -1,0 +1,455 @@
+"""The repositories, written once for every store: each aggregate's reads, in domain words, over
+a backend's few read primitives (`Reads`), and its writes, staged as intents (`intents`).
+
+Reads are awaited and see committed data. Writes are *staged*: nothing reaches the store until
+`UnitOfWork.commit()`, which applies every staged intent in one transaction or none of them;
+if any intent's condition fails (a version, a uniqueness, a limit, a guard), commit raises
+`ConcurrencyConflict` and nothing is written, so the use case re-reads and decides again (see
+`orderproc.common.retry`). Faults are not conflicts: a store that is full, read-only,
+unreachable or too slow raises `StoreUnavailable` or one of its kinds from any read or commit.
+
+Lists page by key, never by counting: newest first by (time, insertion order); `after` (the
+previous page's `next_key`) starts a page just past a row, so a page costs about the same however
+long the list is. `where` conditions are the ones an index holds; a `residual` filter is applied
+to at most `SCAN_ROWS` rows a page, so such a page may come back short, even empty, with a
+`next_key` to go on from. `offset` remains only on the lists the original platform's clients
+page that way (the API caps it). `total_count` is None unless the store counts cheaply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import date, datetime
+from types import TracebackType
+from typing import Any, Protocol, Self, TypeVar
+
+from orderproc.common.storage import schema as s
+from orderproc.common.storage.intents import Increment, Insert, Intent, SetFields, Update, Upsert
+from orderproc.common.storage.records import (
+    AccountRecord,
+    AssetEntry,
+    AssetRecord,
+    AuditEvent,
+    CandleRecord,
+    CashEntry,
+    CashEntryKind,
+    IdempotencyRecord,
+    LimitKind,
+    LimitUsage,
+    OrderRecord,
+    OrderStatus,
+    Page,
+    PageKey,
+    PositionRecord,
+    PriceUpdate,
+    Revocation,
+    UserRecord,
+)
+
+# (column, operator, value); operators: = < <= > >=. None values are left out by `conditions`.
+Cond = tuple[str, str, Any]
+# Rows a chunk of a sum or a purge takes: a few milliseconds at most on the event loop.
+CHUNK_ROWS = 2_000
+R = TypeVar("R")
+
+
+class Reads(Protocol):
+    """What a backend implements to read; `order` names columns, "x DESC" to reverse, and
+    `seq` is insertion order."""
+
+    async def select(
+        self, table: s.Table[R], where: Sequence[Cond] = (), *, order: Sequence[str] = (),
+        limit: int | None = None,
+    ) -> builtins.list[R]: ...  # fmt: skip
+
+    async def page(
+        self, table: s.Table[R], where: Sequence[Cond], *, residual: Sequence[Cond], limit: int,
+        after: PageKey | None, offset: int,
+    ) -> Page[R]: ...  # fmt: skip
+
+    async def sum(
+        self, table: s.Table[Any], column: str, where: Sequence[Cond], *,
+        after: PageKey | None, limit: int,
+    ) -> tuple[int, PageKey | None]:  # fmt: skip
+        """The sum over at most `limit` rows newest first past `after`, and the last row's key
+        when `limit` rows were summed (more may follow)."""
+
+    async def delete(self, table: s.Table[Any], where: Sequence[Cond], *, limit: int) -> int:
+        """Delete at most `limit` matching rows now, in a short transaction of its own."""
+
+
+class Session(Reads, Protocol):
+    """One unit of work's access to a store: reads, and the intents' one transaction."""
+
+    async def apply(self, intents: builtins.list[Intent]) -> None: ...
+    async def close(self) -> None: ...
+
+
+def conditions(*given: Cond) -> builtins.list[Cond]:
+    """The conditions whose value is not None (a filter not asked for)."""
+    return [cond for cond in given if cond[2] is not None]
+
+
+def _time(start: datetime | None, end: datetime | None) -> builtins.list[Cond]:
+    return conditions(("created_at", ">=", start), ("created_at", "<", end))
+
+
+class _Repository:
+    def __init__(self, reads: Reads, staged: builtins.list[Intent]) -> None:
+        self._reads = reads
+        self._staged = staged
+
+    async def _first(self, table: s.Table[R], *where: Cond) -> R | None:
+        rows = await self._reads.select(table, where, limit=1)
+        return rows[0] if rows else None
+
+    async def _sum(self, table: s.Table[Any], column: str, where: builtins.list[Cond]) -> int:
+        """Exact, in chunks that yield the event loop between them: never a whole history in
+        one go (a heavy user has hundreds of thousands of entries)."""
+        total, after = 0, None
+        while True:
+            part, after = await self._reads.sum(table, column, where, after=after, limit=CHUNK_ROWS)
+            total += part
+            if after is None:
+                return total
+            await asyncio.sleep(0)
+
+    async def _purge(self, table: s.Table[Any], where: builtins.list[Cond], limit: int) -> int:
+        return await self._reads.delete(table, where, limit=max(limit, 0))
+
+
+class UserRepository(_Repository):
+    async def get(self, user_id: str) -> UserRecord | None:
+        return await self._first(s.USERS, ("user_id", "=", user_id))
+
+    async def get_by_username(self, username: str) -> UserRecord | None:
+        return await self._first(s.USERS, ("username", "=", username))
+
+    async def get_by_email(self, email: str) -> UserRecord | None:
+        return await self._first(s.USERS, ("email", "=", email))
+
+    async def list(self, *, limit: int, after: PageKey | None = None) -> Page[UserRecord]:
+        """Newest first."""
+        return await self._reads.page(s.USERS, [], residual=[], limit=limit, after=after, offset=0)
+
+    async def active_admins(self) -> builtins.list[UserRecord]:
+        """Every active admin, by user id (admin changes only: a scan, no index)."""
+        where = [("role", "=", "admin"), ("is_active", "=", True)]
+        return await self._reads.select(s.USERS, where, order=("user_id",))
+
+    def add(self, user: UserRecord) -> None:
+        """Stage an insert; fails at commit if the id, username or email exists."""
+        self._staged.append(Insert(s.USERS, user))
+
+    def update(self, user: UserRecord, *, expected_version: int) -> None:
+        """Stage a replace of the row at `expected_version`; `user.version` is the new one."""
+        self._staged.append(Update(s.USERS, user, expected_version))
+
+
+class AccountRepository(_Repository):
+    async def get(self, user_id: str) -> AccountRecord | None:
+        return await self._first(s.ACCOUNTS, ("user_id", "=", user_id))
+
+    async def ids_after(self, after: str | None, *, limit: int) -> builtins.list[str]:
+        """At most `limit` accounts' user ids greater than `after` (from the first if None), in
+        id order: the pages of a sweep over every account (reconcile)."""
+        where = conditions(("user_id", ">", after))
+        rows = await self._reads.select(s.ACCOUNTS, where, order=("user_id",), limit=max(limit, 0))
+        return [row.user_id for row in rows]
+
+    def add(self, account: AccountRecord) -> None:
+        self._staged.append(Insert(s.ACCOUNTS, account))
+
+    def update(self, account: AccountRecord, *, expected_version: int) -> None:
+        """Stage the new state; fails at commit unless the stored version is `expected_version`
+        and the new balance and available amount are both >= 0."""
+        self._staged.append(Update(s.ACCOUNTS, account, expected_version))
+
+
+class CashLedgerRepository(_Repository):
+    def add(self, entry: CashEntry) -> None:
+        self._staged.append(Insert(s.CASH_LEDGER, entry))
+
+    async def list_for_user(
+        self,
+        user_id: str,
+        *,
+        kind: CashEntryKind | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 50,
+        after: PageKey | None = None,
+        offset: int = 0,
+    ) -> Page[CashEntry]:
+        """Newest first; `start` inclusive, `end` exclusive. By user and time through the index;
+        `kind` within `SCAN_ROWS` rows a page."""
+        where = [("user_id", "=", user_id), *_time(start, end)]
+        residual = conditions(("kind", "=", kind))
+        return await self._reads.page(
+            s.CASH_LEDGER, where, residual=residual, limit=limit, after=after, offset=offset
+        )
+
+    async def sum_for_user(self, user_id: str) -> int:
+        return await self._sum(s.CASH_LEDGER, "amount_cents", [("user_id", "=", user_id)])
+
+
+class DailyLimitRepository(_Repository):
+    async def used(self, user_id: str, day: date, kind: LimitKind) -> int:
+        """Cents already counted against the limit for that UTC day."""
+        usage = await self._first(
+            s.DAILY_LIMITS, ("user_id", "=", user_id), ("day", "=", day), ("kind", "=", kind)
+        )
+        return 0 if usage is None else usage.used_cents
+
+    def add(
+        self, user_id: str, day: date, kind: LimitKind, amount_cents: int, *, limit_cents: int
+    ) -> None:
+        """Stage `used += amount`; fails at commit if the result would exceed `limit_cents`."""
+        usage = LimitUsage(user_id, day, kind, amount_cents)
+        self._staged.append(Increment(s.DAILY_LIMITS, usage, "used_cents", limit_cents))
+
+
+class IdempotencyRepository(_Repository):
+    async def get(self, user_id: str, key: str, *, now: datetime) -> IdempotencyRecord | None:
+        """The unexpired record for this key, if any."""
+        record = await self._first(s.IDEMPOTENCY, ("user_id", "=", user_id), ("key", "=", key))
+        return record if record is not None and record.expires_at > now else None
+
+    def add(self, record: IdempotencyRecord) -> None:
+        """Stage an insert; fails at commit if an unexpired record holds the key (one that had
+        expired when this record was made is replaced)."""
+        self._staged.append(Upsert(s.IDEMPOTENCY, (record,), stale=("expires_at", "created_at")))
+
+    async def purge_expired(self, *, now: datetime, limit: int) -> int:
+        """Delete at most `limit` records expired at `now`, now (not staged: a short transaction
+        of its own); how many went. Fewer than `limit`: nothing more to take now."""
+        return await self._purge(s.IDEMPOTENCY, [("expires_at", "<=", now)], limit)
+
+
+class RevocationRepository(_Repository):
+    async def is_revoked(self, jti: str) -> bool:
+        return await self._first(s.REVOCATIONS, ("jti", "=", jti)) is not None
+
+    def add(self, jti: str, *, user_id: str, expires_at: datetime) -> None:
+        """Stage a revocation; revoking twice is not an error."""
+        revocation = Revocation(jti, user_id, expires_at)
+        self._staged.append(Insert(s.REVOCATIONS, revocation, if_absent=True))
+
+    async def purge_expired(self, *, now: datetime, limit: int) -> int:
+        """Delete at most `limit` revocations expired at `now`, as `IdempotencyRepository`'s."""
+        return await self._purge(s.REVOCATIONS, [("expires_at", "<=", now)], limit)
+
+
+class AuditRepository(_Repository):
+    def add(self, event: AuditEvent) -> None:
+        self._staged.append(Insert(s.AUDIT, event))
+
+    async def list(
+        self,
+        *,
+        user_id: str | None = None,
+        event_type: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 50,
+        after: PageKey | None = None,
+    ) -> Page[AuditEvent]:
+        """Newest first. By time, and by user or by type, through an index; both user and type:
+        the type within `SCAN_ROWS` rows a page."""
+        by_type = ("event_type", "=", event_type)
+        indexed = ("user_id", "=", user_id) if user_id is not None else by_type
+        where = [*conditions(indexed), *_time(start, end)]
+        residual = conditions(by_type) if user_id is not None else []
+        return await self._reads.page(
+            s.AUDIT, where, residual=residual, limit=limit, after=after, offset=0
+        )
+
+
+class AssetRepository(_Repository):
+    async def list_all(self) -> builtins.list[AssetRecord]:
+        return await self._reads.select(s.ASSETS, order=("asset_id",))
+
+    async def get(self, asset_id: str) -> AssetRecord | None:
+        return await self._first(s.ASSETS, ("asset_id", "=", asset_id))
+
+    def add(self, asset: AssetRecord) -> None:
+        """Stage an insert; fails at commit if the id exists."""
+        self._staged.append(Insert(s.ASSETS, asset))
+
+    def update(self, asset: AssetRecord, *, expected_version: int) -> None:
+        """Stage a replace (metadata, activity, price) at `expected_version`."""
+        self._staged.append(Update(s.ASSETS, asset, expected_version))
+
+    def set_prices(self, updates: Sequence[PriceUpdate]) -> None:
+        """Stage one batch of price changes (one tick); unknown ids are ignored; no version
+        check and no version bump (prices are the feed's alone)."""
+        rows = tuple((update.asset_id, update.price, update.at) for update in updates)
+        if rows:
+            self._staged.append(SetFields(s.ASSETS, ("price", "price_updated_at"), rows))
+
+
+class CandleRepository(_Repository):
+    def upsert(self, candles: Sequence[CandleRecord]) -> None:
+        """Stage inserts or replacements keyed by (asset_id, interval, open_time)."""
+        if candles:
+            self._staged.append(Upsert(s.CANDLES, tuple(candles)))
+
+    async def list(
+        self, asset_id: str, interval: str, *, limit: int, end: datetime | None = None
+    ) -> builtins.list[CandleRecord]:
+        """The latest `limit` candles opening before `end` (if given), oldest first."""
+        where = conditions(
+            ("asset_id", "=", asset_id), ("interval", "=", interval), ("open_time", "<", end)
+        )
+        rows = await self._reads.select(
+            s.CANDLES, where, order=("open_time DESC",), limit=max(limit, 0)
+        )
+        return rows[::-1]
+
+    async def purge(self, interval: str, *, before: datetime) -> int:
+        """Delete candles of `interval` opening before `before`, now (not staged), in chunks."""
+        where: builtins.list[Cond] = [("interval", "=", interval), ("open_time", "<", before)]
+        purged = 0
+        while (removed := await self._purge(s.CANDLES, where, CHUNK_ROWS)) == CHUNK_ROWS:
+            purged += removed
+            await asyncio.sleep(0)
+        return purged + removed
+
+
+class OrderRepository(_Repository):
+    async def get(self, order_id: str) -> OrderRecord | None:
+        return await self._first(s.ORDERS, ("order_id", "=", order_id))
+
+    async def get_by_client_id(self, user_id: str, client_order_id: str) -> OrderRecord | None:
+        return await self._first(
+            s.ORDERS, ("user_id", "=", user_id), ("client_order_id", "=", client_order_id)
+        )
+
+    async def list_for_user(
+        self,
+        user_id: str,
+        *,
+        status: OrderStatus | None = None,
+        asset_id: str | None = None,
+        order_type: str | None = None,
+        client_order_id: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 50,
+        after: PageKey | None = None,
+        offset: int = 0,
+    ) -> Page[OrderRecord]:
+        """Newest first; `start` inclusive, `end` exclusive. By user, time and client order id
+        through an index; `status`, `asset_id` and `order_type` within `SCAN_ROWS` rows a page."""
+        where = [
+            ("user_id", "=", user_id),
+            *conditions(("client_order_id", "=", client_order_id)),
+            *_time(start, end),
+        ]
+        residual = conditions(
+            ("status", "=", status), ("asset_id", "=", asset_id), ("order_type", "=", order_type)
+        )
+        return await self._reads.page(
+            s.ORDERS, where, residual=residual, limit=limit, after=after, offset=offset
+        )
+
+    async def list_open(self, *, asset_id: str | None = None) -> builtins.list[OrderRecord]:
+        """Resting orders, oldest first (for matching)."""
+        where = [("status", "=", "open"), *conditions(("asset_id", "=", asset_id))]
+        return await self._reads.select(s.ORDERS, where, order=("created_at", "seq"))
+
+    def add(self, order: OrderRecord) -> None:
+        """Stage an insert; fails at commit if the id, or the user's client_order_id, exists."""
+        self._staged.append(Insert(s.ORDERS, order))
+
+    def update(self, order: OrderRecord, *, expected_version: int) -> None:
+        self._staged.append(Update(s.ORDERS, order, expected_version))
+
+
+class PositionRepository(_Repository):
+    async def get(self, user_id: str, asset_id: str) -> PositionRecord | None:
+        return await self._first(
+            s.POSITIONS, ("user_id", "=", user_id), ("asset_id", "=", asset_id)
+        )
+
+    async def list_for_user(self, user_id: str) -> builtins.list[PositionRecord]:
+        """Every position of the user, zero ones included, by asset id."""
+        where = [("user_id", "=", user_id)]
+        return await self._reads.select(s.POSITIONS, where, order=("asset_id",))
+
+    def add(self, position: PositionRecord) -> None:
+        """Stage an insert; fails at commit if the (user, asset) position exists."""
+        self._staged.append(Insert(s.POSITIONS, position))
+
+    def update(self, position: PositionRecord, *, expected_version: int) -> None:
+        """Stage the new state; fails unless the stored version is `expected_version` and the
+        new quantity, reserved and available units are all >= 0."""
+        self._staged.append(Update(s.POSITIONS, position, expected_version))
+
+
+class AssetLedgerRepository(_Repository):
+    def add(self, entry: AssetEntry) -> None:
+        self._staged.append(Insert(s.ASSET_LEDGER, entry))
+
+    async def list_for_user(
+        self,
+        user_id: str,
+        *,
+        asset_id: str | None = None,
+        limit: int = 50,
+        after: PageKey | None = None,
+        offset: int = 0,
+    ) -> Page[AssetEntry]:
+        """Newest first; by user and asset through the index (without `asset_id`, every row of
+        the user is sorted: no route asks for that)."""
+        where = [("user_id", "=", user_id), *conditions(("asset_id", "=", asset_id))]
+        return await self._reads.page(
+            s.ASSET_LEDGER, where, residual=[], limit=limit, after=after, offset=offset
+        )
+
+    async def sum_for_position(self, user_id: str, asset_id: str) -> int:
+        """The signed sum of quantity units."""
+        where: builtins.list[Cond] = [("user_id", "=", user_id), ("asset_id", "=", asset_id)]
+        return await self._sum(s.ASSET_LEDGER, "quantity_units", where)
+
+
+class UnitOfWork:
+    """One transaction. Leaving the `async with` block without `commit()` discards it."""
+
+    def __init__(self, session: Session, on_close: Callable[[], Awaitable[None]] | None = None):
+        self._session = session
+        self.staged: builtins.list[Intent] = []
+        self.users = UserRepository(session, self.staged)
+        self.accounts = AccountRepository(session, self.staged)
+        self.cash_ledger = CashLedgerRepository(session, self.staged)
+        self.daily_limits = DailyLimitRepository(session, self.staged)
+        self.idempotency = IdempotencyRepository(session, self.staged)
+        self.revocations = RevocationRepository(session, self.staged)
+        self.audit = AuditRepository(session, self.staged)
+        self.assets = AssetRepository(session, self.staged)
+        self.candles = CandleRepository(session, self.staged)
+        self.orders = OrderRepository(session, self.staged)
+        self.positions = PositionRepository(session, self.staged)
+        self.asset_ledger = AssetLedgerRepository(session, self.staged)
+
+    async def commit(self) -> None:
+        """Apply every staged write atomically, or raise `ConcurrencyConflict` and apply none.
+        A fault raises `StoreUnavailable` (or a kind of it) instead, never a driver's error."""
+        intents = builtins.list(self.staged)
+        self.staged.clear()
+        if intents:
+            await self._session.apply(intents)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.staged.clear()
+        await self._session.close()

@@ -1,0 +1,321 @@
+"""What SQLite and PostgreSQL share: the schema's DDL and row codecs, the SQL of every read
+primitive and of every write intent, and the migrator that brings a database to the schema.
+
+Statements are written once with `?` placeholders; a `Dialect` supplies the few things that
+differ: column types, value codecs, the insertion-order column (`rowid` or `seq`), and `$n`
+placeholders for PostgreSQL. Each backend runs what is built here: `sqlite` one statement at a
+time inside its group commit, `postgres` a unit's statements as one.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import orjson
+
+from orderproc.common.storage.intents import Increment, Insert, Intent, SetFields, Update, Upsert
+from orderproc.common.storage.repositories import Cond
+from orderproc.common.storage.schema import SCHEMA_VERSION, TABLES, Index, Kind, Table
+
+Params = tuple[Any, ...]
+Codec = Callable[[Any], Any]
+DESCRIPTION = "the schema declared in orderproc.common.storage.schema"
+
+
+def json_text(value: Any) -> str:
+    """A dict as JSON text; a Decimal inside goes as its exact text."""
+    return orjson.dumps(value, default=str).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One staged write; `expect` is the row count it must affect (None: any count will do).
+    With `many`, `params` holds one parameter tuple per row and the statement runs for each."""
+
+    sql: str
+    params: Params
+    expect: int | None = 1
+    many: bool = False
+
+
+class Dialect:
+    """How one SQL database spells the schema. Subclasses fill in the class attributes."""
+
+    name = ""
+    seq = ""  # the insertion-order column
+    types: dict[Kind, str] = {}
+    encoders: dict[Kind, Codec] = {}  # Python value -> parameter; identity where absent
+    decoders: dict[Kind, Codec] = {}  # column value -> Python value; identity where absent
+
+    def column_type(self, table: Table[Any], name: str) -> str:
+        return self.types[table.kinds[name]]
+
+    def value(self, table: Table[Any], name: str, value: Any) -> Any:
+        encode = self.encoders.get(table.kinds[name])
+        return value if encode is None or value is None else encode(value)
+
+    # --- DDL ----------------------------------------------------------------------------------
+
+    def create_table(self, table: Table[Any]) -> str:
+        lines = [
+            f"{c.name} {self.column_type(table, c.name)}{'' if c.nullable else ' NOT NULL'}"
+            for c in table.columns
+        ]
+        lines += self.extra_columns(table)
+        lines.append(f"PRIMARY KEY ({', '.join(table.key)})")
+        lines += [f"UNIQUE ({name})" for name in table.unique]
+        lines += [f"CHECK ({check})" for check in table.checks]
+        body = ",\n    ".join(lines)
+        return f"CREATE TABLE {table.name} (\n    {body}\n){self.table_suffix(table)}"
+
+    def extra_columns(self, table: Table[Any]) -> builtins.list[str]:
+        return []
+
+    def table_suffix(self, table: Table[Any]) -> str:
+        return ""
+
+    def create_index(self, table: Table[Any], index: Index) -> str:
+        columns = builtins.list(index.columns)
+        if table.listed and self.seq != "rowid" and columns[-1].startswith("created_at"):
+            columns.append(columns[-1].replace("created_at", self.seq))  # ties, newest first
+        unique = "UNIQUE " if index.unique else ""
+        where = f" WHERE {index.where}" if index.where else ""
+        return f"CREATE {unique}INDEX {index.name} ON {table.name} ({', '.join(columns)}){where}"
+
+    def ddl(self) -> builtins.list[str]:
+        """The whole schema, as a fresh database gets it."""
+        statements = []
+        for table in TABLES:
+            statements.append(self.create_table(table))
+            statements += [self.create_index(table, index) for index in table.indexes]
+        return statements
+
+    # --- row codecs -------------------------------------------------------------------------
+
+    @cache  # noqa: B019 - one per (dialect, table), for the life of the process
+    def encoder(self, table: Table[Any]) -> Callable[[Any], Params]:
+        """record -> the parameters of every column, in `table.names` order."""
+        return _compiled(
+            "encode", "r", [(c.name, c.nullable, self.encoders.get(c.kind)) for c in table.columns]
+        )
+
+    @cache  # noqa: B019
+    def decoder(self, table: Table[Any]) -> Callable[[Any], Any]:
+        """a row of `table.read_names` -> the record."""
+        fields = [
+            (c.name, c.nullable, self.decoders.get(c.kind)) for c in table.columns if not c.derived
+        ]
+        return _compiled("decode", "row", fields, record=table.record)
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def where(self, table: Table[Any], where: Sequence[Cond]) -> tuple[str, builtins.list[Any]]:
+        """`a = ? AND b < ?` and its encoded parameters."""
+        sql = " AND ".join(f"{name} {op} ?" for name, op, _ in where)
+        return sql, [self.value(table, name, value) for name, _, value in where]
+
+    def select(
+        self, table: Table[Any], where: Sequence[Cond], order: Sequence[str], limit: int | None
+    ) -> tuple[str, builtins.list[Any]]:
+        shape = tuple((name, op) for name, op, _ in where)
+        sql = self._select(table, shape, tuple(order), limit is not None)
+        params = self.where(table, where)[1]
+        if limit is not None:
+            params.append(limit)
+        return sql, params
+
+    @cache  # noqa: B019
+    def _select(
+        self,
+        table: Table[Any],
+        where: tuple[tuple[str, str], ...],
+        order: tuple[str, ...],
+        limited: bool,
+    ) -> str:
+        sql = f"SELECT {', '.join(table.read_names)} FROM {table.name}"
+        if where:
+            sql += " WHERE " + " AND ".join(f"{name} {op} ?" for name, op in where)
+        if order:
+            sql += " ORDER BY " + ", ".join(
+                self.seq + term[3:] if term.split()[0] == "seq" else term for term in order
+            )
+        return self.placeholders(sql + (" LIMIT ?" if limited else ""))
+
+    def placeholders(self, sql: str) -> str:
+        return sql
+
+    # --- writes -------------------------------------------------------------------------------
+
+    def compile(self, intents: Sequence[Intent]) -> builtins.list[Statement]:
+        """The statements of a unit's intents, in order."""
+        statements = []
+        for intent in intents:
+            if isinstance(intent, Insert):
+                sql = self._insert(intent.table, intent.if_absent)
+                expect = None if intent.if_absent else 1
+                statements.append(Statement(sql, self.encoder(intent.table)(intent.row), expect))
+            elif isinstance(intent, Update):
+                table, values = intent.table, self.encoder(intent.table)(intent.row)
+                key = tuple(values[table.names.index(name)] for name in table.key)
+                params = (*values, *key, intent.expected_version)
+                statements.append(Statement(self._update(table), params))
+            elif isinstance(intent, Upsert):
+                statements += self.upsert(intent)
+            elif isinstance(intent, Increment):
+                values = self.encoder(intent.table)(intent.row)
+                amount = getattr(intent.row, intent.column)
+                params = (*values, amount, intent.limit, intent.limit)
+                statements.append(Statement(self._increment(intent.table, intent.column), params))
+            else:
+                statements += self.set_fields(intent)
+        return statements
+
+    def upsert(self, intent: Upsert) -> builtins.list[Statement]:
+        encode, sql = self.encoder(intent.table), self._upsert(intent.table, intent.stale)
+        rows = tuple(encode(row) for row in intent.rows)
+        if intent.stale is not None or len(rows) == 1:
+            expect = 1 if intent.stale is not None else None
+            return [Statement(sql, row, expect) for row in rows]
+        return [Statement(sql, rows, expect=None, many=True)]
+
+    def set_fields(self, intent: SetFields) -> builtins.list[Statement]:
+        table, width = intent.table, len(intent.table.key)
+        names = (*table.key, *intent.columns)
+        rows = tuple(
+            (*(self.value(table, n, v) for n, v in zip(names[width:], row[width:], strict=True)),
+             *(self.value(table, n, v) for n, v in zip(names, row[:width], strict=False)))
+            for row in intent.rows
+        )  # fmt: skip
+        assignments = ", ".join(f"{name} = ?" for name in intent.columns)
+        sql = f"UPDATE {table.name} SET {assignments} WHERE {_key_match(table)}"
+        return [Statement(self.placeholders(sql), rows, expect=None, many=True)]
+
+    @cache  # noqa: B019
+    def _insert(self, table: Table[Any], if_absent: bool) -> str:
+        marks = ", ".join("?" * len(table.names))
+        absent = " ON CONFLICT DO NOTHING" if if_absent else ""
+        return self.placeholders(
+            f"INSERT INTO {table.name} ({', '.join(table.names)}) VALUES ({marks}){absent}"
+        )
+
+    @cache  # noqa: B019
+    def _update(self, table: Table[Any]) -> str:
+        assignments = ", ".join(f"{name} = ?" for name in table.names)
+        return self.placeholders(
+            f"UPDATE {table.name} SET {assignments} WHERE {_key_match(table)} AND version = ?"
+        )
+
+    @cache  # noqa: B019
+    def _upsert(self, table: Table[Any], stale: tuple[str, str] | None) -> str:
+        replaced = [name for name in table.names if name not in table.key]
+        assignments = ", ".join(f"{name} = excluded.{name}" for name in replaced)
+        sql = f"INSERT INTO {table.name} ({', '.join(table.names)}) VALUES ({_marks(table)})"
+        sql += f" ON CONFLICT ({', '.join(table.key)}) DO UPDATE SET {assignments}"
+        if stale is not None:
+            sql += f" WHERE {table.name}.{stale[0]} <= excluded.{stale[1]}"
+        return self.placeholders(sql)
+
+    @cache  # noqa: B019
+    def _increment(self, table: Table[Any], column: str) -> str:
+        # The SELECT's WHERE refuses a first row over the limit; the upsert's WHERE a later one.
+        values = ", ".join(f"?{self.cast(table, name)}" for name in table.names)
+        amount, limit = self.cast(table, column), self.cast(table, column)
+        return self.placeholders(
+            f"INSERT INTO {table.name} ({', '.join(table.names)}) SELECT {values} "
+            f"WHERE ?{amount} <= ?{limit} ON CONFLICT ({', '.join(table.key)}) DO UPDATE "
+            f"SET {column} = {table.name}.{column} + excluded.{column} "
+            f"WHERE {table.name}.{column} + excluded.{column} <= ?{limit}"
+        )
+
+    def cast(self, table: Table[Any], name: str) -> str:
+        """A cast for a parameter whose type the statement does not fix (none in SQLite)."""
+        return ""
+
+
+def _marks(table: Table[Any]) -> str:
+    return ", ".join("?" * len(table.names))
+
+
+def _key_match(table: Table[Any]) -> str:
+    return " AND ".join(f"{name} = ?" for name in table.key)
+
+
+def _compiled(
+    name: str, argument: str, fields: Sequence[tuple[str, bool, Codec | None]], record: Any = None
+) -> Callable[[Any], Any]:
+    """A function built from source once, as `dataclasses` builds `__init__`: it runs on every
+    row, so it reads each field by name with its codec inline, and no loop."""
+    namespace: dict[str, Any] = {"Record": record}
+    parts = []
+    for index, (field, nullable, codec) in enumerate(fields):
+        value = f"{argument}[{index}]" if record is not None else f"{argument}.{field}"
+        if codec is not None:
+            namespace[f"c{index}"] = codec
+            coded = f"c{index}({value})"
+            value = f"(None if {value} is None else {coded})" if nullable else coded
+        parts.append(f"{field}={value}" if record is not None else value)
+    joined = ", ".join(parts)
+    body = f"Record({joined})" if record is not None else f"({joined},)"
+    exec(f"def {name}({argument}):\n    return {body}", namespace)  # noqa: S102 - our own text
+    function: Callable[[Any], Any] = namespace[name]
+    return function
+
+
+_PLACEHOLDER = re.compile(r"\?")
+
+
+def numbered(sql: str) -> str:
+    """`?` placeholders as PostgreSQL's `$1`, `$2`, … in order."""
+    counter = iter(range(1, 1_000_000))
+    return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
+
+
+# --- migrations -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """What a database holds: tables with their columns, and our indexes with their table."""
+
+    columns: dict[str, set[str]]
+    indexes: dict[str, str]
+    version: int  # the highest applied, 0 for none
+
+
+def upgrade(dialect: Dialect, found: Found) -> builtins.list[str]:
+    """The statements that bring `found` to the declared schema in place, keeping every row:
+    missing tables, columns and indexes are created, indexes no longer declared dropped.
+    Anything else (a column's type, a rename) is a change this cannot make: it needs a step
+    written for it, and raises here until there is one."""
+    statements: builtins.list[str] = []
+    for table in TABLES:
+        present = found.columns.get(table.name)
+        if present is None:
+            statements.append(dialect.create_table(table))
+            statements += [dialect.create_index(table, index) for index in table.indexes]
+            continue
+        for column in table.columns:
+            if column.name not in present:
+                if not column.nullable:
+                    raise RuntimeError(
+                        f"{table.name}.{column.name} is new and NOT NULL: write a step for it"
+                    )
+                kind = dialect.column_type(table, column.name)
+                statements.append(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
+        declared = {index.name for index in table.indexes}
+        for index in table.indexes:
+            if index.name not in found.indexes:
+                statements.append(dialect.create_index(table, index))
+        for index_name, on in sorted(found.indexes.items()):
+            if on == table.name and index_name not in declared:
+                statements.append(f"DROP INDEX IF EXISTS {index_name}")
+    return statements
+
+
+def pending(found: Found) -> bool:
+    return found.version < SCHEMA_VERSION
