@@ -26,7 +26,7 @@ import orjson
 from orderproc.common.clock import SystemClock
 from orderproc.common.storage import sql
 from orderproc.common.storage.intents import Intent, SetFields, Upsert, collapse, key_of
-from orderproc.common.storage.records import SCAN_ROWS, Page, PageKey
+from orderproc.common.storage.records import SCAN_ROWS, Page
 from orderproc.common.storage.repositories import Cond, UnitOfWork
 from orderproc.common.storage.schema import SCHEMA_VERSION, Table
 from orderproc.common.storage.sql import Statement
@@ -181,12 +181,14 @@ def _numbered(statement: str) -> str:
     return sql.numbered(statement)
 
 
-class _Session:
+class _Session(sql.SqlReads):
     """One unit of work's connection: taken from the pool at its first statement, given back
     after its commit or when it ends. A unit opened while another holds a connection in the same
     task (a refusal remembered in a unit of its own) shares it rather than wait for the pool,
     which a pool full of outer units would make it do forever; every statement commits on its
     own, so nothing of one unit's transaction is seen by the other."""
+
+    dialect = DIALECT
 
     def __init__(self, store: PostgresStore) -> None:
         self._store = store
@@ -226,85 +228,30 @@ class _Session:
             raise
         return rows
 
-    async def select(
-        self, table: Table[R], where: Sequence[Cond] = (), *, order: Sequence[str] = (),
-        limit: int | None = None,
-    ) -> builtins.list[R]:  # fmt: skip
-        decode = DIALECT.decoder(table)
-        return [
-            decode(row) for row in await self._rows(*DIALECT.select(table, where, order, limit))
-        ]
-
-    async def page(
-        self, table: Table[R], where: Sequence[Cond], *, residual: Sequence[Cond], limit: int,
-        after: PageKey | None, offset: int,
+    async def _filtered_page(
+        self, table: Table[R], where: str, params: builtins.list[Any], residual: Sequence[Cond],
+        limit: int, offset: int,
     ) -> Page[R]:  # fmt: skip
-        """Newest first by (created_at, seq), never counted. `where` is what an index holds:
-        the index gives the rows in order and the page reads `offset + limit + 1` of them.
-        `residual` applies outside a subquery that takes at most `offset + SCAN_ROWS` rows in
-        index order (its LIMIT keeps the filter from steering the planner to another index;
-        the order carries through, so nothing is sorted); a page that stops there goes on,
-        next time, from the last row the subquery took."""
-        conditions, params = DIALECT.where(table, where)
-        if after is not None:
-            keyset = "created_at <= ? AND (created_at < ? OR seq < ?)"
-            conditions = f"{conditions} AND {keyset}" if conditions else keyset
-            params += [after.at, after.at, after.seq]
-        where_sql = f" WHERE {conditions}" if conditions else ""
+        """`residual` applies outside a subquery that takes at most `offset + SCAN_ROWS` rows in
+        index order (its LIMIT keeps the filter from steering the planner to another index; the
+        order carries through, so nothing is sorted); a page that stops there goes on, next
+        time, from the last row the subquery took."""
         select = (
             f"SELECT {', '.join(table.read_names)}, created_at AS page_at, seq AS page_seq "
-            f"FROM {table.name}{where_sql}"
+            f"FROM {table.name}{where} ORDER BY page_at DESC, page_seq DESC"
         )
-        order = "ORDER BY page_at DESC, page_seq DESC"
-        decode = DIALECT.decoder(table)
-        if not residual:
-            rows = await self._rows(
-                f"{select} {order} LIMIT ? OFFSET ?", (*params, limit + 1, offset)
-            )
-        else:
-            matching, values = DIALECT.where(table, residual)
-            rows = await self._rows(
-                f"SELECT * FROM ({select} {order} LIMIT ?) AS page WHERE {matching} {order} "
-                "LIMIT ? OFFSET ?",
-                (*params, offset + SCAN_ROWS, *values, limit + 1, offset),
-            )
-        items = [decode(row) for row in rows[:limit]]
+        matching, values = DIALECT.where(table, residual)
+        rows = await self._rows(
+            f"SELECT * FROM ({select} LIMIT ?) AS page WHERE {matching} "
+            "ORDER BY page_at DESC, page_seq DESC LIMIT ? OFFSET ?",
+            (*params, offset + SCAN_ROWS, *values, limit + 1, offset),
+        )
+        items = [DIALECT.decoder(table)(row) for row in rows[:limit]]
         if len(rows) > limit:
-            return Page(items, None, PageKey(rows[limit - 1][-2], rows[limit - 1][-1]))
-        if not residual:
-            return Page(items, None, None)
+            return Page(items, None, self._key(rows[limit - 1][-2:]))
         # Short: did the subquery stop at its bound with rows left? Then go on from its last.
-        ends = await self._rows(
-            f"SELECT created_at, seq FROM {table.name}{where_sql} "
-            "ORDER BY created_at DESC, seq DESC LIMIT 2 OFFSET ?",
-            (*params, offset + SCAN_ROWS - 1),
-        )
-        return Page(items, None, PageKey(ends[0][0], ends[0][1]) if len(ends) == 2 else None)
-
-    async def sum(
-        self, table: Table[Any], column: str, where: Sequence[Cond], *,
-        after: PageKey | None, limit: int,
-    ) -> tuple[int, PageKey | None]:  # fmt: skip
-        conditions, params = DIALECT.where(table, where)
-        if after is not None:
-            conditions += " AND created_at <= ? AND (created_at < ? OR seq < ?)"
-            params += [after.at, after.at, after.seq]
-        chunk = (
-            f"SELECT {column} AS v, created_at AS at, seq FROM {table.name} WHERE {conditions} "
-            "ORDER BY created_at DESC, seq DESC LIMIT ?"
-        )
-        # sum(bigint) is NUMERIC: exact at any size.
-        total, count = (
-            await self._rows(
-                f"SELECT coalesce(sum(v), 0), count(*) FROM ({chunk}) c", (*params, limit)
-            )
-        )[0]
-        if count < limit:
-            return int(total), None
-        last = await self._rows(
-            f"SELECT at, seq FROM ({chunk}) c OFFSET ?", (*params, limit, limit - 1)
-        )
-        return int(total), PageKey(last[0][0], last[0][1])
+        ends = await self._rows(f"{select} LIMIT 2 OFFSET ?", (*params, offset + SCAN_ROWS - 1))
+        return Page(items, None, self._key(ends[0][-2:]) if len(ends) == 2 else None)
 
     async def delete(self, table: Table[Any], where: Sequence[Cond], *, limit: int) -> int:
         # SKIP LOCKED: another process's purger (or a request replacing an expired record)

@@ -23,7 +23,7 @@ import builtins
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import date, datetime
 from types import TracebackType
-from typing import Any, Protocol, Self, TypeVar
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 from orderproc.common.storage import schema as s
 from orderproc.common.storage.intents import Increment, Insert, Intent, SetFields, Update, Upsert
@@ -120,9 +120,30 @@ class _Repository:
         return await self._reads.delete(table, where, limit=max(limit, 0))
 
 
-class UserRepository(_Repository):
-    async def get(self, user_id: str) -> UserRecord | None:
-        return await self._first(s.USERS, ("user_id", "=", user_id))
+class _Log(_Repository, Generic[R]):
+    """An append-only record in `table`: `add` stages an insert (a taken key fails the commit)."""
+
+    table: s.Table[R]
+
+    def add(self, row: R) -> None:
+        self._staged.append(Insert(self.table, row))
+
+
+class _Rows(_Log[R]):
+    """An aggregate kept in `table`, read by key. `add` stages an insert (a taken key or unique
+    value fails the commit); `update` a replace at `expected_version` (the new version is the
+    row's own), which fails unless the stored version matches and the table's guards (balances
+    and quantities >= 0) hold."""
+
+    async def get(self, *key: str) -> R | None:
+        return await self._first(self.table, *zip(self.table.key, "=" * len(key), key, strict=True))
+
+    def update(self, row: R, *, expected_version: int) -> None:
+        self._staged.append(Update(self.table, row, expected_version))
+
+
+class UserRepository(_Rows[UserRecord]):
+    table = s.USERS
 
     async def get_by_username(self, username: str) -> UserRecord | None:
         return await self._first(s.USERS, ("username", "=", username))
@@ -139,18 +160,9 @@ class UserRepository(_Repository):
         where = [("role", "=", "admin"), ("is_active", "=", True)]
         return await self._reads.select(s.USERS, where, order=("user_id",))
 
-    def add(self, user: UserRecord) -> None:
-        """Stage an insert; fails at commit if the id, username or email exists."""
-        self._staged.append(Insert(s.USERS, user))
 
-    def update(self, user: UserRecord, *, expected_version: int) -> None:
-        """Stage a replace of the row at `expected_version`; `user.version` is the new one."""
-        self._staged.append(Update(s.USERS, user, expected_version))
-
-
-class AccountRepository(_Repository):
-    async def get(self, user_id: str) -> AccountRecord | None:
-        return await self._first(s.ACCOUNTS, ("user_id", "=", user_id))
+class AccountRepository(_Rows[AccountRecord]):
+    table = s.ACCOUNTS
 
     async def ids_after(self, after: str | None, *, limit: int) -> builtins.list[str]:
         """At most `limit` accounts' user ids greater than `after` (from the first if None), in
@@ -159,18 +171,9 @@ class AccountRepository(_Repository):
         rows = await self._reads.select(s.ACCOUNTS, where, order=("user_id",), limit=max(limit, 0))
         return [row.user_id for row in rows]
 
-    def add(self, account: AccountRecord) -> None:
-        self._staged.append(Insert(s.ACCOUNTS, account))
 
-    def update(self, account: AccountRecord, *, expected_version: int) -> None:
-        """Stage the new state; fails at commit unless the stored version is `expected_version`
-        and the new balance and available amount are both >= 0."""
-        self._staged.append(Update(s.ACCOUNTS, account, expected_version))
-
-
-class CashLedgerRepository(_Repository):
-    def add(self, entry: CashEntry) -> None:
-        self._staged.append(Insert(s.CASH_LEDGER, entry))
+class CashLedgerRepository(_Log[CashEntry]):
+    table = s.CASH_LEDGER
 
     async def list_for_user(
         self,
@@ -242,9 +245,8 @@ class RevocationRepository(_Repository):
         return await self._purge(s.REVOCATIONS, [("expires_at", "<=", now)], limit)
 
 
-class AuditRepository(_Repository):
-    def add(self, event: AuditEvent) -> None:
-        self._staged.append(Insert(s.AUDIT, event))
+class AuditRepository(_Log[AuditEvent]):
+    table = s.AUDIT
 
     async def list(
         self,
@@ -267,20 +269,11 @@ class AuditRepository(_Repository):
         )
 
 
-class AssetRepository(_Repository):
+class AssetRepository(_Rows[AssetRecord]):
+    table = s.ASSETS
+
     async def list_all(self) -> builtins.list[AssetRecord]:
         return await self._reads.select(s.ASSETS, order=("asset_id",))
-
-    async def get(self, asset_id: str) -> AssetRecord | None:
-        return await self._first(s.ASSETS, ("asset_id", "=", asset_id))
-
-    def add(self, asset: AssetRecord) -> None:
-        """Stage an insert; fails at commit if the id exists."""
-        self._staged.append(Insert(s.ASSETS, asset))
-
-    def update(self, asset: AssetRecord, *, expected_version: int) -> None:
-        """Stage a replace (metadata, activity, price) at `expected_version`."""
-        self._staged.append(Update(s.ASSETS, asset, expected_version))
 
     def set_prices(self, updates: Sequence[PriceUpdate]) -> None:
         """Stage one batch of price changes (one tick); unknown ids are ignored; no version
@@ -318,9 +311,8 @@ class CandleRepository(_Repository):
         return purged + removed
 
 
-class OrderRepository(_Repository):
-    async def get(self, order_id: str) -> OrderRecord | None:
-        return await self._first(s.ORDERS, ("order_id", "=", order_id))
+class OrderRepository(_Rows[OrderRecord]):
+    table = s.ORDERS
 
     async def get_by_client_id(self, user_id: str, client_order_id: str) -> OrderRecord | None:
         return await self._first(
@@ -360,38 +352,18 @@ class OrderRepository(_Repository):
         where = [("status", "=", "open"), *conditions(("asset_id", "=", asset_id))]
         return await self._reads.select(s.ORDERS, where, order=("created_at", "seq"))
 
-    def add(self, order: OrderRecord) -> None:
-        """Stage an insert; fails at commit if the id, or the user's client_order_id, exists."""
-        self._staged.append(Insert(s.ORDERS, order))
 
-    def update(self, order: OrderRecord, *, expected_version: int) -> None:
-        self._staged.append(Update(s.ORDERS, order, expected_version))
-
-
-class PositionRepository(_Repository):
-    async def get(self, user_id: str, asset_id: str) -> PositionRecord | None:
-        return await self._first(
-            s.POSITIONS, ("user_id", "=", user_id), ("asset_id", "=", asset_id)
-        )
+class PositionRepository(_Rows[PositionRecord]):
+    table = s.POSITIONS
 
     async def list_for_user(self, user_id: str) -> builtins.list[PositionRecord]:
         """Every position of the user, zero ones included, by asset id."""
         where = [("user_id", "=", user_id)]
         return await self._reads.select(s.POSITIONS, where, order=("asset_id",))
 
-    def add(self, position: PositionRecord) -> None:
-        """Stage an insert; fails at commit if the (user, asset) position exists."""
-        self._staged.append(Insert(s.POSITIONS, position))
 
-    def update(self, position: PositionRecord, *, expected_version: int) -> None:
-        """Stage the new state; fails unless the stored version is `expected_version` and the
-        new quantity, reserved and available units are all >= 0."""
-        self._staged.append(Update(s.POSITIONS, position, expected_version))
-
-
-class AssetLedgerRepository(_Repository):
-    def add(self, entry: AssetEntry) -> None:
-        self._staged.append(Insert(s.ASSET_LEDGER, entry))
+class AssetLedgerRepository(_Log[AssetEntry]):
+    table = s.ASSET_LEDGER
 
     async def list_for_user(
         self,

@@ -14,15 +14,17 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from orderproc.common.storage.intents import Increment, Insert, Intent, SetFields, Update, Upsert
+from orderproc.common.storage.records import Page, PageKey
 from orderproc.common.storage.repositories import Cond
 from orderproc.common.storage.schema import SCHEMA_VERSION, TABLES, Index, Kind, Table
 
 Params = tuple[Any, ...]
+R = TypeVar("R")
 Codec = Callable[[Any], Any]
 DESCRIPTION = "the schema declared in orderproc.common.storage.schema"
 
@@ -264,6 +266,93 @@ def _compiled(
     exec(f"def {name}({argument}):\n    return {body}", namespace)  # noqa: S102 - our own text
     function: Callable[[Any], Any] = namespace[name]
     return function
+
+
+class SqlReads:
+    """The read primitives both SQL stores share (see `repositories.Reads`). A store supplies
+    `_rows` and `_filtered_page`, a page with a filter no index holds, which each does its own
+    way."""
+
+    dialect: Dialect
+    overflow: tuple[type[Exception], ...] = ()  # what a sum past the column's range raises
+
+    async def _rows(self, statement: str, params: Sequence[Any]) -> builtins.list[Any]:
+        raise NotImplementedError
+
+    async def _filtered_page(
+        self, table: Table[R], where: str, params: builtins.list[Any], residual: Sequence[Cond],
+        limit: int, offset: int,
+    ) -> Page[R]:  # fmt: skip
+        raise NotImplementedError
+
+    def _key(self, stored: Any) -> PageKey:
+        """The `PageKey` of a row from its (created_at, insertion order) columns."""
+        decode = self.dialect.decoders.get("time")
+        return PageKey(stored[0] if decode is None else decode(stored[0]), stored[1])
+
+    def _listed(
+        self, table: Table[Any], where: Sequence[Cond], after: PageKey | None
+    ) -> tuple[str, builtins.list[Any]]:
+        """The WHERE clause of a list: `where`, and past `after`, the keyset condition."""
+        conditions, params = self.dialect.where(table, where)
+        if after is not None:
+            at = self.dialect.value(table, "created_at", after.at)
+            keyset = f"created_at <= ? AND (created_at < ? OR {self.dialect.seq} < ?)"
+            conditions = f"{conditions} AND {keyset}" if conditions else keyset
+            params += [at, at, after.seq]
+        return (f" WHERE {conditions}" if conditions else ""), params
+
+    async def select(
+        self, table: Table[R], where: Sequence[Cond] = (), *, order: Sequence[str] = (),
+        limit: int | None = None,
+    ) -> builtins.list[R]:  # fmt: skip
+        decode = self.dialect.decoder(table)
+        rows = await self._rows(*self.dialect.select(table, where, order, limit))
+        return [decode(row) for row in rows]
+
+    async def page(
+        self, table: Table[R], where: Sequence[Cond], *, residual: Sequence[Cond], limit: int,
+        after: PageKey | None, offset: int,
+    ) -> Page[R]:  # fmt: skip
+        """Newest first by (created_at, insertion order), never counted: the index gives the
+        rows in order and the page reads `offset + limit + 1` of them."""
+        where_sql, params = self._listed(table, where, after)
+        if residual:
+            return await self._filtered_page(table, where_sql, params, residual, limit, offset)
+        seq = self.dialect.seq
+        rows = await self._rows(
+            f"SELECT {', '.join(table.read_names)}, created_at, {seq} FROM {table.name}"
+            f"{where_sql} ORDER BY created_at DESC, {seq} DESC LIMIT ? OFFSET ?",
+            (*params, limit + 1, offset),
+        )
+        decode = self.dialect.decoder(table)  # reads its columns; the key's come after
+        next_key = self._key(rows[limit - 1][-2:]) if len(rows) > limit else None
+        return Page([decode(row) for row in rows[:limit]], None, next_key)
+
+    async def sum(
+        self, table: Table[Any], column: str, where: Sequence[Cond], *,
+        after: PageKey | None, limit: int,
+    ) -> tuple[int, PageKey | None]:  # fmt: skip
+        where_sql, params = self._listed(table, where, after)
+        seq = self.dialect.seq
+        chunk = (
+            f"SELECT {column} AS v, created_at AS at, {seq} AS s FROM {table.name}{where_sql} "
+            f"ORDER BY created_at DESC, {seq} DESC LIMIT ?"
+        )
+        try:
+            found = await self._rows(
+                f"SELECT sum(v), count(*) FROM ({chunk}) AS c", (*params, limit)
+            )
+            total, count = found[0]
+        except self.overflow:  # SQLite's integers stop at 2**63: add this chunk in Python
+            values = await self._rows(chunk, (*params, limit))
+            total, count = sum(row[0] for row in values), len(values)
+        if count < limit:
+            return int(total or 0), None
+        last = await self._rows(
+            f"SELECT at, s FROM ({chunk}) AS c LIMIT 1 OFFSET ?", (*params, limit, limit - 1)
+        )
+        return int(total or 0), self._key(last[0])
 
 
 _PLACEHOLDER = re.compile(r"\?")

@@ -25,7 +25,7 @@ import orjson
 from orderproc.common.clock import SystemClock, from_micros, to_micros
 from orderproc.common.storage import sql
 from orderproc.common.storage.intents import Intent
-from orderproc.common.storage.records import SCAN_ROWS, Page, PageKey
+from orderproc.common.storage.records import SCAN_ROWS, Page
 from orderproc.common.storage.repositories import Cond, UnitOfWork
 from orderproc.common.storage.schema import SCHEMA_VERSION, Table
 from orderproc.common.storage.sql import Statement
@@ -109,66 +109,47 @@ BOOKKEEPING = (
 )
 
 
-class _Session:
+class _Session(sql.SqlReads):
     """Every unit of work's reads (straight to the connection, no transaction held) and
     commits (through the group commit); one for the store, as units hold no state here."""
+
+    dialect = DIALECT
+    overflow = (sqlite3.OperationalError,)
 
     def __init__(self, conn: sqlite3.Connection, committer: _GroupCommitter) -> None:
         self._conn = conn
         self._committer = committer
 
-    def _rows(self, sql_text: str, params: Sequence[Any]) -> builtins.list[Any]:
+    async def _rows(self, statement: str, params: Sequence[Any]) -> builtins.list[Any]:
         try:
-            return self._conn.execute(sql_text, params).fetchall()
+            return self._conn.execute(statement, params).fetchall()
         except sqlite3.Error as error:
             raise_fault(error)
             raise
 
-    async def select(
-        self, table: Table[R], where: Sequence[Cond] = (), *, order: Sequence[str] = (),
-        limit: int | None = None,
-    ) -> builtins.list[R]:  # fmt: skip
-        decode = DIALECT.decoder(table)
-        return [decode(row) for row in self._rows(*DIALECT.select(table, where, order, limit))]
-
-    async def page(
-        self, table: Table[R], where: Sequence[Cond], *, residual: Sequence[Cond], limit: int,
-        after: PageKey | None, offset: int,
+    async def _filtered_page(
+        self, table: Table[R], where: str, params: builtins.list[Any], residual: Sequence[Cond],
+        limit: int, offset: int,
     ) -> Page[R]:  # fmt: skip
-        """Newest first by (created_at, rowid), never counted. `where` is what an index holds:
-        it gives the rows in order and the page reads `offset + limit + 1` of them. `residual`
-        is evaluated per row in the select list (so it cannot steer the planner to another
-        index) while the rows are stepped through lazily: the page stops at `limit + 1`
+        """`residual` is evaluated per row in the select list (so it cannot steer the planner to
+        another index) while the rows are stepped through lazily: the page stops at `limit + 1`
         matches or after `offset + SCAN_ROWS` rows, and goes on, next time, from the last row
         it looked at."""
-        conditions, params = DIALECT.where(table, where)
-        if after is not None:
-            at = to_micros(after.at)
-            keyset = "created_at <= ? AND (created_at < ? OR rowid < ?)"
-            conditions = f"{conditions} AND {keyset}" if conditions else keyset
-            params += [at, at, after.seq]
-        decode = DIALECT.decoder(table)
-        select = f"SELECT {', '.join(table.read_names)}, created_at, rowid"
-        tail = f" FROM {table.name}{' WHERE ' if conditions else ''}{conditions} " + (
-            "ORDER BY created_at DESC, rowid DESC LIMIT ?"
-        )
-        if not residual:
-            rows = self._rows(f"{select}{tail} OFFSET ?", (*params, limit + 1, offset))
-            next_key = _key(rows[limit - 1][-2:]) if len(rows) > limit else None
-            return Page([decode(row[:-2]) for row in rows[:limit]], None, next_key)
         matching, first = DIALECT.where(table, residual)
+        statement = (
+            f"SELECT {', '.join(table.read_names)}, created_at, rowid, ({matching}) "
+            f"FROM {table.name}{where} ORDER BY created_at DESC, rowid DESC LIMIT ?"
+        )
         window, next_key = offset + SCAN_ROWS, None
         items: builtins.list[Any] = []
         try:
-            cursor = self._conn.execute(
-                f"{select}, ({matching}){tail}", (*first, *params, window + 1)
-            )
+            cursor = self._conn.execute(statement, (*first, *params, window + 1))
             try:
                 skip, seen, last = offset, 0, ()
                 for row in cursor:
                     seen += 1
                     if seen > window:  # rows remain past the scan bound: go on from the last
-                        next_key = _key(last[-3:-1])
+                        next_key = self._key(last[-3:-1])
                         break
                     last = row
                     if not row[-1]:
@@ -176,7 +157,7 @@ class _Session:
                     if skip:
                         skip -= 1
                     elif len(items) == limit:
-                        next_key = _key(items[-1][-3:-1])
+                        next_key = self._key(items[-1][-3:-1])
                         break
                     else:
                         items.append(row)
@@ -185,34 +166,8 @@ class _Session:
         except sqlite3.Error as error:
             raise_fault(error)
             raise
-        return Page([decode(row[:-3]) for row in items], None, next_key)
-
-    async def sum(
-        self, table: Table[Any], column: str, where: Sequence[Cond], *,
-        after: PageKey | None, limit: int,
-    ) -> tuple[int, PageKey | None]:  # fmt: skip
-        conditions, params = DIALECT.where(table, where)
-        if after is not None:
-            at = to_micros(after.at)
-            conditions += " AND created_at <= ? AND (created_at < ? OR rowid < ?)"
-            params += [at, at, after.seq]
-        chunk = (
-            f"SELECT {column} AS v, created_at AS at, rowid AS seq FROM {table.name} "
-            f"WHERE {conditions} ORDER BY created_at DESC, rowid DESC LIMIT ?"
-        )
-        try:
-            total, count = self._rows(f"SELECT sum(v), count(*) FROM ({chunk})", (*params, limit))[
-                0
-            ]
-        except sqlite3.OperationalError:  # integer overflow: beyond 2**63, add in Python
-            values = self._rows(chunk, (*params, limit))
-            total, count = sum(row[0] for row in values), len(values)
-        if count < limit:
-            return int(total or 0), None
-        last = self._rows(
-            f"SELECT at, seq FROM ({chunk}) LIMIT 1 OFFSET ?", (*params, limit, limit - 1)
-        )
-        return int(total or 0), _key(last[0])
+        decode = DIALECT.decoder(table)
+        return Page([decode(row) for row in items], None, next_key)
 
     async def delete(self, table: Table[Any], where: Sequence[Cond], *, limit: int) -> int:
         # No LIMIT on DELETE in a stock SQLite build: take the keys through the index. Through
@@ -230,11 +185,6 @@ class _Session:
 
     async def close(self) -> None:
         pass
-
-
-def _key(stored: Any) -> PageKey:
-    """The `PageKey` of a row from its (created_at, rowid) columns."""
-    return PageKey(from_micros(stored[0]), stored[1])
 
 
 class _RowCountMismatch(Exception):
