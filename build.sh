@@ -28,8 +28,9 @@ export PATH="$ROOT/.venv/bin:$PATH"
 
 if [ "$mode" != build ]; then
   # Real servers the tests start on free loopback ports (nothing is mocked); prometheus for
-  # `promtool check metrics` on /metrics (the test fails in CI without it).
-  apt_install redis-server postgresql chromium prometheus
+  # `promtool check metrics` on /metrics, nginx (and openssl for a test certificate) for the
+  # generated routing configuration (those tests fail in CI without them).
+  apt_install redis-server postgresql chromium prometheus nginx openssl
 fi
 
 if [ "$mode" = all ] && [ -z "$service" ]; then
