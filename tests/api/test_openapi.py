@@ -44,6 +44,7 @@ OPERATION_IDS = {
     "GET /api/v1/inventory/assets/{asset_id}": "inventory_get_asset",
     "GET /api/v1/inventory/assets/{asset_id}/candles": "inventory_list_candles",
     "POST /api/v1/orders": "orders_place",
+    "POST /api/v1/orders/estimate": "orders_estimate",
     "GET /api/v1/orders": "orders_list",
     "GET /api/v1/orders/{order_id}": "orders_get",
     "DELETE /api/v1/orders/{order_id}": "orders_cancel",
@@ -220,7 +221,7 @@ class TestSchemas:
                 body = resolve(document, content["schema"])
                 by_property = all("examples" in p for p in body["properties"].values())
                 assert body.get("examples") or by_property, key
-        assert bodies == 11
+        assert bodies == 12
 
     @pytest.mark.parametrize(
         ("schema", "fields", "pattern"),
@@ -229,9 +230,13 @@ class TestSchemas:
             ("CashReceiptRead", ["amount", "balance", "available_balance"], MONEY_PATTERN),
             ("TransactionRead", ["amount", "balance_after"], MONEY_PATTERN),
             ("OrderRead", ["total_amount", "fee"], MONEY_PATTERN),
+            ("EstimateRead", ["total_amount", "fee", "cash_change"], MONEY_PATTERN),
+            ("EstimateRead", ["available_cash"], MONEY_PATTERN),
             ("PortfolioRead", ["cash", "total_value", "realized_pnl"], MONEY_PATTERN),
             ("PositionRead", ["market_value", "unrealized_pnl"], MONEY_PATTERN),
             ("OrderRead", ["quantity"], QUANTITY_PATTERN),
+            ("EstimateRead", ["quantity", "available_quantity"], QUANTITY_PATTERN),
+            ("EstimateRead", ["price"], DECIMAL_PATTERN),
             ("PositionRead", ["quantity", "available"], QUANTITY_PATTERN),
             ("AssetTransactionRead", ["quantity", "quantity_after"], QUANTITY_PATTERN),
             ("AssetRead", ["price_usd"], DECIMAL_PATTERN),

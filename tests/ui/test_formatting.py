@@ -1,4 +1,5 @@
-"""What the pages show for money, prices and quantities, and the ticket's estimate (no browser)."""
+"""What the pages show for money, prices and quantities, and the request the order ticket makes
+(no browser). The ticket's estimate is the API's: tests/api/test_order_estimate.py."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from orderproc.webui.formatting import money, percent, price, quantity, tone
-from orderproc.webui.ticket import TicketInvalid, estimate, order_body, parse_ticket
+from orderproc.webui.ticket import TicketInvalid, order_body, parse_ticket, shortfall
 
 pytestmark = pytest.mark.ui
 
@@ -38,23 +39,6 @@ class TestFormatting:
 
 
 class TestTicket:
-    def test_a_buy_by_amount_adds_the_fee_on_top(self) -> None:
-        ticket = parse_ticket("buy", "amount", "1,000")
-        quote = estimate(ticket, market_price=Decimal("2500"), fee_bps=10, slippage_bps=0)
-        assert quote.quantity == Decimal("0.4")
-        assert (quote.subtotal, quote.fee, quote.total) == (
-            Decimal("1000.00"),
-            Decimal("1.00"),
-            Decimal("1001.00"),
-        )
-
-    def test_a_sale_rounds_proceeds_down_and_the_fee_up(self) -> None:
-        ticket = parse_ticket("sell", "quantity", "0.333")
-        quote = estimate(ticket, market_price=Decimal("10.01"), fee_bps=25, slippage_bps=0)
-        assert quote.subtotal == Decimal("3.33")  # 3.33333 down
-        assert quote.fee == Decimal("0.01")  # 0.0083 up
-        assert quote.net_proceeds == Decimal("3.32")
-
     def test_a_sale_by_amount_becomes_a_quantity(self) -> None:
         ticket = parse_ticket("sell", "amount", "100")
         body = order_body(ticket, "ETH", market_price=Decimal("3000"))
@@ -63,6 +47,23 @@ class TestTicket:
     def test_a_buy_by_amount_is_a_notional_order(self) -> None:
         body = order_body(parse_ticket("buy", "amount", "50"), "BTC", market_price=Decimal("1"))
         assert body == {"order_type": "market_buy", "asset_id": "BTC", "notional": "50"}
+
+    def test_an_order_by_quantity_asks_for_that_quantity(self) -> None:
+        ticket = parse_ticket("sell", "quantity", "0.333")
+        body = order_body(ticket, "SOL", market_price=Decimal("150"))
+        assert body == {"order_type": "market_sell", "asset_id": "SOL", "quantity": "0.333"}
+
+    def test_a_sale_worth_less_than_one_unit_step_is_explained(self) -> None:
+        ticket = parse_ticket("sell", "amount", "0.01")
+        with pytest.raises(TicketInvalid, match="less than the smallest unit"):
+            order_body(ticket, "BTC", market_price=Decimal("10000000"))
+
+    def test_a_shortfall_is_said_in_the_words_of_the_refused_order(self) -> None:
+        reason = {"code": "INSUFFICIENT_FUNDS", "detail": "the order needs 10.03 USD with fees"}
+        assert shortfall({"sufficient": False, "reason": reason}) == (
+            "You don't have enough cash available for this."
+        )
+        assert shortfall({"sufficient": True, "reason": None}) is None
 
     @pytest.mark.parametrize(
         ("mode", "raw", "message"),

@@ -32,6 +32,8 @@ from orderproc.orders.domain import OrderType
 from orderproc.orders.schemas import (
     AssetTransactionRead,
     AssetTransactionsPage,
+    EstimateEnvelope,
+    EstimateRead,
     HoldingRead,
     OrderCreate,
     OrderEnvelope,
@@ -91,6 +93,29 @@ async def place_order(
     )
     order = await service.place_order(cmd, deps=rt.orders)
     return model_response(OrderEnvelope(data=OrderRead.of(order)), status_code=201)
+
+
+@orders.post(
+    "/estimate",
+    operation_id="orders_estimate",
+    response_model=EstimateEnvelope,
+    responses=problem_responses(400, 401, 404, 413, 422, 429),
+)
+async def estimate_order(body: OrderCreate, principal: CurrentUser, rt: Runtime) -> Response:
+    """What the same body sent to `POST /orders` would do now, priced by the same rules:
+    price, quantity, cost or proceeds, fee, and your available cash and units after. The same
+    refusals (unknown or inactive asset, stale price, value out of range) are the same
+    problems; too little cash or too few units is not an error but `sufficient: false` with
+    the `reason`. Nothing is written; `Idempotency-Key` and `client_order_id` are ignored."""
+    cmd = service.PlaceOrder(
+        user_id=principal.user_id,
+        order_type=body.order_type,
+        asset_id=normalize_asset_id(body.asset_id),
+        quantity=body.quantity,
+        notional=body.notional,
+    )
+    priced = await service.estimate_order(cmd, deps=rt.orders)
+    return model_response(EstimateEnvelope(data=EstimateRead.of(priced, body)))
 
 
 @orders.get("", operation_id="orders_list", response_model=OrdersPage, responses=AUTHED)

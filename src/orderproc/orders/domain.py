@@ -69,6 +69,11 @@ class Fill:
             return -(self.total_cents + self.fee_cents)
         return self.total_cents - self.fee_cents
 
+    @property
+    def units_delta(self) -> int:
+        """The signed change to the position, in 10^-8 units."""
+        return self.quantity_units if self.is_buy else -self.quantity_units
+
 
 def execution_price(market: Decimal, *, is_buy: bool, slippage_bps: int) -> Decimal:
     """The market price moved against the trader by the slippage."""

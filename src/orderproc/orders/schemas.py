@@ -26,6 +26,7 @@ from orderproc.common.paging import ListPage
 from orderproc.common.storage.records import AssetEntry, OrderRecord
 from orderproc.orders.domain import MARKET_TYPES, OrderType
 from orderproc.orders.portfolio import PositionView, Reconciliation
+from orderproc.orders.pricing import PricedOrder
 
 Quantity = Annotated[
     Decimal,
@@ -152,6 +153,79 @@ class OrderEnvelope(BaseModel):
 
 class OrdersPage(ListPage[OrderRead]):
     """A page of your orders, newest first."""
+
+
+class EstimateReason(BaseModel):
+    """Why the account cannot take the fill now: what `POST /orders` would refuse it with."""
+
+    code: Annotated[
+        Literal["INSUFFICIENT_FUNDS", "INSUFFICIENT_HOLDINGS", "POSITION_LIMIT_EXCEEDED"],
+        Field(description="The problem code `POST /orders` would answer"),
+    ]
+    detail: Annotated[
+        str, Field(examples=["the order needs 100.10 USD with fees; 50.00 USD is available"])
+    ]
+
+
+class EstimateRead(BaseModel):
+    order_type: Literal["market_buy", "market_sell"]
+    side: Literal["buy", "sell"]
+    asset_id: str
+    quantity: Annotated[QuantityText, Field(description="Units the order would fill")]
+    notional: Annotated[MoneyText | None, Field(description="The notional asked for, if any")]
+    price: Annotated[DecimalText, Field(description="Fill price per unit, USD, slippage included")]
+    price_as_of: Annotated[str, Field(description="When that price was set")]
+    total_amount: Annotated[
+        MoneyText, Field(description="Cash for the units before the fee: cost or proceeds")
+    ]
+    fee: MoneyText
+    cash_change: Annotated[
+        MoneyText, Field(description="Signed change to the cash balance, fee included")
+    ]
+    available_cash: Annotated[MoneyText, Field(description="Available cash now")]
+    available_cash_after: Annotated[
+        MoneyText | None, Field(description="Available cash after the fill; null if insufficient")
+    ]
+    available_quantity: Annotated[QuantityText, Field(description="Units available now")]
+    available_quantity_after: Annotated[
+        QuantityText | None,
+        Field(description="Units available after the fill; null if insufficient"),
+    ]
+    sufficient: Annotated[bool, Field(description="Whether the account can take the fill now")]
+    reason: Annotated[EstimateReason | None, Field(description="Why not, when not sufficient")]
+
+    @classmethod
+    def of(cls, priced: PricedOrder, body: OrderCreate) -> EstimateRead:
+        fill, refusal = priced.fill, priced.refusal()
+        side: Literal["buy", "sell"] = "buy" if fill.is_buy else "sell"
+        return cls(
+            order_type="market_buy" if fill.is_buy else "market_sell",
+            side=side,
+            asset_id=priced.quote.asset_id,
+            quantity=format_quantity(from_units(fill.quantity_units)),
+            notional=None if body.notional is None else format_money(body.notional),
+            price=format_price(fill.price),
+            price_as_of=isoformat_z(priced.quote.as_of),
+            total_amount=format_money(from_cents(fill.total_cents)),
+            fee=format_money(from_cents(fill.fee_cents)),
+            cash_change=format_money(from_cents(fill.cash_delta_cents)),
+            available_cash=format_money(from_cents(priced.account.available_cents)),
+            available_cash_after=None
+            if refusal is not None
+            else format_money(from_cents(priced.available_cents_after)),
+            available_quantity=format_quantity(from_units(priced.available_units)),
+            available_quantity_after=None
+            if refusal is not None
+            else format_quantity(from_units(priced.available_units_after)),
+            sufficient=refusal is None,
+            reason=None
+            if refusal is None
+            else EstimateReason.model_validate({"code": refusal.code, "detail": refusal.detail}),
+        )
+
+
+class EstimateEnvelope(BaseModel):
+    data: EstimateRead
 
 
 class PositionRead(BaseModel):

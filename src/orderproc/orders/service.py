@@ -1,4 +1,4 @@
-"""Order use cases: place a market order, cancel, and read orders back.
+"""Order use cases: place a market order, estimate one, cancel, and read orders back.
 
 A market order is one unit of work under the user's account lock: the order, the cash
 balance and its ledger entries, the position and its ledger entry, and the idempotency
@@ -15,7 +15,6 @@ from orderproc.common.idempotency import IdempotencyScope, remember_rejection, r
 from orderproc.common.ids import new_id
 from orderproc.common.locking import Locker, account_lock_key
 from orderproc.common.metrics import MoneyOperations
-from orderproc.common.money import format_money, format_quantity, from_cents, from_units
 from orderproc.common.prices import PriceSource, Quote
 from orderproc.common.retry import retry_on_conflict
 from orderproc.common.storage.ports import Store, UnitOfWork
@@ -29,21 +28,13 @@ from orderproc.common.storage.records import (
 )
 from orderproc.errors import (
     AccountNotFound,
-    AssetInactive,
-    AssetNotFound,
     BusinessRuleViolation,
     ClientOrderIdReused,
-    InsufficientFunds,
-    InsufficientHoldings,
     OrderNotFound,
     OrderNotOpen,
-    PositionLimitExceeded,
-    StalePrice,
 )
 from orderproc.orders.domain import Fill, Holding, OrderType, TradingRules, fill_market_order
-
-# Quantities are stored as signed 64-bit integers of 10^-8 units (about 92 billion coins).
-MAX_POSITION_UNITS = 2**63 - 1
+from orderproc.orders.pricing import PricedOrder, tradeable_quote
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,26 +76,18 @@ async def _place_once(cmd: PlaceOrder, deps: OrderDeps) -> OrderRecord:
         if earlier is not None:
             return earlier
         try:
-            quote = _tradeable_quote(cmd.asset_id, deps, now)
-            fill = fill_market_order(
-                cmd.order_type,
-                market_price=quote.price,
-                rules=deps.rules,
-                quantity=cmd.quantity,
-                notional=cmd.notional,
-            )
-            account = await uow.accounts.get(cmd.user_id)
-            if account is None:
-                raise AccountNotFound()
-            position = await uow.positions.get(cmd.user_id, quote.asset_id)
-            _check_covered(fill, account, position)
+            priced = await _price(uow, cmd, deps, now)
+            refusal = priced.refusal()
+            if refusal is not None:
+                raise refusal
         except BusinessRuleViolation as rejection:
             await remember_rejection(
                 deps.store, _scope(cmd), rejection, now=now, ttl=deps.idempotency_ttl
             )
             raise
-        order = _order(cmd, quote, fill, now)
-        _stage_fill(uow, order, fill, account, position, now)
+        fill = priced.fill
+        order = _order(cmd, priced.quote, fill, now)
+        _stage_fill(uow, order, fill, priced.account, priced.position, now)
         scope = _scope(cmd)
         if scope is not None:
             payload = {"order_id": order.order_id}
@@ -135,31 +118,29 @@ async def _earlier_answer(uow: UnitOfWork, cmd: PlaceOrder, now: datetime) -> Or
     return None
 
 
-def _tradeable_quote(asset_id: str, deps: OrderDeps, now: datetime) -> Quote:
-    quote = deps.prices.quote(asset_id)
-    if quote is None:
-        raise AssetNotFound(f"no asset {asset_id}")
-    if not quote.is_active:
-        raise AssetInactive(f"{asset_id} is not tradeable now")
-    if now - quote.as_of > deps.stale_after:
-        raise StalePrice(f"the last {asset_id} price is from {quote.as_of:%Y-%m-%d %H:%M:%S} UTC")
-    return quote
+async def estimate_order(cmd: PlaceOrder, *, deps: OrderDeps) -> PricedOrder:
+    """What `place_order` would do with `cmd` now: the same pricing step against the same
+    account, refused the same way (unknown or inactive asset, stale price, out-of-range
+    value), but written nowhere and so taking no lock. Whether the account can take the fill
+    is the answer's `refusal()`, not an error."""
+    async with deps.store.unit_of_work() as uow:
+        return await _price(uow, cmd, deps, deps.clock.now())
 
 
-def _check_covered(fill: Fill, account: AccountRecord, position: PositionRecord | None) -> None:
-    if fill.is_buy and -fill.cash_delta_cents > account.available_cents:
-        raise InsufficientFunds(
-            f"the order needs {_usd(-fill.cash_delta_cents)} USD with fees; "
-            f"{_usd(account.available_cents)} USD is available"
-        )
-    held = position.available_units if position else 0
-    if not fill.is_buy and fill.quantity_units > held:
-        raise InsufficientHoldings(f"available quantity is {_qty(held)}")
-    total_units = (position.quantity_units if position else 0) + fill.quantity_units
-    if fill.is_buy and total_units > MAX_POSITION_UNITS:
-        raise PositionLimitExceeded(
-            f"a position holds at most {_qty(MAX_POSITION_UNITS)} units of one asset"
-        )
+async def _price(uow: UnitOfWork, cmd: PlaceOrder, deps: OrderDeps, now: datetime) -> PricedOrder:
+    quote = tradeable_quote(cmd.asset_id, prices=deps.prices, stale_after=deps.stale_after, now=now)
+    fill = fill_market_order(
+        cmd.order_type,
+        market_price=quote.price,
+        rules=deps.rules,
+        quantity=cmd.quantity,
+        notional=cmd.notional,
+    )
+    account = await uow.accounts.get(cmd.user_id)
+    if account is None:
+        raise AccountNotFound()
+    position = await uow.positions.get(cmd.user_id, quote.asset_id)
+    return PricedOrder(quote, fill, account, position)
 
 
 def _order(cmd: PlaceOrder, quote: Quote, fill: Fill, now: datetime) -> OrderRecord:
@@ -247,7 +228,6 @@ def _stage_position(
             ),
             expected_version=position.version,
         )
-    signed = fill.quantity_units if fill.is_buy else -fill.quantity_units
     uow.asset_ledger.add(
         AssetEntry(
             new_id(),
@@ -255,7 +235,7 @@ def _stage_position(
             order.asset_id,
             order.order_id,
             "buy" if fill.is_buy else "sell",
-            signed,
+            fill.units_delta,
             fill.price,
             fill.total_cents,
             fill.fee_cents,
@@ -324,11 +304,3 @@ async def _cancel_once(user_id: str, order_id: str, deps: OrderDeps) -> OrderRec
         uow.orders.update(cancelled, expected_version=order.version)
         await uow.commit()
         return cancelled
-
-
-def _usd(cents: int) -> str:
-    return format_money(from_cents(cents))
-
-
-def _qty(units: int) -> str:
-    return format_quantity(from_units(units))

@@ -1,21 +1,17 @@
-"""The order ticket's arithmetic: what a market order would cost or bring before it is placed.
+"""The order ticket: what a person typed, read as the API request for a market order.
 
-It mirrors the orders service's published rules (slippage, cost rounded up, proceeds rounded
-down, fee rounded up on top) so the estimate matches the fill at the same price."""
+The ticket does no trading arithmetic. Its estimate is the orders service's own answer to the
+same request (`POST /orders/estimate`, priced by the function that fills), so what it shows is
+what the order then does at the same price."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+from typing import Any
 
-from orderproc.common.money import (
-    CENT,
-    EXACT,
-    QUANTITY_STEP,
-    fee_for,
-    round_cost_up,
-    round_proceeds_down,
-)
+from orderproc.common.money import CENT, EXACT, QUANTITY_STEP
+from orderproc.webui.client import ApiError
 
 SIDES = ("buy", "sell")
 MODES = ("amount", "quantity")
@@ -35,23 +31,6 @@ class Ticket:
     @property
     def is_buy(self) -> bool:
         return self.side == "buy"
-
-
-@dataclass(frozen=True)
-class Estimate:
-    quantity: Decimal
-    price: Decimal
-    subtotal: Decimal
-    fee: Decimal
-
-    @property
-    def total(self) -> Decimal:
-        """Cash that leaves (buy) or arrives (sell), fee included."""
-        return self.subtotal + self.fee
-
-    @property
-    def net_proceeds(self) -> Decimal:
-        return self.subtotal - self.fee
 
 
 def parse_ticket(side: str, mode: str, raw: str) -> Ticket:
@@ -74,29 +53,26 @@ def parse_ticket(side: str, mode: str, raw: str) -> Ticket:
     return Ticket(side, mode, value)
 
 
-def estimate(ticket: Ticket, *, market_price: Decimal, fee_bps: int, slippage_bps: int) -> Estimate:
-    move = Decimal(10_000 + slippage_bps if ticket.is_buy else 10_000 - slippage_bps) / 10_000
-    price = market_price * move
-    quantity = quantity_for(ticket, price)
-    gross = quantity * price
-    subtotal = round_cost_up(gross) if ticket.is_buy else round_proceeds_down(gross)
-    return Estimate(quantity, price, subtotal, fee_for(subtotal, basis_points=fee_bps))
-
-
-def quantity_for(ticket: Ticket, price: Decimal) -> Decimal:
-    """Units the ticket asks for; a USD amount buys (or sells) whole 10^-8 units."""
-    if ticket.mode == "quantity":
-        return ticket.value
-    quantity = (ticket.value / price).quantize(QUANTITY_STEP, rounding=ROUND_FLOOR, context=EXACT)
-    if quantity <= 0:
-        raise TicketInvalid(f"{ticket.value.quantize(CENT)} USD is less than the smallest unit.")
-    return quantity
-
-
 def order_body(ticket: Ticket, asset_id: str, *, market_price: Decimal) -> dict[str, str]:
-    """The API request: a buy by USD amount is a notional order; a sell by USD amount is
-    turned into a quantity at the current price (the API sells by quantity only)."""
+    """The API request, for the estimate and for the order alike. A buy by USD amount is a
+    notional order; the API sells by quantity only, so a sale by USD amount asks for the whole
+    10^-8 units that amount is worth at the market price (the estimate then says what they
+    bring, slippage and fee included)."""
     body = {"order_type": f"market_{ticket.side}", "asset_id": asset_id}
     if ticket.is_buy and ticket.mode == "amount":
         return {**body, "notional": str(ticket.value)}
-    return {**body, "quantity": str(quantity_for(ticket, market_price))}
+    if ticket.mode == "quantity":
+        return {**body, "quantity": str(ticket.value)}
+    units = EXACT.divide(ticket.value, market_price).quantize(
+        QUANTITY_STEP, rounding=ROUND_FLOOR, context=EXACT
+    )
+    if units <= 0:
+        raise TicketInvalid(f"{ticket.value.quantize(CENT)} USD is less than the smallest unit.")
+    return {**body, "quantity": str(units)}
+
+
+def shortfall(estimate: dict[str, Any]) -> str | None:
+    """Why the account cannot take the estimated order, in the words the ticket shows when
+    `POST /orders` refuses it for that reason; None when it can."""
+    reason = estimate.get("reason")
+    return None if not reason else ApiError(422, reason).message

@@ -12,7 +12,7 @@ from orderproc.common.settings import Settings
 from orderproc.webui.client import Api, ApiError
 from orderproc.webui.pages import error_status, render
 from orderproc.webui.session import Session, check_csrf, current_session
-from orderproc.webui.ticket import TicketInvalid, estimate, order_body, parse_ticket
+from orderproc.webui.ticket import Ticket, TicketInvalid, order_body, parse_ticket, shortfall
 
 router = APIRouter(include_in_schema=False)
 
@@ -63,6 +63,8 @@ async def asset_page(request: Request, asset_id: str) -> Response:
 
 @router.get("/assets/{asset_id}/estimate")
 async def order_estimate(request: Request, asset_id: str) -> Response:
+    """The ticket's estimate: the orders service's answer to the order the ticket would
+    place."""
     params = request.query_params
     context: dict[str, Any] = {"estimate": None, "problem": None}
     try:
@@ -70,20 +72,22 @@ async def order_estimate(request: Request, asset_id: str) -> Response:
             params.get("side", ""), params.get("mode", ""), params.get("amount", "")
         )
         context["ticket"] = ticket
-        asset = await _asset(Api(request, current_session(request)), asset_id)
-        settings = _settings(request)
-        context["estimate"] = estimate(
-            ticket,
-            market_price=Decimal(asset["price_usd"]),
-            fee_bps=settings.order_fee_bps,
-            slippage_bps=settings.order_slippage_bps,
-        )
-        context["asset"] = asset
+        api = Api(request, current_session(request))
+        body = await _order_body(api, ticket, asset_id)
+        estimate = (await api.post("/orders/estimate", body))["data"]
+        context.update(estimate=estimate, shortfall=shortfall(estimate))
     except TicketInvalid as invalid:
         context["problem"] = str(invalid) if params.get("amount") else None
     except ApiError as error:
         context["problem"] = error.message
     return render(request, "asset/_estimate.html", context)
+
+
+async def _order_body(api: Api, ticket: Ticket, asset_id: str) -> dict[str, str]:
+    """The API request for the ticket (the asset's price turns a sale by USD amount into
+    units)."""
+    asset = await _asset(api, asset_id)
+    return order_body(ticket, asset["asset_id"], market_price=Decimal(asset["price_usd"]))
 
 
 @router.post("/assets/{asset_id}/order")
