@@ -137,15 +137,15 @@ class MemoryStore:
         ]
         return sorted(keyed, key=lambda pair: pair[0], reverse=True)
 
+    async def get(self, table: Table[R], key: Sequence[Any]) -> R | None:
+        row: R | None = self.tables[table.name].rows.get(tuple(key))
+        return row
+
     async def select(
         self, table: Table[R], where: Sequence[Cond] = (), *, order: Sequence[str] = (),
         limit: int | None = None,
     ) -> builtins.list[R]:  # fmt: skip
         stored = self.tables[table.name]
-        equal = {name: value for name, op, value in where if op == "="}
-        if len(equal) == len(where) and set(equal) == set(table.key):  # by key
-            row = stored.rows.get(tuple(equal[name] for name in table.key))
-            return [] if row is None else [row]
         rows = [(key, row) for key, row in stored.rows.items() if _matches(row, where)]
         for term in reversed(order):  # stable sorts, last term first
             name, *desc = term.split()

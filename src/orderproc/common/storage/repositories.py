@@ -59,6 +59,9 @@ class Reads(Protocol):
     """What a backend implements to read; `order` names columns, "x DESC" to reverse, and
     `seq` is insertion order."""
 
+    async def get(self, table: s.Table[R], key: Sequence[Any]) -> R | None:
+        """The row with this key (in `table.key`'s order), if any."""
+
     async def select(
         self, table: s.Table[R], where: Sequence[Cond] = (), *, order: Sequence[str] = (),
         limit: int | None = None,
@@ -136,7 +139,7 @@ class _Rows(_Log[R]):
     and quantities >= 0) hold."""
 
     async def get(self, *key: str) -> R | None:
-        return await self._first(self.table, *zip(self.table.key, "=" * len(key), key, strict=True))
+        return await self._reads.get(self.table, key)
 
     def update(self, row: R, *, expected_version: int) -> None:
         self._staged.append(Update(self.table, row, expected_version))
@@ -201,9 +204,7 @@ class CashLedgerRepository(_Log[CashEntry]):
 class DailyLimitRepository(_Repository):
     async def used(self, user_id: str, day: date, kind: LimitKind) -> int:
         """Cents already counted against the limit for that UTC day."""
-        usage = await self._first(
-            s.DAILY_LIMITS, ("user_id", "=", user_id), ("day", "=", day), ("kind", "=", kind)
-        )
+        usage = await self._reads.get(s.DAILY_LIMITS, (user_id, day, kind))
         return 0 if usage is None else usage.used_cents
 
     def add(
@@ -217,7 +218,7 @@ class DailyLimitRepository(_Repository):
 class IdempotencyRepository(_Repository):
     async def get(self, user_id: str, key: str, *, now: datetime) -> IdempotencyRecord | None:
         """The unexpired record for this key, if any."""
-        record = await self._first(s.IDEMPOTENCY, ("user_id", "=", user_id), ("key", "=", key))
+        record = await self._reads.get(s.IDEMPOTENCY, (user_id, key))
         return record if record is not None and record.expires_at > now else None
 
     def add(self, record: IdempotencyRecord) -> None:
@@ -233,7 +234,7 @@ class IdempotencyRepository(_Repository):
 
 class RevocationRepository(_Repository):
     async def is_revoked(self, jti: str) -> bool:
-        return await self._first(s.REVOCATIONS, ("jti", "=", jti)) is not None
+        return await self._reads.get(s.REVOCATIONS, (jti,)) is not None
 
     def add(self, jti: str, *, user_id: str, expires_at: datetime) -> None:
         """Stage a revocation; revoking twice is not an error."""

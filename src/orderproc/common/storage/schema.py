@@ -69,12 +69,14 @@ class Table(Generic[R]):
     names: tuple[str, ...] = field(init=False)  # every column
     read_names: tuple[str, ...] = field(init=False)  # those read back (not derived)
     kinds: dict[str, Kind] = field(init=False)
+    key_at: tuple[int, ...] = field(init=False)  # where the key's columns are in `names`
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         set_(self, "names", tuple(column.name for column in self.columns))
         set_(self, "read_names", tuple(c.name for c in self.columns if not c.derived))
         set_(self, "kinds", {column.name: column.kind for column in self.columns})
+        set_(self, "key_at", tuple(self.names.index(name) for name in self.key))
 
 
 def _columns(record: type[Any], derived: tuple[str, ...]) -> tuple[Column, ...]:

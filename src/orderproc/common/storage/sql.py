@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 
@@ -34,10 +34,10 @@ def json_text(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
-@dataclass(frozen=True, slots=True)
-class Statement:
+class Statement(NamedTuple):
     """One staged write; `expect` is the row count it must affect (None: any count will do).
-    With `many`, `params` holds one parameter tuple per row and the statement runs for each."""
+    With `many`, `params` holds one parameter tuple per row and the statement runs for each.
+    (A tuple: one is made per write, on the hot path.)"""
 
     sql: str
     params: Params
@@ -124,12 +124,18 @@ class Dialect:
     def select(
         self, table: Table[Any], where: Sequence[Cond], order: Sequence[str], limit: int | None
     ) -> tuple[str, builtins.list[Any]]:
-        shape = tuple((name, op) for name, op, _ in where)
+        shape = tuple([(name, op) for name, op, _ in where])
         sql = self._select(table, shape, tuple(order), limit is not None)
-        params = self.where(table, where)[1]
+        params = [self.value(table, name, value) for name, _, value in where]
         if limit is not None:
             params.append(limit)
         return sql, params
+
+    @cache  # noqa: B019
+    def by_key(self, table: Table[Any]) -> str:
+        """The point read of one row by its key."""
+        shape = tuple((name, "=") for name in table.key)
+        return self._select(table, shape, (), False)
 
     @cache  # noqa: B019
     def _select(
@@ -163,8 +169,9 @@ class Dialect:
                 statements.append(Statement(sql, self.encoder(intent.table)(intent.row), expect))
             elif isinstance(intent, Update):
                 table, values = intent.table, self.encoder(intent.table)(intent.row)
-                key = tuple(values[table.names.index(name)] for name in table.key)
-                params = (*values, *key, intent.expected_version)
+                key = [values[at] for at in table.key_at]
+                rest = [value for at, value in enumerate(values) if at not in table.key_at]
+                params = (*rest, *key, intent.expected_version)
                 statements.append(Statement(self._update(table), params))
             elif isinstance(intent, Upsert):
                 statements += self.upsert(intent)
@@ -207,7 +214,8 @@ class Dialect:
 
     @cache  # noqa: B019
     def _update(self, table: Table[Any]) -> str:
-        assignments = ", ".join(f"{name} = ?" for name in table.names)
+        # The key is not SET: naming a column there makes SQLite rewrite the indexes that hold it.
+        assignments = ", ".join(f"{name} = ?" for name in table.names if name not in table.key)
         return self.placeholders(
             f"UPDATE {table.name} SET {assignments} WHERE {_key_match(table)} AND version = ?"
         )
@@ -260,7 +268,7 @@ def _compiled(
             namespace[f"c{index}"] = codec
             coded = f"c{index}({value})"
             value = f"(None if {value} is None else {coded})" if nullable else coded
-        parts.append(f"{field}={value}" if record is not None else value)
+        parts.append(value)  # positional: the columns read are the record's fields, in order
     joined = ", ".join(parts)
     body = f"Record({joined})" if record is not None else f"({joined},)"
     exec(f"def {name}({argument}):\n    return {body}", namespace)  # noqa: S102 - our own text
@@ -301,6 +309,12 @@ class SqlReads:
             conditions = f"{conditions} AND {keyset}" if conditions else keyset
             params += [at, at, after.seq]
         return (f" WHERE {conditions}" if conditions else ""), params
+
+    async def get(self, table: Table[R], key: Sequence[Any]) -> R | None:
+        value = self.dialect.value
+        params = [value(table, name, part) for name, part in zip(table.key, key, strict=True)]
+        rows = await self._rows(self.dialect.by_key(table), params)
+        return self.dialect.decoder(table)(rows[0]) if rows else None
 
     async def select(
         self, table: Table[R], where: Sequence[Cond] = (), *, order: Sequence[str] = (),
