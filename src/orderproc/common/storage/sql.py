@@ -107,6 +107,14 @@ class Dialect:
         )
 
     @cache  # noqa: B019
+    def update_encoder(self, table: Table[Any]) -> Callable[[Any], Params]:
+        """record -> the parameters of `_update`: the columns it sets, then the key."""
+        ordered = sorted(table.columns, key=lambda c: c.name in table.key)  # stable
+        return _compiled(
+            "encode", "r", [(c.name, c.nullable, self.encoders.get(c.kind)) for c in ordered]
+        )
+
+    @cache  # noqa: B019
     def decoder(self, table: Table[Any]) -> Callable[[Any], Any]:
         """a row of `table.read_names` -> the record."""
         fields = [
@@ -132,10 +140,13 @@ class Dialect:
         return sql, params
 
     @cache  # noqa: B019
-    def by_key(self, table: Table[Any]) -> str:
-        """The point read of one row by its key."""
+    def point(
+        self, table: Table[Any]
+    ) -> tuple[str, tuple[Codec | None, ...], Callable[[Any], Any]]:
+        """The point read of one row by its key: the statement, the key's encoders, the decoder."""
         shape = tuple((name, "=") for name in table.key)
-        return self._select(table, shape, (), False)
+        encoders = tuple(self.encoders.get(table.kinds[name]) for name in table.key)
+        return self._select(table, shape, (), False), encoders, self.decoder(table)
 
     @cache  # noqa: B019
     def _select(
@@ -163,30 +174,33 @@ class Dialect:
         """The statements of a unit's intents, in order."""
         statements = []
         for intent in intents:
-            if isinstance(intent, Insert):
-                sql = self._insert(intent.table, intent.if_absent)
+            kind, table = type(intent), intent.table
+            if kind is Insert:
+                assert isinstance(intent, Insert)
+                sql = self._insert(table, intent.if_absent)
                 expect = None if intent.if_absent else 1
-                statements.append(Statement(sql, self.encoder(intent.table)(intent.row), expect))
-            elif isinstance(intent, Update):
-                table, values = intent.table, self.encoder(intent.table)(intent.row)
-                key = [values[at] for at in table.key_at]
-                rest = [value for at, value in enumerate(values) if at not in table.key_at]
-                params = (*rest, *key, intent.expected_version)
+                statements.append(Statement(sql, self.encoder(table)(intent.row), expect))
+            elif kind is Update:
+                assert isinstance(intent, Update)
+                params = (*self.update_encoder(table)(intent.row), intent.expected_version)
                 statements.append(Statement(self._update(table), params))
-            elif isinstance(intent, Upsert):
+            elif kind is Upsert:
+                assert isinstance(intent, Upsert)
                 statements += self.upsert(intent)
-            elif isinstance(intent, Increment):
-                values = self.encoder(intent.table)(intent.row)
+            elif kind is Increment:
+                assert isinstance(intent, Increment)
+                values = self.encoder(table)(intent.row)
                 amount = getattr(intent.row, intent.column)
                 params = (*values, amount, intent.limit, intent.limit)
-                statements.append(Statement(self._increment(intent.table, intent.column), params))
+                statements.append(Statement(self._increment(table, intent.column), params))
             else:
+                assert isinstance(intent, SetFields)
                 statements += self.set_fields(intent)
         return statements
 
     def upsert(self, intent: Upsert) -> builtins.list[Statement]:
         encode, sql = self.encoder(intent.table), self._upsert(intent.table, intent.stale)
-        rows = tuple(encode(row) for row in intent.rows)
+        rows = tuple([encode(row) for row in intent.rows])
         if intent.stale is not None or len(rows) == 1:
             expect = 1 if intent.stale is not None else None
             return [Statement(sql, row, expect) for row in rows]
@@ -311,10 +325,11 @@ class SqlReads:
         return (f" WHERE {conditions}" if conditions else ""), params
 
     async def get(self, table: Table[R], key: Sequence[Any]) -> R | None:
-        value = self.dialect.value
-        params = [value(table, name, part) for name, part in zip(table.key, key, strict=True)]
-        rows = await self._rows(self.dialect.by_key(table), params)
-        return self.dialect.decoder(table)(rows[0]) if rows else None
+        statement, encoders, decode = self.dialect.point(table)
+        if any(encoders):
+            key = [v if e is None else e(v) for e, v in zip(encoders, key, strict=True)]
+        rows = await self._rows(statement, key)
+        return decode(rows[0]) if rows else None
 
     async def select(
         self, table: Table[R], where: Sequence[Cond] = (), *, order: Sequence[str] = (),
