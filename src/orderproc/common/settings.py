@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     login_user_failure_window_seconds: int = Field(3600, ge=1)
     login_device_cookie_days: int = Field(90, ge=1, le=400)
     trusted_proxies: list[str] = Field(default_factory=list)
+    # The gateway of distributed mode (gateway/proxy.py): browser origins that may call the API
+    # from other sites (CORS; none by default, "*" for any), and where each service listens.
+    cors_allow_origins: list[str] = Field(default_factory=list)
+    gateway_upstreams: dict[str, str] = Field(
+        default_factory=dict,
+        description='service name to base URL, e.g. {"users": "http://10.0.0.5:8081", ...}',
+    )
 
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     # Connection limits (docs/security.md, "Connection limits"; common/connection_limits.py).
