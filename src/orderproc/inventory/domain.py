@@ -5,7 +5,6 @@ Everything here is pure: no storage, no HTTP. Money fields are exact `Decimal`s.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -17,26 +16,11 @@ from typing import Any
 
 import orjson
 
+from orderproc.common.vocabulary import ASSET_ID_PATTERN as ASSET_ID_PATTERN
+from orderproc.common.vocabulary import CATEGORIES as CATEGORIES
+from orderproc.common.vocabulary import normalize_asset_id as normalize_asset_id
 from orderproc.errors import AssetNotFound, ValidationFailed
 
-CATEGORIES = frozenset(
-    {
-        "major",
-        "stablecoin",
-        "defi",
-        "layer-1",
-        "layer-2",
-        "meme",
-        "exchange",
-        "privacy",
-        "infrastructure",
-        "gaming",
-        "ai",
-        "payments",
-        "other",
-    }
-)
-ASSET_ID_PATTERN = re.compile(r"^[A-Z0-9]{1,15}$")
 MAX_PAGE_SIZE = 250
 DEFAULT_PAGE_SIZE = 50
 SNAPSHOT_FILE = "catalog_data.json"
@@ -74,17 +58,6 @@ class Asset:
 
     def with_price(self, price: Decimal, moment: datetime) -> Asset:
         return replace(self, price_usd=price, last_updated=moment)
-
-
-def normalize_asset_id(raw: str) -> str:
-    """`btc` → `BTC`; anything else than 1 to 15 letters and digits is a validation error (422)."""
-    asset_id = raw.strip().upper()
-    if not ASSET_ID_PATTERN.fullmatch(asset_id):
-        raise ValidationFailed(
-            "asset_id must be 1 to 15 letters or digits",
-            errors=[_field_error("asset_id", "must be 1 to 15 letters or digits", where="path")],
-        )
-    return asset_id
 
 
 def find_asset(assets_by_id: Mapping[str, Asset], raw_id: str) -> Asset:

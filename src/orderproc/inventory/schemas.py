@@ -18,24 +18,10 @@ from orderproc.common.fields import (
 )
 from orderproc.common.money import format_price
 from orderproc.common.paging import ListPage
+from orderproc.common.vocabulary import ASSET_ID_INPUT_REGEX
+from orderproc.common.vocabulary import Category as Category
 from orderproc.inventory.candles import Candle
 from orderproc.inventory.domain import Asset
-
-Category = Literal[
-    "major",
-    "stablecoin",
-    "defi",
-    "layer-1",
-    "layer-2",
-    "meme",
-    "exchange",
-    "privacy",
-    "infrastructure",
-    "gaming",
-    "ai",
-    "payments",
-    "other",
-]
 
 
 def _dec(value: Decimal | None) -> str | None:
@@ -171,7 +157,7 @@ class AssetCreate(BaseModel):
         },
     )
 
-    asset_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,15}$")]
+    asset_id: Annotated[str, StringConstraints(pattern=ASSET_ID_INPUT_REGEX)]
     name: Text
     category: Category
     price_usd: Price

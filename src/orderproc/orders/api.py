@@ -15,6 +15,7 @@ from orderproc.common.paging import ListPaging, legacy_offset_paging
 from orderproc.common.prices import PriceSource
 from orderproc.common.storage.ports import Store
 from orderproc.common.storage.records import OrderStatus
+from orderproc.common.vocabulary import ASSET_ID_INPUT_REGEX, USERNAME_REGEX, normalize_asset_id
 from orderproc.common.web import (
     IDEMPOTENCY_OPENAPI,
     CurrentAdmin,
@@ -25,7 +26,6 @@ from orderproc.common.web import (
 )
 from orderproc.errors import UserNotFound
 from orderproc.errors.problem import problem_responses
-from orderproc.inventory.domain import normalize_asset_id
 from orderproc.orders import portfolio as reads
 from orderproc.orders import service
 from orderproc.orders.domain import OrderType
@@ -124,7 +124,7 @@ async def list_orders(
     rt: Runtime,
     paging: Annotated[ListPaging, Depends(legacy_offset_paging("orders_list"))],
     status: OrderStatus | None = None,
-    asset_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9]{1,15}$")] = None,
+    asset_id: Annotated[str | None, Query(pattern=ASSET_ID_INPUT_REGEX)] = None,
     order_type: OrderType | None = None,
     client_order_id: Annotated[str | None, Query(max_length=64)] = None,
     start: AwareDatetime | None = None,
@@ -241,7 +241,7 @@ async def asset_transactions(
     responses=problem_responses(401, 403, 404, 422, 429),
 )
 async def reconcile(
-    username: Annotated[str, Query(pattern=r"^[A-Za-z0-9_]{3,30}$")], _: CurrentAdmin, rt: Runtime
+    username: Annotated[str, Query(pattern=USERNAME_REGEX)], _: CurrentAdmin, rt: Runtime
 ) -> ReconcileRead:
     """Check one account: each balance and position against the sum of its ledger."""
     async with rt.store.unit_of_work() as uow:

@@ -24,6 +24,7 @@ from orderproc.common.money import (
 )
 from orderproc.common.paging import ListPage
 from orderproc.common.storage.records import AssetEntry, OrderRecord
+from orderproc.common.vocabulary import ASSET_ID_INPUT_REGEX
 from orderproc.orders.domain import MARKET_TYPES, OrderType
 from orderproc.orders.portfolio import PositionView, Reconciliation
 from orderproc.orders.pricing import PricedOrder
@@ -61,7 +62,7 @@ LimitPrice = Annotated[
     ),
     DecimalInputSchema(example="64000.00"),
 ]
-AssetIdText = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,15}$")]
+AssetIdText = Annotated[str, StringConstraints(pattern=ASSET_ID_INPUT_REGEX)]
 ClientOrderId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-:.]{1,64}$")]
 
 

@@ -16,6 +16,7 @@ from orderproc.common.security.devices import DEVICE_COOKIE, set_device_cookie
 from orderproc.common.security.tokens import IssuedToken
 from orderproc.common.settings import Settings
 from orderproc.common.storage.records import CashEntryKind, UserRecord
+from orderproc.common.vocabulary import USERNAME_REGEX
 from orderproc.common.web import (
     IDEMPOTENCY_OPENAPI,
     ClientIP,
@@ -345,7 +346,7 @@ async def admin_list_users(
     responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 429),
 )
 async def admin_update_user(
-    username: Annotated[str, Path(pattern=r"^[A-Za-z0-9_]{3,30}$")],
+    username: Annotated[str, Path(pattern=USERNAME_REGEX)],
     body: AdminUserUpdate,
     admin_user: CurrentAdmin,
     rt: Runtime,

@@ -1,8 +1,8 @@
-"""Pure rules of the users service: usernames, cash movements and daily limits."""
+"""Pure rules of the users service: emails, cash movements and daily limits (the username
+rule is shared vocabulary: `common.vocabulary`)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
@@ -10,12 +10,7 @@ from typing import Literal
 from orderproc.common.money import format_money, from_cents, to_cents
 from orderproc.errors import DailyLimitExceeded, InsufficientFunds, ValidationFailed
 
-USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_]{3,30}$")
 CashKind = Literal["deposit", "withdraw"]
-
-
-def normalize_username(username: str) -> str:
-    return username.strip().lower()
 
 
 def normalize_email(email: str) -> str:

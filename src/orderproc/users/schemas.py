@@ -19,8 +19,9 @@ from orderproc.common.fields import (
 from orderproc.common.money import format_money, from_cents
 from orderproc.common.paging import ListPage
 from orderproc.common.storage.records import AccountRecord, AuditEvent, CashEntry, UserRecord
+from orderproc.common.vocabulary import USERNAME_REGEX
 
-Username = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_]{3,30}$")]
+Username = Annotated[str, StringConstraints(strip_whitespace=True, pattern=USERNAME_REGEX)]
 PersonName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), PrintableName
 ]

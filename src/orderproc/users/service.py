@@ -24,6 +24,7 @@ from orderproc.common.storage.records import (
     Role,
     UserRecord,
 )
+from orderproc.common.vocabulary import USERNAME_PATTERN, normalize_username
 from orderproc.errors import (
     AccountDisabled,
     ClientBlocked,
@@ -35,7 +36,7 @@ from orderproc.errors import (
     UserNotFound,
     ValidationFailed,
 )
-from orderproc.users.domain import USERNAME_PATTERN, normalize_email, normalize_username
+from orderproc.users.domain import normalize_email
 
 log = logging.getLogger("orderproc.users")
 

@@ -11,6 +11,7 @@ from fastapi import Request, Response
 
 from orderproc.common.security.devices import set_device_cookie
 from orderproc.common.web import request_is_https
+from orderproc.webui.runtime import webui_runtime
 
 COOKIE = "op_session"
 CSRF_FIELD = "csrf_token"
@@ -113,7 +114,7 @@ def attach_cookie(request: Request, response: Response) -> Response:
     a device cookie the API set at login."""
     device: str | None = getattr(request.state, "device_cookie", None)
     if device:
-        settings = request.app.state.runtime.settings
+        settings = webui_runtime(request).settings
         secure = request_is_https(request)
         max_age = settings.login_device_cookie_days * 86400
         set_device_cookie(response, device, max_age=max_age, secure=secure)

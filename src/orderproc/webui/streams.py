@@ -1,37 +1,23 @@
 """Live prices as server-sent events of small HTML fragments (htmx's SSE extension swaps them
-into the page), read from the in-memory catalog each second and sent when its version moves."""
+into the page), read from the live catalog each second and sent when its version moves."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterable
-from datetime import datetime
 from decimal import Decimal
-from typing import Protocol
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from markupsafe import escape
 
 from orderproc.webui.formatting import percent, price, tone
+from orderproc.webui.runtime import LiveAsset, LiveCatalog, webui_runtime
 
 router = APIRouter(include_in_schema=False)
 POLL_SECONDS = 1.0
 HEARTBEAT_SECONDS = 15.0
-
-
-class LiveAsset(Protocol):
-    asset_id: str
-    price_usd: Decimal
-    price_change_percentage_24h: Decimal | None
-    last_updated: datetime
-
-
-class LiveCatalog(Protocol):
-    version: int
-
-    def assets(self) -> list[LiveAsset]: ...
 
 
 class _Shutdown:
@@ -52,7 +38,7 @@ def streams_stopping() -> bool:
 
 @router.get("/live/prices")
 async def live_prices(request: Request, asset: str | None = None) -> Response:
-    catalog: LiveCatalog = request.app.state.runtime.catalog
+    catalog = webui_runtime(request).catalog
     only = asset.upper() if asset else None
     return StreamingResponse(
         _events(catalog, only=only),

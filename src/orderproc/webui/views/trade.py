@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from orderproc.common.settings import Settings
 from orderproc.webui.client import Api, ApiError
 from orderproc.webui.pages import error_status, render
+from orderproc.webui.runtime import webui_runtime
 from orderproc.webui.session import Session, check_csrf, current_session
 from orderproc.webui.ticket import Ticket, TicketInvalid, order_body, parse_ticket, shortfall
 
@@ -18,7 +19,7 @@ router = APIRouter(include_in_schema=False)
 
 
 def _settings(request: Request) -> Settings:
-    return request.app.state.runtime.settings  # type: ignore[no-any-return]
+    return webui_runtime(request).settings
 
 
 async def _asset(api: Api, asset_id: str) -> dict[str, Any]:

@@ -1,0 +1,122 @@
+"""What every process of the platform builds the same way: the `Core` of its runtime.
+
+A service's composition root (`orderproc.<service>.app`) opens a core, builds its own parts on
+it, and keeps the result, a typed dataclass, in `app.state.runtime`; the embedded root
+(`orderproc.runtime`, used by `orderproc.gateway.app`) builds every service's parts on one core.
+The HTTP edge that every app shares (`common.web`, `common.paging`, `common.asgi`) reads only
+the core's fields."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import redis.asyncio as aioredis
+
+from orderproc.common.clock import Clock, SystemClock
+from orderproc.common.locking import InProcessLocker, Locker
+from orderproc.common.metrics import Metrics
+from orderproc.common.paging import CursorCodec
+from orderproc.common.redis_locking import RedisLocker
+from orderproc.common.security.revocation import RevocationChecker
+from orderproc.common.security.tokens import TokenService
+from orderproc.common.settings import Settings
+from orderproc.common.storage.factory import open_store
+from orderproc.common.storage.ports import Store
+from orderproc.errors import ServiceUnavailable
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+
+@dataclass(kw_only=True, eq=False)
+class Core:
+    settings: Settings
+    store: Store
+    locker: Locker
+    clock: Clock
+    tokens: TokenService
+    revocations: RevocationChecker
+    cursors: CursorCodec  # signs and checks list cursors (`common/paging.py`)
+    metrics: Metrics
+    secret: str = field(repr=False)  # the JWT secret, which also signs device cookies
+
+    async def ready(self) -> None:
+        """The store answers, and Redis too when one is configured."""
+        try:
+            await self.store.ping()
+        except Exception as exc:
+            raise ServiceUnavailable("The database does not answer.") from exc
+        if isinstance(self.locker, RedisLocker):
+            try:
+                await self.locker.ping()
+            except Exception as exc:
+                raise ServiceUnavailable("Redis does not answer.") from exc
+
+    async def close_core(self) -> None:
+        if isinstance(self.locker, RedisLocker):
+            await self.locker.close()
+        await self.store.close()
+
+
+def parts_of(built: DataclassInstance) -> dict[str, Any]:
+    """A dataclass's fields by name (not copied, unlike `dataclasses.asdict`), to compose a
+    runtime from a core and the parts built on it."""
+    return {f.name: getattr(built, f.name) for f in fields(built)}
+
+
+def jwt_secret_for(settings: Settings) -> str:
+    """The configured secret; embedded mode makes one on first start and keeps it in the
+    data dir (mode 0600), so tokens survive a restart."""
+    if settings.jwt_secret is not None or settings.mode != "embedded":
+        return settings.require_strong_secret()
+    path = Path(settings.data_dir) / "jwt_secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+async def open_core(settings: Settings, *, clock: Clock | None = None, service: str) -> Core:
+    """The store (migrated), the locker, tokens and revocations, cursors and metrics."""
+    clock = clock or SystemClock()
+    secret = jwt_secret_for(settings)
+    store = open_store(
+        settings.resolved_database_url,
+        pool_size=settings.database_pool_size,
+        timeout_seconds=settings.database_timeout_seconds,
+    )
+    await store.migrate()
+    metrics = Metrics(service)
+    return Core(
+        settings=settings,
+        store=store,
+        locker=_locker(settings, metrics),
+        clock=clock,
+        tokens=TokenService(
+            secret=secret,
+            algorithm=settings.jwt_algorithm,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            ttl_seconds=settings.access_token_ttl_seconds,
+            clock=clock,
+        ),
+        revocations=RevocationChecker(store, cache_seconds=settings.revocation_cache_seconds),
+        cursors=CursorCodec(secret),
+        metrics=metrics,
+        secret=secret,
+    )
+
+
+def _locker(settings: Settings, metrics: Metrics) -> Locker:
+    """In-process alone when embedded; with Redis configured, a Redis lock behind a
+    per-process one, so every process of the platform shares each user's lock."""
+    if not settings.redis_url:
+        return InProcessLocker(waits=metrics.lock_waits)
+    client = aioredis.from_url(settings.redis_url, socket_timeout=0.25, socket_connect_timeout=0.25)
+    locker = RedisLocker(client, local=InProcessLocker(), waits=metrics.lock_waits)
+    metrics.watch_breaker("redis_lock", locker.breaker)
+    return locker
