@@ -15,9 +15,11 @@ Three counters, all fixed windows, and two kinds of block:
 
 A refused attempt is not evaluated and counts nothing. Callers answer; no one sleeps.
 
-The port is async and speaks in keys and TTLs so a Redis adapter can keep the state for
-several processes: `INCR` + `EXPIRE … NX` per counter, `SET … EX` per block, `TTL` to read.
-The in-memory adapter keeps the same shapes in dicts, bounded in size.
+The port is async so the Redis adapter (`common/redis_shared.py`) can keep the state for
+several processes, in the same shapes as the in-memory one here (a window's start and count per
+counter, an end time per block, on the caller's clock), one round trip per call; it falls back
+to an in-memory throttle when Redis is down. The in-memory adapter keeps them in dicts, bounded
+in size.
 """
 
 from __future__ import annotations
@@ -192,6 +194,9 @@ class InMemoryLoginThrottle:
         self.user_limit = user_limit
         self.address_limit = address_limit
         self.block_seconds = block_seconds
+        self.window = window
+        self.user_window = user_window
+        self.clock = clock
         self._clock = clock
         self._pairs = _Windows(window, max_keys)
         self._users = _Windows(user_window, max_keys)

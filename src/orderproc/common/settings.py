@@ -26,6 +26,14 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     database_url: str | None = None
     redis_url: str | None = None
+    # Shared state in Redis (rate limits, failed-login counts, revocations; docs/operations.md,
+    # "Redis down"): each call is bounded by the timeout; after `redis_breaker_failures` failures
+    # in a row, Redis is skipped for the cool-down and this process answers on its own.
+    redis_timeout_seconds: float = Field(
+        0.1, gt=0, le=5, description="Longest wait for one Redis call of the shared state"
+    )
+    redis_breaker_failures: int = Field(3, ge=1, le=100)
+    redis_breaker_cool_down_seconds: float = Field(5.0, ge=0, le=300)
     database_pool_size: int = Field(
         10, ge=1, le=200, description="PostgreSQL connections per process"
     )

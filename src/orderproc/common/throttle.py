@@ -1,6 +1,7 @@
-"""In-process rate limiting (a Redis version comes with distributed mode): fixed-window
-counters keyed by client, cheap enough for every request. Failed-password throttling is
-`common/login_throttle.py`."""
+"""Rate limiting: fixed-window counters keyed by client, cheap enough for every request. This
+is the in-process limiter; with Redis configured, `common/redis_shared.py` counts for every
+process in one round trip and falls back to this one when Redis is down. Failed-password
+throttling is `common/login_throttle.py`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from orderproc.common.login_throttle import LoginThrottle
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,3 +76,15 @@ class RateLimiter:
             remaining=max(0, self.per_minute - count),
             reset_after=max(1, math.ceil(reset_after)),
         )
+
+    async def admit(
+        self, client: str, throttle: LoginThrottle, *, count: bool
+    ) -> tuple[int, Allowance | None]:
+        """What the edge asks of every request: (seconds left on the address's failed-login
+        block, 0 if none; the allowance, or None when blocked or when `count` is off)."""
+        if blocked := await throttle.address_blocked(client):
+            return blocked, None
+        return 0, self.allow(client) if count else None
+
+    async def aclose(self) -> None:
+        """Nothing to release in process (the Redis limiter closes its client)."""

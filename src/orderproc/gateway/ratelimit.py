@@ -33,13 +33,14 @@ class RateLimitMiddleware:
         throttle: LoginThrottle = runtime.login_throttle
         limiter: RateLimiter = runtime.rate_limiter
         ip = self._client_ip(scope, settings) or "unknown"
-        if await throttle.address_blocked(ip):
+        # One question for both (with Redis, one round trip): the address's block, the count.
+        blocked, allowance = await limiter.admit(ip, throttle, count=settings.rate_limit_enabled)
+        if blocked:
             await render(ClientBlocked(), scope["path"])(scope, receive, send)
             return
-        if not settings.rate_limit_enabled:
+        if allowance is None:
             await self.app(scope, receive, send)
             return
-        allowance = limiter.allow(ip)
         headers = [
             (b"x-ratelimit-limit", str(allowance.limit).encode()),
             (b"x-ratelimit-remaining", str(allowance.remaining).encode()),

@@ -247,7 +247,7 @@ async def logout(
         uow.revocations.add(jti, user_id=user_id, expires_at=expires_at)
         audit(uow, "logout", now=deps.clock.now(), user_id=user_id, actor_id=user_id, ip=ip)
         await uow.commit()
-    deps.revocations.revoked(jti)
+    await deps.revocations.publish_revocation(jti, expires_at)
 
 
 async def get_user(user_id: str, *, store: Store) -> UserRecord:
@@ -334,7 +334,7 @@ async def change_password(
             )
             audit(uow, "password_change", now=now, user_id=user_id, actor_id=user_id, ip=ip)
             await uow.commit()
-        deps.revocations.user_changed(user_id)
+        await deps.revocations.publish_user_change(user_id)
         return deps.tokens.issue(user_id=user_id, role=fresh.role)
 
     return await retry_on_conflict(attempt)
@@ -394,7 +394,7 @@ async def admin_update_user(
                 },
             )
             await uow.commit()
-        deps.revocations.user_changed(user.user_id)
+        await deps.revocations.publish_user_change(user.user_id)
         return updated
 
     return await retry_on_conflict(attempt)
