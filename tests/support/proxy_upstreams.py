@@ -105,9 +105,13 @@ class _EchoHTTPServer(ThreadingHTTPServer):
 
 
 class EchoServer:
-    def __init__(self, name: str, *, port: int = 0, hold: float = 2.0) -> None:
+    def __init__(
+        self, name: str, *, port: int = 0, hold: float = 2.0, idle_timeout: float | None = None
+    ) -> None:
+        """`idle_timeout`: close a connection idle that long (as uvicorn's keep-alive does)."""
         self.name = name
-        self._server = _EchoHTTPServer(("127.0.0.1", port), _Echo)
+        handler = type("Echo", (_Echo,), {"timeout": idle_timeout})
+        self._server = _EchoHTTPServer(("127.0.0.1", port), handler)
         self._server.name = name
         self._server.hold = hold
         self._server.lock = threading.Lock()

@@ -628,3 +628,52 @@ def test_without_deps_it_builds_its_own_at_start_up(echoes: dict[Service, EchoSe
             gateway.port, f"{API_PREFIX}/inventory", headers={"Authorization": "Bearer x"}
         )
         problem(response, body, 401)
+
+
+# -- connection edge cases
+
+
+def test_a_head_request_gets_the_head_alone(gateway: Gateway) -> None:
+    for _ in range(2):  # the connection a HEAD used is not reused with a body pending
+        response, body = request(gateway.port, f"{API_PREFIX}/inventory", method="HEAD")
+        assert response.status == 200
+        assert body == b""
+        assert int(response.getheader("content-length") or 0) > 0
+    assert echoed(gateway.port, f"{API_PREFIX}/inventory")["method"] == "GET"
+
+
+def test_a_pooled_connection_the_upstream_closed_is_not_used(
+    echoes: dict[Service, EchoServer],
+) -> None:
+    echo = EchoServer("orders", idle_timeout=0.3)
+    try:
+        app = create_proxy_app(settings(), {**urls(echoes), Service.ORDERS: echo.url}, deps=deps())
+        with Gateway(app) as gateway:
+            for _ in range(3):
+                echoed(gateway.port, f"{API_PREFIX}/orders", method="POST", body=b"{}")
+                time.sleep(0.6)  # the upstream closes the idle connection meanwhile
+        assert echo.requests == 3
+        assert echo.connections == 3
+    finally:
+        echo.stop()
+
+
+def test_an_upstream_that_dies_mid_stream_cuts_the_clients_connection(
+    echoes: dict[Service, EchoServer],
+) -> None:
+    """Never a short body passed off as whole: the client sees the stream break."""
+    echo = EchoServer("inventory", hold=5.0)
+    app = create_proxy_app(settings(), {**urls(echoes), Service.INVENTORY: echo.url}, deps=deps())
+    with Gateway(app) as gateway:
+        connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=10)
+        try:
+            connection.request("GET", f"{API_PREFIX}/stream/prices?stream")
+            response = connection.getresponse()
+            assert response.read1(64).startswith(b"data: ")
+            started = time.monotonic()
+            echo.stop()
+            with pytest.raises(http.client.IncompleteRead):
+                response.read()
+            assert time.monotonic() - started < 3.0
+        finally:
+            connection.close()

@@ -28,6 +28,7 @@ Rate limits, login blocking, token verification and revocation come in as ports
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -89,6 +90,8 @@ __all__ = [
     "create_proxy_app",
     "upstreams_from_settings",
 ]
+
+log = logging.getLogger("orderproc.gateway")
 
 PROXIED: tuple[Service, ...] = (Service.USERS, Service.INVENTORY, Service.ORDERS, Service.WEBUI)
 REQUIRED_FOR_READY: frozenset[Service] = frozenset(
@@ -641,11 +644,15 @@ class ProxyApp:
                 if data:
                     await send({"type": "http.response.body", "body": data, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
-        except UpstreamError:
+        except UpstreamError as error:
             connection.close()
             if watcher is not None and watcher.done():
                 return  # the client left; nothing more to say
-            raise  # mid-answer: the server drops the client's connection (never a short body)
+            # Mid-answer: returning without the end makes the server drop the client's
+            # connection, so a cut body never passes for a whole one.
+            log.warning(
+                "upstream %s failed mid-answer to %s: %s", route.service.value, scope["path"], error
+            )
         finally:
             if watcher is not None:
                 watcher.cancel()
