@@ -9,9 +9,9 @@ the core's fields."""
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -26,9 +26,6 @@ from orderproc.common.settings import Settings
 from orderproc.common.storage.factory import open_store
 from orderproc.common.storage.ports import Store
 from orderproc.errors import ServiceUnavailable
-
-if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
 
 
 @dataclass(kw_only=True, eq=False)
@@ -61,9 +58,11 @@ class Core:
         await self.store.close()
 
 
-def parts_of(built: DataclassInstance) -> dict[str, Any]:
+def parts_of(built: object) -> dict[str, Any]:
     """A dataclass's fields by name (not copied, unlike `dataclasses.asdict`), to compose a
     runtime from a core and the parts built on it."""
+    if not is_dataclass(built) or isinstance(built, type):
+        raise TypeError(f"not a dataclass instance: {built!r}")
     return {f.name: getattr(built, f.name) for f in fields(built)}
 
 
