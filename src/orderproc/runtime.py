@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import httpx
 
 from orderproc.common.clock import Clock
+from orderproc.common.redis_shared import rate_limiter_for
 from orderproc.common.runtime import Core, jwt_secret_for, open_core, parts_of
 from orderproc.common.settings import Settings
 from orderproc.common.throttle import RateLimiter
@@ -43,6 +44,7 @@ class Runtime(Core, UsersParts, InventoryParts, OrdersParts):
     async def close(self) -> None:
         await self.stop_users()
         await self.stop_inventory()
+        await self.rate_limiter.aclose()
         await self.close_core()
 
 
@@ -58,7 +60,7 @@ async def build_runtime(
         **parts_of(users),
         **parts_of(inventory),
         **parts_of(orders),
-        rate_limiter=RateLimiter(per_minute=settings.rate_limit_per_minute),
+        rate_limiter=rate_limiter_for(settings, users.login_throttle, metrics=core.metrics),
     )
 
 

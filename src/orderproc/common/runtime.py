@@ -20,6 +20,7 @@ from orderproc.common.locking import InProcessLocker, Locker
 from orderproc.common.metrics import Metrics
 from orderproc.common.paging import CursorCodec
 from orderproc.common.redis_locking import RedisLocker
+from orderproc.common.redis_shared import revocations_for
 from orderproc.common.security.revocation import RevocationChecker
 from orderproc.common.security.tokens import TokenService
 from orderproc.common.settings import Settings
@@ -55,6 +56,7 @@ class Core:
     async def close_core(self) -> None:
         if isinstance(self.locker, RedisLocker):
             await self.locker.close()
+        await self.revocations.aclose()
         await self.store.close()
 
 
@@ -103,7 +105,11 @@ async def open_core(settings: Settings, *, clock: Clock | None = None, service: 
             ttl_seconds=settings.access_token_ttl_seconds,
             clock=clock,
         ),
-        revocations=RevocationChecker(store, cache_seconds=settings.revocation_cache_seconds),
+        revocations=RevocationChecker(
+            store,
+            cache_seconds=settings.revocation_cache_seconds,
+            shared=revocations_for(settings, now=clock.now, metrics=metrics),  # with Redis
+        ),
         cursors=CursorCodec(secret),
         metrics=metrics,
         secret=secret,

@@ -17,6 +17,7 @@ from orderproc.common.login_throttle import (
 )
 from orderproc.common.money import to_cents
 from orderproc.common.purge import Purger
+from orderproc.common.redis_shared import RedisLoginThrottle, login_throttle_for
 from orderproc.common.runtime import Core, open_core, parts_of
 from orderproc.common.security.devices import DeviceCookies
 from orderproc.common.security.passwords import PasswordHasher
@@ -44,6 +45,8 @@ class UsersParts:
     async def stop_users(self) -> None:
         await self.purger.stop()
         self.hasher.close()
+        if isinstance(self.login_throttle, RedisLoginThrottle):
+            await self.login_throttle.aclose()
 
 
 def build_users(core: Core) -> UsersParts:
@@ -53,7 +56,7 @@ def build_users(core: Core) -> UsersParts:
         workers=settings.password_hash_workers,
         queue=settings.password_hash_queue,
     )
-    throttle = login_throttle(settings, clock)
+    throttle = login_throttle_for(settings, login_throttle(settings, clock), metrics=core.metrics)
     devices = DeviceCookies(
         secret=core.secret,
         max_age_seconds=settings.login_device_cookie_days * 86400,
