@@ -26,14 +26,13 @@ from orderproc.errors import TokenRevoked
 from orderproc.gateway.proxy import (
     PROXIED,
     GatewayDeps,
-    InProcessRateLimits,
     create_proxy_app,
     upstreams_from_settings,
 )
 from orderproc.gateway.routes import API_PREFIX, ROUTES, Service, service_for
 from orderproc.gateway.upstream import UpstreamTimeouts
 from tests.support.proxy_upstreams import EchoServer, GarbageServer, Gateway
-from tests.support.redis_server import free_loopback_port
+from tests.support.redis_server import RedisServer, free_loopback_port
 
 pytestmark = pytest.mark.system
 SECRET = "a-test-secret-that-is-long-enough-for-hs256-0123456789"
@@ -61,7 +60,7 @@ class Revoked:
 class RecordingLimits:
     def __init__(self, per_minute: int) -> None:
         self.keys: list[str] = []
-        self._inner = InProcessRateLimits(RateLimiter(per_minute=per_minute))
+        self._inner = RateLimiter(per_minute=per_minute)
 
     async def admit(
         self, client: str, throttle: LoginThrottle, *, count: bool
@@ -677,3 +676,21 @@ def test_an_upstream_that_dies_mid_stream_cuts_the_clients_connection(
             assert time.monotonic() - started < 3.0
         finally:
             connection.close()
+
+
+# -- two gateway replicas sharing Redis
+
+
+def test_two_gateways_share_the_rate_limit_through_redis(
+    echoes: dict[Service, EchoServer], private_redis_server: RedisServer
+) -> None:
+    """Built from settings (no deps handed in): with ORDERPROC_REDIS_URL, one count for both."""
+    shared = settings(redis_url=private_redis_server.url, rate_limit_per_minute=4)
+    first = Gateway(create_proxy_app(shared, urls(echoes)))
+    second = Gateway(create_proxy_app(shared, urls(echoes)))
+    with first, second:
+        statuses = [
+            request(gateway.port, f"{API_PREFIX}/inventory")[0].status
+            for gateway in (first, second, first, second, first, second)
+        ]
+    assert statuses == [200, 200, 200, 200, 429, 429]

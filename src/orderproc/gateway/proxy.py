@@ -54,7 +54,7 @@ from orderproc.common.login_throttle import (
 from orderproc.common.metrics import CONTENT_TYPE_LATEST, Metrics
 from orderproc.common.security.tokens import Claims
 from orderproc.common.settings import Settings
-from orderproc.common.throttle import Allowance, RateLimiter
+from orderproc.common.throttle import Allowance
 from orderproc.common.web import client_ip_from
 from orderproc.errors import (
     AdminRequired,
@@ -81,7 +81,6 @@ from orderproc.gateway.upstream import (
 __all__ = [
     "PROXIED",
     "GatewayDeps",
-    "InProcessRateLimits",
     "ProxyApp",
     "RateLimits",
     "Revocations",
@@ -156,20 +155,6 @@ class RateLimits(Protocol):
     ) -> tuple[int, Allowance | None]: ...
 
 
-@dataclass(slots=True)
-class InProcessRateLimits:
-    """The in-process `RateLimiter` and a throttle behind the port."""
-
-    limiter: RateLimiter
-
-    async def admit(
-        self, client: str, throttle: LoginThrottle, *, count: bool
-    ) -> tuple[int, Allowance | None]:
-        if blocked := await throttle.address_blocked(client):
-            return blocked, None
-        return 0, self.limiter.allow(client) if count else None
-
-
 _NO_BLOCKS = DisabledLoginThrottle()  # per-user counting: users are not blocked by address
 
 
@@ -192,43 +177,52 @@ class GatewayDeps:
 async def build_gateway_deps(settings: Settings, *, clock: Clock | None = None) -> GatewayDeps:
     """The gateway's collaborators from settings: the token service with the platform's secret,
     revocation checks on the shared store (not migrated here: the services own the schema), the
-    failed-login throttle and the rate limiter of the embedded mode (in this process)."""
+    failed-login throttle and the rate limiter; with `ORDERPROC_REDIS_URL`, the last three
+    share their state through Redis (`common/redis_shared.py`), as the services' do."""
+    from orderproc.common.redis_shared import (
+        RedisLoginThrottle,
+        login_throttle_for,
+        rate_limiter_for,
+        revocations_for,
+    )
+    from orderproc.common.runtime import jwt_secret_for
     from orderproc.common.security.revocation import RevocationChecker
     from orderproc.common.security.tokens import TokenService
     from orderproc.common.storage.factory import open_store
 
     clock = clock or SystemClock()
+    metrics = Metrics("gateway")
     store = open_store(
         settings.resolved_database_url,
         pool_size=settings.database_pool_size,
         timeout_seconds=settings.database_timeout_seconds,
     )
+    closers: list[Callable[[], Awaitable[None]]] = [store.close]
+    shared_revocations = revocations_for(settings, now=clock.now, metrics=metrics)
+    if shared_revocations is not None:
+        closers.append(shared_revocations.aclose)
+    throttle = login_throttle_for(settings, _login_throttle(settings, clock), metrics=metrics)
+    if isinstance(throttle, RedisLoginThrottle):
+        closers.append(throttle.aclose)
+    limiter = rate_limiter_for(settings, throttle, metrics=metrics)
+    closers.append(limiter.aclose)
     return GatewayDeps(
         tokens=TokenService(
-            secret=_jwt_secret(settings),
+            secret=jwt_secret_for(settings),
             algorithm=settings.jwt_algorithm,
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
             ttl_seconds=settings.access_token_ttl_seconds,
             clock=clock,
         ),
-        revocations=RevocationChecker(store, cache_seconds=settings.revocation_cache_seconds),
-        login_throttle=_login_throttle(settings, clock),
-        rate_limits=InProcessRateLimits(RateLimiter(per_minute=settings.rate_limit_per_minute)),
-        metrics=Metrics("gateway"),
-        closers=[store.close],
+        revocations=RevocationChecker(
+            store, cache_seconds=settings.revocation_cache_seconds, shared=shared_revocations
+        ),
+        login_throttle=throttle,
+        rate_limits=limiter,
+        metrics=metrics,
+        closers=closers,
     )
-
-
-def _jwt_secret(settings: Settings) -> str:
-    """The services' secret: the configured one (required outside embedded mode), else the one
-    the first service of an embedded data dir made there (the gateway never makes one)."""
-    if settings.jwt_secret is not None or settings.mode != "embedded":
-        return settings.require_strong_secret()
-    path = settings.data_dir / "jwt_secret"
-    if not path.exists():
-        raise ValueError(f"no JWT secret: set ORDERPROC_JWT_SECRET (or start a service on {path})")
-    return path.read_text().strip()
 
 
 def _login_throttle(settings: Settings, clock: Clock) -> LoginThrottle:
