@@ -1,4 +1,5 @@
-"""The `orderproc` command: serve the platform, make an admin, migrate the store."""
+"""The `orderproc` command: serve the platform (or one service), start every service as its own
+process (`up`), make an admin, migrate the store."""
 
 from __future__ import annotations
 
@@ -13,13 +14,21 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import ValidationError
 
 from orderproc import __version__
 from orderproc.common.settings import Settings
 from orderproc.errors.exceptions import StoreUnavailable
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from orderproc.gateway.proxy import ProxyApp
+
+
+SERVICES = ("users", "inventory", "orders", "webui", "gateway")
 
 
 class StartupError(Exception):
@@ -48,11 +57,32 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"orderproc {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the platform (embedded: every service)")
+    serve = commands.add_parser(
+        "serve", help="run the platform (embedded: every service), or one service"
+    )
+    serve.add_argument(
+        "service",
+        nargs="?",
+        choices=SERVICES,
+        help="run only this service, on its own port (default: every service in one process)",
+    )
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
     serve.add_argument("--data-dir", help="where the SQLite database and secrets live")
+    serve.add_argument(
+        "--api-url",
+        default=os.environ.get("ORDERPROC_API_URL"),
+        help="webui only: where the API (the gateway) answers (default: ORDERPROC_API_URL)",
+    )
     serve.set_defaults(handler=_serve)
+
+    up = commands.add_parser(
+        "up", help="run every service in a process of its own, behind one gateway port"
+    )
+    up.add_argument("--host", help="address every process listens on (default 127.0.0.1)")
+    up.add_argument("--port", type=int, help="the gateway's port (default 8080; 0: any free)")
+    up.add_argument("--data-dir", help="where the SQLite database and secrets live")
+    up.set_defaults(handler=_up)
 
     admin = commands.add_parser("create-admin", help="create an admin, or promote a user")
     admin.add_argument("username")
@@ -152,23 +182,32 @@ def _serve(args: argparse.Namespace) -> None:
 
     from orderproc.common.connection_limits import limited_protocol
     from orderproc.common.logging import configure_logging
-    from orderproc.gateway.app import create_app
 
+    service: str | None = args.service
     settings = load_settings(args)
-    _check_data_dir(settings)
-    asyncio.run(_preflight(settings))
+    if service == "webui" and not args.api_url:
+        raise StartupError("serve webui needs the API's URL: --api-url or ORDERPROC_API_URL")
+    if service == "gateway" and not settings.gateway_upstreams:
+        raise StartupError(
+            "serve gateway needs the services' URLs: ORDERPROC_GATEWAY_UPSTREAMS (`orderproc "
+            "serve` alone runs every service in one process)"
+        )
+    if service not in ("webui", "gateway"):  # they own no data
+        _check_data_dir(settings)
+        asyncio.run(_preflight(settings))
+    app = _app_for(service, settings, api_url=args.api_url)
     _raise_file_limit()
     sock = _bind(settings.host, settings.port)
-    configure_logging(service="orderproc", level=settings.log_level)
+    configure_logging(service=service or "orderproc", level=settings.log_level)
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host
     url = f"http://{shown}:{sock.getsockname()[1]}"
-    print(
-        f"Order Processor on {url}  (API docs: {url}/docs; data: {settings.data_dir.resolve()})",
-        file=sys.stderr,
-        flush=True,
-    )
+    if service is None:
+        where = f"(API docs: {url}/docs; data: {settings.data_dir.resolve()})"
+        print(f"Order Processor on {url}  {where}", file=sys.stderr, flush=True)
+    else:
+        print(f"Order Processor {service} on {url}", file=sys.stderr, flush=True)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=5,
@@ -189,10 +228,57 @@ def _serve(args: argparse.Namespace) -> None:
         raise StartupError(f"start-up failed: {exc}") from None
 
 
+def _app_for(service: str | None, settings: Settings, *, api_url: str | None) -> FastAPI | ProxyApp:
+    """The app to serve: every service in one (embedded), the gateway's proxy in front of the
+    services, or one service's own (its composition root's `create_app`)."""
+    if service is None:
+        from orderproc.gateway.app import create_app
+
+        return create_app(settings)
+    if service == "gateway":
+        from orderproc.gateway.proxy import create_proxy_app, upstreams_from_settings
+
+        try:
+            return create_proxy_app(settings, upstreams_from_settings(settings))
+        except ValueError as exc:  # a service without a URL, or an unknown one
+            raise StartupError(f"ORDERPROC_GATEWAY_UPSTREAMS: {exc}") from None
+    if service == "users":
+        from orderproc.users.app import create_app as users_app
+
+        return users_app(settings)
+    if service == "inventory":
+        from orderproc.inventory.app import create_app as inventory_app
+
+        return inventory_app(settings)
+    if service == "orders":
+        from orderproc.orders.app import create_app as orders_app
+
+        return orders_app(settings)
+    from orderproc.webui.app import create_app as webui_app
+
+    assert api_url is not None
+    return webui_app(settings, api_url=api_url)
+
+
+def _up(args: argparse.Namespace) -> None:
+    from orderproc.common.logging import configure_logging
+    from orderproc.up import UpFailed, run
+
+    settings = load_settings(args)
+    _check_data_dir(settings)
+    configure_logging(service="up", level=settings.log_level)
+    try:
+        run(settings)
+    except UpFailed as exc:
+        raise StartupError(str(exc)) from None
+    except ValueError as exc:  # a weak or missing secret in distributed mode
+        raise StartupError(str(exc)) from None
+
+
 async def _preflight(settings: Settings) -> None:
     """Fail before serving, in one line, on what would otherwise fail inside start-up."""
+    from orderproc.common.runtime import jwt_secret_for
     from orderproc.common.storage.factory import open_store
-    from orderproc.runtime import jwt_secret_for
 
     try:
         jwt_secret_for(settings)

@@ -1,5 +1,7 @@
-"""The web UI's way to the services: their public HTTP API, called in-process through the
-gateway app (so validation, errors, idempotency, limits and the audit all apply)."""
+"""The web UI's way to the services: their public HTTP API (so validation, errors,
+idempotency, limits and the audit all apply). Embedded, it is called in-process through the
+gateway app; the web UI on its own calls the gateway over HTTP through one pooled client
+(`WebuiRuntime.upstream`), naming the browser in `X-Forwarded-For`."""
 
 from __future__ import annotations
 
@@ -11,10 +13,12 @@ from fastapi import Request
 
 from orderproc.common.context import request_id_var
 from orderproc.common.security.devices import DEVICE_COOKIE
+from orderproc.webui.runtime import webui_runtime
 from orderproc.webui.session import Session, SignInRequired
 
 API = "/api/v1"
 INTERNAL_HOST = "webui.internal"
+UNREACHABLE = "The service cannot be reached right now. Try again in a moment."
 
 
 class QuietInProcessCalls(logging.Filter):
@@ -80,10 +84,12 @@ class Api:
         self._request = request
         self._session = session
 
-    def _client(self) -> httpx.AsyncClient:
-        peer = self._request.client
+    def _headers(self, *, over_http: bool) -> dict[str, str]:
         headers = {"x-request-id": request_id_var.get() or ""}
         forwarded = self._request.headers.get("x-forwarded-for")
+        if over_http:  # the gateway sees this process: name the browser after any proxies
+            peer = self._request.client.host if self._request.client else None
+            forwarded = ", ".join(hop for hop in (forwarded, peer) if hop)
         if forwarded:  # the gateway trusts it only from its configured proxies, as for the API
             headers["x-forwarded-for"] = forwarded
         if self._session.token:
@@ -91,6 +97,11 @@ class Api:
         device = self._request.cookies.get(DEVICE_COOKIE)
         if device and device.isascii() and device.isprintable() and ";" not in device:
             headers["cookie"] = f"{DEVICE_COOKIE}={device}"  # the API checks it
+        return headers
+
+    def _client(self, headers: dict[str, str]) -> httpx.AsyncClient:
+        """A client through this very app (embedded): the peer is the browser's."""
+        peer = self._request.client
         transport = httpx.ASGITransport(
             app=self._request.app,
             client=(peer.host, peer.port) if peer else ("127.0.0.1", 0),
@@ -111,12 +122,22 @@ class Api:
         json: Any = None,
         idempotency_key: str | None = None,
     ) -> Any:
-        headers = {"idempotency-key": idempotency_key} if idempotency_key else {}
+        extra = {"idempotency-key": idempotency_key} if idempotency_key else {}
         clean = {k: v for k, v in (params or {}).items() if v not in (None, "")}
-        async with self._client() as client:
-            response = await client.request(
-                method, f"{API}{path}", params=clean, json=json, headers=headers
-            )
+        upstream = webui_runtime(self._request).upstream
+        if upstream is None:
+            async with self._client(self._headers(over_http=False)) as client:
+                response = await client.request(
+                    method, f"{API}{path}", params=clean, json=json, headers=extra
+                )
+        else:
+            headers = {**self._headers(over_http=True), **extra}
+            try:
+                response = await upstream.request(
+                    method, f"{API}{path}", params=clean, json=json, headers=headers
+                )
+            except httpx.TransportError:  # the gateway is down or too slow: say so, as a 503
+                raise ApiError(503, {"detail": UNREACHABLE}) from None
         _keep_device_cookie(self._request, response)
         if response.status_code >= 400:
             error = ApiError(response.status_code, _problem(response))
