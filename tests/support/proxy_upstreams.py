@@ -142,15 +142,20 @@ class EchoServer:
 
 
 class _Garbage(socketserver.BaseRequestHandler):
+    reply = b"SURPRISE! this is not HTTP at all\r\n\r\n"
+
     def handle(self) -> None:
         with contextlib.suppress(OSError):
             self.request.recv(65536)
-            self.request.sendall(b"SURPRISE! this is not HTTP at all\r\n\r\n")
+            self.request.sendall(self.reply)
 
 
 class GarbageServer:
-    def __init__(self) -> None:
-        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Garbage)
+    """Answers every request with `reply` (by default, bytes that are not HTTP) and closes."""
+
+    def __init__(self, reply: bytes | None = None) -> None:
+        handler = type("Garbage", (_Garbage,), {"reply": reply or _Garbage.reply})
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self.port: int = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, daemon=True).start()

@@ -497,6 +497,21 @@ def test_an_upstream_that_answers_garbage_gives_502(echoes: dict[Service, EchoSe
         garbage.stop()
 
 
+def test_an_upstream_that_stops_before_its_body_ends_gives_503(
+    echoes: dict[Service, EchoServer],
+) -> None:
+    """A head with Content-Length 100, three bytes of body, then the end: nothing has gone to
+    the client yet, so it gets a clean 503."""
+    cut = GarbageServer(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc")
+    try:
+        app = create_proxy_app(settings(), {**urls(echoes), Service.ORDERS: cut.url}, deps=deps())
+        with Gateway(app) as gateway:
+            response, body = request(gateway.port, f"{API_PREFIX}/orders")
+            problem(response, body, 503)
+    finally:
+        cut.stop()
+
+
 # -- streams
 
 

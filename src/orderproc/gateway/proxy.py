@@ -129,6 +129,7 @@ _CORS_EXPOSED = (
     b"Location, Retry-After, X-Request-ID, X-RateLimit-Limit, X-RateLimit-Remaining, "
     b"X-RateLimit-Reset"
 )
+_WHOLE_BODY = 64 * 1024  # answers up to this long (with a length) go on in one piece
 _CORS_METHODS = b"GET, POST, PUT, PATCH, DELETE, OPTIONS"
 _CORS_HEADERS = b"Authorization, Content-Type, Idempotency-Key, X-Request-ID"
 
@@ -520,7 +521,7 @@ class ProxyApp:
         except UpstreamError:
             return await self._unavailable(scope, send, request_id, extra, 503)
         try:
-            await self._respond(
+            return await self._respond(
                 scope,
                 receive,
                 send,
@@ -533,7 +534,6 @@ class ProxyApp:
             )
         finally:
             upstream.release(connection)
-        return status_code
 
     def _request_head(
         self, scope: Scope, upstream: Upstream, address: str | None, request_id: str
@@ -610,7 +610,8 @@ class ProxyApp:
         upstream_headers: list[tuple[bytes, bytes]],
         request_id: str,
         extra: list[tuple[bytes, bytes]],
-    ) -> None:
+    ) -> int:
+        """Passes the answer on; the status the client got."""
         dropped = _RESPONSE_DROPPED
         connection_value = _header(upstream_headers, b"connection")
         if connection_value is not None:
@@ -624,10 +625,20 @@ class ProxyApp:
         headers += extra
         timeouts = self.upstreams[route.service].timeouts
         timeout = timeouts.stream if route.stream else timeouts.body
+        if not connection.complete and not route.stream:
+            # A small answer whose head came first: its body follows at once; one piece then.
+            length = _header(upstream_headers, b"content-length")
+            if length is not None and length.isdigit() and int(length) <= _WHOLE_BODY:
+                try:
+                    await connection.finish(timeout)
+                except UpstreamError as error:  # nothing has gone to the client yet
+                    connection.close()
+                    bad = 502 if isinstance(error, UpstreamGarbage) else 503
+                    return await self._unavailable(scope, send, request_id, extra, bad)
         if connection.complete:
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": connection.take_ready()})
-            return
+            return status
         await send({"type": "http.response.start", "status": status, "headers": headers})
         watcher = None
         if route.stream:
@@ -641,7 +652,7 @@ class ProxyApp:
         except UpstreamError as error:
             connection.close()
             if watcher is not None and watcher.done():
-                return  # the client left; nothing more to say
+                return status  # the client left; nothing more to say
             # Mid-answer: returning without the end makes the server drop the client's
             # connection, so a cut body never passes for a whole one.
             log.warning(
@@ -650,6 +661,7 @@ class ProxyApp:
         finally:
             if watcher is not None:
                 watcher.cancel()
+        return status
 
     # -- the gateway's own answers
 

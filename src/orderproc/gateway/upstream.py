@@ -71,12 +71,14 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.reused = False
         self.idle_since = 0.0
+        self._parser = httptools.HttpResponseParser(self)
         self._reset()
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None
 
     def _reset(self) -> None:
-        self._parser = httptools.HttpResponseParser(self)
+        # The parser carries on across exchanges: a connection is reused only after a whole
+        # answer, which leaves it at a message boundary.
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self.received_any = False
@@ -115,6 +117,11 @@ class UpstreamConnection(asyncio.Protocol):
         while not self._head_done:
             await self._wait(timeout)
         return self.status, self.headers
+
+    async def finish(self, timeout: float) -> None:
+        """Wait for the rest of a (small) body, to pass it on in one piece."""
+        while not self.complete:
+            await self._wait(timeout)
 
     async def chunk(self, timeout: float) -> bytes | None:
         """The next piece of the body as it arrived; None at its end."""
