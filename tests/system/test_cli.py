@@ -63,6 +63,36 @@ class TestStartupProblems:
         assert result.stderr.startswith("orderproc: bad setting: ORDERPROC_PORT")
         assert "Traceback" not in result.stderr
 
+    def test_the_web_ui_alone_needs_the_api_url(self, tmp_path: Path) -> None:
+        result = orderproc("serve", "webui", "--port", "0", "--data-dir", str(tmp_path))
+        assert result.returncode == 2
+        assert result.stderr.strip() == (
+            "orderproc: serve webui needs the API's URL: --api-url or ORDERPROC_API_URL"
+        )
+
+    def test_the_gateway_alone_needs_the_services_urls(self, tmp_path: Path) -> None:
+        result = orderproc("serve", "gateway", "--port", "0", "--data-dir", str(tmp_path))
+        assert result.returncode == 2
+        assert result.stderr.count("\n") == 1
+        assert "ORDERPROC_GATEWAY_UPSTREAMS" in result.stderr
+        partial = orderproc(
+            "serve",
+            "gateway",
+            "--port",
+            "0",
+            "--data-dir",
+            str(tmp_path),
+            ORDERPROC_GATEWAY_UPSTREAMS='{"users": "http://127.0.0.1:1"}',
+        )
+        assert partial.returncode == 2
+        assert partial.stderr.startswith("orderproc: ORDERPROC_GATEWAY_UPSTREAMS: ")
+        assert "Traceback" not in partial.stderr
+
+    def test_a_service_alone_is_one_of_the_five(self, tmp_path: Path) -> None:
+        result = orderproc("serve", "billing", "--data-dir", str(tmp_path))
+        assert result.returncode == 2
+        assert "invalid choice: 'billing'" in result.stderr
+
     def test_distributed_mode_refuses_a_weak_secret(self, tmp_path: Path) -> None:
         result = orderproc(
             "serve",
