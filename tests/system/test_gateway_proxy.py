@@ -256,6 +256,19 @@ def test_identity_headers_from_the_client_never_reach_a_service(gateway: Gateway
     assert headers["authorization"] == auth  # the token is how a service knows the user
 
 
+def test_behind_a_trusted_proxy_the_client_is_its_forwarded_address(
+    echoes: dict[Service, EchoServer],
+) -> None:
+    limits = RecordingLimits(per_minute=100)
+    trusting = settings(trusted_proxies=["127.0.0.1/32"])
+    app = create_proxy_app(trusting, urls(echoes), deps=deps(limits=limits))
+    with Gateway(app) as gateway:
+        sent = {"X-Forwarded-For": "198.51.100.7, 203.0.113.9"}
+        headers = echoed(gateway.port, f"{API_PREFIX}/inventory", headers=sent)["headers"]
+    assert headers["x-forwarded-for"] == "203.0.113.9"  # the first untrusted hop, alone
+    assert limits.keys == ["203.0.113.9"]
+
+
 def test_answers_carry_security_headers_and_the_upstreams_own(gateway: Gateway) -> None:
     response, _ = request(gateway.port, f"{API_PREFIX}/inventory")
     assert response.status == 200
