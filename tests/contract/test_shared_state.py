@@ -28,6 +28,7 @@ from orderproc.common.login_throttle import (
 from orderproc.common.metrics import Metrics
 from orderproc.common.redis_shared import (
     RedisLoginThrottle,
+    RedisRateLimiter,
     RedisRevocations,
     SharedRedis,
     login_throttle_for,
@@ -85,7 +86,7 @@ def throttle(request: pytest.FixtureRequest, clock: Clock) -> Iterator[LoginThro
 def settings_for(url: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "redis_url": url,
-        "redis_timeout_seconds": TIMEOUT,
+        "redis_timeout_seconds": 1.0,  # generous: a busy machine's first call is no outage
         "redis_breaker_failures": 1,
         "redis_breaker_cool_down_seconds": COOL_DOWN,
         "rate_limit_per_minute": 5,
@@ -313,7 +314,7 @@ class TestSharedByProcesses:
 
 @pytest.fixture
 def outage_settings(private_redis_server: RedisServer) -> Settings:
-    return settings_for(private_redis_server.url)
+    return settings_for(private_redis_server.url)  # stopped, it refuses at once
 
 
 async def wait_until_back(process: Process, server: RedisServer) -> None:
@@ -333,6 +334,8 @@ class TestRedisDown:
         a, b = start_process(outage_settings, store), start_process(outage_settings, store)
         try:
             assert [await a.admit() for _ in range(3)] == [(0, True)] * 3
+            assert isinstance(a.limiter, RedisRateLimiter)
+            assert a.limiter.shared.fallbacks == 0  # counted in Redis
             private_redis_server.stop()
             with caplog.at_level(logging.INFO, logger="orderproc.redis_shared"):
                 # Each process counts on its own from zero: still limited, never wide open.
@@ -412,6 +415,7 @@ async def stalled(redis_server: RedisServer, redis: aioredis.Redis) -> AsyncIter
 def stall_settings(stalled: TcpProxy) -> Settings:
     return settings_for(
         f"redis://127.0.0.1:{stalled.port}/0",
+        redis_timeout_seconds=TIMEOUT,
         redis_breaker_failures=2,
         redis_breaker_cool_down_seconds=60,
     )
