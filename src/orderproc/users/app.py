@@ -94,8 +94,8 @@ def build_users(core: Core) -> UsersParts:
 
 
 def login_throttle(settings: Settings, clock: Clock) -> LoginThrottle:
-    """Failed-password counters in this process's memory (a Redis adapter of the same port
-    comes with distributed mode)."""
+    """Failed-password counters in this process's memory (`build_users` shares them through
+    Redis when one is configured, this one as the fallback)."""
     if not settings.login_block_enabled:
         return DisabledLoginThrottle()
     return InMemoryLoginThrottle(
