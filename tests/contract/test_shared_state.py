@@ -258,6 +258,7 @@ class TestSharedByProcesses:
         assert blocked == 0
         assert allowance is not None
         assert allowance.allowed
+        assert await b.limiter.admit(ADDRESS, DisabledLoginThrottle(), count=False) == (0, None)
 
     async def test_a_logout_in_one_process_is_refused_at_once_by_the_other(
         self, two_processes: tuple[Process, Process], store: Store

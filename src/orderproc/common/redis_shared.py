@@ -442,8 +442,10 @@ class RedisRateLimiter(RateLimiter):
         """Blocks are read in Redis directly (where the process's `RedisLoginThrottle` keeps
         them), and from `local_throttle` for what it blocked while Redis was away; not at all
         when `throttle` is a `DisabledLoginThrottle` (as for counting per user)."""
-        now = self._clock()
         blocks = not isinstance(throttle, DisabledLoginThrottle)
+        if not (blocks or count):
+            return 0, None  # nothing to ask
+        now = self._clock()
         keys = (address_block_key(client), f"{PREFIX}rate:{client}")
         args = (_text(now), self._window_ms, "1" if count else "0", "1" if blocks else "0")
         try:
