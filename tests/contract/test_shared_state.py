@@ -35,6 +35,7 @@ from orderproc.common.redis_shared import (
     rate_limiter_for,
     revocations_for,
 )
+from orderproc.common.resp import LeanRedis, LuaScript, RespError
 from orderproc.common.security.revocation import RevocationChecker
 from orderproc.common.settings import Settings
 from orderproc.common.storage.memory import MemoryStore
@@ -57,6 +58,7 @@ __all__ = ["TestAddresses", "TestPairs", "TestUsernames"]
 ADDRESS = "198.51.100.7"
 TIMEOUT = 0.1
 COOL_DOWN = 0.3
+STALL_COOL_DOWN = 1.0
 
 
 # --- the failed-login contract, in memory and in Redis -------------------------------------
@@ -74,9 +76,12 @@ def throttle(request: pytest.FixtureRequest, clock: Clock) -> Iterator[LoginThro
         yield local
         return
     # Asked for here, not in the signature, so the in-memory runs need no Redis.
-    client: aioredis.Redis = request.getfixturevalue("redis")
-    shared = SharedRedis(client, "login", timeout=1.0, owns_client=False)
+    request.getfixturevalue("redis")  # an empty database
+    server: RedisServer = request.getfixturevalue("redis_server")
+    client = LeanRedis(server.host, server.port, timeout=1.0)
+    shared = SharedRedis(client, "login", timeout=1.0)
     yield RedisLoginThrottle(shared, local)
+    client.close()
     assert shared.fallbacks == 0, "Redis failed during the contract: the fallback answered"
 
 
@@ -418,7 +423,7 @@ def stall_settings(stalled: TcpProxy) -> Settings:
         f"redis://127.0.0.1:{stalled.port}/0",
         redis_timeout_seconds=TIMEOUT,
         redis_breaker_failures=2,
-        redis_breaker_cool_down_seconds=60,
+        redis_breaker_cool_down_seconds=STALL_COOL_DOWN,
     )
 
 
@@ -453,6 +458,61 @@ class TestRedisStalled:
             assert [await process.admit() for _ in range(5)][-1] == (0, False)  # still limited
             assert await process.throttle.record_failure(attempt) == ()
             assert not await is_revoked(process, "jti-1")  # the store said so, not Redis
+            await stalled.restore()  # the stalled connection is dropped at the next call
+            await asyncio.sleep(STALL_COOL_DOWN + 0.05)
+            assert await process.admit() == (0, True)  # 2 of 5 in Redis: back on it
+            assert isinstance(process.limiter, RedisRateLimiter)
+            assert process.limiter.shared.breaker.state == "closed"
         finally:
             await stalled.restore()
             await process.close()
+
+
+class TestLeanClient:
+    """common/resp.py against the real server."""
+
+    @pytest.fixture
+    async def lean(
+        self, redis_server: RedisServer, redis: aioredis.Redis
+    ) -> AsyncIterator[LeanRedis]:
+        client = LeanRedis(redis_server.host, redis_server.port, timeout=1.0)
+        yield client
+        await client.aclose()
+
+    async def test_concurrent_commands_get_their_own_replies(self, lean: LeanRedis) -> None:
+        replies = await asyncio.gather(*(lean.execute("INCR", "n") for _ in range(200)))
+        assert sorted(replies) == list(range(1, 201))
+        values = await asyncio.gather(*(lean.execute("ECHO", f"v{n}") for n in range(100)))
+        assert values == [f"v{n}".encode() for n in range(100)]
+
+    async def test_values_errors_and_nothing(self, lean: LeanRedis) -> None:
+        assert await lean.execute("SET", "k", b"\r\n\x00" * 1000) == b"OK"
+        assert await lean.execute("MGET", "k", "missing") == [b"\r\n\x00" * 1000, None]
+        with pytest.raises(RespError, match="WRONGTYPE"):
+            await lean.execute("LPUSH", "k", "x")
+        assert await lean.execute("PING") == b"PONG"  # the connection goes on
+
+    async def test_a_cancelled_caller_leaves_the_replies_in_order(self, lean: LeanRedis) -> None:
+        slow = asyncio.create_task(lean.execute("BLPOP", "nothing", "0.2"))
+        await asyncio.sleep(0.01)
+        slow.cancel()
+        assert await lean.execute("ECHO", "after") == b"after"  # not BLPOP's nil
+
+    async def test_a_script_is_loaded_again_after_a_flush(self, lean: LeanRedis) -> None:
+        script = LuaScript("return ARGV[1] .. KEYS[1]")
+        assert await lean.evalsha(script, ["k"], ["v"]) == b"vk"
+        await lean.execute("SCRIPT", "FLUSH")
+        assert await lean.evalsha(script, ["k"], ["w"]) == b"wk"
+
+    async def test_the_url_s_database_is_selected(
+        self, redis_server: RedisServer, redis: aioredis.Redis
+    ) -> None:
+        lean = LeanRedis.from_url(f"redis://{redis_server.host}:{redis_server.port}/3", timeout=1)
+        try:
+            await lean.execute("SET", "where", "db3")
+        finally:
+            await lean.aclose()
+        assert await redis.get("where") is None  # the fixture's client is on db 0
+        await redis.execute_command("SELECT", 3)
+        assert await redis.get("where") == b"db3"
+        await redis.delete("where")
