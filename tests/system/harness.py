@@ -235,5 +235,6 @@ def deposit(client: httpx.Client, auth: dict[str, str], amount: str, key: str) -
         headers={**auth, "Idempotency-Key": key},
         json={"amount": amount},
     )
-    delivery.response.raise_for_status()
-    return delivery.response.json()  # type: ignore[no-any-return]
+    answer = delivery.response
+    assert answer.is_success, f"deposit {key}: {answer.status_code} {answer.text}"
+    return answer.json()  # type: ignore[no-any-return]
