@@ -79,7 +79,7 @@ def throttle(request: pytest.FixtureRequest, clock: Clock) -> Iterator[LoginThro
     request.getfixturevalue("redis")  # an empty database
     server: RedisServer = request.getfixturevalue("redis_server")
     client = LeanRedis(server.host, server.port, timeout=1.0)
-    shared = SharedRedis(client, "login", timeout=1.0)
+    shared = SharedRedis(client, "login")
     yield RedisLoginThrottle(shared, local)
     client.close()
     assert shared.fallbacks == 0, "Redis failed during the contract: the fallback answered"

@@ -101,23 +101,19 @@ def redis_client(settings: Settings) -> LeanRedis:
 
 
 class SharedRedis:
-    """One piece's access to Redis: a client, a timeout and a breaker, with the log lines and
-    counts of its switches to and from the fallback."""
+    """One piece's access to Redis: a client (whose timeout bounds each call) and a breaker,
+    with the log lines and counts of its switches to and from the fallback."""
 
     def __init__(
         self,
         client: LeanRedis,
         piece: Piece,
         *,
-        timeout: float,
         breaker: CircuitBreaker | None = None,
         owns_client: bool = True,
     ) -> None:
-        if timeout <= 0:
-            raise ValueError("timeout must be positive")
         self.client = client
         self.piece = piece
-        self.timeout = timeout
         self.breaker = breaker or CircuitBreaker()
         self.fallbacks = 0
         """Answers this piece gave without Redis."""
@@ -130,7 +126,6 @@ class SharedRedis:
         shared = cls(
             redis_client(settings),
             piece,
-            timeout=settings.redis_timeout_seconds,
             breaker=CircuitBreaker(
                 failure_threshold=settings.redis_breaker_failures,
                 cool_down=settings.redis_breaker_cool_down_seconds,
