@@ -27,7 +27,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from orderproc.common.clock import Clock
+    from orderproc.common.settings import Settings
 
 __all__ = [
     "DisabledLoginThrottle",
@@ -246,3 +250,19 @@ class InMemoryLoginThrottle:
     @staticmethod
     def _pair(attempt: LoginAttempt) -> Key:
         return ("pair", attempt.username, attempt.client)
+
+
+def in_process_login_throttle(settings: Settings, clock: Clock) -> LoginThrottle:
+    """Failed-password counters in this process's memory, as the settings say (the Redis one,
+    when configured, falls back to it)."""
+    if not settings.login_block_enabled:
+        return DisabledLoginThrottle()
+    return InMemoryLoginThrottle(
+        pair_limit=settings.login_pair_failure_limit,
+        user_limit=settings.login_user_failure_limit,
+        address_limit=settings.login_failure_limit,
+        window=settings.login_failure_window_seconds,
+        user_window=settings.login_user_failure_window_seconds,
+        block_seconds=settings.login_block_seconds,
+        clock=lambda: clock.now().timestamp(),
+    )

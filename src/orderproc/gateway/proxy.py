@@ -48,8 +48,8 @@ from orderproc.common.context import request_id_var, user_var
 from orderproc.common.logging import access_log
 from orderproc.common.login_throttle import (
     DisabledLoginThrottle,
-    InMemoryLoginThrottle,
     LoginThrottle,
+    in_process_login_throttle,
 )
 from orderproc.common.metrics import CONTENT_TYPE_LATEST, Metrics
 from orderproc.common.security.tokens import Claims
@@ -202,7 +202,9 @@ async def build_gateway_deps(settings: Settings, *, clock: Clock | None = None) 
     shared_revocations = revocations_for(settings, now=clock.now, metrics=metrics)
     if shared_revocations is not None:
         closers.append(shared_revocations.aclose)
-    throttle = login_throttle_for(settings, _login_throttle(settings, clock), metrics=metrics)
+    throttle = login_throttle_for(
+        settings, in_process_login_throttle(settings, clock), metrics=metrics
+    )
     if isinstance(throttle, RedisLoginThrottle):
         closers.append(throttle.aclose)
     limiter = rate_limiter_for(settings, throttle, metrics=metrics)
@@ -223,20 +225,6 @@ async def build_gateway_deps(settings: Settings, *, clock: Clock | None = None) 
         rate_limits=limiter,
         metrics=metrics,
         closers=closers,
-    )
-
-
-def _login_throttle(settings: Settings, clock: Clock) -> LoginThrottle:
-    if not settings.login_block_enabled:
-        return DisabledLoginThrottle()
-    return InMemoryLoginThrottle(
-        pair_limit=settings.login_pair_failure_limit,
-        user_limit=settings.login_user_failure_limit,
-        address_limit=settings.login_failure_limit,
-        window=settings.login_failure_window_seconds,
-        user_window=settings.login_user_failure_window_seconds,
-        block_seconds=settings.login_block_seconds,
-        clock=lambda: clock.now().timestamp(),
     )
 
 

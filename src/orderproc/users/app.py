@@ -11,9 +11,8 @@ from fastapi import FastAPI
 
 from orderproc.common.clock import Clock
 from orderproc.common.login_throttle import (
-    DisabledLoginThrottle,
-    InMemoryLoginThrottle,
     LoginThrottle,
+    in_process_login_throttle,
 )
 from orderproc.common.money import to_cents
 from orderproc.common.purge import Purger
@@ -56,7 +55,9 @@ def build_users(core: Core) -> UsersParts:
         workers=settings.password_hash_workers,
         queue=settings.password_hash_queue,
     )
-    throttle = login_throttle_for(settings, login_throttle(settings, clock), metrics=core.metrics)
+    throttle = login_throttle_for(
+        settings, in_process_login_throttle(settings, clock), metrics=core.metrics
+    )
     devices = DeviceCookies(
         secret=core.secret,
         max_age_seconds=settings.login_device_cookie_days * 86400,
@@ -90,22 +91,6 @@ def build_users(core: Core) -> UsersParts:
             interval=settings.purge_interval_seconds,
             batch=settings.purge_batch_size,
         ),
-    )
-
-
-def login_throttle(settings: Settings, clock: Clock) -> LoginThrottle:
-    """Failed-password counters in this process's memory (`build_users` shares them through
-    Redis when one is configured, this one as the fallback)."""
-    if not settings.login_block_enabled:
-        return DisabledLoginThrottle()
-    return InMemoryLoginThrottle(
-        pair_limit=settings.login_pair_failure_limit,
-        user_limit=settings.login_user_failure_limit,
-        address_limit=settings.login_failure_limit,
-        window=settings.login_failure_window_seconds,
-        user_window=settings.login_user_failure_window_seconds,
-        block_seconds=settings.login_block_seconds,
-        clock=lambda: clock.now().timestamp(),
     )
 
 
