@@ -204,6 +204,29 @@ class TestBreakerState:
         assert value(samples, "orderproc_money_operations_total", kind="deposit") == 3
 
 
+class TestReadiness:
+    """Redis is optional: with it down, locks, limits, login blocking and revocations fall back
+    to the process and the store, so `/ready` stays 200 and names what is degraded."""
+
+    @pytest.fixture
+    def settings_overrides(self, redis_server: RedisServer) -> dict[str, Any]:
+        return {"redis_url": redis_server.url}
+
+    async def test_ready_and_not_degraded_while_redis_answers(self, client: Client) -> None:
+        answer = await client.get("/ready")
+        assert answer.status_code == 200
+        assert answer.json() == {"status": "ready"}
+
+    @pytest.mark.parametrize("settings_overrides", [{"redis_url": DEAD_REDIS}])
+    async def test_ready_but_degraded_with_redis_down_and_money_still_moves(
+        self, client: Client, alice: Auth
+    ) -> None:
+        answer = await client.get("/ready")
+        assert answer.status_code == 200
+        assert answer.json() == {"status": "ready", "degraded": ["redis"]}
+        assert (await client.post(DEPOSIT, headers=alice, json={"amount": "1"})).is_success
+
+
 class TestPromtool:
     """`promtool check metrics` (Debian's `prometheus` package; build.sh installs it) finds
     nothing to say about the exposition, with every kind of series present."""

@@ -41,8 +41,11 @@ class Core:
     metrics: Metrics
     secret: str = field(repr=False)  # the JWT secret, which also signs device cookies
 
-    async def ready(self) -> None:
-        """The store answers, and Redis too when one is configured."""
+    async def ready(self) -> list[str]:
+        """The store answers, or `ServiceUnavailable`. Returns the optional dependencies that do
+        not answer, by name: Redis, when one is configured, is one (locks, limits, login
+        blocking and revocations then fall back to this process and the store;
+        docs/operations.md, "Redis down"), so the process stays ready and says it is degraded."""
         try:
             await self.store.ping()
         except Exception as exc:
@@ -50,8 +53,9 @@ class Core:
         if isinstance(self.locker, RedisLocker):
             try:
                 await self.locker.ping()
-            except Exception as exc:
-                raise ServiceUnavailable("Redis does not answer.") from exc
+            except Exception:
+                return ["redis"]
+        return []
 
     async def close_core(self) -> None:
         if isinstance(self.locker, RedisLocker):

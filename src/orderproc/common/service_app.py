@@ -30,8 +30,9 @@ class ServiceRuntime(Protocol):
     @property
     def metrics(self) -> Metrics: ...
     async def start(self) -> None: ...
-    async def ready(self) -> None:
-        """Raise `ServiceUnavailable` when a dependency of the service does not answer."""
+    async def ready(self) -> list[str]:
+        """Raise `ServiceUnavailable` when a required dependency does not answer; return the
+        optional ones that do not (the service works on without them, degraded)."""
 
     async def close(self) -> None: ...
 
@@ -93,11 +94,15 @@ def _add_operations(app: FastAPI, name: str) -> None:
         tags=["operations"],
         responses=problem_responses(503),
     )
-    async def ready() -> dict[str, str]:
-        """What the service depends on answers (its store, Redis when configured)."""
+    async def ready() -> dict[str, object]:
+        """What the service needs answers (its store); `degraded` names an optional dependency
+        that does not (Redis), without which it works on."""
         runtime: ServiceRuntime = app.state.runtime
-        await runtime.ready()
-        return {"status": "ready", "service": name}
+        degraded = await runtime.ready()
+        answer: dict[str, object] = {"status": "ready", "service": name}
+        if degraded:
+            answer["degraded"] = degraded
+        return answer
 
     @app.get(
         "/metrics", operation_id="operations_metrics", tags=["operations"], response_class=Response

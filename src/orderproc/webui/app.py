@@ -119,7 +119,7 @@ class WebuiProcess:
     async def start(self) -> None:
         await self.catalog.start()
 
-    async def ready(self) -> None:
+    async def ready(self) -> list[str]:
         """The API answers (the web UI can do nothing without it)."""
         try:
             response = await self.upstream.get("/health", timeout=2.0)
@@ -127,6 +127,7 @@ class WebuiProcess:
             raise ServiceUnavailable("The API does not answer.") from exc
         if response.status_code != 200:
             raise ServiceUnavailable("The API is not healthy.")
+        return []
 
     async def close(self) -> None:
         await self.catalog.stop()
