@@ -56,12 +56,7 @@ class EdgeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = _header(scope, b"x-request-id")
-        request_id = (
-            incoming.decode()
-            if incoming and _SAFE_REQUEST_ID.match(incoming)
-            else os.urandom(8).hex()
-        )
+        request_id = request_id_for(_header(scope, b"x-request-id"))
         request_id_var.set(request_id)
         user_var.set(None)
         started = time.perf_counter()
@@ -113,3 +108,11 @@ class EdgeMiddleware:
         self.metrics.observe(scope["method"], template, status, elapsed)
         if self._state.runtime.settings.access_log:
             access_log.write(scope["method"], scope["path"], status, elapsed)
+
+
+def request_id_for(incoming: bytes | None) -> str:
+    """The client's `X-Request-ID` when it is one we keep (short, safe characters), else a new
+    one."""
+    if incoming and _SAFE_REQUEST_ID.match(incoming):
+        return incoming.decode()
+    return os.urandom(8).hex()

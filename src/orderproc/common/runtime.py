@@ -101,14 +101,7 @@ async def open_core(settings: Settings, *, clock: Clock | None = None, service: 
         store=store,
         locker=_locker(settings, metrics),
         clock=clock,
-        tokens=TokenService(
-            secret=secret,
-            algorithm=settings.jwt_algorithm,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-            ttl_seconds=settings.access_token_ttl_seconds,
-            clock=clock,
-        ),
+        tokens=TokenService.from_settings(settings, secret=secret, clock=clock),
         revocations=RevocationChecker(
             store,
             cache_seconds=settings.revocation_cache_seconds,

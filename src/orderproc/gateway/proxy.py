@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from orderproc import __version__
-from orderproc.common.asgi import _API_HEADERS, _DOCS_HEADERS, _SAFE_REQUEST_ID
+from orderproc.common.asgi import _API_HEADERS, _DOCS_HEADERS, request_id_for
 from orderproc.common.clock import Clock, SystemClock
 from orderproc.common.context import request_id_var, user_var
 from orderproc.common.logging import access_log
@@ -210,14 +209,7 @@ async def build_gateway_deps(settings: Settings, *, clock: Clock | None = None) 
     limiter = rate_limiter_for(settings, throttle, metrics=metrics)
     closers.append(limiter.aclose)
     return GatewayDeps(
-        tokens=TokenService(
-            secret=jwt_secret_for(settings),
-            algorithm=settings.jwt_algorithm,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-            ttl_seconds=settings.access_token_ttl_seconds,
-            clock=clock,
-        ),
+        tokens=TokenService.from_settings(settings, secret=jwt_secret_for(settings), clock=clock),
         revocations=RevocationChecker(
             store, cache_seconds=settings.revocation_cache_seconds, shared=shared_revocations
         ),
@@ -321,12 +313,7 @@ class ProxyApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        incoming = _header(headers, b"x-request-id")
-        request_id = (
-            incoming.decode()
-            if incoming and _SAFE_REQUEST_ID.match(incoming)
-            else os.urandom(8).hex()
-        )
+        request_id = request_id_for(_header(headers, b"x-request-id"))
         request_id_var.set(request_id)
         user_var.set(None)
         path: str = scope["path"]

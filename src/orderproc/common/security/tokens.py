@@ -8,12 +8,15 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 
 from orderproc.common.clock import EPOCH, Clock, from_micros, to_micros
 from orderproc.errors import InvalidToken
+
+if TYPE_CHECKING:
+    from orderproc.common.settings import Settings
 
 __all__ = ["Claims", "IssuedToken", "TokenService"]
 
@@ -53,6 +56,18 @@ class _Verified:
 
 
 class TokenService:
+    @classmethod
+    def from_settings(cls, settings: Settings, *, secret: str, clock: Clock) -> TokenService:
+        """The service as the settings configure it (algorithm, issuer, audience, lifetime)."""
+        return cls(
+            secret=secret,
+            algorithm=settings.jwt_algorithm,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            ttl_seconds=settings.access_token_ttl_seconds,
+            clock=clock,
+        )
+
     def __init__(
         self,
         *,
