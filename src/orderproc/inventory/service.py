@@ -6,7 +6,7 @@ as one batch (prices and the current 1m, 1h and 1d candles)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -294,6 +294,9 @@ class PriceTicker:
         self.purge_every = purge_every
         self.ticks = 0
         self._candles: dict[tuple[str, Interval], Candle] = {}
+        # Called after each tick's write with what moved (the price stream, the fan-out to
+        # other processes); a listener must be quick and must not raise.
+        self.listeners: list[Callable[[list[Asset], datetime], None]] = []
         self._loop = Periodic("price tick", interval=interval, step=self.tick_once, log=log)
 
     async def tick_once(self) -> int:
@@ -306,6 +309,11 @@ class PriceTicker:
             return 0
         moved = self.catalog.apply_prices(prices, now)
         await self._write(moved, now)
+        for listener in self.listeners:
+            try:
+                listener(moved, now)
+            except Exception:  # a listener must never stop the ticks
+                log.exception("tick listener failed")
         self.ticks += 1
         if self.ticks % self.purge_every == 0:
             await self.purge(now)
