@@ -17,7 +17,7 @@ import builtins
 from collections.abc import Sequence
 from decimal import Decimal
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -26,7 +26,6 @@ import orjson
 from orderproc.common.clock import SystemClock
 from orderproc.common.storage import sql
 from orderproc.common.storage.intents import Intent, SetFields, Upsert, collapse, key_of
-from orderproc.common.storage.records import SCAN_ROWS, Page
 from orderproc.common.storage.repositories import Cond, UnitOfWork
 from orderproc.common.storage.schema import SCHEMA_VERSION, Table
 from orderproc.common.storage.sql import Statement
@@ -48,7 +47,6 @@ MIGRATION_TIMEOUT_SECONDS = 3600.0
 MIGRATION_LOCK_KEY = 0x0D_E2_0C_E5_50_12_00_01
 _INTEGER = Decimal(1)
 _UNMET = "OPX01"  # the SQLSTATE `orderproc_expect` raises: a write's condition did not hold
-R = TypeVar("R")
 
 # What the driver raises; `store_fault` says which of these are faults of the store.
 DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)  # OSError: timeouts too
@@ -111,6 +109,7 @@ class PostgresDialect(sql.Dialect):
     come back as written (JSON). Lists break time ties by a `seq` identity column."""
 
     name, seq = "postgresql", "seq"
+    reorder = " ORDER BY page_at DESC, page_seq DESC"
     types = {
         "text": "TEXT", "int": "BIGINT", "bool": "BOOLEAN", "time": "TIMESTAMPTZ",
         "date": "DATE", "decimal": "NUMERIC(38,18)", "json": "JSONB",
@@ -227,31 +226,6 @@ class _Session(sql.SqlReads):
             raise_fault(error)
             raise
         return rows
-
-    async def _filtered_page(
-        self, table: Table[R], where: str, params: builtins.list[Any], residual: Sequence[Cond],
-        limit: int, offset: int,
-    ) -> Page[R]:  # fmt: skip
-        """`residual` applies outside a subquery that takes at most `offset + SCAN_ROWS` rows in
-        index order (its LIMIT keeps the filter from steering the planner to another index; the
-        order carries through, so nothing is sorted); a page that stops there goes on, next
-        time, from the last row the subquery took."""
-        select = (
-            f"SELECT {', '.join(table.read_names)}, created_at AS page_at, seq AS page_seq "
-            f"FROM {table.name}{where} ORDER BY page_at DESC, page_seq DESC"
-        )
-        matching, values = DIALECT.where(table, residual)
-        rows = await self._rows(
-            f"SELECT * FROM ({select} LIMIT ?) AS page WHERE {matching} "
-            "ORDER BY page_at DESC, page_seq DESC LIMIT ? OFFSET ?",
-            (*params, offset + SCAN_ROWS, *values, limit + 1, offset),
-        )
-        items = [DIALECT.decoder(table)(row) for row in rows[:limit]]
-        if len(rows) > limit:
-            return Page(items, None, self._key(rows[limit - 1][-2:]))
-        # Short: did the subquery stop at its bound with rows left? Then go on from its last.
-        ends = await self._rows(f"{select} LIMIT 2 OFFSET ?", (*params, offset + SCAN_ROWS - 1))
-        return Page(items, None, self._key(ends[0][-2:]) if len(ends) == 2 else None)
 
     async def delete(self, table: Table[Any], where: Sequence[Cond], *, limit: int) -> int:
         # SKIP LOCKED: another process's purger (or a request replacing an expired record)

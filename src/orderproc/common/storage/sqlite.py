@@ -18,14 +18,13 @@ from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 
 from orderproc.common.clock import SystemClock, from_micros, to_micros
 from orderproc.common.storage import sql
 from orderproc.common.storage.intents import Intent
-from orderproc.common.storage.records import SCAN_ROWS, Page
 from orderproc.common.storage.repositories import Cond, UnitOfWork
 from orderproc.common.storage.schema import SCHEMA_VERSION, Table
 from orderproc.common.storage.sql import Statement
@@ -39,7 +38,6 @@ from orderproc.errors import (
 
 log = logging.getLogger("orderproc.storage")
 BUSY_TIMEOUT_MS = 5000
-R = TypeVar("R")
 
 # SQLite's primary result codes (the low byte of the extended code Python 3.11 exposes as
 # `sqlite_errorcode`) that mean "the store cannot work now", not "this request is wrong".
@@ -126,48 +124,6 @@ class _Session(sql.SqlReads):
         except sqlite3.Error as error:
             raise_fault(error)
             raise
-
-    async def _filtered_page(
-        self, table: Table[R], where: str, params: builtins.list[Any], residual: Sequence[Cond],
-        limit: int, offset: int,
-    ) -> Page[R]:  # fmt: skip
-        """`residual` is evaluated per row in the select list (so it cannot steer the planner to
-        another index) while the rows are stepped through lazily: the page stops at `limit + 1`
-        matches or after `offset + SCAN_ROWS` rows, and goes on, next time, from the last row
-        it looked at."""
-        matching, first = DIALECT.where(table, residual)
-        statement = (
-            f"SELECT {', '.join(table.read_names)}, created_at, rowid, ({matching}) "
-            f"FROM {table.name}{where} ORDER BY created_at DESC, rowid DESC LIMIT ?"
-        )
-        window, next_key = offset + SCAN_ROWS, None
-        items: builtins.list[Any] = []
-        try:
-            cursor = self._conn.execute(statement, (*first, *params, window + 1))
-            try:
-                skip, seen, last = offset, 0, ()
-                for row in cursor:
-                    seen += 1
-                    if seen > window:  # rows remain past the scan bound: go on from the last
-                        next_key = self._key(last[-3:-1])
-                        break
-                    last = row
-                    if not row[-1]:
-                        continue
-                    if skip:
-                        skip -= 1
-                    elif len(items) == limit:
-                        next_key = self._key(items[-1][-3:-1])
-                        break
-                    else:
-                        items.append(row)
-            finally:
-                cursor.close()
-        except sqlite3.Error as error:
-            raise_fault(error)
-            raise
-        decode = DIALECT.decoder(table)
-        return Page([decode(row) for row in items], None, next_key)
 
     async def delete(self, table: Table[Any], where: Sequence[Cond], *, limit: int) -> int:
         # No LIMIT on DELETE in a stock SQLite build: take the keys through the index. Through
