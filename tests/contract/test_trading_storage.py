@@ -54,6 +54,7 @@ def make_candle(minute: int, asset_id: str = "BTC", **changes: Any) -> CandleRec
         high=Decimal("101"),
         low=Decimal("99.25"),
         close=Decimal("100.75"),
+        volume=Decimal("1234567.89"),
     )
     return candle.evolve(**changes)
 
@@ -217,6 +218,25 @@ class TestCandles:
         assert before == candles[1:4]
         assert everything == candles
         assert none == []
+
+    async def test_lists_a_range_from_its_start_or_its_end(self, store: Store) -> None:
+        candles = [make_candle(minute) for minute in range(8)]
+        await commit(store, lambda uow: uow.candles.upsert([*candles, make_candle(3, "ETH")]))
+        async with store.unit_of_work() as uow:
+            start, end = at(minutes=2), at(minutes=7)
+            earliest = await uow.candles.list(
+                "BTC", "1m", limit=3, start=start, end=end, earliest=True
+            )
+            latest = await uow.candles.list("BTC", "1m", limit=3, start=start, end=end)
+            short = await uow.candles.list("BTC", "1m", limit=9, start=start, end=end)
+        assert earliest == candles[2:5]
+        assert latest == candles[4:7]
+        assert short == candles[2:7]
+
+    async def test_a_candle_without_a_volume_reads_back_without_one(self, store: Store) -> None:
+        await commit(store, lambda uow: uow.candles.upsert([make_candle(0, volume=None)]))
+        async with store.unit_of_work() as uow:
+            assert await uow.candles.list("BTC", "1m", limit=1) == [make_candle(0, volume=None)]
 
     async def test_purges_one_interval_before_a_time_and_counts(self, store: Store) -> None:
         def stage(uow: UnitOfWork) -> None:

@@ -164,6 +164,7 @@ class CandleRecord(_Record):
     high: Decimal
     low: Decimal
     close: Decimal
+    volume: Decimal | None = None  # USD traded; None on candles written before schema 5
 
 
 # --- orders --------------------------------------------------------------------------------

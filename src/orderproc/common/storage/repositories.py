@@ -291,16 +291,18 @@ class CandleRepository(_Repository):
             self._staged.append(Upsert(s.CANDLES, tuple(candles)))
 
     async def list(
-        self, asset_id: str, interval: str, *, limit: int, end: datetime | None = None
-    ) -> builtins.list[CandleRecord]:
-        """The latest `limit` candles opening before `end` (if given), oldest first."""
+        self, asset_id: str, interval: str, *, limit: int, start: datetime | None = None,
+        end: datetime | None = None, earliest: bool = False,
+    ) -> builtins.list[CandleRecord]:  # fmt: skip
+        """The latest `limit` candles opening in [start, end) (bounds optional), or with
+        `earliest` the first `limit`; oldest first. A range scan of the key."""
         where = conditions(
-            ("asset_id", "=", asset_id), ("interval", "=", interval), ("open_time", "<", end)
-        )
-        rows = await self._reads.select(
-            s.CANDLES, where, order=("open_time DESC",), limit=max(limit, 0)
-        )
-        return rows[::-1]
+            ("asset_id", "=", asset_id), ("interval", "=", interval),
+            ("open_time", ">=", start), ("open_time", "<", end),
+        )  # fmt: skip
+        order = "open_time" if earliest else "open_time DESC"
+        rows = await self._reads.select(s.CANDLES, where, order=(order,), limit=max(limit, 0))
+        return rows if earliest else rows[::-1]
 
     async def purge(self, interval: str, *, before: datetime) -> int:
         """Delete candles of `interval` opening before `before`, now (not staged), in chunks."""

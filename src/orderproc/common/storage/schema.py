@@ -26,7 +26,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from orderproc.common.storage import records as r
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 R = TypeVar("R")
 
 Kind = Literal["text", "int", "bool", "time", "date", "decimal", "json"]
