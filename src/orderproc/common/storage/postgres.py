@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import itertools
+import re
 from collections.abc import Sequence
 from decimal import Decimal
 from functools import cache
@@ -23,11 +25,10 @@ from urllib.parse import urlsplit
 import asyncpg
 import orjson
 
-from orderproc.common.clock import SystemClock
 from orderproc.common.storage import sql
 from orderproc.common.storage.intents import Intent, SetFields, Upsert, collapse, key_of
 from orderproc.common.storage.repositories import Cond, UnitOfWork
-from orderproc.common.storage.schema import SCHEMA_VERSION, Table
+from orderproc.common.storage.schema import Table
 from orderproc.common.storage.sql import Statement
 from orderproc.errors import (
     ConcurrencyConflict,
@@ -103,13 +104,33 @@ def plain(stored: Decimal) -> Decimal:
     return stored.normalize()
 
 
+EXPECT_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION orderproc_expect(ok boolean) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT ok THEN
+        RAISE EXCEPTION 'a write''s condition did not hold' USING ERRCODE = '{_UNMET}';
+    END IF;
+    RETURN true;
+END $$
+"""
+
+
 class PostgresDialect(sql.Dialect):
     """Money and quantities BIGINT (cents, 10^-8 units); prices, cost basis and realized P&L
     NUMERIC(38,18); times TIMESTAMPTZ (microseconds); dicts JSONB, except where the text must
     come back as written (JSON). Lists break time ties by a `seq` identity column."""
 
-    name, seq = "postgresql", "seq"
+    seq = "seq"
     reorder = " ORDER BY page_at DESC, page_seq DESC"
+    columns_query = (
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = current_schema()"
+    )
+    indexes_query = (
+        "SELECT indexname, tablename FROM pg_indexes WHERE schemaname = current_schema() "
+        "AND indexname NOT IN (SELECT conname FROM pg_constraint)"
+    )
+    functions = (EXPECT_FUNCTION,)
     types = {
         "text": "TEXT", "int": "BIGINT", "bool": "BOOLEAN", "time": "TIMESTAMPTZ",
         "date": "DATE", "decimal": "NUMERIC(38,18)", "json": "JSONB",
@@ -160,24 +181,13 @@ class PostgresDialect(sql.Dialect):
 
 
 DIALECT = PostgresDialect()
-BOOKKEEPING = (
-    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
-    "description TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
-)
-EXPECT_FUNCTION = f"""
-CREATE OR REPLACE FUNCTION orderproc_expect(ok boolean) RETURNS boolean LANGUAGE plpgsql AS $$
-BEGIN
-    IF NOT ok THEN
-        RAISE EXCEPTION 'a write''s condition did not hold' USING ERRCODE = '{_UNMET}';
-    END IF;
-    RETURN true;
-END $$
-"""
 
 
 @cache
 def _numbered(statement: str) -> str:
-    return sql.numbered(statement)
+    """`?` placeholders as PostgreSQL's `$1`, `$2`, … in order."""
+    counter = itertools.count(1)
+    return re.sub(r"\?", lambda _: f"${next(counter)}", statement)
 
 
 class _Session(sql.SqlReads):
@@ -231,16 +241,13 @@ class _Session(sql.SqlReads):
         # SKIP LOCKED: another process's purger (or a request replacing an expired record)
         # holding a row costs a skip, not a wait; the outer test keeps a row changed meanwhile.
         conditions, params = DIALECT.where(table, where)
-        statement = _numbered(
-            f"DELETE FROM {table.name} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table.name} "
-            f"WHERE {conditions} LIMIT ? FOR UPDATE SKIP LOCKED)) AND {conditions}"
+        deleted = await self._rows(
+            f"WITH gone AS (DELETE FROM {table.name} WHERE ctid = ANY(ARRAY(SELECT ctid FROM "
+            f"{table.name} WHERE {conditions} LIMIT ? FOR UPDATE SKIP LOCKED)) AND {conditions} "
+            "RETURNING 1) SELECT count(*) FROM gone",
+            (*params, limit, *params),
         )
-        try:
-            status = await (await self._connection()).execute(statement, *params, limit, *params)
-        except DRIVER_ERRORS as error:
-            raise_fault(error)
-            raise
-        return int(status.rsplit(" ", 1)[-1])
+        return int(deleted[0][0])
 
     async def apply(self, intents: builtins.list[Intent]) -> None:
         """The unit's writes as one statement (see the module's docstring); a lost race is a
@@ -253,14 +260,11 @@ class _Session(sql.SqlReads):
             conn = await self._connection()
             try:
                 if _rows_written_once(intents):
-                    text, params = _as_one(statements)
-                    await conn.fetchval(_numbered(text), *params)
+                    await _write(conn, statements)
                 else:  # one row written twice: a statement each, in one transaction
                     async with conn.transaction():
                         for statement in statements:
-                            status = await conn.execute(_numbered(statement.sql), *statement.params)
-                            if statement.expect not in (None, int(status.rsplit(" ", 1)[-1])):
-                                raise ConcurrencyConflict()
+                            await _write(conn, [statement])
             except _CONFLICTS as failed:
                 raise ConcurrencyConflict() from failed
             except asyncpg.PostgresError as failed:
@@ -292,19 +296,17 @@ def _rows_written_once(intents: builtins.list[Intent]) -> bool:
     return len(keys) == len(set(keys))
 
 
-def _as_one(statements: builtins.list[Statement]) -> tuple[str, builtins.list[Any]]:
-    """One statement of `statements`: each a `WITH` clause, and a SELECT that checks every
-    expected row count (all clauses run, referenced or not, on one snapshot)."""
+async def _write(conn: Any, statements: builtins.list[Statement]) -> None:
+    """`statements` as one: each a `WITH` clause, and a SELECT that checks every expected row
+    count (all clauses run, referenced or not, on one snapshot)."""
     clauses, checks, params = [], [], builtins.list[Any]()
     for n, statement in enumerate(statements):
         clauses.append(f"w{n} AS ({statement.sql} RETURNING 1)")
         params += statement.params
         if statement.expect is not None:
             checks.append(f"(SELECT count(*) FROM w{n}) = {statement.expect}")
-    return (
-        f"WITH {', '.join(clauses)} SELECT orderproc_expect({' AND '.join(checks) or 'true'})",
-        params,
-    )
+    text = f"WITH {', '.join(clauses)} SELECT orderproc_expect({' AND '.join(checks) or 'true'})"
+    await conn.fetchval(_numbered(text), *params)
 
 
 async def _keep_session(conn: Any) -> None:
@@ -334,8 +336,15 @@ class PostgresStore:
 
     @property
     def address(self) -> str:
-        """`host:port`, never the credentials."""
-        return server_address(self._dsn)
+        """`host:port` of the DSN (5432 if unsaid), for messages: no user, no password."""
+        try:
+            parts = urlsplit(self._dsn)
+            host = parts.hostname or "localhost"
+            port = parts.port or 5432
+        except ValueError:
+            return "the configured address"
+        shown = f"[{host}]" if ":" in host else host
+        return f"{shown}:{port}"
 
     async def pool(self) -> Any:
         """The connection pool, opened on first use."""
@@ -365,24 +374,18 @@ class PostgresStore:
     async def migrate(self) -> None:
         """Bring the database to the declared schema in place, in one transaction under a lock
         every migrating process takes first: the second finds nothing to do."""
-        wait = MIGRATION_TIMEOUT_SECONDS
-        pool = await self.pool()
         try:
-            async with pool.acquire() as conn, conn.transaction():
-                await conn.execute(
-                    "SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY, timeout=wait
-                )
-                await conn.execute(BOOKKEEPING, timeout=wait)
-                found = await _found(conn)
-                if not sql.pending(found):
-                    return
-                for statement in [*sql.upgrade(DIALECT, found), EXPECT_FUNCTION]:
-                    await conn.execute(statement, timeout=wait)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, description, applied_at) "
-                    "VALUES ($1, $2, $3)",
-                    SCHEMA_VERSION, sql.DESCRIPTION, SystemClock().now(), timeout=wait,
-                )  # fmt: skip
+            async with (await self.pool()).acquire() as conn, conn.transaction():
+
+                async def run(statement: str, params: sql.Params) -> builtins.list[Any]:
+                    wait = MIGRATION_TIMEOUT_SECONDS
+                    rows: builtins.list[Any] = await conn.fetch(
+                        _numbered(statement), *params, timeout=wait
+                    )
+                    return rows
+
+                await run("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK_KEY,))
+                await sql.migrate(DIALECT, run)
         except DRIVER_ERRORS as error:
             raise_fault(error)
             raise
@@ -404,30 +407,3 @@ class PostgresStore:
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
-
-
-async def _found(conn: Any) -> sql.Found:
-    columns: dict[str, set[str]] = {}
-    for table, column in await conn.fetch(
-        "SELECT table_name, column_name FROM information_schema.columns "
-        "WHERE table_schema = current_schema()"
-    ):
-        columns.setdefault(table, set()).add(column)
-    indexes = await conn.fetch(
-        "SELECT indexname, tablename FROM pg_indexes WHERE schemaname = current_schema() "
-        "AND indexname NOT IN (SELECT conname FROM pg_constraint)"
-    )
-    version = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
-    return sql.Found(columns, {row[0]: row[1] for row in indexes}, version)
-
-
-def server_address(dsn: str) -> str:
-    """`host:port` of a PostgreSQL URL (5432 if unsaid), for messages: no user, no password."""
-    try:
-        parts = urlsplit(dsn)
-        host = parts.hostname or "localhost"
-        port = parts.port or 5432
-    except ValueError:
-        return "the configured address"
-    shown = f"[{host}]" if ":" in host else host
-    return f"{shown}:{port}"

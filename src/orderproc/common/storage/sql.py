@@ -1,23 +1,22 @@
 """What SQLite and PostgreSQL share: the schema's DDL and row codecs, the SQL of every read
 primitive and of every write intent, and the migrator that brings a database to the schema.
 
-Statements are written once with `?` placeholders; a `Dialect` supplies the few things that
-differ: column types, value codecs, the insertion-order column (`rowid` or `seq`), and `$n`
-placeholders for PostgreSQL. Each backend runs what is built here: `sqlite` one statement at a
+Statements are written once with `?` placeholders (`postgres` numbers them as it runs them); a
+`Dialect` supplies the few things that differ: column types, value codecs, the insertion-order
+column (`rowid` or `seq`). Each backend runs what is built here: `sqlite` one statement at a
 time inside its group commit, `postgres` a unit's statements as one.
 """
 
 from __future__ import annotations
 
 import builtins
-import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 from functools import cache
 from typing import Any, NamedTuple, TypeVar
 
 import orjson
 
+from orderproc.common.clock import SystemClock
 from orderproc.common.storage.intents import Increment, Insert, Intent, SetFields, Update, Upsert
 from orderproc.common.storage.records import SCAN_ROWS, Page, PageKey
 from orderproc.common.storage.repositories import Cond
@@ -48,7 +47,6 @@ class Statement(NamedTuple):
 class Dialect:
     """How one SQL database spells the schema. Subclasses fill in the class attributes."""
 
-    name = ""
     seq = ""  # the insertion-order column
     types: dict[Kind, str] = {}
     encoders: dict[Kind, Codec] = {}  # Python value -> parameter; identity where absent
@@ -57,6 +55,9 @@ class Dialect:
     # they come, and sorting would read the whole subquery first (measured: 5x the CPU); on
     # PostgreSQL the planner sees the order carry through and sorts nothing.
     reorder = ""
+    columns_query = ""  # (table, column) for every column of every table
+    indexes_query = ""  # (index, table) for every index we made (not a key's or a UNIQUE's)
+    functions: tuple[str, ...] = ()  # (re)created whenever a migration runs
 
     def column_type(self, table: Table[Any], name: str) -> str:
         return self.types[table.kinds[name]]
@@ -92,14 +93,6 @@ class Dialect:
         unique = "UNIQUE " if index.unique else ""
         where = f" WHERE {index.where}" if index.where else ""
         return f"CREATE {unique}INDEX {index.name} ON {table.name} ({', '.join(columns)}){where}"
-
-    def ddl(self) -> builtins.list[str]:
-        """The whole schema, as a fresh database gets it."""
-        statements = []
-        for table in TABLES:
-            statements.append(self.create_table(table))
-            statements += [self.create_index(table, index) for index in table.indexes]
-        return statements
 
     # --- row codecs -------------------------------------------------------------------------
 
@@ -167,10 +160,7 @@ class Dialect:
             sql += " ORDER BY " + ", ".join(
                 self.seq + term[3:] if term.split()[0] == "seq" else term for term in order
             )
-        return self.placeholders(sql + (" LIMIT ?" if limited else ""))
-
-    def placeholders(self, sql: str) -> str:
-        return sql
+        return sql + (" LIMIT ?" if limited else "")
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -178,27 +168,22 @@ class Dialect:
         """The statements of a unit's intents, in order."""
         statements = []
         for intent in intents:
-            kind, table = type(intent), intent.table
-            if kind is Insert:
-                assert isinstance(intent, Insert)
+            table = intent.table
+            if isinstance(intent, Insert):
                 sql = self._insert(table, intent.if_absent)
                 expect = None if intent.if_absent else 1
                 statements.append(Statement(sql, self.encoder(table)(intent.row), expect))
-            elif kind is Update:
-                assert isinstance(intent, Update)
+            elif isinstance(intent, Update):
                 params = (*self.update_encoder(table)(intent.row), intent.expected_version)
                 statements.append(Statement(self._update(table), params))
-            elif kind is Upsert:
-                assert isinstance(intent, Upsert)
+            elif isinstance(intent, Upsert):
                 statements += self.upsert(intent)
-            elif kind is Increment:
-                assert isinstance(intent, Increment)
+            elif isinstance(intent, Increment):
                 values = self.encoder(table)(intent.row)
                 amount = getattr(intent.row, intent.column)
                 params = (*values, amount, intent.limit, intent.limit)
                 statements.append(Statement(self._increment(table, intent.column), params))
             else:
-                assert isinstance(intent, SetFields)
                 statements += self.set_fields(intent)
         return statements
 
@@ -220,23 +205,20 @@ class Dialect:
         )  # fmt: skip
         assignments = ", ".join(f"{name} = ?" for name in intent.columns)
         sql = f"UPDATE {table.name} SET {assignments} WHERE {_key_match(table)}"
-        return [Statement(self.placeholders(sql), rows, expect=None, many=True)]
+        return [Statement(sql, rows, expect=None, many=True)]
 
     @cache  # noqa: B019
     def _insert(self, table: Table[Any], if_absent: bool) -> str:
-        marks = ", ".join("?" * len(table.names))
         absent = " ON CONFLICT DO NOTHING" if if_absent else ""
-        return self.placeholders(
-            f"INSERT INTO {table.name} ({', '.join(table.names)}) VALUES ({marks}){absent}"
+        return (
+            f"INSERT INTO {table.name} ({', '.join(table.names)}) VALUES ({_marks(table)}){absent}"
         )
 
     @cache  # noqa: B019
     def _update(self, table: Table[Any]) -> str:
         # The key is not SET: naming a column there makes SQLite rewrite the indexes that hold it.
         assignments = ", ".join(f"{name} = ?" for name in table.names if name not in table.key)
-        return self.placeholders(
-            f"UPDATE {table.name} SET {assignments} WHERE {_key_match(table)} AND version = ?"
-        )
+        return f"UPDATE {table.name} SET {assignments} WHERE {_key_match(table)} AND version = ?"
 
     @cache  # noqa: B019
     def _upsert(self, table: Table[Any], stale: tuple[str, str] | None) -> str:
@@ -246,14 +228,14 @@ class Dialect:
         sql += f" ON CONFLICT ({', '.join(table.key)}) DO UPDATE SET {assignments}"
         if stale is not None:
             sql += f" WHERE {table.name}.{stale[0]} <= excluded.{stale[1]}"
-        return self.placeholders(sql)
+        return sql
 
     @cache  # noqa: B019
     def _increment(self, table: Table[Any], column: str) -> str:
         # The SELECT's WHERE refuses a first row over the limit; the upsert's WHERE a later one.
         values = ", ".join(f"?{self.cast(table, name)}" for name in table.names)
         amount, limit = self.cast(table, column), self.cast(table, column)
-        return self.placeholders(
+        return (
             f"INSERT INTO {table.name} ({', '.join(table.names)}) SELECT {values} "
             f"WHERE ?{amount} <= ?{limit} ON CONFLICT ({', '.join(table.key)}) DO UPDATE "
             f"SET {column} = {table.name}.{column} + excluded.{column} "
@@ -395,35 +377,47 @@ class SqlReads:
         return int(total or 0), self._key(last[0])
 
 
-_PLACEHOLDER = re.compile(r"\?")
-
-
-def numbered(sql: str) -> str:
-    """`?` placeholders as PostgreSQL's `$1`, `$2`, … in order."""
-    counter = iter(range(1, 1_000_000))
-    return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
-
-
 # --- migrations -------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True, slots=True)
-class Found:
-    """What a database holds: tables with their columns, and our indexes with their table."""
-
-    columns: dict[str, set[str]]
-    indexes: dict[str, str]
-    version: int  # the highest applied, 0 for none
+Run = Callable[[str, Params], Awaitable[builtins.list[Any]]]
 
 
-def upgrade(dialect: Dialect, found: Found) -> builtins.list[str]:
-    """The statements that bring `found` to the declared schema in place, keeping every row:
-    missing tables, columns and indexes are created, indexes no longer declared dropped.
-    Anything else (a column's type, a rename) is a change this cannot make: it needs a step
-    written for it, and raises here until there is one."""
+async def migrate(dialect: Dialect, run: Run) -> None:
+    """Bring the database `run` reaches to the declared schema in place, inside the caller's
+    transaction and under its lock: two processes migrating at once take turns, and the second
+    finds nothing to do."""
+    await run(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+        f"description TEXT NOT NULL, applied_at {dialect.types['time']} NOT NULL)",
+        (),
+    )
+    columns: dict[str, set[str]] = {}
+    for table, column in await run(dialect.columns_query, ()):
+        columns.setdefault(table, set()).add(column)
+    indexes = {row[0]: row[1] for row in await run(dialect.indexes_query, ())}
+    found = await run("SELECT coalesce(max(version), 0) FROM schema_migrations", ())
+    if found[0][0] >= SCHEMA_VERSION:
+        return
+    for statement in [*upgrade(dialect, columns, indexes), *dialect.functions]:
+        await run(statement, ())
+    now, encode = SystemClock().now(), dialect.encoders.get("time")
+    await run(
+        "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+        (SCHEMA_VERSION, DESCRIPTION, now if encode is None else encode(now)),
+    )
+
+
+def upgrade(
+    dialect: Dialect, columns: dict[str, set[str]], indexes: dict[str, str]
+) -> builtins.list[str]:
+    """The statements that bring the tables' `columns` and our `indexes` (by name, with their
+    table) to the declared schema in place, keeping every row: missing tables, columns and
+    indexes are created, indexes no longer declared dropped. Anything else (a column's type, a
+    rename) is a change this cannot make: it needs a step written for it, and raises here until
+    there is one."""
     statements: builtins.list[str] = []
     for table in TABLES:
-        present = found.columns.get(table.name)
+        present = columns.get(table.name)
         if present is None:
             statements.append(dialect.create_table(table))
             statements += [dialect.create_index(table, index) for index in table.indexes]
@@ -438,13 +432,9 @@ def upgrade(dialect: Dialect, found: Found) -> builtins.list[str]:
                 statements.append(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
         declared = {index.name for index in table.indexes}
         for index in table.indexes:
-            if index.name not in found.indexes:
+            if index.name not in indexes:
                 statements.append(dialect.create_index(table, index))
-        for index_name, on in sorted(found.indexes.items()):
+        for index_name, on in sorted(indexes.items()):
             if on == table.name and index_name not in declared:
                 statements.append(f"DROP INDEX IF EXISTS {index_name}")
     return statements
-
-
-def pending(found: Found) -> bool:
-    return found.version < SCHEMA_VERSION

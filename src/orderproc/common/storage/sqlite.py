@@ -22,11 +22,11 @@ from typing import Any
 
 import orjson
 
-from orderproc.common.clock import SystemClock, from_micros, to_micros
+from orderproc.common.clock import from_micros, to_micros
 from orderproc.common.storage import sql
 from orderproc.common.storage.intents import Intent
 from orderproc.common.storage.repositories import Cond, UnitOfWork
-from orderproc.common.storage.schema import SCHEMA_VERSION, Table
+from orderproc.common.storage.schema import Table
 from orderproc.common.storage.sql import Statement
 from orderproc.errors import (
     ConcurrencyConflict,
@@ -85,7 +85,14 @@ class SqliteDialect(sql.Dialect):
     decimal TEXT (read, never compared); times INTEGER microseconds since the epoch (UTC);
     dates ISO text; dicts JSON text."""
 
-    name, seq = "sqlite", "rowid"
+    seq = "rowid"
+    columns_query = (
+        "SELECT m.name, c.name FROM sqlite_master AS m, pragma_table_info(m.name) AS c "
+        "WHERE m.type = 'table'"
+    )
+    indexes_query = (
+        "SELECT name, tbl_name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+    )
     types = {
         "text": "TEXT", "int": "INTEGER", "bool": "INTEGER", "time": "INTEGER", "date": "TEXT",
         "decimal": "TEXT", "json": "TEXT",
@@ -101,10 +108,6 @@ class SqliteDialect(sql.Dialect):
 
 
 DIALECT = SqliteDialect()
-BOOKKEEPING = (
-    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
-    "description TEXT NOT NULL, applied_at INTEGER NOT NULL)"
-)
 
 
 class _Session(sql.SqlReads):
@@ -304,57 +307,22 @@ class SqliteStore:
     async def migrate(self) -> None:
         """Bring the file to the declared schema in place, in one transaction: two processes
         migrating at once take turns, and the second finds nothing to do."""
-        conn = self._conn
+        run = self._session._rows  # maps the driver's faults
+        await run("BEGIN IMMEDIATE", ())
         try:
-            conn.execute(BOOKKEEPING)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                found = self._found()
-                if sql.pending(found):
-                    for statement in sql.upgrade(DIALECT, found):
-                        conn.execute(statement)
-                    conn.execute(
-                        "INSERT INTO schema_migrations (version, description, applied_at) "
-                        "VALUES (?, ?, ?)",
-                        (SCHEMA_VERSION, sql.DESCRIPTION, to_micros(SystemClock().now())),
-                    )
-            except BaseException:
-                if conn.in_transaction:  # SQLite ends it itself after some errors
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        except sqlite3.Error as error:
-            raise_fault(error)
+            await sql.migrate(DIALECT, run)
+        except BaseException:
+            if self._conn.in_transaction:  # SQLite ends it itself after some errors
+                await run("ROLLBACK", ())
             raise
-
-    def _found(self) -> sql.Found:
-        conn = self._conn
-        tables = [
-            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        ]
-        columns = {
-            name: {row[1] for row in conn.execute(f"PRAGMA table_info({name})")} for name in tables
-        }
-        indexes = dict(
-            conn.execute(
-                "SELECT name, tbl_name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
-            )
-        )
-        version = conn.execute(
-            "SELECT coalesce(max(version), 0) FROM schema_migrations"
-        ).fetchone()[0]
-        return sql.Found(columns, indexes, version)
+        await run("COMMIT", ())
 
     def applied_versions(self) -> builtins.list[int]:
         rows = self._conn.execute("SELECT version FROM schema_migrations ORDER BY version")
         return [row[0] for row in rows.fetchall()]
 
     async def ping(self) -> None:
-        try:
-            self._conn.execute("SELECT 1").fetchone()
-        except sqlite3.Error as error:
-            raise_fault(error)
-            raise
+        await self._session._rows("SELECT 1", ())
 
     async def close(self) -> None:
         if self._checkpointer is not None:
