@@ -121,6 +121,7 @@ class PostgresDialect(sql.Dialect):
     come back as written (JSON). Lists break time ties by a `seq` identity column."""
 
     seq = "seq"
+    identity = "seq BIGINT GENERATED ALWAYS AS IDENTITY"
     reorder = " ORDER BY page_at DESC, page_seq DESC"
     columns_query = (
         "SELECT table_name, column_name FROM information_schema.columns "
@@ -142,9 +143,6 @@ class PostgresDialect(sql.Dialect):
         if name == "version":
             return "INTEGER"
         return "JSON" if name in table.ordered_json else super().column_type(table, name)
-
-    def extra_columns(self, table: Table[Any]) -> builtins.list[str]:
-        return ["seq BIGINT GENERATED ALWAYS AS IDENTITY"] if table.listed else []
 
     def cast(self, table: Table[Any], name: str) -> str:
         return "::" + self.column_type(table, name)

@@ -20,7 +20,7 @@ from orderproc.common.clock import SystemClock
 from orderproc.common.storage.intents import Increment, Insert, Intent, SetFields, Update, Upsert
 from orderproc.common.storage.records import SCAN_ROWS, Page, PageKey
 from orderproc.common.storage.repositories import Cond
-from orderproc.common.storage.schema import SCHEMA_VERSION, TABLES, Index, Kind, Table
+from orderproc.common.storage.schema import SCHEMA_VERSION, TABLES, Column, Index, Kind, Table
 
 Params = tuple[Any, ...]
 R = TypeVar("R")
@@ -58,6 +58,8 @@ class Dialect:
     columns_query = ""  # (table, column) for every column of every table
     indexes_query = ""  # (index, table) for every index we made (not a key's or a UNIQUE's)
     functions: tuple[str, ...] = ()  # (re)created whenever a migration runs
+    identity = ""  # a listed table's insertion-order column, where the store has none built in
+    clustered = ""  # what follows the definition of a table clustered by its key
 
     def column_type(self, table: Table[Any], name: str) -> str:
         return self.types[table.kinds[name]]
@@ -73,22 +75,18 @@ class Dialect:
             f"{c.name} {self.column_type(table, c.name)}{'' if c.nullable else ' NOT NULL'}"
             for c in table.columns
         ]
-        lines += self.extra_columns(table)
+        if table.listed and self.identity:
+            lines.append(self.identity)
         lines.append(f"PRIMARY KEY ({', '.join(table.key)})")
         lines += [f"UNIQUE ({name})" for name in table.unique]
         lines += [f"CHECK ({check})" for check in table.checks]
         body = ",\n    ".join(lines)
-        return f"CREATE TABLE {table.name} (\n    {body}\n){self.table_suffix(table)}"
-
-    def extra_columns(self, table: Table[Any]) -> builtins.list[str]:
-        return []
-
-    def table_suffix(self, table: Table[Any]) -> str:
-        return ""
+        suffix = self.clustered if table.clustered else ""
+        return f"CREATE TABLE {table.name} (\n    {body}\n){suffix}"
 
     def create_index(self, table: Table[Any], index: Index) -> str:
         columns = builtins.list(index.columns)
-        if table.listed and self.seq != "rowid" and columns[-1].startswith("created_at"):
+        if table.listed and self.identity and columns[-1].startswith("created_at"):
             columns.append(columns[-1].replace("created_at", self.seq))  # ties, newest first
         unique = "UNIQUE " if index.unique else ""
         where = f" WHERE {index.where}" if index.where else ""
@@ -99,25 +97,19 @@ class Dialect:
     @cache  # noqa: B019 - one per (dialect, table), for the life of the process
     def encoder(self, table: Table[Any]) -> Callable[[Any], Params]:
         """record -> the parameters of every column, in `table.names` order."""
-        return _compiled(
-            "encode", "r", [(c.name, c.nullable, self.encoders.get(c.kind)) for c in table.columns]
-        )
+        return _compiled("encode", "r", table.columns, self.encoders)
 
     @cache  # noqa: B019
     def update_encoder(self, table: Table[Any]) -> Callable[[Any], Params]:
         """record -> the parameters of `_update`: the columns it sets, then the key."""
         ordered = sorted(table.columns, key=lambda c: c.name in table.key)  # stable
-        return _compiled(
-            "encode", "r", [(c.name, c.nullable, self.encoders.get(c.kind)) for c in ordered]
-        )
+        return _compiled("encode", "r", ordered, self.encoders)
 
     @cache  # noqa: B019
     def decoder(self, table: Table[Any]) -> Callable[[Any], Any]:
         """a row of `table.read_names` -> the record."""
-        fields = [
-            (c.name, c.nullable, self.decoders.get(c.kind)) for c in table.columns if not c.derived
-        ]
-        return _compiled("decode", "row", fields, record=table.record)
+        read = [column for column in table.columns if not column.derived]
+        return _compiled("decode", "row", read, self.decoders, record=table.record)
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -256,18 +248,23 @@ def _key_match(table: Table[Any]) -> str:
 
 
 def _compiled(
-    name: str, argument: str, fields: Sequence[tuple[str, bool, Codec | None]], record: Any = None
+    name: str,
+    argument: str,
+    columns: Sequence[Column],
+    codecs: dict[Kind, Codec],
+    record: Any = None,
 ) -> Callable[[Any], Any]:
     """A function built from source once, as `dataclasses` builds `__init__`: it runs on every
     row, so it reads each field by name with its codec inline, and no loop."""
     namespace: dict[str, Any] = {"Record": record}
     parts = []
-    for index, (field, nullable, codec) in enumerate(fields):
-        value = f"{argument}[{index}]" if record is not None else f"{argument}.{field}"
+    for index, column in enumerate(columns):
+        value = f"{argument}[{index}]" if record is not None else f"{argument}.{column.name}"
+        codec = codecs.get(column.kind)
         if codec is not None:
             namespace[f"c{index}"] = codec
             coded = f"c{index}({value})"
-            value = f"(None if {value} is None else {coded})" if nullable else coded
+            value = f"(None if {value} is None else {coded})" if column.nullable else coded
         parts.append(value)  # positional: the columns read are the record's fields, in order
     joined = ", ".join(parts)
     body = f"Record({joined})" if record is not None else f"({joined},)"

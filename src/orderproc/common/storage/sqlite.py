@@ -86,6 +86,7 @@ class SqliteDialect(sql.Dialect):
     dates ISO text; dicts JSON text."""
 
     seq = "rowid"
+    clustered = " WITHOUT ROWID"
     columns_query = (
         "SELECT m.name, c.name FROM sqlite_master AS m, pragma_table_info(m.name) AS c "
         "WHERE m.type = 'table'"
@@ -102,9 +103,6 @@ class SqliteDialect(sql.Dialect):
         "time": from_micros, "date": date.fromisoformat, "decimal": Decimal, "json": orjson.loads,
         "bool": bool,
     }  # fmt: skip
-
-    def table_suffix(self, table: Table[Any]) -> str:
-        return " WITHOUT ROWID" if table.clustered else ""
 
 
 DIALECT = SqliteDialect()
