@@ -55,7 +55,9 @@ def test_sqlite_faults_by_code(code: int, kind: type[StoreUnavailable]) -> None:
 )
 def test_what_is_not_a_sqlite_fault_stays_as_it_is(error: BaseException) -> None:
     assert sqlite_core.store_fault(error) is None
-    sqlite_core.raise_fault(error)  # returns: the caller re-raises the original
+    with pytest.raises(type(error)) as raised, sqlite_core.FAULTS:
+        raise error
+    assert raised.value is error  # goes on as it is
 
 
 @pytest.mark.parametrize(
@@ -81,8 +83,9 @@ def test_postgres_faults_by_sqlstate_and_kind(
     fault = postgres_core.store_fault(error)
     assert type(fault) is kind
     assert fault.__cause__ is error
-    with pytest.raises(kind):
-        postgres_core.raise_fault(error)
+    with pytest.raises(kind) as raised, postgres_core.FAULTS:
+        raise error
+    assert raised.value.__cause__ is error
 
 
 @pytest.mark.parametrize(
@@ -96,3 +99,6 @@ def test_postgres_faults_by_sqlstate_and_kind(
 )
 def test_what_is_not_a_postgres_fault_stays_as_it_is(error: BaseException) -> None:
     assert postgres_core.store_fault(error) is None
+    with pytest.raises(type(error)) as raised, postgres_core.FAULTS:
+        raise error
+    assert raised.value is error

@@ -49,9 +49,6 @@ MIGRATION_LOCK_KEY = 0x0D_E2_0C_E5_50_12_00_01
 _INTEGER = Decimal(1)
 _UNMET = "OPX01"  # the SQLSTATE `orderproc_expect` raises: a write's condition did not hold
 
-# What the driver raises; `store_fault` says which of these are faults of the store.
-DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)  # OSError: timeouts too
-
 # Faults by SQLSTATE, then by SQLSTATE class. Left out on purpose: class 23 and 40 (conflicts,
 # see _CONFLICTS), 22 and 42 (the code's own mistakes), XX (internal errors, corruption).
 _FAULT_STATES: dict[str, type[StoreUnavailable]] = {
@@ -88,12 +85,7 @@ def store_fault(error: BaseException) -> StoreUnavailable | None:
     return fault
 
 
-def raise_fault(error: BaseException) -> None:
-    """Raise the store error `error` stands for if it is a fault; otherwise return, and the
-    caller re-raises `error` as it is."""
-    fault = store_fault(error)
-    if fault is not None:
-        raise fault from error
+FAULTS = sql.Faults(store_fault)
 
 
 def plain(stored: Decimal) -> Decimal:
@@ -210,11 +202,8 @@ class _Session(sql.SqlReads):
                 self._conn = held
             else:
                 pool = await self._store.pool()
-                try:
+                with FAULTS:
                     self._conn = await pool.acquire()
-                except DRIVER_ERRORS as error:
-                    raise_fault(error)
-                    raise
                 self._store.held[task] = self._conn
                 self._owner = True
         return self._conn
@@ -227,12 +216,9 @@ class _Session(sql.SqlReads):
             await (await self._store.pool()).release(conn)
 
     async def _rows(self, statement: str, params: Sequence[Any]) -> builtins.list[Any]:
-        try:
-            conn = await self._connection()
+        conn = await self._connection()
+        with FAULTS:
             rows: builtins.list[Any] = await conn.fetch(_numbered(statement), *params)
-        except DRIVER_ERRORS as error:
-            raise_fault(error)
-            raise
         return rows
 
     async def delete(self, table: Table[Any], where: Sequence[Cond], *, limit: int) -> int:
@@ -256,22 +242,20 @@ class _Session(sql.SqlReads):
         statements = DIALECT.compile(intents)
         try:
             conn = await self._connection()
-            try:
-                if _rows_written_once(intents):
-                    await _write(conn, statements)
-                else:  # one row written twice: a statement each, in one transaction
-                    async with conn.transaction():
-                        for statement in statements:
-                            await _write(conn, [statement])
-            except _CONFLICTS as failed:
-                raise ConcurrencyConflict() from failed
-            except asyncpg.PostgresError as failed:
-                if getattr(failed, "sqlstate", None) == _UNMET:
+            with FAULTS:
+                try:
+                    if _rows_written_once(intents):
+                        await _write(conn, statements)
+                    else:  # one row written twice: a statement each, in one transaction
+                        async with conn.transaction():
+                            for statement in statements:
+                                await _write(conn, [statement])
+                except _CONFLICTS as failed:
                     raise ConcurrencyConflict() from failed
-                raise
-        except DRIVER_ERRORS as error:
-            raise_fault(error)
-            raise
+                except asyncpg.PostgresError as failed:
+                    if getattr(failed, "sqlstate", None) == _UNMET:
+                        raise ConcurrencyConflict() from failed
+                    raise
         finally:
             await self.close()  # reads after a commit take the connection again
 
@@ -372,7 +356,7 @@ class PostgresStore:
     async def migrate(self) -> None:
         """Bring the database to the declared schema in place, in one transaction under a lock
         every migrating process takes first: the second finds nothing to do."""
-        try:
+        with FAULTS:
             async with (await self.pool()).acquire() as conn, conn.transaction():
 
                 async def run(statement: str, params: sql.Params) -> builtins.list[Any]:
@@ -384,9 +368,6 @@ class PostgresStore:
 
                 await run("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK_KEY,))
                 await sql.migrate(DIALECT, run)
-        except DRIVER_ERRORS as error:
-            raise_fault(error)
-            raise
 
     async def applied_versions(self) -> builtins.list[int]:
         pool = await self.pool()
@@ -395,11 +376,8 @@ class PostgresStore:
 
     async def ping(self) -> None:
         pool = await self.pool()
-        try:
+        with FAULTS:
             await pool.fetchval("SELECT 1")
-        except DRIVER_ERRORS as error:
-            raise_fault(error)
-            raise
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None

@@ -21,11 +21,28 @@ from orderproc.common.storage.intents import Increment, Insert, Intent, SetField
 from orderproc.common.storage.records import SCAN_ROWS, Page, PageKey
 from orderproc.common.storage.repositories import Cond
 from orderproc.common.storage.schema import SCHEMA_VERSION, TABLES, Column, Index, Kind, Table
+from orderproc.errors import StoreUnavailable
 
 Params = tuple[Any, ...]
 R = TypeVar("R")
 Codec = Callable[[Any], Any]
 DESCRIPTION = "the schema declared in orderproc.common.storage.schema"
+
+
+class Faults:
+    """`with faults:` raises a driver's error that is a fault of the store (as `fault` tells)
+    as the store error it stands for; any other error goes on as it is."""
+
+    def __init__(self, fault: Callable[[BaseException], StoreUnavailable | None]) -> None:
+        self._fault = fault
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
+        fault = None if error is None else self._fault(error)
+        if fault is not None:
+            raise fault from error
 
 
 def json_text(value: Any) -> str:

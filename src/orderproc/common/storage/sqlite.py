@@ -17,6 +17,7 @@ import threading
 from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -72,12 +73,7 @@ def store_fault(error: BaseException, *, where: str = "") -> StoreUnavailable | 
     return fault
 
 
-def raise_fault(error: BaseException, *, where: str = "") -> None:
-    """Raise the store error `error` stands for if it is a fault; otherwise return, and the
-    caller re-raises `error` as it is."""
-    fault = store_fault(error, where=where)
-    if fault is not None:
-        raise fault from error
+FAULTS = sql.Faults(store_fault)
 
 
 class SqliteDialect(sql.Dialect):
@@ -120,11 +116,8 @@ class _Session(sql.SqlReads):
         self._committer = committer
 
     async def _rows(self, statement: str, params: Sequence[Any]) -> builtins.list[Any]:
-        try:
+        with FAULTS:
             return self._conn.execute(statement, params).fetchall()
-        except sqlite3.Error as error:
-            raise_fault(error)
-            raise
 
     async def delete(self, table: Table[Any], where: Sequence[Cond], *, limit: int) -> int:
         # No LIMIT on DELETE in a stock SQLite build: take the keys through the index. Through
@@ -268,25 +261,26 @@ class SqliteStore:
         if target != ":memory:":
             Path(target).parent.mkdir(parents=True, exist_ok=True)
         conn: sqlite3.Connection | None = None
-        try:
-            conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
-            for pragma in (
-                # First: switching a fresh file to WAL takes a lock that another process
-                # opening it at the same moment may hold.
-                f"PRAGMA busy_timeout = {int(busy_timeout_ms)}",
-                "PRAGMA journal_mode = WAL",
-                "PRAGMA synchronous = NORMAL",
-                "PRAGMA foreign_keys = ON",
-                "PRAGMA cache_size = -65536",
-                "PRAGMA mmap_size = 268435456",
-                "PRAGMA temp_store = MEMORY",  # savepoint journals
-            ):
-                conn.execute(pragma)
-        except sqlite3.Error as error:  # a directory at `path`, a file it cannot read or lock
-            if conn is not None:
-                conn.close()
-            raise_fault(error, where=target)
-            raise
+        # A directory at `path`, a file it cannot read or lock: a fault, with the path.
+        with sql.Faults(partial(store_fault, where=target)):
+            try:
+                conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+                for pragma in (
+                    # First: switching a fresh file to WAL takes a lock that another process
+                    # opening it at the same moment may hold.
+                    f"PRAGMA busy_timeout = {int(busy_timeout_ms)}",
+                    "PRAGMA journal_mode = WAL",
+                    "PRAGMA synchronous = NORMAL",
+                    "PRAGMA foreign_keys = ON",
+                    "PRAGMA cache_size = -65536",
+                    "PRAGMA mmap_size = 268435456",
+                    "PRAGMA temp_store = MEMORY",  # savepoint journals
+                ):
+                    conn.execute(pragma)
+            except sqlite3.Error:
+                if conn is not None:
+                    conn.close()
+                raise
         self._conn = conn
         self._committer = _GroupCommitter(self._conn)
         self._session = _Session(self._conn, self._committer)
