@@ -1,7 +1,7 @@
 """Write intents: what a unit of work asks the store to do at commit, in the schema's terms.
 
 Repositories stage intents; each backend has one compiler that turns a unit's intents into one
-transaction (`sql.compile_intents` for SQLite and PostgreSQL, `memory` for dictionaries). Every
+transaction (`sql.Dialect.compile` for SQLite and PostgreSQL, `memory` for dictionaries). Every
 intent is conditional or idempotent, so a unit applies whole or, if any condition fails, raises
 `ConcurrencyConflict` and applies nothing.
 """

@@ -122,9 +122,6 @@ class MemoryStore:
     async def close(self) -> None:
         pass
 
-    def rows(self, table: Table[R]) -> builtins.list[R]:
-        return builtins.list(self.tables[table.name].rows.values())
-
     # --- reads --------------------------------------------------------------------------------
 
     def _ordered(self, table: Table[Any], where: Sequence[Cond]) -> builtins.list[Any]:

@@ -354,8 +354,6 @@ class PostgresStore:
         return UnitOfWork(_Session(self))
 
     async def migrate(self) -> None:
-        """Bring the database to the declared schema in place, in one transaction under a lock
-        every migrating process takes first: the second finds nothing to do."""
         with FAULTS:
             async with (await self.pool()).acquire() as conn, conn.transaction():
 
@@ -366,6 +364,7 @@ class PostgresStore:
                     )
                     return rows
 
+                # The lock every migrating process takes first, held to the transaction's end.
                 await run("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK_KEY,))
                 await sql.migrate(DIALECT, run)
 

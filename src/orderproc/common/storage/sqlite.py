@@ -297,10 +297,8 @@ class SqliteStore:
         return UnitOfWork(self._session)
 
     async def migrate(self) -> None:
-        """Bring the file to the declared schema in place, in one transaction: two processes
-        migrating at once take turns, and the second finds nothing to do."""
         run = self._session._rows  # maps the driver's faults
-        await run("BEGIN IMMEDIATE", ())
+        await run("BEGIN IMMEDIATE", ())  # the lock every migrating process takes first
         try:
             await sql.migrate(DIALECT, run)
         except BaseException:
