@@ -11,7 +11,8 @@ implements in memory, and each falls back to that in-memory implementation, neve
 - **Bounded.** Every call is bounded by `ORDERPROC_REDIS_TIMEOUT_SECONDS` (connecting and each
   reply; there are no retries), so a Redis that accepts and never answers costs a request at
   most that long.
-- **A breaker per piece** (`rate_limit`, `login`, `revocation`): after
+- **A breaker per piece** (`rate_limit`, `login`, `revocation`, and `prices`, `lease`,
+  `sessions` and `tickets`, whose adapters live with what they serve): after
   `ORDERPROC_REDIS_BREAKER_FAILURES` failures in a row the piece skips Redis for
   `ORDERPROC_REDIS_BREAKER_COOL_DOWN_SECONDS`, then one call probes it. A warning is logged when
   a piece switches to its fallback, an info line when it is back on Redis, and
@@ -72,7 +73,7 @@ __all__ = [
 
 log = logging.getLogger("orderproc.redis_shared")
 
-Piece = Literal["rate_limit", "login", "revocation"]
+Piece = Literal["rate_limit", "login", "revocation", "prices", "lease", "sessions", "tickets"]
 
 PREFIX = "orderproc:"
 RATE_WINDOW_MS = 60_000
@@ -86,6 +87,10 @@ _FALLBACK = {
     "login": "failed logins are counted and blocked by each process on its own",
     "revocation": "token checks ask the database (revocations by other processes are seen "
     "within ORDERPROC_REVOCATION_CACHE_SECONDS)",
+    "prices": "ticks are not published; other processes read prices from the store",
+    "lease": "the price-feed leader keeps leading and no other process can take over",
+    "sessions": "web sessions are kept by each process on its own",
+    "tickets": "stream tickets are issued and redeemed by each process on its own",
 }
 
 

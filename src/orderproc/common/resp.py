@@ -21,7 +21,7 @@ import asyncio
 import hashlib
 import ssl
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
@@ -82,6 +82,21 @@ def _parse(buffer: bytes | bytearray, pos: int) -> tuple[Any, int]:
     if kind == b"-":
         return RespError(bytes(line).decode(errors="replace")), after
     raise RespError(f"unexpected reply type {bytes(kind)!r}")
+
+
+async def _read_reply(reader: asyncio.StreamReader, buffer: bytearray) -> Any:
+    """The next whole reply in `buffer`, reading more from `reader` as needed."""
+    while True:
+        try:
+            value, pos = _parse(buffer, 0)
+        except _Incomplete:
+            data = await reader.read(65536)
+            if not data:
+                raise ConnectionError("Redis closed the connection") from None
+            buffer += data
+            continue
+        del buffer[:pos]
+        return value
 
 
 class _Connection(asyncio.Protocol):
@@ -163,7 +178,7 @@ class LeanRedis:
         password: str | None = None,
         tls: bool = False,
     ) -> None:
-        self.host, self.port, self.timeout = host, port, timeout
+        self.host, self.port, self.timeout, self.db = host, port, timeout, db
         self._setup: list[list[Arg]] = []
         if password is not None:
             self._setup.append(["AUTH", *([username] if username else []), password])
@@ -213,6 +228,30 @@ class LeanRedis:
 
     async def aclose(self) -> None:
         self.close()
+        await asyncio.sleep(0)  # the transport closes its socket on the loop's next turn
+
+    async def messages(self, channel: bytes) -> AsyncIterator[bytes]:
+        """Messages published on `channel`, over a connection of their own (a subscribed
+        connection carries nothing else). Connecting and subscribing are bounded by `timeout`;
+        then it waits as long as the channel is quiet. Ends with `ConnectionError` when the
+        connection is lost (the caller decides when to subscribe again)."""
+        async with asyncio.timeout(self.timeout):
+            reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self._tls)
+        try:
+            buffer = bytearray()
+            async with asyncio.timeout(self.timeout):
+                subscribe: list[Arg] = [b"SUBSCRIBE", channel]
+                for command in [*self._setup, subscribe]:
+                    writer.write(encode(command))
+                    reply = await _read_reply(reader, buffer)
+                    if isinstance(reply, RespError):
+                        raise reply
+            while True:
+                reply = await _read_reply(reader, buffer)
+                if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
+                    yield reply[2]
+        finally:
+            writer.close()
 
     async def _connect(self) -> _Connection:
         """The new connection; callers arriving while it is being made wait for the same."""

@@ -4,20 +4,27 @@ asset administration and the price feed)."""
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
 
 from fastapi import FastAPI
 
 from orderproc.common.clock import Clock
-from orderproc.common.prices import PriceCache
+from orderproc.common.price_fanout import FeedLease, PriceFollower, PricePublisher
+from orderproc.common.price_stream import PriceStreamHub
+from orderproc.common.prices import PriceCache, Quote
+from orderproc.common.redis_shared import SharedRedis, redis_client
 from orderproc.common.runtime import Core, open_core, parts_of
 from orderproc.common.service_app import service_app
 from orderproc.common.settings import Settings
-from orderproc.inventory import api
+from orderproc.inventory import api, sandbox
+from orderproc.inventory.backfill import History, history_for
 from orderproc.inventory.cache import CatalogResponseCache
 from orderproc.inventory.pricefeed import CoinGeckoFeed, PriceFeed, SimulatedFeed, coingecko_ids
 from orderproc.inventory.service import (
+    INTERVALS,
     Catalog,
     PriceTicker,
     Retention,
@@ -32,20 +39,68 @@ class InventoryParts:
     catalog: Catalog
     feed: PriceFeed
     ticker: PriceTicker
+    price_stream: PriceStreamHub  # the price streams' ticks, rendered once (JSON and HTML)
+    # With Redis: one process leads the feed (ticks, writes and publishes prices); the others
+    # follow its ticks (common/price_fanout.py). Without Redis, none of these exist.
+    lease: FeedLease | None = None
+    publisher: PricePublisher | None = None
+    follower: PriceFollower | None = None
+    history: History | None = None  # candles for assets without any (inventory/backfill.py)
 
     async def start_inventory(self, settings: Settings) -> None:
-        """The price ticker, unless the feed is off."""
-        if settings.price_feed != "off":
+        """The price ticker, unless the feed is off; with Redis, only while leading."""
+        if settings.price_feed == "off":
+            return
+        if self.lease is not None:
+            await self.lease.start()
+            self.ticker.leading = lambda: self.lease is not None and self.lease.leader
+        if self.follower is not None:
+            await self.follower.start()
+        if self.lease is None or self.lease.leader:
+            if self.history is not None:  # before the first tick, which continues its candles
+                await self.history.prepare(self.catalog.assets(), self.ticker.clock.now())
             await self.ticker.resume()
             # Stored prices are as old as the last run: move them once before serving, so
-            # trading does not refuse stale prices until the first tick.
-            await self.ticker.tick_once()
-            self.ticker.start()
+            # trading does not refuse stale prices until the first tick (unless a sandbox
+            # admin paused them: frozen prices are never stale).
+            if not self.catalog.paused:
+                await self.ticker.tick_once()
+            if self.history is not None:
+                self.history.start()
+        self.ticker.start()
 
     async def stop_inventory(self) -> None:
+        self.price_stream.close()
+        if self.history is not None:
+            await self.history.stop()
         await self.ticker.stop()
+        for part in (self.follower, self.lease, self.publisher):
+            if part is not None:
+                await (part.stop() if not isinstance(part, PricePublisher) else part.aclose())
         if isinstance(self.feed, CoinGeckoFeed):
             await self.feed.aclose()
+
+    async def take_over(self) -> None:
+        """This process now leads: tick on from the prices it followed, and continue the
+        current candles from the store."""
+        if isinstance(self.feed, SimulatedFeed):
+            self.feed.continue_from({a.asset_id: a.price_usd for a in self.catalog.assets()})
+        await self.ticker.resume()
+
+    def follow(self, quotes: list[Quote], full: bool) -> None:
+        """Another process's tick (or the store's prices): moves the catalog, unless this
+        process leads."""
+        if self.lease is not None and self.lease.leader:
+            return
+        by_moment: dict[datetime, dict[str, Decimal]] = {}
+        known = self.catalog.by_id
+        for quote in quotes:
+            asset = known.get(quote.asset_id)
+            if asset is not None and quote.as_of > asset.last_updated:
+                by_moment.setdefault(quote.as_of, {})[quote.asset_id] = quote.price
+        for moment in sorted(by_moment):
+            moved = self.catalog.apply_prices(by_moment[moment], moment)
+            self.price_stream.publish(moved, moment)
 
 
 async def build_inventory(core: Core) -> InventoryParts:
@@ -55,9 +110,18 @@ async def build_inventory(core: Core) -> InventoryParts:
     await seed_catalog(core.store)
     prices = PriceCache()
     catalog = await load_catalog(core.store, prices)
+    if not settings.sandbox:
+        await sandbox.thaw(core.store, catalog)
     feed = price_feed(settings, catalog)
     core.metrics.watch_prices(prices.newest, core.clock.now)
-    return InventoryParts(
+    hub = PriceStreamHub(
+        assets=catalog.assets,
+        resume_ticks=settings.stream_resume_ticks,
+        heartbeat_seconds=settings.stream_heartbeat_seconds,
+        per_user=settings.stream_connections_per_user,
+        per_address=settings.stream_connections_per_address,
+    )
+    parts = InventoryParts(
         prices=prices,
         catalog=catalog,
         feed=feed,
@@ -73,18 +137,45 @@ async def build_inventory(core: Core) -> InventoryParts:
                 day=timedelta(days=settings.candle_retention_1d_days),
             ),
         ),
+        price_stream=hub,
     )
+    parts.ticker.listeners.append(hub.publish)
+    keep = {interval: parts.ticker.retention.of(interval) for interval in INTERVALS}
+    parts.history = history_for(settings, store=core.store, feed=feed, keep=keep)
+    if settings.redis_url is not None and settings.price_feed != "off":
+        holder = f"inventory-{secrets.token_hex(6)}"
+        parts.lease = FeedLease(
+            SharedRedis.from_settings(settings, "lease", metrics=core.metrics),
+            ttl=settings.feed_lease_seconds,
+            on_lead=parts.take_over,
+            holder=holder,
+        )
+        parts.publisher = PricePublisher(
+            SharedRedis.from_settings(settings, "prices", metrics=core.metrics),
+            prices,
+            source=holder,
+        )
+        parts.ticker.listeners.append(parts.publisher.on_tick)
+        parts.follower = PriceFollower(
+            store=core.store,
+            apply=parts.follow,
+            interval=settings.price_tick_seconds,
+            redis=redis_client(settings),
+            ignore=holder,
+        )
+    return parts
 
 
 def price_feed(settings: Settings, catalog: Catalog) -> PriceFeed:
+    active = [asset for asset in catalog.assets() if asset.is_active]  # inactive ones stay put
     if settings.price_feed == "coingecko":
         key = settings.coingecko_api_key
         return CoinGeckoFeed(
-            coingecko_ids(catalog.assets()),
+            coingecko_ids(active),
             api_key=key.get_secret_value() if key else None,
             plan=settings.coingecko_plan,
         )
-    return SimulatedFeed.from_assets(catalog.assets(), seed=settings.price_seed)
+    return SimulatedFeed.from_assets(active, seed=settings.price_seed)
 
 
 @dataclass(kw_only=True, eq=False)
@@ -116,6 +207,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastAPI:
         "inventory",
         settings,
         build=lambda: build_inventory_process(settings, clock=clock),
-        routers=api.routers,
+        routers=(*api.routers, *api.sandbox_routers(settings)),
         middleware=[lambda app: app.add_middleware(CatalogResponseCache, state=app.state)],
     )

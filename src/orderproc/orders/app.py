@@ -1,6 +1,7 @@
 """The orders service's composition root: its parts (`OrdersParts`, built on a process's core
 and a price source by `build_orders`), and the service on its own (`create_app`: orders,
-portfolio, the asset ledger, reconcile), whose prices come from the store (`StoredPrices`)."""
+portfolio, the asset ledger, reconcile), whose prices come from inventory's ticks over Redis,
+and from the store when those are silent (`PriceFollower`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from orderproc.common.clock import Clock
-from orderproc.common.prices import PriceCache, PriceSource, StoredPrices
+from orderproc.common.price_fanout import PriceFollower
+from orderproc.common.prices import PriceCache, PriceSource
+from orderproc.common.redis_shared import redis_client
 from orderproc.common.runtime import Core, open_core, parts_of
 from orderproc.common.service_app import service_app
 from orderproc.common.settings import Settings
@@ -26,7 +29,7 @@ class OrdersParts:
 
 def build_orders(core: Core, *, prices: PriceSource) -> OrdersParts:
     """The orders use cases' collaborators; `prices` is wherever this process learns prices
-    (inventory's cache when embedded, `StoredPrices` on its own)."""
+    (inventory's cache when embedded, a `PriceFollower`'s on its own)."""
     settings = core.settings
     return OrdersParts(
         orders=OrderDeps(
@@ -35,7 +38,8 @@ def build_orders(core: Core, *, prices: PriceSource) -> OrdersParts:
             clock=core.clock,
             prices=prices,
             rules=TradingRules(
-                fee_bps=settings.order_fee_bps,
+                taker_fee_bps=settings.taker_fee_bps,
+                maker_fee_bps=settings.maker_fee_bps,
                 slippage_bps=settings.order_slippage_bps,
                 min_notional=settings.min_order_notional,
                 max_notional=settings.max_order_notional,
@@ -54,7 +58,7 @@ class OrdersProcess(Core, OrdersParts):
     it."""
 
     prices: PriceCache
-    price_updates: StoredPrices
+    price_updates: PriceFollower
 
     async def start(self) -> None:
         await self.price_updates.start()
@@ -68,7 +72,12 @@ async def build_orders_process(settings: Settings, *, clock: Clock | None = None
     core = await open_core(settings, clock=clock, service="orders")
     prices = PriceCache()
     core.metrics.watch_prices(prices.newest, core.clock.now)
-    updates = StoredPrices(store=core.store, cache=prices, interval=settings.price_tick_seconds)
+    updates = PriceFollower(
+        store=core.store,
+        apply=lambda quotes, full: prices.merge(quotes, full=full),
+        interval=settings.price_tick_seconds,
+        redis=redis_client(settings) if settings.redis_url else None,
+    )
     return OrdersProcess(
         **parts_of(core),
         **parts_of(build_orders(core, prices=prices)),
