@@ -10,8 +10,9 @@ codecs for SQLite and PostgreSQL, `memory` into dictionaries with the same keys 
 
 `SCHEMA_VERSION` names this declaration. Change a table and bump it: `migrate()` then brings an
 older database to it in place (new tables, columns and indexes are created, indexes no longer
-declared are dropped; see `sql.Migrator`), and tests/unit/test_schema.py pins each version's DDL.
-A change that cannot be made that way (a column's type, a rename) needs a step of its own there.
+declared are dropped; see `sql.migrate`), and the version that shipped before is frozen under
+tests/fixtures/db/ for the upgrade test. A change that cannot be made that way (a column's type,
+a rename) needs a step of its own in `sql.upgrade`.
 """
 
 from __future__ import annotations
@@ -69,14 +70,12 @@ class Table(Generic[R]):
     names: tuple[str, ...] = field(init=False)  # every column
     read_names: tuple[str, ...] = field(init=False)  # those read back (not derived)
     kinds: dict[str, Kind] = field(init=False)
-    key_at: tuple[int, ...] = field(init=False)  # where the key's columns are in `names`
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         set_(self, "names", tuple(column.name for column in self.columns))
         set_(self, "read_names", tuple(c.name for c in self.columns if not c.derived))
         set_(self, "kinds", {column.name: column.kind for column in self.columns})
-        set_(self, "key_at", tuple(self.names.index(name) for name in self.key))
 
 
 def _columns(record: type[Any], derived: tuple[str, ...]) -> tuple[Column, ...]:
