@@ -57,11 +57,15 @@ OPERATION_IDS = {
     "POST /api/v1/admin/assets": "admin_create_asset",
     "PATCH /api/v1/admin/assets/{asset_id}": "admin_update_asset",
     "GET /api/v1/admin/reconcile": "admin_reconcile",
+    "GET /api/v1/stream/prices": "stream_prices",
+    "POST /api/v1/stream/ticket": "stream_create_ticket",
     "GET /health": "operations_health",
     "GET /ready": "operations_ready",
     "GET /metrics": "operations_metrics",
 }
-PREFIXES = ("auth", "balance", "inventory", "orders", "portfolio", "admin", "operations")
+PREFIXES = (
+    "auth", "balance", "inventory", "orders", "portfolio", "admin", "stream", "operations"
+)  # fmt: skip
 
 # JSON Schema 2020-12 keywords, and the ones OpenAPI 3.1 adds. Anything else is a keyword of
 # our own that a generator or validator does not know (pydantic's `gt`, `decimal_places`...).
@@ -185,6 +189,7 @@ class TestErrors:
         without_store = {
             "GET /api/v1/inventory/assets",
             "GET /api/v1/inventory/assets/{asset_id}",
+            "GET /api/v1/stream/prices",  # the hub in memory; a ticket lives in Redis or memory
             "GET /health",
             "GET /metrics",
         }

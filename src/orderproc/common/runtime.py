@@ -26,6 +26,7 @@ from orderproc.common.security.tokens import TokenService
 from orderproc.common.settings import Settings
 from orderproc.common.storage.factory import open_store
 from orderproc.common.storage.ports import Store
+from orderproc.common.stream_tickets import StreamTickets, stream_tickets_for
 from orderproc.errors import ServiceUnavailable
 
 
@@ -39,6 +40,7 @@ class Core:
     revocations: RevocationChecker
     cursors: CursorCodec  # signs and checks list cursors (`common/paging.py`)
     metrics: Metrics
+    stream_tickets: StreamTickets  # browsers' single-use stand-ins for a token on streams
     secret: str = field(repr=False)  # the JWT secret, which also signs device cookies
 
     async def ready(self) -> list[str]:
@@ -61,6 +63,7 @@ class Core:
         if isinstance(self.locker, RedisLocker):
             await self.locker.close()
         await self.revocations.aclose()
+        await self.stream_tickets.aclose()
         await self.store.close()
 
 
@@ -86,7 +89,8 @@ def jwt_secret_for(settings: Settings) -> str:
 
 
 async def open_core(settings: Settings, *, clock: Clock | None = None, service: str) -> Core:
-    """The store (migrated), the locker, tokens and revocations, cursors and metrics."""
+    """The store (migrated), the locker, tokens and revocations, cursors, metrics and stream
+    tickets."""
     clock = clock or SystemClock()
     secret = jwt_secret_for(settings)
     store = open_store(
@@ -109,6 +113,7 @@ async def open_core(settings: Settings, *, clock: Clock | None = None, service: 
         ),
         cursors=CursorCodec(secret),
         metrics=metrics,
+        stream_tickets=stream_tickets_for(settings, metrics=metrics),
         secret=secret,
     )
 

@@ -113,6 +113,17 @@ class Settings(BaseSettings):
     candle_retention_1m_hours: float = Field(48, gt=0)
     candle_retention_1h_days: float = Field(90, gt=0)
     candle_retention_1d_days: float = Field(3650, gt=0)
+    # The JSON price stream (GET /api/v1/stream/prices) and stream tickets (docs/api.md,
+    # "Price stream"); connections are counted by each process.
+    stream_connections_per_user: int = Field(5, ge=1, description="open streams per user")
+    stream_connections_per_address: int = Field(
+        20, ge=1, description="open streams per client address"
+    )
+    stream_resume_ticks: int = Field(
+        60, ge=1, le=10_000, description="ticks kept for Last-Event-ID resumption"
+    )
+    stream_heartbeat_seconds: float = Field(15.0, gt=0, le=300)
+    stream_ticket_seconds: float = Field(30.0, ge=1, le=600, description="a ticket's life")
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     access_log: bool = True

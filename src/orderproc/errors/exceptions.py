@@ -2,12 +2,12 @@
 
 OrderProcError
 ├── ValidationFailed            invalid input (with a list of field errors)
-├── AuthenticationFailed        InvalidCredentials, InvalidToken, TokenRevoked
+├── AuthenticationFailed        InvalidCredentials, InvalidToken, TokenRevoked, InvalidTicket
 ├── PermissionDenied            AdminRequired, AccountDisabled, ClientBlocked
 ├── NotFound                    UserNotFound, AccountNotFound, AssetNotFound, ...
 ├── Conflict                    UsernameTaken, EmailTaken, ConcurrencyConflict, ...
 ├── BusinessRuleViolation       InsufficientFunds, DailyLimitExceeded, ...
-├── TooManyRequests             RateLimited, LoginThrottled, ServerBusy
+├── TooManyRequests             RateLimited, LoginThrottled, ServerBusy, TooManyStreams
 └── ServiceUnavailable          StoreUnavailable: StoreFull, StoreReadOnly, StoreTimeout
 """
 
@@ -64,6 +64,11 @@ class InvalidToken(AuthenticationFailed):
 class TokenRevoked(AuthenticationFailed):
     code = "TOKEN_REVOKED"
     default_detail = "The access token has been revoked."
+
+
+class InvalidTicket(AuthenticationFailed):
+    code = "INVALID_TICKET"
+    default_detail = "The stream ticket is unknown, used or expired; ask for a new one."
 
 
 class PermissionDenied(OrderProcError):
@@ -259,6 +264,11 @@ class LoginThrottled(TooManyRequests):
 class ServerBusy(TooManyRequests):
     code = "SERVER_BUSY"
     default_detail = "The server is busy; retry shortly."
+
+
+class TooManyStreams(TooManyRequests):
+    code = "TOO_MANY_STREAMS"
+    default_detail = "Too many streams are open; close one first."
 
 
 RETRY_AFTER_SECONDS = 5

@@ -48,6 +48,10 @@ OPENAPI_TAGS = [
     {"name": "catalog", "description": "Crypto assets, prices and candles."},
     {"name": "orders", "description": "Place, list and cancel orders."},
     {"name": "portfolio", "description": "Positions, P&L and the asset ledger."},
+    {
+        "name": "streams",
+        "description": "Live prices as server-sent events, and tickets for browsers' streams.",
+    },
     {"name": "admin", "description": "Users, audit log, assets and reconciliation (admins)."},
     {"name": "operations", "description": "Health, readiness and metrics."},
 ]

@@ -37,6 +37,7 @@ from orderproc.inventory.schemas import (
     CandlesRead,
     Category,
 )
+from orderproc.inventory.stream_api import stream_router
 
 
 class InventoryRuntime(Protocol):
@@ -186,4 +187,4 @@ async def update_asset(
     return AssetEnvelope(data=AssetRead.of(updated))
 
 
-routers = (catalog_router, admin)
+routers = (catalog_router, admin, stream_router)

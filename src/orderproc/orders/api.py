@@ -43,6 +43,7 @@ from orderproc.orders.schemas import (
     PositionRead,
     ReconcileRead,
 )
+from orderproc.orders.stream_api import ticket_router
 
 
 class OrdersRuntime(Protocol):
@@ -252,4 +253,4 @@ async def reconcile(
     return ReconcileRead.of(user.username, result)
 
 
-routers = (orders, portfolio, admin)
+routers = (orders, portfolio, admin, ticket_router)

@@ -1,12 +1,13 @@
 """The web UI on its own (`orderproc serve webui`): pages, static files and live prices, talking
 to the services only through the gateway's public API at `api_url`, over one pooled HTTP
 client. Its live prices come from the API too: one loop per process asks for the catalog every
-price tick, and every open stream watches that copy."""
+price tick and hands what moved to the process's price-stream hub, which every open stream
+reads."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -18,6 +19,7 @@ from fastapi import FastAPI
 
 from orderproc.common.metrics import Metrics
 from orderproc.common.periodic import Periodic
+from orderproc.common.price_stream import PriceStreamHub
 from orderproc.common.service_app import service_app
 from orderproc.common.settings import Settings
 from orderproc.errors import ServiceUnavailable
@@ -33,15 +35,26 @@ PAGE = 250  # the catalog's largest page
 class LivePrice:
     asset_id: str
     price_usd: Decimal
+    bid: Decimal
+    ask: Decimal
     price_change_percentage_24h: Decimal | None
     last_updated: datetime
+    is_active: bool
 
 
 class RemoteCatalog:
-    """The catalog's prices as the API shows them; `version` moves when one changes."""
+    """The catalog's prices as the API shows them; `version` moves when one changes, and
+    each refresh hands the prices that moved to `on_move` (the price-stream hub)."""
 
-    def __init__(self, client: httpx.AsyncClient, *, interval: float) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        interval: float,
+        on_move: Callable[[list[LivePrice], datetime], None] | None = None,
+    ) -> None:
         self._client = client
+        self.on_move = on_move
         self.version = 0
         self._assets: list[LivePrice] = []
         self._loop = Periodic("live prices", interval=interval, step=self._step, log=log)
@@ -63,8 +76,12 @@ class RemoteCatalog:
                 break
             offset += PAGE
         if assets != self._assets:
+            before = {a.asset_id: a for a in self._assets}
+            moved = [a for a in assets if before.get(a.asset_id) != a and a.is_active]
             self._assets = assets
             self.version += 1
+            if moved and self.on_move is not None:
+                self.on_move(moved, max(a.last_updated for a in moved))
 
     async def _step(self) -> None:
         """A refresh; a failure is logged once, in one line, until one succeeds again."""
@@ -89,11 +106,15 @@ class RemoteCatalog:
 
 def _live(item: dict[str, Any]) -> LivePrice:
     change = item.get("price_change_percentage_24h")
+    mid = Decimal(item["price_usd"])
     return LivePrice(
         asset_id=str(item["asset_id"]),
-        price_usd=Decimal(item["price_usd"]),
+        price_usd=mid,
+        bid=Decimal(item.get("bid") or mid),
+        ask=Decimal(item.get("ask") or mid),
         price_change_percentage_24h=None if change is None else Decimal(change),
         last_updated=datetime.fromisoformat(str(item["last_updated"]).replace("Z", "+00:00")),
+        is_active=bool(item.get("is_active", True)),
     )
 
 
@@ -114,6 +135,7 @@ class WebuiProcess:
     settings: Settings
     metrics: Metrics
     catalog: RemoteCatalog
+    price_stream: PriceStreamHub
     upstream: httpx.AsyncClient
 
     async def start(self) -> None:
@@ -130,16 +152,25 @@ class WebuiProcess:
         return []
 
     async def close(self) -> None:
+        self.price_stream.close()
         await self.catalog.stop()
         await self.upstream.aclose()
 
 
 async def build_webui_process(settings: Settings, *, api_url: str) -> WebuiProcess:
     client = upstream_client(api_url)
+    catalog = RemoteCatalog(client, interval=settings.price_tick_seconds)
+    hub = PriceStreamHub(
+        assets=catalog.assets,
+        resume_ticks=settings.stream_resume_ticks,
+        heartbeat_seconds=settings.stream_heartbeat_seconds,
+    )
+    catalog.on_move = hub.publish
     return WebuiProcess(
         settings=settings,
         metrics=Metrics("webui"),
-        catalog=RemoteCatalog(client, interval=settings.price_tick_seconds),
+        catalog=catalog,
+        price_stream=hub,
         upstream=client,
     )
 
