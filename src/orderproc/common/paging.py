@@ -243,12 +243,14 @@ def _paging(
     return ListPaging(route, limit, offset, cursor, filters, codec)
 
 
-def cursor_paging(route: str) -> Callable[..., Awaitable[ListPaging]]:
-    """The paging dependency of a list that pages by cursor only; `offset` is a 422."""
+def cursor_paging(
+    route: str, *, default_limit: int = DEFAULT_LIMIT, max_limit: int = MAX_LIMIT
+) -> Callable[..., Awaitable[ListPaging]]:
+    """The paging dependency of a list that pages by cursor only; `offset` is a 422. A list
+    whose rows are small may allow longer pages (the candles: up to 1,000)."""
+    rows = Query(default_limit, ge=1, le=max_limit, description="Rows per page")
 
-    async def paging(
-        request: Request, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
-    ) -> ListPaging:
+    async def paging(request: Request, limit: int = rows, cursor: Cursor = None) -> ListPaging:
         if "offset" in request.query_params:
             raise refused("this list pages by cursor only: pass next_cursor as cursor", "offset")
         return _paging(request, route, limit, None, cursor)

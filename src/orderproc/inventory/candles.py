@@ -1,5 +1,8 @@
 """Candle math: UTC buckets, the tick-by-tick upsert of a 1-minute candle, roll-ups, retention.
 
+Weeks start on Monday 00:00 UTC (ISO weeks); they are rolled up from days when read, never
+stored.
+
 Pure functions over `Candle` values; where candles are kept is the storage adapter's concern.
 """
 
@@ -18,6 +21,7 @@ class Interval(StrEnum):
     MINUTE = "1m"
     HOUR = "1h"
     DAY = "1d"
+    WEEK = "1w"
 
     @property
     def length(self) -> timedelta:
@@ -28,7 +32,10 @@ _LENGTHS = {
     Interval.MINUTE: timedelta(minutes=1),
     Interval.HOUR: timedelta(hours=1),
     Interval.DAY: timedelta(days=1),
+    Interval.WEEK: timedelta(weeks=1),
 }
+# Buckets count from the epoch, a Thursday; weeks count from the Monday after it.
+_ORIGIN = {Interval.WEEK: EPOCH + timedelta(days=4)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,14 +47,16 @@ class Candle:
     high: Decimal
     low: Decimal
     close: Decimal
+    volume: Decimal = Decimal(0)  # USD traded in the bucket
 
 
 def bucket_start(moment: datetime, interval: Interval) -> datetime:
-    """The UTC start of the bucket holding `moment` (minute, hour or day)."""
+    """The UTC start of the bucket holding `moment` (minute, hour, day or Monday's week)."""
     if moment.tzinfo is None:
         raise ValueError("candle times must carry a time zone")
-    since_epoch = moment.astimezone(UTC) - EPOCH
-    return EPOCH + (since_epoch // interval.length) * interval.length
+    origin = _ORIGIN.get(interval, EPOCH)
+    since = moment.astimezone(UTC) - origin
+    return origin + (since // interval.length) * interval.length
 
 
 def apply_tick(
@@ -57,15 +66,23 @@ def apply_tick(
     price: Decimal,
     moment: datetime,
     interval: Interval = Interval.MINUTE,
+    volume: Decimal = Decimal(0),
 ) -> Candle:
     """Upsert of the current candle for a tick: extend `current` when the tick falls in its
-    bucket, otherwise open a new candle at the tick's bucket (a minute unless told)."""
+    bucket, otherwise open a new candle at the tick's bucket (a minute unless told). The
+    tick's `volume` adds to the candle's."""
     open_time = bucket_start(moment, interval)
     if current is None or current.open_time != open_time:
-        return Candle(asset_id, interval, open_time, price, price, price, price)
+        return Candle(asset_id, interval, open_time, price, price, price, price, volume)
     if current.asset_id != asset_id or current.interval is not interval:
         raise ValueError("a tick extends only its own asset's candle of that interval")
-    return replace(current, high=max(current.high, price), low=min(current.low, price), close=price)
+    return replace(
+        current,
+        high=max(current.high, price),
+        low=min(current.low, price),
+        close=price,
+        volume=current.volume + volume,
+    )
 
 
 def roll_up(candles: Iterable[Candle], interval: Interval) -> list[Candle]:
@@ -88,6 +105,7 @@ def _merge(asset_id: str, interval: Interval, start: datetime, parts: list[Candl
         high=max(part.high for part in parts),
         low=min(part.low for part in parts),
         close=parts[-1].close,
+        volume=sum((part.volume for part in parts), Decimal(0)),
     )
 
 

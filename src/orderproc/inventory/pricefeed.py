@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Literal, Protocol
+from urllib.parse import quote as url_quote
 
 import httpx
 
@@ -221,12 +222,19 @@ class CoinGeckoFeed:
         prices: dict[str, Decimal] = {}
         for start in range(0, len(gecko_ids), self._batch_size):
             batch = gecko_ids[start : start + self._batch_size]
-            body = await self._get("/simple/price", {"ids": ",".join(batch)})
+            params = {"ids": ",".join(batch), "vs_currencies": "usd", "precision": "full"}
+            body = await self._get("/simple/price", params)
             prices.update(self._parse(body))
         return prices
 
+    async def market_chart(self, gecko_id: str, *, days: int) -> bytes:
+        """The body of `/coins/{id}/market_chart` in USD over the last `days` days (CoinGecko
+        picks the granularity: hourly from 2 to 90 days, daily beyond), retried as a tick's
+        request is; `inventory/backfill.py` turns it into candles."""
+        path = f"/coins/{url_quote(gecko_id, safe='')}/market_chart"
+        return await self._get(path, {"vs_currency": "usd", "days": str(days)})
+
     async def _get(self, path: str, params: dict[str, str]) -> bytes:
-        params = {**params, "vs_currencies": "usd", "precision": "full"}
         for attempt in range(1, self._retry.attempts + 1):
             last = attempt == self._retry.attempts
             try:

@@ -105,6 +105,7 @@ class CandleRead(BaseModel):
     high: DecimalText
     low: DecimalText
     close: DecimalText
+    volume: DecimalText = Field(description="USD traded in the candle (simulated)")
 
     @classmethod
     def of(cls, c: Candle) -> CandleRead:
@@ -114,13 +115,15 @@ class CandleRead(BaseModel):
             high=format_price(c.high),
             low=format_price(c.low),
             close=format_price(c.close),
+            volume=format_price(c.volume),
         )
 
 
-class CandlesRead(BaseModel):
+class CandlesRead(ListPage[CandleRead]):
+    """A page of candles, oldest first (see the route for which way `next_cursor` goes)."""
+
     asset_id: str
-    interval: Literal["1m", "1h", "1d"]
-    data: list[CandleRead]
+    interval: Literal["1m", "1h", "1d", "1w"]
 
 
 Price = Annotated[

@@ -1,0 +1,595 @@
+"""Backfilled history: deterministic candles for an asset that has none, so a fresh install
+charts 48 h of 1 m, 90 days of 1 h and 2 years of 1 d candles (weeks roll up from days when
+read).
+
+The history is generated backwards from the price the simulator starts from at `now`, so its
+last close is that price exactly and the first live tick continues it. The last 24 h of minutes
+open at the price 24 h ago (`price - price_change_24h`) and reach exactly the snapshot's
+`high_24h` and `low_24h` (a Brownian bridge in log price, stretched monotonically onto that
+range); no price leaves [atl, ath]. Older minutes, hours and days are random walks backwards,
+reflected at those bounds, with the simulator's volatility for the asset's category. A coarser
+candle overlapping finer ones is their roll-up, so the intervals agree. Volumes are USD: the
+last 24 h of minutes add up to the snapshot's `total_volume_24h`, older ones vary around it.
+
+Where the snapshot contradicts itself (TON's price above its own high_24h), the 24 h range and
+the [atl, ath] bounds widen to take the price. Same seed, asset, price and `now`: the same
+candles (a `random.Random` per asset and stage, seeded by text, which Python hashes with
+SHA-512, so the draws are the same on every run and platform).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from itertools import pairwise
+
+from orderproc.common.clock import EPOCH
+from orderproc.common.settings import Settings
+from orderproc.common.storage.ports import Store
+from orderproc.common.storage.records import CandleRecord
+from orderproc.inventory.candles import Interval, bucket_start, cutoff
+from orderproc.inventory.domain import Asset
+from orderproc.inventory.pricefeed import (
+    SECONDS_PER_YEAR,
+    STABLE_BAND,
+    STABLE_PEG,
+    CoinGeckoFeed,
+    FeedError,
+    coingecko_ids,
+    round_price,
+    simulated,
+)
+
+log = logging.getLogger("orderproc.inventory")
+
+# How far back each interval goes (the retention settings' defaults keep at least this).
+DEPTH = {
+    Interval.MINUTE: timedelta(hours=48),
+    Interval.HOUR: timedelta(days=90),
+    Interval.DAY: timedelta(days=730),
+}
+WINDOW_MINUTES = 1440  # the last 24 h, which must agree with the snapshot's 24 h figures
+STABLE_STEP = 0.0002  # a stablecoin's log-price step per minute (it stays in its band anyway)
+WICK = 0.5  # a wick's size, in steps of the walk
+CENTS = Decimal("0.01")
+
+Bounds = tuple[float, float]  # log prices
+# Log prices stay this far inside their bounds, so rounding to 12 digits never crosses one;
+# the two 24 h extremes are then set to the bounds exactly.
+MARGIN = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    """What an asset's history must agree with: where it ends, its last 24 h, its bounds."""
+
+    asset_id: str
+    price: Decimal  # the last close: the price the simulator ticks from
+    price_24h_ago: Decimal
+    high_24h: Decimal
+    low_24h: Decimal
+    floor: Decimal  # no price below (the all-time low)
+    ceiling: Decimal  # no price above (the all-time high)
+    volume_24h: float  # USD
+    sigma: float  # annualized volatility of the log price
+    stable: bool
+
+
+def anchor_of(asset: Asset, price: Decimal | None = None) -> Anchor:
+    """The anchor of `asset`'s history ending at `price` (its current price unless told)."""
+    spec = simulated(asset)
+    price = asset.price_usd if price is None else price
+    day_sigma = spec.volatility * math.sqrt(86_400 / SECONDS_PER_YEAR)
+    high = max(asset.high_24h or price * Decimal(math.exp(2 * day_sigma)), price)
+    low = min(asset.low_24h or price * Decimal(math.exp(-2 * day_sigma)), price)
+    change = asset.price_change_24h or Decimal(0)
+    before = min(max(price - change, low), high)
+    floor = min(asset.atl or low / 10, low)
+    ceiling = max(asset.ath or high * 10, high)
+    if spec.stable:
+        floor = min(max(floor, STABLE_PEG - STABLE_BAND), low)
+        ceiling = max(min(ceiling, STABLE_PEG + STABLE_BAND), high)
+    volume = float(asset.total_volume_24h or 0)
+    return Anchor(
+        asset.asset_id, price, before, high, low, floor, ceiling, volume, spec.volatility,
+        spec.stable,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """The buckets of a history ending at `now`: each interval's first and current open time.
+    Each coarser interval starts at a whole bucket of the next coarser one, so its older part
+    is whole roll-ups."""
+
+    now: datetime
+
+    def current(self, interval: Interval) -> datetime:
+        return bucket_start(self.now, interval)
+
+    def first(self, interval: Interval) -> datetime:
+        coarser = {Interval.MINUTE: Interval.HOUR, Interval.HOUR: Interval.DAY}
+        return bucket_start(self.now - DEPTH[interval], coarser.get(interval, Interval.DAY))
+
+    def count(self, interval: Interval) -> int:
+        return (self.current(interval) - self.first(interval)) // interval.length + 1
+
+
+def _step(sigma: float, interval: Interval, stable: bool) -> float:
+    if stable:
+        return STABLE_STEP * math.sqrt(interval.length / Interval.MINUTE.length)
+    return sigma * math.sqrt(interval.length.total_seconds() / SECONDS_PER_YEAR)
+
+
+# --- the float paths ---------------------------------------------------------------------------
+
+
+def _bridge(rng: random.Random, start: float, end: float, steps: int, step: float) -> list[float]:
+    """`steps + 1` log prices from `start` to `end`: a Brownian bridge."""
+    walk, x = [0.0], 0.0
+    for _ in range(steps):
+        x += step * rng.gauss(0.0, 1.0)
+        walk.append(x)
+    drift = (end - start - walk[-1]) / steps
+    return [start + w + k * drift for k, w in enumerate(walk)]
+
+
+def _stretch(path: list[float], low: float, high: float) -> list[float]:
+    """Map `path` monotonically so it spans [low, high], keeping both ends where they are: the
+    part below the lower end scales onto [low, lower end], the part above the upper end onto
+    [upper end, high]. A path that never goes past an end stays short of that bound (the
+    candle that comes closest gets a wick to it instead)."""
+    ends = sorted((path[0], path[-1]))
+    least, most = min(path), max(path)
+    below = (ends[0] - low) / (ends[0] - least) if least < ends[0] else 0.0
+    above = (high - ends[1]) / (most - ends[1]) if most > ends[1] else 0.0
+    return [
+        ends[0] - (ends[0] - x) * below
+        if x < ends[0]
+        else ends[1] + (x - ends[1]) * above
+        if x > ends[1]
+        else x
+        for x in path
+    ]
+
+
+def _walk_back(
+    rng: random.Random, end: float, steps: int, step: float, low: float, high: float
+) -> list[float]:
+    """`steps + 1` log prices ending at `end`: a random walk backwards, reflected into
+    [low, high]."""
+    path, x = [end], end
+    for _ in range(steps):
+        x += step * rng.gauss(0.0, 1.0)
+        if x > high:
+            x = max(2 * high - x, low)
+        elif x < low:
+            x = min(2 * low - x, high)
+        path.append(x)
+    path.reverse()
+    return path
+
+
+# --- candles -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Series:
+    """One series of candles: its asset, interval and first open time, the size of a step of
+    its walk, the volume of an average bucket, and its bounds (log prices)."""
+
+    anchor: Anchor
+    interval: Interval
+    first: datetime
+    step: float
+    volume: float
+    bounds: Bounds
+
+    def prices(self) -> Callable[[float], Decimal]:
+        """Log price -> price with 12 significant digits at the anchor's price (a fixed number
+        of places, within the store's 18: fast, and monotone, so a max stays a max)."""
+        places = min(18, max(2, 11 - self.anchor.price.adjusted()))
+        unit = Decimal(1).scaleb(-places)
+        scale, exp = 10.0**places, math.exp
+        return lambda log_price: Decimal(round(exp(log_price) * scale)) * unit
+
+
+@dataclass(frozen=True, slots=True)
+class _Drawn:
+    """A series drawn in floats: `path` has one log price more than there are candles (each
+    candle opens at one and closes at the next); `tops` and `bottoms` are the wicks' ends
+    (log prices), `cents` the volumes."""
+
+    series: _Series
+    path: list[float]
+    tops: list[float]
+    bottoms: list[float]
+    cents: list[int]
+
+    def records(self, start: int = 0, stop: int | None = None) -> list[CandleRecord]:
+        """The candles `start` to `stop` (by index), exact."""
+        price, series = self.series.prices(), self.series
+        prices = [price(x) for x in self.path[start : (stop or len(self.cents)) + 1]]
+        asset_id, interval, length = series.anchor.asset_id, series.interval, series.interval.length
+        at, cent = series.first + start * length, Decimal("0.01")
+        out = []
+        for index in range(start, stop or len(self.cents)):
+            offset = index - start
+            out.append(
+                CandleRecord(
+                    asset_id, interval.value, at, prices[offset], price(self.tops[index]),
+                    price(self.bottoms[index]), prices[offset + 1], self.cents[index] * cent,
+                )
+            )  # fmt: skip
+            at += length
+        return out
+
+    def merged(self, start: int, interval: Interval) -> CandleRecord:
+        """The candles from `start` on, rolled up into one of `interval`: what `_roll` makes
+        of `records(start)`, without making them (the conversion is monotone)."""
+        price = self.series.prices()
+        return CandleRecord(
+            self.series.anchor.asset_id, interval.value,
+            self.series.first + start * self.series.interval.length, price(self.path[start]),
+            price(max(self.tops[start:])), price(min(self.bottoms[start:])),
+            price(self.path[-1]), sum(self.cents[start:]) * Decimal("0.01"),
+        )  # fmt: skip
+
+
+def _draw(
+    rng: random.Random, path: list[float], series: _Series, *, total: float | None = None
+) -> _Drawn:
+    """Candles along `path`: wicks a fraction of a step past the body, a volume around the
+    series' (larger on larger moves; scaled to add up to `total` if given). Everything stays
+    inside the bounds by a margin far wider than rounding to 12 digits, so a wick is never past
+    a bound nor inside its body."""
+    low, high = series.bounds[0] + MARGIN, series.bounds[1] - MARGIN
+    path = [min(max(x, low), high) for x in path]
+    step, draw = series.step, rng.random
+    moves = [abs(after - before) / step if step else 0.0 for before, after in pairwise(path)]
+    sizes = [series.volume * (0.4 + 1.2 * draw()) * (0.6 + 0.5 * move) for move in moves]
+    drawn_total = math.fsum(sizes)
+    if total is not None and drawn_total:
+        factor = total / drawn_total
+        sizes = [size * factor for size in sizes]
+    wick = 2 * WICK * step
+    tops, bottoms = [], []
+    for before, after in pairwise(path):
+        tops.append(min(max(before, after) + draw() ** 2 * wick, high))
+        bottoms.append(max(min(before, after) - draw() ** 2 * wick, low))
+    return _Drawn(series, path, tops, bottoms, [round(size * 100) for size in sizes])
+
+
+def _roll(candles: list[CandleRecord], interval: Interval, size: int) -> list[CandleRecord]:
+    """Contiguous finer candles from the start of a coarser bucket, merged `size` at a time
+    (`candles.roll_up` without its sorting and grouping: the history is built in order)."""
+    out = []
+    for start in range(0, len(candles), size):
+        part = candles[start : start + size]
+        out.append(
+            CandleRecord(
+                part[0].asset_id, interval.value, part[0].open_time, part[0].open,
+                max(c.high for c in part), min(c.low for c in part), part[-1].close,
+                sum((c.volume or Decimal(0) for c in part), Decimal(0)),
+            )
+        )  # fmt: skip
+    return out
+
+
+def _seeded(seed: int, asset_id: str, stage: str) -> random.Random:
+    return random.Random(f"orderproc-backfill/{seed}/{asset_id}/{stage}")
+
+
+@dataclass(frozen=True, slots=True)
+class _LastDay:
+    """The last 24 h of 1 m candles, drawn: the last is the current minute's."""
+
+    drawn: _Drawn
+    anchor: Anchor
+    lowest: int  # the candle whose low is the 24 h low
+    highest: int  # the candle whose high is the 24 h high
+
+    def records(self, start: int = 0) -> list[CandleRecord]:
+        out = self.drawn.records(start)
+        for index, change in ((self.lowest, "low"), (self.highest, "high")):
+            if index >= start:
+                exact = self.anchor.low_24h if change == "low" else self.anchor.high_24h
+                out[index - start] = _with(out[index - start], **{change: exact})
+        out[-1] = _with(out[-1], close=self.anchor.price)
+        return out
+
+    def merged(self, start: int, interval: Interval) -> CandleRecord:
+        merged = self.drawn.merged(start, interval)
+        exact: dict[str, Decimal] = {"close": self.anchor.price}
+        if self.lowest >= start:
+            exact["low"] = self.anchor.low_24h
+        if self.highest >= start:
+            exact["high"] = self.anchor.high_24h
+        return _with(merged, **exact)
+
+
+def last_day(anchor: Anchor, *, seed: int, now: datetime) -> _LastDay:
+    """The last 24 h of 1 m candles: from the price 24 h ago to the price, reaching `high_24h`
+    and `low_24h` exactly (the candles that come closest get them)."""
+    rng = _seeded(seed, anchor.asset_id, "window")
+    step = _step(anchor.sigma, Interval.MINUTE, anchor.stable)
+    start, end = math.log(anchor.price_24h_ago), math.log(anchor.price)
+    low, high = math.log(anchor.low_24h), math.log(anchor.high_24h)
+    path = _stretch(_bridge(rng, start, end, WINDOW_MINUTES, step), low, high)
+    first = Span(now).current(Interval.MINUTE) - (WINDOW_MINUTES - 1) * Interval.MINUTE.length
+    volume = anchor.volume_24h / WINDOW_MINUTES
+    series = _Series(anchor, Interval.MINUTE, first, step, volume, (low, high))
+    drawn = _draw(rng, path, series, total=anchor.volume_24h)
+    indexes = range(WINDOW_MINUTES)
+    lowest = min(indexes, key=drawn.bottoms.__getitem__)
+    highest = max(indexes, key=drawn.tops.__getitem__)
+    return _LastDay(drawn, anchor, lowest, highest)
+
+
+def _with(candle: CandleRecord, *, low: Decimal | None = None, high: Decimal | None = None,
+          close: Decimal | None = None) -> CandleRecord:  # fmt: skip
+    """`candle` with a new low, high or close, its high and low still around its body."""
+    close = candle.close if close is None else close
+    return candle.evolve(
+        close=close,
+        high=max(candle.high if high is None else high, candle.open, close),
+        low=min(candle.low if low is None else low, candle.open, close),
+    )
+
+
+def current_candles(anchor: Anchor, *, seed: int, now: datetime) -> list[CandleRecord]:
+    """The candles of the buckets holding `now` (the minute, the hour, the day), the same as
+    `history` has for them: what the ticker continues from its first tick. Cheap: only the
+    last day's floats are drawn, and three candles made of them."""
+    day = last_day(anchor, seed=seed, now=now)
+    span = Span(now)
+
+    def since(interval: Interval) -> int:  # the window's index of the bucket's first minute
+        before = span.current(Interval.MINUTE) - span.current(interval)
+        return WINDOW_MINUTES - 1 - before // Interval.MINUTE.length
+
+    return [
+        day.merged(WINDOW_MINUTES - 1, Interval.MINUTE),
+        day.merged(since(Interval.HOUR), Interval.HOUR),
+        day.merged(since(Interval.DAY), Interval.DAY),
+    ]
+
+
+def history(
+    anchor: Anchor, *, seed: int, now: datetime, keep: dict[Interval, timedelta] | None = None
+) -> dict[Interval, list[CandleRecord]]:
+    """Every backfilled candle, by interval, oldest first, the current buckets' included;
+    with `keep`, none that retention would purge at `now`."""
+    span = Span(now)
+    window = last_day(anchor, seed=seed, now=now).records()
+    minutes = [*_older(anchor, seed, span.first(Interval.MINUTE), window[0]), *window]
+    rolled_hours = _roll(minutes, Interval.HOUR, 60)
+    hours = [*_older(anchor, seed, span.first(Interval.HOUR), rolled_hours[0]), *rolled_hours]
+    rolled_days = _roll(hours, Interval.DAY, 24)
+    days = [*_older(anchor, seed, span.first(Interval.DAY), rolled_days[0]), *rolled_days]
+    out = {Interval.MINUTE: minutes, Interval.HOUR: hours, Interval.DAY: days}
+    for interval, retention in (keep or {}).items():
+        before = cutoff(now, interval, retention)
+        out[interval] = [c for c in out[interval] if c.open_time >= before]
+    return out
+
+
+def _older(anchor: Anchor, seed: int, since: datetime, finer: CandleRecord) -> list[CandleRecord]:
+    """The candles of `finer`'s interval from `since` up to `finer`, the last closing where
+    `finer` opens: a walk backwards from there."""
+    interval = Interval(finer.interval)
+    count = (finer.open_time - since) // interval.length
+    if count <= 0:
+        return []
+    rng = _seeded(seed, anchor.asset_id, interval.value)
+    step = _step(anchor.sigma, interval, anchor.stable)
+    bounds = (math.log(anchor.floor), math.log(anchor.ceiling))
+    path = _walk_back(rng, math.log(finer.open), count, step, *bounds)
+    per_bucket = anchor.volume_24h * (interval.length / timedelta(days=1))
+    older = _draw(rng, path, _Series(anchor, interval, since, step, per_bucket, bounds)).records()
+    older[-1] = _with(older[-1], close=finer.open)
+    return older
+
+
+# --- writing it ----------------------------------------------------------------------------------
+
+WRITE_ROWS = 1_000  # rows per unit of work: a few milliseconds of the event loop on SQLite
+
+
+async def lacking_history(store: Store, asset_ids: Iterable[str], now: datetime) -> list[str]:
+    """The assets without a 1 d candle older than yesterday: a fresh install's, or one whose
+    backfill did not finish (an asset's days are written last)."""
+    before = bucket_start(now, Interval.DAY) - Interval.DAY.length
+    async with store.unit_of_work() as uow:
+        return [
+            asset_id
+            for asset_id in asset_ids
+            if not await uow.candles.list(asset_id, Interval.DAY.value, limit=1, end=before)
+        ]
+
+
+class SimulatedBackfill:
+    """The simulator's history for the assets that have none, in two steps around the first
+    tick: `prepare` (before it) writes the candles of the buckets holding `now`, which the
+    ticker then continues; `run` (in the background after it) writes the rest, asset by asset,
+    never those buckets, so the two never write the same candle."""
+
+    def __init__(self, *, store: Store, seed: int, keep: dict[Interval, timedelta]) -> None:
+        self.store, self.seed, self.keep = store, seed, keep
+        self.pending: list[Anchor] = []
+        self.now: datetime | None = None
+
+    async def prepare(self, assets: Iterable[Asset], now: datetime) -> None:
+        by_id = {asset.asset_id: asset for asset in assets}
+        missing = await lacking_history(self.store, sorted(by_id), now)
+        self.pending = [anchor_of(by_id[asset_id]) for asset_id in missing]
+        self.now = now
+        rows = [c for a in self.pending for c in current_candles(a, seed=self.seed, now=now)]
+        await _write(self.store, rows)
+
+    async def run(self) -> int:
+        """Write the rest of each pending asset's history; returns the rows written."""
+        if self.now is None:
+            return 0
+        span, written = Span(self.now), 0
+        for anchor in self.pending:
+            candles = await asyncio.to_thread(
+                history, anchor, seed=self.seed, now=self.now, keep=self.keep
+            )
+            for interval in (Interval.MINUTE, Interval.HOUR, Interval.DAY):  # days last
+                current = span.current(interval)
+                rows = [c for c in candles[interval] if c.open_time < current]
+                written += await _write(self.store, rows)
+        self.pending = []
+        return written
+
+
+async def _write(store: Store, rows: list[CandleRecord]) -> int:
+    for start in range(0, len(rows), WRITE_ROWS):
+        async with store.unit_of_work() as uow:
+            uow.candles.upsert(rows[start : start + WRITE_ROWS])
+            await uow.commit()
+    return len(rows)
+
+
+# --- CoinGecko's history -----------------------------------------------------------------------
+
+# What `market_chart` is asked for, by interval: CoinGecko answers hourly points up to 90 days
+# and daily ones beyond; its demo plan reaches back 365 days. It has no minutes: 1 m candles
+# come from the live ticks alone.
+CHART_DAYS = {Interval.HOUR: 90, Interval.DAY: 365}
+
+
+def chart_candles(body: bytes, asset_id: str, interval: Interval) -> list[CandleRecord]:
+    """Candles from a `/coins/{id}/market_chart` body (`prices` and `total_volumes`, each a list
+    of [ms, value]). Its points are prices at instants, so a candle runs from the point before
+    its bucket (its open) through the bucket's points (its close the last); its volume is the
+    bucket's mean 24 h volume spread over the day's buckets. A body of another shape is a
+    FeedError."""
+    try:
+        data = json.loads(body, parse_float=Decimal, parse_int=Decimal)
+        prices = sorted((int(ms), Decimal(p)) for ms, p in data["prices"] if p and p > 0)
+        volumes = {int(ms): Decimal(v) for ms, v in data.get("total_volumes", []) if v}
+    except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
+        raise FeedError("CoinGecko market_chart body is not its documented shape") from exc
+    buckets: dict[datetime, list[tuple[int, Decimal]]] = {}
+    for ms, price in prices:
+        buckets.setdefault(bucket_start(from_ms(ms), interval), []).append((ms, price))
+    per_day = Decimal(timedelta(days=1) // interval.length)
+    out, previous = [], None
+    for opens, points in sorted(buckets.items()):
+        values = [round_price(p) for _, p in points]
+        first = values[0] if previous is None else previous
+        day_volumes = [volumes[ms] for ms, _ in points if ms in volumes]
+        volume = sum(day_volumes, Decimal(0)) / max(len(day_volumes), 1) / per_day
+        out.append(
+            CandleRecord(
+                asset_id, interval.value, opens, first, max(first, *values), min(first, *values),
+                values[-1], volume.quantize(CENTS),
+            )
+        )  # fmt: skip
+        previous = values[-1]
+    return out
+
+
+def from_ms(ms: int) -> datetime:
+    return EPOCH + timedelta(milliseconds=ms)
+
+
+class ChartBackfill:
+    """The CoinGecko feed's history for the assets that have none: hourly and daily candles
+    from `market_chart`, in the background, never for the buckets holding `now` (the ticker's
+    own). An asset CoinGecko cannot answer for is skipped, and tried at the next start."""
+
+    def __init__(
+        self, *, store: Store, feed: CoinGeckoFeed, keep: dict[Interval, timedelta]
+    ) -> None:
+        self.store, self.feed, self.keep = store, feed, keep
+        self.ids: dict[str, str] = {}
+        self.pending: list[str] = []
+        self.now: datetime | None = None
+
+    async def prepare(self, assets: Iterable[Asset], now: datetime) -> None:
+        self.ids = coingecko_ids(assets)
+        self.pending = await lacking_history(self.store, sorted(self.ids), now)
+        self.now = now
+
+    async def run(self) -> int:
+        if self.now is None:
+            return 0
+        span, written = Span(self.now), 0
+        for asset_id in self.pending:
+            for interval, days in CHART_DAYS.items():  # days last: they mark the asset done
+                try:
+                    body = await self.feed.market_chart(self.ids[asset_id], days=days)
+                    candles = chart_candles(body, asset_id, interval)
+                except FeedError:
+                    log.warning("no CoinGecko history for %s", asset_id, exc_info=True)
+                    break
+                since = cutoff(self.now, interval, self.keep.get(interval, DEPTH[interval]))
+                current = span.current(interval)
+                rows = [c for c in candles if since <= c.open_time < current]
+                written += await _write(self.store, rows)
+        self.pending = []
+        return written
+
+
+# --- at start-up ---------------------------------------------------------------------------------
+
+
+class History:
+    """The backfill around the ticker's first tick: `prepare` before it (the simulator's
+    current candles), `start` after it (the rest, in a background task that logs what it
+    wrote and how long it took), `stop` at shutdown (cancels it; what was written stays, and
+    an asset whose days were not written is done again at the next start)."""
+
+    def __init__(self, backfill: SimulatedBackfill | ChartBackfill) -> None:
+        self.backfill = backfill
+        self.task: asyncio.Task[int] | None = None
+
+    async def prepare(self, assets: Iterable[Asset], now: datetime) -> None:
+        await self.backfill.prepare(assets, now)
+
+    def start(self) -> None:
+        if self.backfill.pending:
+            self.task = asyncio.create_task(self._run(), name="candle backfill")
+
+    async def _run(self) -> int:
+        began, assets = time.perf_counter(), len(self.backfill.pending)
+        try:
+            written = await self.backfill.run()
+        except Exception:  # the history is a nicety: never the service's end
+            log.exception("candle backfill failed")
+            return 0
+        seconds = time.perf_counter() - began
+        log.info("candle backfill: %d candles for %d assets in %.1f s", written, assets, seconds)
+        return written
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+
+def history_for(
+    settings: Settings, *, store: Store, feed: object, keep: dict[Interval, timedelta]
+) -> History | None:
+    """The backfill this feed makes, unless `candle_backfill` is off: the simulator's from its
+    seed, CoinGecko's from `market_chart`."""
+    if not settings.candle_backfill:
+        return None
+    if isinstance(feed, CoinGeckoFeed):
+        return History(ChartBackfill(store=store, feed=feed, keep=keep))
+    if settings.price_feed == "simulated":
+        return History(SimulatedBackfill(store=store, seed=settings.price_seed, keep=keep))
+    return None

@@ -1,0 +1,164 @@
+"""Candles over HTTP on a backfilled history: the latest page and its cursor back in time, a
+start/end range paged forward, weeks, volume, and every bad input a 422 problem."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from orderproc.inventory.backfill import SimulatedBackfill
+from orderproc.inventory.candles import Interval
+from orderproc.runtime import Runtime
+from orderproc.testing import SteppingClock
+from tests.api.conftest import Client
+from tests.api.test_users_auth import assert_problem
+
+CANDLES = "/api/v1/inventory/assets/BTC/candles"
+KEEP = {
+    Interval.MINUTE: timedelta(hours=48),
+    Interval.HOUR: timedelta(days=90),
+    Interval.DAY: timedelta(days=3650),
+}
+
+
+@pytest.fixture
+async def backfilled(runtime: Runtime, clock: SteppingClock) -> datetime:
+    """BTC's history as a fresh install writes it (the other assets keep none: faster); the
+    moment it ends."""
+    now = clock.now()
+    backfill = SimulatedBackfill(store=runtime.store, seed=runtime.settings.price_seed, keep=KEEP)
+    await backfill.prepare([runtime.catalog.by_id["BTC"]], now)
+    await backfill.run()
+    return now
+
+
+def times(page: dict[str, Any]) -> list[datetime]:
+    return [datetime.fromisoformat(c["t"]) for c in page["data"]]
+
+
+async def walk(client: Client, params: dict[str, Any], most: int = 20) -> list[dict[str, Any]]:
+    """Every page from the first, following `next_cursor` with the same query."""
+    answers, cursor = [], None
+    for _ in range(most):
+        response = await client.get(
+            CANDLES, params={**params, **({"cursor": cursor} if cursor else {})}
+        )
+        assert response.status_code == 200, response.text
+        answers.append(response.json())
+        cursor = answers[-1]["next_cursor"]
+        assert answers[-1]["has_more"] is (cursor is not None)
+        if cursor is None:
+            return answers
+    raise AssertionError("more pages than expected")
+
+
+class TestLatest:
+    async def test_answers_the_latest_candles_oldest_first_with_volume(
+        self, client: Client, backfilled: datetime
+    ) -> None:
+        page = (await client.get(CANDLES)).json()
+        assert page["asset_id"] == "BTC"
+        assert page["interval"] == "1m"
+        assert page["limit"] == 100
+        assert len(page["data"]) == 100
+        opened = times(page)
+        assert opened == sorted(opened)
+        assert opened[-1] == backfilled.replace(second=0, microsecond=0)
+        assert page["data"][-1]["close"] == "51618.00"  # the price the simulator starts from
+        assert all(Decimal(c["volume"]) > 0 for c in page["data"])
+        assert page["has_more"] is True
+
+    @pytest.mark.every_store
+    async def test_the_cursor_pages_back_without_repeating_or_skipping(
+        self, client: Client, backfilled: datetime
+    ) -> None:
+        answers = await walk(client, {"interval": "1h", "limit": 1000})
+        opened = [t for page in reversed(answers) for t in times(page)]
+        assert len(opened) == 90 * 24 + 1  # everything kept, each once
+        assert all(b - a == timedelta(hours=1) for a, b in itertools.pairwise(opened))
+        assert [len(page["data"]) for page in answers] == [1000, 1000, 161]
+
+
+class TestRange:
+    @pytest.mark.every_store
+    async def test_a_range_pages_forward_from_its_start(
+        self, client: Client, backfilled: datetime
+    ) -> None:
+        start = backfilled.replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+        end = start + timedelta(hours=2)
+        query = {"start": start.isoformat(), "end": end.isoformat(), "limit": 50}
+        answers = await walk(client, query)
+        opened = [t for page in answers for t in times(page)]
+        assert opened == [start + timedelta(minutes=m) for m in range(120)]
+        assert [len(page["data"]) for page in answers] == [50, 50, 20]
+
+    async def test_a_time_without_an_offset_is_utc(
+        self, client: Client, backfilled: datetime
+    ) -> None:
+        start = backfilled.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+        naive = start.replace(tzinfo=None).isoformat()
+        page = (await client.get(CANDLES, params={"start": naive, "limit": 1})).json()
+        assert times(page) == [start]
+
+    async def test_weeks_roll_up_from_days_and_open_on_monday(
+        self, client: Client, backfilled: datetime
+    ) -> None:
+        weeks = (await client.get(CANDLES, params={"interval": "1w", "limit": 10})).json()
+        days = (await client.get(CANDLES, params={"interval": "1d", "limit": 80})).json()
+        assert weeks["interval"] == "1w"
+        assert len(weeks["data"]) == 10
+        assert all(t.weekday() == 0 and t.hour == 0 for t in times(weeks))
+        week, opens = weeks["data"][-2], times(weeks)[-2]
+        inside = [d for d, t in zip(days["data"], times(days), strict=True)
+                  if opens <= t < opens + timedelta(days=7)]  # fmt: skip
+        assert len(inside) == 7
+        assert week["open"] == inside[0]["open"]
+        assert week["close"] == inside[-1]["close"]
+        assert Decimal(week["high"]) == max(Decimal(d["high"]) for d in inside)
+        assert Decimal(week["volume"]) == sum(Decimal(d["volume"]) for d in inside)
+        back = {"interval": "1w", "limit": 10, "cursor": weeks["next_cursor"]}
+        older = (await client.get(CANDLES, params=back)).json()
+        assert times(older)[-1] == times(weeks)[0] - timedelta(days=7)
+
+
+class TestRefused:
+    @pytest.mark.parametrize(
+        "params",
+        [
+            {"start": "2026-01-15T10:00:00Z", "end": "2026-01-15T10:00:00Z"},
+            {"start": "2026-01-15T11:00:00Z", "end": "2026-01-15T10:00:00Z"},
+            {"start": "2025-01-01T00:00:00Z", "interval": "1m"},  # wider than 31 days of 1 m
+            {"start": "1969-12-31T00:00:00Z", "interval": "1d"},
+            {"start": "yesterday"},
+            {"limit": 1001},
+            {"limit": 0},
+            {"interval": "5m"},
+            {"offset": 10},
+        ],
+    )
+    async def test_bad_parameters_are_422_problems(
+        self, client: Client, params: dict[str, Any]
+    ) -> None:
+        assert_problem(await client.get(CANDLES, params=params), 422, "VALIDATION_ERROR")
+
+    async def test_a_forged_or_borrowed_cursor_is_a_422(
+        self, client: Client, backfilled: datetime
+    ) -> None:
+        page = (await client.get(CANDLES, params={"limit": 5})).json()
+        cursor = page["next_cursor"]
+        forged = cursor[:-2] + ("AA" if cursor[-2:] != "AA" else "BB")
+        for params in (
+            {"cursor": forged},
+            {"cursor": cursor, "interval": "1h"},  # another interval
+            {"cursor": cursor, "end": datetime.now(UTC).isoformat()},  # another range
+        ):
+            problem = assert_problem(
+                await client.get(CANDLES, params=params), 422, "VALIDATION_ERROR"
+            )
+            assert problem["errors"][0]["loc"] == ["query", "cursor"]
+        other = await client.get("/api/v1/inventory/assets/ETH/candles", params={"cursor": cursor})
+        assert_problem(other, 422, "VALIDATION_ERROR")

@@ -1,0 +1,255 @@
+"""The backfilled history of a fresh install: deterministic per seed, in agreement with the
+snapshot (the 24 h high and low, the all-time bounds, the 24 h volume), as deep as asked,
+continued by the live ticks, written once; and CoinGecko's, from `market_chart` fixtures."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from orderproc.common.clock import FixedClock
+from orderproc.common.prices import PriceCache
+from orderproc.common.storage.memory import MemoryStore
+from orderproc.common.storage.records import CandleRecord
+from orderproc.inventory.backfill import (
+    ChartBackfill,
+    SimulatedBackfill,
+    anchor_of,
+    chart_candles,
+    current_candles,
+    history,
+    lacking_history,
+    last_day,
+)
+from orderproc.inventory.candles import Interval, bucket_start
+from orderproc.inventory.domain import Asset, load_snapshot
+from orderproc.inventory.pricefeed import CoinGeckoFeed, FeedError, RetryPolicy, SimulatedFeed
+from orderproc.inventory.service import PriceTicker, Retention, load_catalog, seed_catalog
+
+NOW = datetime(2026, 3, 4, 15, 37, 12, 345678, tzinfo=UTC)
+KEEP = {
+    Interval.MINUTE: timedelta(hours=48),
+    Interval.HOUR: timedelta(days=90),
+    Interval.DAY: timedelta(days=3650),
+}
+SNAPSHOT = {asset.asset_id: asset for asset in load_snapshot()}
+# A large cap, a stablecoin, a price of 7 decimal places, and TON, whose snapshot price is above
+# its own high_24h.
+SAMPLE = ("BTC", "USDT", "SHIB", "TON")
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def every(candles: dict[Interval, list[CandleRecord]]) -> list[CandleRecord]:
+    return [candle for interval in candles.values() for candle in interval]
+
+
+class TestSimulatedHistory:
+    def test_the_same_seed_makes_the_same_history_and_another_seed_another(self) -> None:
+        anchor = anchor_of(SNAPSHOT["ETH"])
+        first = history(anchor, seed=7, now=NOW, keep=KEEP)
+        assert history(anchor, seed=7, now=NOW, keep=KEEP) == first
+        other = history(anchor, seed=8, now=NOW, keep=KEEP)
+        assert other[Interval.DAY][0].close != first[Interval.DAY][0].close
+
+    def test_holds_48_hours_of_minutes_90_days_of_hours_and_2_years_of_days(self) -> None:
+        candles = history(anchor_of(SNAPSHOT["BTC"]), seed=7, now=NOW, keep=KEEP)
+        # Each from the bucket retention keeps through the one holding now.
+        assert len(candles[Interval.MINUTE]) == 48 * 60 + 1
+        assert len(candles[Interval.HOUR]) == 90 * 24 + 1
+        assert len(candles[Interval.DAY]) == 731
+        for interval, series in candles.items():
+            steps = {b.open_time - a.open_time for a, b in itertools.pairwise(series)}
+            assert steps == {interval.length}  # no gap, no repeat
+            assert series[-1].open_time == bucket_start(NOW, interval)
+        assert candles[Interval.DAY][0].open_time <= NOW - timedelta(days=730)
+
+    @pytest.mark.parametrize("asset_id", SAMPLE)
+    def test_agrees_with_the_snapshot(self, asset_id: str) -> None:
+        asset = SNAPSHOT[asset_id]
+        candles = history(anchor_of(asset), seed=7, now=NOW, keep=KEEP)
+        last_day = candles[Interval.MINUTE][-1440:]
+        assert max(c.high for c in last_day) == max(asset.high_24h or 0, asset.price_usd)
+        assert min(c.low for c in last_day) == asset.low_24h
+        assert candles[Interval.MINUTE][-1].close == asset.price_usd
+        assert asset.ath is not None
+        assert asset.atl is not None
+        for candle in every(candles):
+            assert candle.low <= min(candle.open, candle.close)
+            assert max(candle.open, candle.close) <= candle.high
+            assert asset.atl <= candle.low
+            assert candle.high <= max(asset.ath, asset.price_usd)
+        volume = sum(c.volume or 0 for c in last_day)
+        assert asset.total_volume_24h is not None
+        assert abs(volume - asset.total_volume_24h) <= Decimal("0.01") * 1440
+
+    def test_every_assets_last_day_meets_its_snapshot(self) -> None:
+        for asset in SNAPSHOT.values():
+            candles = last_day(anchor_of(asset), seed=3, now=NOW).records()
+            assert max(c.high for c in candles) == max(asset.high_24h or 0, asset.price_usd)
+            assert min(c.low for c in candles) == min(asset.low_24h or 0, asset.price_usd)
+            assert candles[-1].close == asset.price_usd
+
+    def test_coarser_candles_are_the_roll_ups_of_finer_ones(self) -> None:
+        candles = history(anchor_of(SNAPSHOT["SOL"]), seed=7, now=NOW, keep=KEEP)
+        hour = bucket_start(NOW - timedelta(hours=5), Interval.HOUR)
+        minutes = [
+            c for c in candles[Interval.MINUTE] if hour <= c.open_time < hour + Interval.HOUR.length
+        ]
+        (rolled,) = [c for c in candles[Interval.HOUR] if c.open_time == hour]
+        assert rolled.open == minutes[0].open
+        assert rolled.close == minutes[-1].close
+        assert rolled.high == max(c.high for c in minutes)
+        assert rolled.low == min(c.low for c in minutes)
+        assert rolled.volume == sum(c.volume or 0 for c in minutes)
+
+    @pytest.mark.parametrize("asset_id", SAMPLE)
+    def test_the_current_candles_are_the_historys_own(self, asset_id: str) -> None:
+        anchor = anchor_of(SNAPSHOT[asset_id])
+        candles = history(anchor, seed=7, now=NOW, keep=KEEP)
+        assert current_candles(anchor, seed=7, now=NOW) == [
+            candles[Interval.MINUTE][-1],
+            candles[Interval.HOUR][-1],
+            candles[Interval.DAY][-1],
+        ]
+
+    def test_an_asset_added_without_market_data_gets_a_history_around_its_price(self) -> None:
+        asset = Asset("NEWC", "newc", "New Coin", "other", "", "", Decimal("1.5"), NOW)
+        candles = history(anchor_of(asset), seed=7, now=NOW, keep=KEEP)
+        assert candles[Interval.MINUTE][-1].close == Decimal("1.5")
+        assert all(c.volume == 0 for c in every(candles))
+
+
+async def ticker_over(store: MemoryStore, clock: FixedClock) -> PriceTicker:
+    catalog = await load_catalog(store, PriceCache())
+    feed = SimulatedFeed.from_assets(catalog.assets(), seed=7)
+    return PriceTicker(
+        feed=feed, catalog=catalog, store=store, clock=clock, interval=2,
+        retention=Retention(**{k.name.lower(): v for k, v in KEEP.items()}),
+    )  # fmt: skip
+
+
+class TestWrittenAtStart:
+    async def test_the_first_tick_continues_the_backfilled_candles(self) -> None:
+        store, clock = MemoryStore(), FixedClock(NOW)
+        btc = SNAPSHOT["BTC"]
+        await seed_catalog(store, assets=[btc])
+        backfill = SimulatedBackfill(store=store, seed=7, keep=KEEP)
+        await backfill.prepare([btc], NOW)
+        ticker = await ticker_over(store, clock)
+        await ticker.resume()
+        clock.set(NOW + timedelta(seconds=2))  # the same minute
+        await ticker.tick_once()
+        tick = ticker.catalog.by_id["BTC"].price_usd
+        expected = current_candles(anchor_of(btc), seed=7, now=NOW)
+        async with store.unit_of_work() as uow:
+            live = [(await uow.candles.list("BTC", i.value, limit=1))[0] for i in KEEP]
+        for before, after in zip(expected, live, strict=True):
+            assert after.open_time == before.open_time
+            assert after.open == before.open  # the ticks go on from the backfilled close
+            assert after.close == tick
+            assert after.high == max(before.high, tick)
+            assert after.low == min(before.low, tick)
+            assert after.volume is not None
+            assert before.volume is not None
+            assert after.volume > before.volume  # the tick traded too
+        assert abs(tick / btc.price_usd - 1) < Decimal("0.01")  # one step from the last close
+
+    async def test_writes_the_rest_once_and_never_the_tickers_candles(self) -> None:
+        store = MemoryStore()
+        assets = [SNAPSHOT["BTC"], SNAPSHOT["DOGE"]]
+        await seed_catalog(store, assets=assets)
+        backfill = SimulatedBackfill(store=store, seed=7, keep=KEEP)
+        await backfill.prepare(assets, NOW)
+        ticker_candle = CandleRecord(
+            "BTC",
+            "1m",
+            bucket_start(NOW, Interval.MINUTE),
+            Decimal(1),
+            Decimal(1),
+            Decimal(1),
+            Decimal(1),
+            Decimal(5),
+        )
+        async with store.unit_of_work() as uow:  # what a tick made of the current minute
+            uow.candles.upsert([ticker_candle])
+            await uow.commit()
+        written = await backfill.run()
+        assert written == 2 * (48 * 60 + 90 * 24 + 730)
+        async with store.unit_of_work() as uow:
+            minutes = await uow.candles.list("BTC", "1m", limit=5000)
+            days = await uow.candles.list("DOGE", "1d", limit=5000)
+        assert len(minutes) == 48 * 60 + 1
+        assert minutes[-1] == ticker_candle
+        assert len(days) == 731
+        assert await lacking_history(store, ["BTC", "DOGE", "ETH"], NOW) == ["ETH"]
+        again = SimulatedBackfill(store=store, seed=7, keep=KEEP)
+        await again.prepare(assets, NOW + timedelta(hours=1))  # a restart
+        assert again.pending == []
+        assert await again.run() == 0
+
+
+# --- CoinGecko (hand-made fixtures in its documented market_chart shape; no network) --------
+
+
+def chart_feed(seen: list[httpx.Request]) -> CoinGeckoFeed:
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        days = request.url.params["days"]
+        if request.url.path.endswith("/ethereum/market_chart"):
+            return httpx.Response(404, json={"error": "coin not found"})
+        return httpx.Response(
+            200, content=(FIXTURES / f"market_chart_days_{days}.json").read_bytes()
+        )
+
+    return CoinGeckoFeed(
+        {"BTC": "bitcoin", "ETH": "ethereum"},
+        transport=httpx.MockTransport(handle),
+        retry=RetryPolicy(attempts=1),
+    )
+
+
+class TestCoinGeckoHistory:
+    def test_hourly_points_become_candles_from_point_to_point(self) -> None:
+        body = (FIXTURES / "market_chart_days_90.json").read_bytes()
+        candles = chart_candles(body, "BTC", Interval.HOUR)
+        assert [c.open_time.isoformat() for c in candles[:3]] == [
+            "2026-03-02T13:00:00+00:00", "2026-03-02T14:00:00+00:00", "2026-03-02T15:00:00+00:00",
+        ]  # fmt: skip
+        first, second = candles[0], candles[1]
+        assert first.open == first.close == Decimal("66012.5")
+        assert second.open == first.close
+        assert second.close == Decimal("66150.25")
+        assert second.high == Decimal("66150.25")
+        assert second.low == Decimal("66012.5")
+        assert second.volume == Decimal("1250000000.00")  # 30,000,000,000 a day / 24
+
+    def test_a_body_of_another_shape_is_a_feed_error(self) -> None:
+        with pytest.raises(FeedError):
+            chart_candles(b'{"prices": "none"}', "BTC", Interval.HOUR)
+        with pytest.raises(FeedError):
+            chart_candles(b"<html>", "BTC", Interval.DAY)
+
+    async def test_backfills_hours_and_days_and_skips_an_asset_it_cannot_get(self) -> None:
+        store, seen = MemoryStore(), list[httpx.Request]()
+        assets = [replace(SNAPSHOT["BTC"]), replace(SNAPSHOT["ETH"])]
+        now = datetime(2026, 3, 4, 13, 20, tzinfo=UTC)
+        backfill = ChartBackfill(store=store, feed=chart_feed(seen), keep=KEEP)
+        await backfill.prepare(assets, now)
+        assert backfill.pending == ["BTC", "ETH"]
+        written = await backfill.run()
+        async with store.unit_of_work() as uow:
+            hours = await uow.candles.list("BTC", "1h", limit=1000)
+            days = await uow.candles.list("BTC", "1d", limit=1000)
+            eth = await uow.candles.list("ETH", "1d", limit=1000)
+        assert written == len(hours) + len(days) > 0
+        assert eth == []
+        assert all(c.open_time < bucket_start(now, Interval.HOUR) for c in hours)
+        assert days[-1].open_time < bucket_start(now, Interval.DAY)
+        assert [r.url.params["days"] for r in seen] == ["90", "365", "90"]
+        assert all(r.url.params["vs_currency"] == "usd" for r in seen)
