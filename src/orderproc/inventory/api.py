@@ -5,6 +5,7 @@ Catalog answers are rendered once per tick and query, then served from memory by
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Protocol, cast
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -12,9 +13,11 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from orderproc.common.clock import Clock
-from orderproc.common.paging import ListPaging, offset_paging
+from orderproc.common.paging import ListPaging, cursor_paging, offset_paging
 from orderproc.common.storage.ports import Store
+from orderproc.common.storage.records import PageKey
 from orderproc.common.web import ClientIP, CurrentAdmin
+from orderproc.errors import ValidationFailed
 from orderproc.errors.problem import problem_responses
 from orderproc.inventory import service
 from orderproc.inventory.candles import Interval
@@ -111,6 +114,53 @@ async def get_asset(asset_id: AssetId, rt: Runtime) -> Response:
     return Response(_json(AssetEnvelope(data=AssetRead.of(asset))), media_type="application/json")
 
 
+# The widest start-to-end range a request may name, by interval: about what retention keeps.
+CANDLE_SPAN = {
+    Interval.MINUTE: timedelta(days=31),
+    Interval.HOUR: timedelta(days=366),
+    Interval.DAY: timedelta(days=7305),
+    Interval.WEEK: timedelta(days=7305),
+}
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+Moment = Annotated[
+    datetime | None,
+    Query(description="ISO 8601, 1970 to 2100; UTC when it names no offset"),
+]
+CandlePaging = Annotated[
+    ListPaging,
+    Depends(cursor_paging("inventory_list_candles", default_limit=100, max_limit=1000)),
+]
+
+
+def _refused(parameter: str, message: str) -> ValidationFailed:
+    return ValidationFailed(
+        f"{parameter}: {message}",
+        [{"loc": ["query", parameter], "msg": message, "type": "value_error"}],
+    )
+
+
+def candle_range(
+    start: datetime | None, end: datetime | None, interval: Interval, now: datetime
+) -> tuple[datetime | None, datetime | None]:
+    """`start` and `end` in UTC, checked: within 1970-2100, start before end, and no wider
+    than `CANDLE_SPAN` (to `end`, or to now without one)."""
+    start, end = (None if t is None else _utc(t) for t in (start, end))
+    for name, moment in (("start", start), ("end", end)):
+        if moment is not None and not EARLIEST <= moment < LATEST:
+            raise _refused(name, "must be from 1970 to 2100")
+    if start is not None and end is not None and start >= end:
+        raise _refused("start", "must be before end")
+    if start is not None and (end or now) - start > CANDLE_SPAN[interval]:
+        days = CANDLE_SPAN[interval].days
+        raise _refused("start", f"a range of {interval.value} candles spans at most {days} days")
+    return start, end
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 @catalog_router.get(
     "/assets/{asset_id}/candles",
     operation_id="inventory_list_candles",
@@ -120,16 +170,35 @@ async def get_asset(asset_id: AssetId, rt: Runtime) -> Response:
 async def get_candles(
     asset_id: AssetId,
     rt: Runtime,
+    paging: CandlePaging,
     interval: Interval = Interval.MINUTE,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    start: Moment = None,
+    end: Moment = None,
 ) -> CandlesRead:
-    """OHLC candles, oldest first (1m from ticks; 1h and 1d roll up)."""
+    """OHLC candles with their USD volume, oldest first on every page (1m from ticks; 1h and
+    1d roll up; 1w rolls up from 1d when read, weeks starting on Monday). A fresh install has
+    history (docs/architecture.md, "Candle history").
+
+    Without `start`: the latest `limit` candles opening before `end` (or now), and
+    `next_cursor` pages back to older ones. With `start`: the first `limit` opening at or
+    after it (and before `end`), and `next_cursor` pages forward. A cursor is good only with
+    the same asset, interval, `start` and `end`."""
     asset = find_asset(rt.catalog.by_id, asset_id)
-    candles = await service.list_candles(asset.asset_id, interval, limit=limit, store=rt.store)
+    start, end = candle_range(start, end, interval, rt.clock.now())
+    scope = paging.scope(user="", sort="open_time.asc" if start else "open_time.desc")
+    after = None if paging.cursor is None else paging.codec.decode_key(paging.cursor, scope).at
+    query = service.CandleQuery(interval, paging.limit, start, end, after)
+    page = await service.list_candles(asset.asset_id, query, store=rt.store)
+    at = page.next_at
     return CandlesRead(
         asset_id=asset.asset_id,
         interval=interval.value,
-        data=[CandleRead.of(c) for c in candles],
+        data=[CandleRead.of(c) for c in page.candles],
+        has_more=at is not None,
+        next_cursor=None if at is None else paging.codec.encode_key(scope, PageKey(at, 0)),
+        total_count=None,
+        limit=paging.limit,
+        offset=None,
     )
 
 
