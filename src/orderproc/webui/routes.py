@@ -17,7 +17,7 @@ from orderproc.webui.pages import HERE, go, is_htmx, render
 from orderproc.webui.session import (
     AdminOnly,
     CsrfRejected,
-    SessionStore,
+    SessionMiddleware,
     SignInRequired,
     current_session,
     store_of,
@@ -40,7 +40,7 @@ class _StaticFiles(StaticFiles):
 
 
 def mount_webui(app: FastAPI) -> None:
-    app.state.webui_sessions = SessionStore()
+    app.add_middleware(SessionMiddleware)
     httpx_log = logging.getLogger("httpx")
     if not any(isinstance(f, QuietInProcessCalls) for f in httpx_log.filters):
         httpx_log.addFilter(QuietInProcessCalls())
