@@ -348,7 +348,8 @@ def generate(db: sqlite3.Connection, plan: Plan, seed: int, hashed: str) -> dict
     catalog = [a for a in load_snapshot() if a.is_active and a.price_usd >= Decimal("0.01")]
     assets = [a.asset_id for a in catalog[:POSITIONS]]
     base_prices = [float(a.price_usd) for a in catalog[:POSITIONS]]
-    rules = TradingRules(0, 0, Decimal("1.00"), Decimal("10000"))  # the defaults: no fee
+    # No fee and no slippage, as the defaults were when the dataset's figures were measured.
+    rules = TradingRules(0, 0, 0, Decimal("1.00"), Decimal("10000"))
     out = Writer(db)
 
     # Users and how many operations each will make.

@@ -64,7 +64,7 @@ async def user_id(runtime: Runtime, username: str) -> str:
 class TestMoneyOperations:
     """What counts is what committed (so on every store the API tests run on)."""
 
-    @pytest.mark.parametrize("settings_overrides", [{"order_fee_bps": 25}])
+    @pytest.mark.parametrize("settings_overrides", [{"taker_fee_bps": 25}])
     async def test_each_committed_movement_counts_once_and_replays_do_not(
         self, client: Client, alice: Auth, runtime: Runtime
     ) -> None:
@@ -231,7 +231,7 @@ class TestPromtool:
     """`promtool check metrics` (Debian's `prometheus` package; build.sh installs it) finds
     nothing to say about the exposition, with every kind of series present."""
 
-    @pytest.mark.parametrize("settings_overrides", [{"redis_url": DEAD_REDIS, "order_fee_bps": 25}])
+    @pytest.mark.parametrize("settings_overrides", [{"redis_url": DEAD_REDIS, "taker_fee_bps": 25}])
     async def test_the_exposition_is_clean(
         self, client: Client, alice: Auth, runtime: Runtime
     ) -> None:

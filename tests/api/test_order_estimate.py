@@ -20,7 +20,7 @@ from tests.api.test_users_auth import Signup, assert_problem
 
 ESTIMATE = "/api/v1/orders/estimate"
 ORDERS = "/api/v1/orders"
-FEES = {"order_fee_bps": 25}
+FEES = {"taker_fee_bps": 25}
 FILLED = ("order_type", "asset_id", "quantity", "notional", "price", "total_amount", "fee")
 
 
@@ -62,7 +62,9 @@ async def account_state(client: Client, auth: Auth) -> list[Any]:
 
 @pytest.fixture
 async def funded(client: Client, alice: Auth, runtime: Runtime, clock: SteppingClock) -> Auth:
-    """Alice with 5,000 USD; BTC at 64,000, ETH at 3,000, SOL at 150.50."""
+    """Alice with 5,000 USD; BTC at 64,000, ETH at 3,000, SOL at 150.50 (mids; each spread 2
+    bps wide by the model, so BTC asks 64,006.40 and bids 63,993.60, ETH asks 3,000.30, SOL
+    bids 150.48495)."""
     freeze(runtime, clock, BTC="64000", ETH="3000", SOL="150.50")
     response = await client.post("/api/v1/balance/deposit", headers=alice, json={"amount": "5000"})
     assert response.status_code == 201
@@ -83,13 +85,13 @@ class TestEstimate:
             "asset_id": "BTC",
             "quantity": "0.01234567",
             "notional": None,
-            "price": "64000.00",
+            "price": "64006.40",  # the ask
             "price_as_of": quote["price_as_of"],
-            "total_amount": "790.13",  # 790.12288 up
-            "fee": "1.98",  # 25 bps of 790.13 is 1.975325, up
-            "cash_change": "-792.11",
+            "total_amount": "790.21",  # 790.201892288 up
+            "fee": "1.98",  # 25 bps of 790.21 is 1.975525, up
+            "cash_change": "-792.19",
             "available_cash": "5000.00",
-            "available_cash_after": "4207.89",
+            "available_cash_after": "4207.81",
             "available_quantity": "0.00000000",
             "available_quantity_after": "0.01234567",
             "sufficient": True,
@@ -97,16 +99,16 @@ class TestEstimate:
         }
         filled = (await order(client, funded, **body)).json()["data"]
         assert {k: filled[k] for k in FILLED} == {k: quote[k] for k in FILLED}
-        assert await available(client, funded, "BTC") == ("4207.89", "0.01234567")
+        assert await available(client, funded, "BTC") == ("4207.81", "0.01234567")
 
     async def test_a_buy_by_notional_buys_whole_units_without_spending_more(
         self, client: Client, funded: Auth
     ) -> None:
         body = {"order_type": "market_buy", "asset_id": "ETH", "notional": "100"}
         quote = await estimated(client, funded, **body)
-        assert (quote["notional"], quote["quantity"]) == ("100.00", "0.03333333")
+        assert (quote["notional"], quote["quantity"]) == ("100.00", "0.03333000")  # at 3,000.30
         assert (quote["total_amount"], quote["fee"], quote["cash_change"]) == (
-            "100.00",  # 99.99999 up
+            "100.00",  # 99.999999 up
             "0.25",
             "-100.25",
         )
@@ -121,8 +123,8 @@ class TestEstimate:
         cash, units = await available(client, funded, "SOL")
         body = {"order_type": "market_sell", "asset_id": "SOL", "quantity": "0.33333333"}
         quote = await estimated(client, funded, **body)
-        assert (quote["side"], quote["price"]) == ("sell", "150.50")
-        # 50.16666616... down; 25 bps of 50.16 is 0.1254, up
+        assert (quote["side"], quote["price"]) == ("sell", "150.48495")  # the bid
+        # 50.1616494... down; 25 bps of 50.16 is 0.1254, up
         assert (quote["total_amount"], quote["fee"], quote["cash_change"]) == (
             "50.16",
             "0.13",
@@ -140,7 +142,7 @@ class TestEstimate:
     ) -> None:
         body = {"order_type": "market_buy", "asset_id": "BTC", "quantity": "0.078"}
         quote = await estimated(client, funded, **body)
-        assert (quote["total_amount"], quote["fee"]) == ("4992.00", "12.48")
+        assert (quote["total_amount"], quote["fee"]) == ("4992.50", "12.49")  # at 64,006.40
         assert quote["sufficient"] is False
         assert quote["available_cash_after"] is None
         assert quote["available_quantity_after"] is None
@@ -249,7 +251,7 @@ class TestRefusals:
 
 # --- the estimate is the fill: a property ----------------------------------------------------
 
-RICH = {"order_fee_bps": 25, "order_slippage_bps": 17, "deposit_daily_limit": "1000000"}
+RICH = {"taker_fee_bps": 25, "order_slippage_bps": 17, "deposit_daily_limit": "1000000"}
 # From 0.0001 to 100,000 USD with 4 to 10 places, spread over the magnitudes.
 market_prices = st.builds(
     lambda digits, places: Decimal(digits).scaleb(-places),
@@ -373,9 +375,9 @@ class TestTicket:
         await order(browser, funded, order_type="market_buy", asset_id="ETH", quantity="1")
         params = {"side": "sell", "mode": "amount", "amount": "100"}
         page = await browser.get("/assets/ETH/estimate", params=params)
-        assert "0.03333333 ETH" in page.text  # 100 USD at 3,000
+        assert "0.03333666 ETH" in page.text  # 100 USD at the bid, 2,999.70
         quote = await estimated(
-            browser, funded, order_type="market_sell", asset_id="ETH", quantity="0.03333333"
+            browser, funded, order_type="market_sell", asset_id="ETH", quantity="0.03333666"
         )
         assert f'data-testid="estimate-total">${Decimal(quote["cash_change"]):,.2f}' in page.text
 

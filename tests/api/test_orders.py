@@ -35,14 +35,20 @@ async def cash(client: Client, auth: Auth) -> Decimal:
     return Decimal((await client.get("/api/v1/balance", headers=auth)).json()["current_balance"])
 
 
-async def price(client: Client, asset_id: str) -> Decimal:
+async def quote(client: Client, asset_id: str) -> tuple[Decimal, Decimal]:
+    """The asset's bid and ask now."""
     data = (await client.get(f"/api/v1/inventory/assets/{asset_id}")).json()["data"]
-    return Decimal(data["price_usd"])
+    return Decimal(data["bid"]), Decimal(data["ask"])
+
+
+def taker_fee(total: str, bps: int = 10) -> Decimal:
+    """The default taker fee (10 bps) of an order's total, rounded up to the cent."""
+    return (Decimal(total) * bps / 10_000).quantize(CENT, rounding=ROUND_CEILING)
 
 
 @pytest.mark.every_store
 class TestMarketBuy:
-    async def test_fills_at_the_price_and_rounds_the_cost_up(
+    async def test_fills_at_the_ask_rounds_the_cost_up_and_charges_the_taker_fee(
         self, client: Client, trader: Auth
     ) -> None:
         response = await order(
@@ -52,10 +58,14 @@ class TestMarketBuy:
         filled = response.json()["data"]
         assert filled["status"] == "filled"
         assert filled["asset_id"] == "ETH"
-        assert Decimal(filled["price"]) == await price(client, "ETH")  # no slippage set
-        exact = Decimal(filled["price"]) * Decimal("0.12345678")
+        _, ask = await quote(client, "ETH")
+        assert Decimal(filled["price"]) == ask  # no slippage set
+        exact = ask * Decimal("0.12345678")
         assert Decimal(filled["total_amount"]) == exact.quantize(CENT, rounding=ROUND_CEILING)
-        assert await cash(client, trader) == Decimal(5000) - Decimal(filled["total_amount"])
+        fee = taker_fee(filled["total_amount"])
+        assert fee > 0
+        assert Decimal(filled["fee"]) == fee
+        assert await cash(client, trader) == Decimal(5000) - Decimal(filled["total_amount"]) - fee
 
     async def test_buys_by_notional_without_spending_more(
         self, client: Client, trader: Auth
@@ -68,7 +78,7 @@ class TestMarketBuy:
         assert Decimal(filled["quantity"]) > 0
         assert filled["notional"] == "100.00"
 
-    @pytest.mark.parametrize("settings_overrides", [{"order_fee_bps": 25}])
+    @pytest.mark.parametrize("settings_overrides", [{"taker_fee_bps": 25}])
     async def test_charges_the_fee_as_its_own_ledger_entry(
         self, client: Client, trader: Auth
     ) -> None:
@@ -94,8 +104,10 @@ class TestMarketSell:
         sold = (
             await order(client, trader, order_type="market_sell", asset_id="SOL", quantity="1")
         ).json()["data"]
-        exact = Decimal(sold["price"]) * 1
-        assert Decimal(sold["total_amount"]) == exact.quantize(CENT, rounding=ROUND_FLOOR)
+        bid, ask = await quote(client, "SOL")
+        assert Decimal(sold["price"]) == bid < ask
+        assert Decimal(sold["total_amount"]) == bid.quantize(CENT, rounding=ROUND_FLOOR)
+        assert Decimal(sold["fee"]) == taker_fee(sold["total_amount"])
         holding = (await client.get("/api/v1/balance/asset/sol", headers=trader)).json()
         assert holding["quantity"] == "2.00000000"
         assert holding["available"] == "2.00000000"
@@ -222,9 +234,8 @@ class TestExactlyOnce:
         assert again.json()["data"]["order_id"] == first.json()["data"]["order_id"]
         reused = await order(client, trader, **{**body, "notional": "60"})
         assert_problem(reused, 409, "CLIENT_ORDER_ID_REUSED")
-        assert await cash(client, trader) == Decimal(5000) - Decimal(
-            first.json()["data"]["total_amount"]
-        )
+        paid = Decimal(first.json()["data"]["total_amount"]) + Decimal(first.json()["data"]["fee"])
+        assert await cash(client, trader) == Decimal(5000) - paid
 
 
 @pytest.mark.every_store
@@ -277,12 +288,11 @@ class TestReads:
         folio = (await client.get("/api/v1/portfolio", headers=trader)).json()
         [eth] = folio["assets"]
         assert eth["quantity"] == "0.50000000"
-        assert Decimal(eth["average_cost"]) * Decimal("0.5") == Decimal(bought["total_amount"])
+        paid = Decimal(bought["total_amount"]) + Decimal(bought["fee"])  # the cost holds the fee
+        assert Decimal(eth["average_cost"]) * Decimal("0.5") == paid
         expected_total = Decimal(folio["cash"]) + Decimal(eth["market_value"])
         assert Decimal(folio["total_value"]) == expected_total
-        assert Decimal(eth["unrealized_pnl"]) == Decimal(eth["market_value"]) - Decimal(
-            bought["total_amount"]
-        )
+        assert Decimal(eth["unrealized_pnl"]) == Decimal(eth["market_value"]) - paid
         assert eth["percentage"] == str(
             (Decimal(eth["market_value"]) / expected_total * 100).quantize(CENT)
         )

@@ -74,7 +74,7 @@ class TestWalks:
         ):
             assert (await client.post(ORDERS, headers=alice, json=body)).status_code == 201
         lists: list[tuple[str, Auth, dict[str, Any], int]] = [
-            (LEDGER, alice, {}, 3 + 4),  # deposits, then a payment or sale per order (no fee)
+            (LEDGER, alice, {}, 3 + 4 + 4),  # deposits, then per order a payment or sale, a fee
             (LEDGER, alice, {"transaction_type": "deposit"}, 3),
             (ORDERS, alice, {}, 4),
             (ORDERS, alice, {"asset_id": "BTC", "order_type": "market_buy"}, 2),

@@ -149,7 +149,7 @@ def test_two_thousand_operations_add_up_exactly(tmp_path: Path, store_env: dict[
     server = ServerProcess(
         data,
         **store_env,
-        ORDERPROC_ORDER_FEE_BPS="25",
+        ORDERPROC_TAKER_FEE_BPS="25",
         ORDERPROC_ORDER_SLIPPAGE_BPS="10",
         ORDERPROC_PRICE_TICK_SECONDS="0.2",
         ORDERPROC_PRICE_STALE_SECONDS="30",

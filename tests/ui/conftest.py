@@ -51,7 +51,7 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProces
         tmp_path_factory.mktemp("ui-server"),
         ORDERPROC_PRICE_TICK_SECONDS="0.5",
         ORDERPROC_PRICE_STALE_SECONDS="30",
-        ORDERPROC_ORDER_FEE_BPS=str(FEE_BPS),
+        ORDERPROC_TAKER_FEE_BPS=str(FEE_BPS),
     ).start()
     wait_for_a_price_tick(server.url)
     yield server

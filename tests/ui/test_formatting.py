@@ -41,22 +41,22 @@ class TestFormatting:
 class TestTicket:
     def test_a_sale_by_amount_becomes_a_quantity(self) -> None:
         ticket = parse_ticket("sell", "amount", "100")
-        body = order_body(ticket, "ETH", market_price=Decimal("3000"))
+        body = order_body(ticket, "ETH", bid=Decimal("3000"))
         assert body == {"order_type": "market_sell", "asset_id": "ETH", "quantity": "0.03333333"}
 
     def test_a_buy_by_amount_is_a_notional_order(self) -> None:
-        body = order_body(parse_ticket("buy", "amount", "50"), "BTC", market_price=Decimal("1"))
+        body = order_body(parse_ticket("buy", "amount", "50"), "BTC", bid=Decimal("1"))
         assert body == {"order_type": "market_buy", "asset_id": "BTC", "notional": "50"}
 
     def test_an_order_by_quantity_asks_for_that_quantity(self) -> None:
         ticket = parse_ticket("sell", "quantity", "0.333")
-        body = order_body(ticket, "SOL", market_price=Decimal("150"))
+        body = order_body(ticket, "SOL", bid=Decimal("150"))
         assert body == {"order_type": "market_sell", "asset_id": "SOL", "quantity": "0.333"}
 
     def test_a_sale_worth_less_than_one_unit_step_is_explained(self) -> None:
         ticket = parse_ticket("sell", "amount", "0.01")
         with pytest.raises(TicketInvalid, match="less than the smallest unit"):
-            order_body(ticket, "BTC", market_price=Decimal("10000000"))
+            order_body(ticket, "BTC", bid=Decimal("10000000"))
 
     def test_a_shortfall_is_said_in_the_words_of_the_refused_order(self) -> None:
         reason = {"code": "INSUFFICIENT_FUNDS", "detail": "the order needs 10.03 USD with fees"}

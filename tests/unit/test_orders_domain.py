@@ -13,7 +13,11 @@ from orderproc.errors import NotionalOutOfRange, OrderTypeNotSupported, Validati
 from orderproc.orders.domain import Holding, OrderType, TradingRules, fill_market_order
 
 RULES = TradingRules(
-    fee_bps=25, slippage_bps=0, min_notional=Decimal(1), max_notional=Decimal(10_000)
+    taker_fee_bps=25,
+    maker_fee_bps=25,
+    slippage_bps=0,
+    min_notional=Decimal(1),
+    max_notional=Decimal(10_000),
 )
 prices = st.decimals(min_value=Decimal("0.000001"), max_value=Decimal(100_000), places=12)
 quantities = st.decimals(min_value=Decimal("0.00000001"), max_value=Decimal(1000), places=8)
@@ -41,7 +45,7 @@ class TestFilling:
         assert (fill.total_cents, fill.fee_cents, fill.cash_delta_cents) == (333, 1, 332)
 
     def test_slippage_moves_the_price_against_the_trader(self) -> None:
-        rules = TradingRules(0, 100, Decimal(1), Decimal(10_000))
+        rules = TradingRules(0, 0, 100, Decimal(1), Decimal(10_000))
         bought = fill_market_order(
             OrderType.MARKET_BUY, market_price=Decimal(100), rules=rules, quantity=Decimal(1)
         )
@@ -114,7 +118,7 @@ class TestAverageCost:
     ) -> None:
         """However a position is sold down, the realized P&L sums to what came in minus what
         went out: no cost is lost or counted twice by averaging."""
-        rules = TradingRules(25, 0, Decimal(0), Decimal(10**12))
+        rules = TradingRules(25, 25, 0, Decimal(0), Decimal(10**12))
         first = fill_market_order(
             OrderType.MARKET_BUY, market_price=price, rules=rules, quantity=quantity
         )

@@ -1,29 +1,58 @@
 """The price port: what orders read prices through. Inventory implements it with an in-memory
 cache fed by its ticks (in process); an orders service on its own fills the same cache from the
-store's asset rows, which inventory writes each tick (`StoredPrices`), until ticks come over
-Redis pub/sub: a `PriceCache` is all orders see, whatever fills it."""
+ticks inventory publishes over Redis, and from the store's asset rows when those are silent
+(`common/price_fanout.PriceFollower`): a `PriceCache` is all orders see, whatever fills it."""
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-from orderproc.common.periodic import Periodic
-from orderproc.common.storage.ports import Store
-
-log = logging.getLogger("orderproc.prices")
+from orderproc.common.quotes import bid_ask, spread_for
+from orderproc.common.storage.records import AssetRecord
 
 
 @dataclass(frozen=True, slots=True)
 class Quote:
+    """An asset's price as trading sees it: the mid (`price`), the bid and the ask around it
+    (market buys fill at the ask, sells at the bid), and `frozen` while a sandbox admin has
+    paused the feed (trading then ignores the price's age)."""
+
     asset_id: str
     name: str
     price: Decimal
     as_of: datetime
     is_active: bool
+    bid: Decimal
+    ask: Decimal
+    frozen: bool = False
+
+    @classmethod
+    def from_record(cls, record: AssetRecord) -> Quote:
+        """The quote an asset row holds (the leader writes prices to the store every tick):
+        bid and ask by the spread model from the row's category, rank and any sandbox spread
+        (kept in its metadata), as the leader derived them."""
+        meta = record.metadata
+        chosen = meta.get("spread_bps")
+        spread = spread_for(
+            record.category,
+            meta.get("market_cap_rank"),
+            None if chosen is None else Decimal(chosen),
+        )
+        bid, ask = bid_ask(record.price, spread)
+        return cls(
+            record.asset_id,
+            record.name,
+            record.price,
+            record.price_updated_at,
+            record.is_active,
+            bid,
+            ask,
+            bool(meta.get("frozen", False)),
+        )
 
 
 class PriceSource(Protocol):
@@ -44,32 +73,19 @@ class PriceCache:
         """When the newest price was set (by the last tick that moved one); None if none is."""
         return max((quote.as_of for quote in self._quotes.values()), default=None)
 
+    def all(self) -> list[Quote]:
+        return list(self._quotes.values())
+
     def publish(self, quotes: dict[str, Quote]) -> None:
         self._quotes = quotes
 
-
-class StoredPrices:
-    """Fills `cache` with the store's prices every `interval` seconds (the assets table, which
-    the inventory service writes on each tick)."""
-
-    def __init__(self, *, store: Store, cache: PriceCache, interval: float) -> None:
-        self.store, self.cache = store, cache
-        self._loop = Periodic("price refresh", interval=interval, step=self.refresh, log=log)
-
-    async def refresh(self) -> None:
-        async with self.store.unit_of_work() as uow:
-            records = await uow.assets.list_all()
-        self.cache.publish(
-            {
-                r.asset_id: Quote(r.asset_id, r.name, r.price, r.price_updated_at, r.is_active)
-                for r in records
-            }
-        )
-
-    async def start(self) -> None:
-        """One refresh now (so the first orders find prices), then one every interval."""
-        await self.refresh()
-        self._loop.start()
-
-    async def stop(self) -> None:
-        await self._loop.stop()
+    def merge(self, quotes: Iterable[Quote], *, full: bool = False) -> None:
+        """Quotes from elsewhere (another process's tick, or the store): each replaces the one
+        held unless that one is newer. `full` says they are every asset there is, so assets
+        absent from them are dropped."""
+        held = {} if full else self._quotes
+        merged = dict(held)
+        for quote in quotes:
+            old = self._quotes.get(quote.asset_id)
+            merged[quote.asset_id] = quote if old is None or quote.as_of >= old.as_of else old
+        self._quotes = merged

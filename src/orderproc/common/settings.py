@@ -6,7 +6,7 @@ import os
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -99,7 +99,19 @@ class Settings(BaseSettings):
     purge_interval_seconds: float = Field(60.0, ge=0, description="0: no background purge")
     purge_batch_size: int = Field(500, ge=1, le=10_000, description="rows per DELETE")
 
-    order_fee_bps: int = Field(0, ge=0, le=1000, description="Fee in basis points of value")
+    # Fees in basis points of an order's value (docs/money.md, "Fees"). Defaults: Binance
+    # spot's base tier, 0.10 % maker and 0.10 % taker. Taker: an order filled when placed
+    # (every market order); maker: one that rests and fills on a later tick (resting orders).
+    taker_fee_bps: int = Field(10, ge=0, le=1000, description="Fee of an order filled on placement")
+    maker_fee_bps: int = Field(10, ge=0, le=1000, description="Fee of a resting order's fill")
+    order_fee_bps: int | None = Field(
+        None,
+        ge=0,
+        le=1000,
+        deprecated="ORDERPROC_ORDER_FEE_BPS is deprecated: set ORDERPROC_TAKER_FEE_BPS and "
+        "ORDERPROC_MAKER_FEE_BPS",
+        description="Deprecated: the fee of both kinds of fill, where those are not set",
+    )
     order_slippage_bps: int = Field(0, ge=0, le=1000)
     min_order_notional: Decimal = Field(Decimal("1.00"), gt=0)
     max_order_notional: Decimal = Field(Decimal("10000"), gt=0)
@@ -108,6 +120,12 @@ class Settings(BaseSettings):
     price_tick_seconds: float = Field(2.0, gt=0, le=3600)
     price_seed: int = 20240218
     price_stale_seconds: float = Field(30.0, gt=0)
+    # With Redis, one inventory process leads the price feed; a follower takes over within
+    # this long (plus a third of it) when the leader dies (common/price_fanout.py).
+    feed_lease_seconds: float = Field(6.0, ge=0.3, le=300)
+    # The sandbox's admin routes (/api/v1/admin/sandbox/...: pause, set a price, step a tick);
+    # off, they do not exist.
+    sandbox: bool = False
     coingecko_api_key: SecretStr | None = None
     coingecko_plan: Literal["demo", "pro"] = "demo"
     candle_retention_1m_hours: float = Field(48, gt=0)
@@ -135,6 +153,16 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fee_alias(cls, data: Any) -> Any:
+        """The one fee of old (`order_fee_bps`) is the taker's and the maker's where those are
+        not set themselves."""
+        if isinstance(data, dict) and data.get("order_fee_bps") is not None:
+            old = data["order_fee_bps"]
+            data = {"taker_fee_bps": old, "maker_fee_bps": old, **data}
+        return data
 
     @model_validator(mode="after")
     def _stale_bound_exceeds_tick(self) -> Settings:

@@ -53,6 +53,11 @@ OPENAPI_TAGS = [
         "description": "Live prices as server-sent events, and tickets for browsers' streams.",
     },
     {"name": "admin", "description": "Users, audit log, assets and reconciliation (admins)."},
+    {
+        "name": "sandbox",
+        "description": "Pause prices, set them, step a tick (admins; only "
+        "with ORDERPROC_SANDBOX=true).",
+    },
     {"name": "operations", "description": "Health, readiness and metrics."},
 ]
 
@@ -107,7 +112,7 @@ def create_app(
     app.add_middleware(CatalogResponseCache, state=app.state)  # innermost
     app.add_middleware(RateLimitMiddleware, state=app.state)
     app.add_middleware(EdgeMiddleware, state=app.state)  # added last, so outermost
-    for router in API_ROUTERS:
+    for router in (*API_ROUTERS, *inventory_api.sandbox_routers(settings)):
         include_flat(app, router, prefix=API_PREFIX)
     _add_operations(app)
     _add_docs(app)

@@ -14,12 +14,13 @@ from starlette.responses import Response
 
 from orderproc.common.clock import Clock
 from orderproc.common.paging import ListPaging, cursor_paging, offset_paging
+from orderproc.common.settings import Settings
 from orderproc.common.storage.ports import Store
 from orderproc.common.storage.records import PageKey
 from orderproc.common.web import ClientIP, CurrentAdmin
 from orderproc.errors import ValidationFailed
 from orderproc.errors.problem import problem_responses
-from orderproc.inventory import service
+from orderproc.inventory import sandbox_api, service
 from orderproc.inventory.candles import Interval
 from orderproc.inventory.domain import (
     DEFAULT_SORT_ORDER,
@@ -257,3 +258,9 @@ async def update_asset(
 
 
 routers = (catalog_router, admin, stream_router)
+
+
+def sandbox_routers(settings: Settings) -> tuple[APIRouter, ...]:
+    """The sandbox's admin routes (inventory/sandbox_api.py), only with `ORDERPROC_SANDBOX`
+    on: off, they do not exist."""
+    return (sandbox_api.router,) if settings.sandbox else ()

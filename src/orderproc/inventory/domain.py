@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from orderproc.common.quotes import bid_ask, spread_for
 from orderproc.common.vocabulary import ASSET_ID_PATTERN as ASSET_ID_PATTERN
 from orderproc.common.vocabulary import CATEGORIES as CATEGORIES
 from orderproc.common.vocabulary import normalize_asset_id as normalize_asset_id
@@ -55,6 +56,22 @@ class Asset:
     atl_date: datetime | None = None
     coingecko_id: str | None = None
     illustrative: tuple[str, ...] = field(default=())
+    spread_bps: Decimal | None = None  # set by a sandbox admin; None: the model's spread
+    frozen: bool = False  # a sandbox admin paused the feed: trading ignores the price's age
+    # The quote around `price_usd` (common/quotes.py), derived on every construction (a
+    # `replace` too), so it can never lag the price, the rank or the spread.
+    bid: Decimal = field(init=False)
+    ask: Decimal = field(init=False)
+
+    def __post_init__(self) -> None:
+        bid, ask = bid_ask(self.price_usd, self.spread)
+        object.__setattr__(self, "bid", bid)
+        object.__setattr__(self, "ask", ask)
+
+    @property
+    def spread(self) -> Decimal:
+        """The spread in basis points: the sandbox's, or the model's for this asset."""
+        return spread_for(self.category, self.market_cap_rank, self.spread_bps)
 
     def with_price(self, price: Decimal, moment: datetime) -> Asset:
         return replace(self, price_usd=price, last_updated=moment)

@@ -18,6 +18,7 @@ from orderproc.common.fields import (
 )
 from orderproc.common.money import format_price
 from orderproc.common.paging import ListPage
+from orderproc.common.quotes import MAX_SPREAD_BPS
 from orderproc.common.vocabulary import ASSET_ID_INPUT_REGEX
 from orderproc.common.vocabulary import Category as Category
 from orderproc.inventory.candles import Candle
@@ -40,7 +41,9 @@ class AssetRead(BaseModel):
     description: str
     image: str
     is_active: bool
-    price_usd: DecimalText
+    price_usd: Annotated[DecimalText, Field(description="The mid price, between bid and ask")]
+    bid: Annotated[DecimalText, Field(description="Where a market sell fills (before slippage)")]
+    ask: Annotated[DecimalText, Field(description="Where a market buy fills (before slippage)")]
     market_cap: DecimalText | None
     market_cap_rank: int | None
     total_volume_24h: DecimalText | None
@@ -68,6 +71,8 @@ class AssetRead(BaseModel):
             image=a.image,
             is_active=a.is_active,
             price_usd=format_price(a.price_usd),
+            bid=format_price(a.bid),
+            ask=format_price(a.ask),
             market_cap=_dec(a.market_cap),
             market_cap_rank=a.market_cap_rank,
             total_volume_24h=_dec(a.total_volume_24h),
@@ -182,3 +187,43 @@ class AssetUpdate(BaseModel):
     image: AnyHttpUrl | None = None
     is_active: bool | None = None
     market_cap_rank: Annotated[int, Field(ge=1, le=100_000)] | None = None
+
+
+# --- the sandbox (ORDERPROC_SANDBOX=true) ----------------------------------------------------
+
+SpreadBps = Annotated[
+    Decimal,
+    PlainDecimal,
+    Field(
+        ge=0,
+        le=MAX_SPREAD_BPS,
+        decimal_places=2,
+        description=f"Full width, bid to ask, in basis points of the mid: 0 to "
+        f"{MAX_SPREAD_BPS} (10 %), at most 2 decimal places",
+    ),
+    DecimalInputSchema(example="10"),
+]
+
+
+class SandboxPriceSet(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"price_usd": "50000", "spread_bps": "10"}, {"price_usd": "0.25"}]
+        },
+    )
+
+    price_usd: Price
+    spread_bps: Annotated[
+        SpreadBps | None, Field(description="Omitted: the asset keeps the spread it has")
+    ] = None
+
+
+class SandboxStateRead(BaseModel):
+    paused: bool = Field(description="Whether the feed is paused (prices frozen)")
+    moved: int = Field(description="Assets this step moved; 0 for a pause or a resume")
+    as_of: str = Field(description="When the newest price was set")
+
+
+class SandboxStateEnvelope(BaseModel):
+    data: SandboxStateRead

@@ -45,7 +45,12 @@ MARKET_TYPES = frozenset({OrderType.MARKET_BUY, OrderType.MARKET_SELL})
 
 @dataclass(frozen=True, slots=True)
 class TradingRules:
-    fee_bps: int
+    """Fees in basis points of the order value: the taker's for an order that fills when it is
+    placed (every market order), the maker's for one that rests and fills on a later tick
+    (resting orders, when they come)."""
+
+    taker_fee_bps: int
+    maker_fee_bps: int
     slippage_bps: int
     min_notional: Decimal
     max_notional: Decimal
@@ -101,7 +106,7 @@ def fill_market_order(
     gross = EXACT.multiply(price, quantity)
     total = round_cost_up(gross) if is_buy else round_proceeds_down(gross)
     _check_notional(total, rules)
-    fee = fee_for(total, basis_points=rules.fee_bps)
+    fee = fee_for(total, basis_points=rules.taker_fee_bps)  # a market order takes liquidity
     return Fill(is_buy, to_units(quantity), price, to_cents(total), to_cents(fee))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from orderproc.common.money import format_money, format_quantity, from_cents, from_units
 from orderproc.common.prices import PriceSource, Quote
@@ -18,7 +19,7 @@ from orderproc.errors import (
     PositionLimitExceeded,
     StalePrice,
 )
-from orderproc.orders.domain import Fill
+from orderproc.orders.domain import Fill, OrderType
 
 # Quantities are stored as signed 64-bit integers of 10^-8 units (about 92 billion coins).
 MAX_POSITION_UNITS = 2**63 - 1
@@ -27,15 +28,22 @@ MAX_POSITION_UNITS = 2**63 - 1
 def tradeable_quote(
     asset_id: str, *, prices: PriceSource, stale_after: timedelta, now: datetime
 ) -> Quote:
-    """The asset's price if it can be traded on now; unknown, inactive and stale refuse."""
+    """The asset's quote if it can be traded on now; unknown, inactive and stale refuse (a
+    quote frozen by a sandbox admin's pause is never stale: its age is on purpose)."""
     quote = prices.quote(asset_id)
     if quote is None:
         raise AssetNotFound(f"no asset {asset_id}")
     if not quote.is_active:
         raise AssetInactive(f"{asset_id} is not tradeable now")
-    if now - quote.as_of > stale_after:
+    if not quote.frozen and now - quote.as_of > stale_after:
         raise StalePrice(f"the last {asset_id} price is from {quote.as_of:%Y-%m-%d %H:%M:%S} UTC")
     return quote
+
+
+def market_price(quote: Quote, order_type: OrderType) -> Decimal:
+    """Where a market order meets the market: a buy at the ask, a sale at the bid (slippage,
+    if set, then moves it further against the trader)."""
+    return quote.ask if order_type.is_buy else quote.bid
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from orderproc.errors import (
     OrderNotOpen,
 )
 from orderproc.orders.domain import Fill, Holding, OrderType, TradingRules, fill_market_order
-from orderproc.orders.pricing import PricedOrder, tradeable_quote
+from orderproc.orders.pricing import PricedOrder, market_price, tradeable_quote
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +63,8 @@ class PlaceOrder:
 
 
 async def place_order(cmd: PlaceOrder, *, deps: OrderDeps) -> OrderRecord:
-    """Fill a market order at the cached price, exactly once per idempotency key and per
-    client order id."""
+    """Fill a market order at the cached quote (a buy at the ask, a sale at the bid), exactly
+    once per idempotency key and per client order id."""
     async with deps.locker.hold(account_lock_key(cmd.user_id), timeout=deps.lock_timeout):
         return await retry_on_conflict(lambda: _place_once(cmd, deps))
 
@@ -131,7 +131,7 @@ async def _price(uow: UnitOfWork, cmd: PlaceOrder, deps: OrderDeps, now: datetim
     quote = tradeable_quote(cmd.asset_id, prices=deps.prices, stale_after=deps.stale_after, now=now)
     fill = fill_market_order(
         cmd.order_type,
-        market_price=quote.price,
+        market_price=market_price(quote, cmd.order_type),
         rules=deps.rules,
         quantity=cmd.quantity,
         notional=cmd.notional,

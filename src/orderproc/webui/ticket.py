@@ -53,17 +53,17 @@ def parse_ticket(side: str, mode: str, raw: str) -> Ticket:
     return Ticket(side, mode, value)
 
 
-def order_body(ticket: Ticket, asset_id: str, *, market_price: Decimal) -> dict[str, str]:
+def order_body(ticket: Ticket, asset_id: str, *, bid: Decimal) -> dict[str, str]:
     """The API request, for the estimate and for the order alike. A buy by USD amount is a
     notional order; the API sells by quantity only, so a sale by USD amount asks for the whole
-    10^-8 units that amount is worth at the market price (the estimate then says what they
-    bring, slippage and fee included)."""
+    10^-8 units that amount is worth at the bid, where sales fill (the estimate then says what
+    they bring, slippage and fee included)."""
     body = {"order_type": f"market_{ticket.side}", "asset_id": asset_id}
     if ticket.is_buy and ticket.mode == "amount":
         return {**body, "notional": str(ticket.value)}
     if ticket.mode == "quantity":
         return {**body, "quantity": str(ticket.value)}
-    units = EXACT.divide(ticket.value, market_price).quantize(
+    units = EXACT.divide(ticket.value, bid).quantize(
         QUANTITY_STEP, rounding=ROUND_FLOOR, context=EXACT
     )
     if units <= 0:

@@ -56,7 +56,7 @@ async def asset_page(request: Request, asset_id: str) -> Response:
     context: dict[str, Any] = {
         "asset": asset,
         "ticket": {"side": request.query_params.get("side", "buy"), "mode": "amount"},
-        "fee_bps": _settings(request).order_fee_bps,
+        "fee_bps": _settings(request).taker_fee_bps,
         **await _holding(api, session, asset["asset_id"]),
     }
     return render(request, "asset/asset.html", context)
@@ -85,10 +85,10 @@ async def order_estimate(request: Request, asset_id: str) -> Response:
 
 
 async def _order_body(api: Api, ticket: Ticket, asset_id: str) -> dict[str, str]:
-    """The API request for the ticket (the asset's price turns a sale by USD amount into
+    """The API request for the ticket (the asset's bid turns a sale by USD amount into
     units)."""
     asset = await _asset(api, asset_id)
-    return order_body(ticket, asset["asset_id"], market_price=Decimal(asset["price_usd"]))
+    return order_body(ticket, asset["asset_id"], bid=Decimal(asset["bid"]))
 
 
 @router.post("/assets/{asset_id}/order")
@@ -103,7 +103,7 @@ async def place_order(request: Request, asset_id: str) -> Response:
     context: dict[str, Any] = {
         "asset": asset,
         "ticket": {"side": side, "mode": mode, "amount": raw},
-        "fee_bps": _settings(request).order_fee_bps,
+        "fee_bps": _settings(request).taker_fee_bps,
         "oob": True,
     }
     status = 200
@@ -111,7 +111,7 @@ async def place_order(request: Request, asset_id: str) -> Response:
         if not session.signed_in:
             raise TicketInvalid("Log in to trade.")
         ticket = parse_ticket(side, mode, raw)
-        body = order_body(ticket, asset["asset_id"], market_price=Decimal(asset["price_usd"]))
+        body = order_body(ticket, asset["asset_id"], bid=Decimal(asset["bid"]))
         key = str(form.get("idempotency_key", "")) or None
         answer = await api.post("/orders", body, idempotency_key=key)
         context["filled"] = answer["data"]

@@ -1,0 +1,403 @@
+"""Quotes and the sandbox over HTTP: bid and ask in every asset answer; with
+`ORDERPROC_SANDBOX=true`, an admin pauses the feed, sets a price and a spread, steps a tick, and
+fills and P&L come out exactly as chosen; off, the routes do not exist."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from orderproc.common.prices import Quote
+from orderproc.errors.problem import PROBLEM_JSON
+from orderproc.runtime import Runtime
+from orderproc.testing import SteppingClock
+from tests.api.conftest import Auth, Client
+from tests.api.test_input_and_roles import admin_events, make_admin, user_id_of
+from tests.api.test_openapi import JSON_SCHEMA_KEYWORDS, operations, resolve, subschemas
+from tests.api.test_orders import order
+from tests.api.test_users_auth import Signup, assert_problem
+
+ASSETS = "/api/v1/inventory/assets"
+SANDBOX = "/api/v1/admin/sandbox"
+ON = {"sandbox": True}
+
+
+async def asset(client: Client, asset_id: str) -> dict[str, Any]:
+    data: dict[str, Any] = (await client.get(f"{ASSETS}/{asset_id}")).json()["data"]
+    return data
+
+
+class TestQuotes:
+    async def test_every_asset_answer_carries_a_bid_below_and_an_ask_above_the_mid(
+        self, client: Client, runtime: Runtime
+    ) -> None:
+        await runtime.ticker.tick_once()
+        page = (await client.get(ASSETS, params={"limit": 250})).json()["data"]
+        assert len(page) > 90
+        for listed in page:
+            assert (
+                0 < Decimal(listed["bid"]) < Decimal(listed["price_usd"]) < Decimal(listed["ask"])
+            )
+            assert await asset(client, listed["asset_id"]) == listed
+
+    async def test_a_large_cap_trades_tighter_than_a_small_one_and_a_stablecoin_tightest(
+        self, client: Client
+    ) -> None:
+        def width(a: dict[str, Any]) -> Decimal:
+            return (Decimal(a["ask"]) - Decimal(a["bid"])) / Decimal(a["price_usd"])
+
+        btc, tusd = await asset(client, "BTC"), await asset(client, "USDT")
+        page = (await client.get(ASSETS, params={"limit": 250})).json()["data"]
+        last = max(page, key=lambda a: a["market_cap_rank"] or 0)
+        assert width(tusd) < width(btc) < width(last)
+
+    async def test_the_tick_tells_its_listeners_the_moved_assets_quotes(
+        self, runtime: Runtime
+    ) -> None:
+        heard: list[tuple[str, Decimal, Decimal, Decimal]] = []
+        runtime.ticker.listeners.append(
+            lambda moved, _now: heard.extend((a.asset_id, a.bid, a.price_usd, a.ask) for a in moved)
+        )
+        moved = await runtime.ticker.tick_once()
+        assert len(heard) == moved > 90
+        assert all(bid < mid < ask for _, bid, mid, ask in heard)
+        quote = runtime.prices.quote("BTC")
+        assert quote is not None
+        assert ("BTC", quote.bid, quote.price, quote.ask) in heard
+
+    async def test_the_asset_page_shows_the_bid_and_the_ask(self, client: Client) -> None:
+        btc = await asset(client, "BTC")
+        page = await client.get("/assets/BTC")
+        assert page.status_code == 200
+        for side in ("bid", "ask"):
+            shown = f"${Decimal(btc[side]):,.2f}"
+            assert f'data-testid="{side}-BTC">{shown}</dd>' in page.text
+
+
+class TestSandboxOff:
+    async def test_the_routes_do_not_exist(
+        self, client: Client, signup: Signup, runtime: Runtime
+    ) -> None:
+        admin = await make_admin(client, signup, runtime)
+        for method, path in [
+            ("POST", f"{SANDBOX}/pause"),
+            ("POST", f"{SANDBOX}/resume"),
+            ("POST", f"{SANDBOX}/tick"),
+            ("PUT", f"{SANDBOX}/prices/BTC"),
+        ]:
+            response = await client.request(method, path, headers=admin, json={"price_usd": "1"})
+            assert_problem(response, 404, "ROUTE_NOT_FOUND")
+        paths = (await client.get("/openapi.json")).json()["paths"]
+        assert not [p for p in paths if "sandbox" in p]
+        assert runtime.catalog.paused is False
+
+
+@pytest.fixture
+async def admin(client: Client, signup: Signup, runtime: Runtime) -> Auth:
+    return await make_admin(client, signup, runtime)
+
+
+@pytest.fixture
+async def trader(client: Client, alice: Auth, runtime: Runtime) -> Auth:
+    await runtime.ticker.tick_once()
+    response = await client.post("/api/v1/balance/deposit", headers=alice, json={"amount": "9000"})
+    assert response.status_code == 201
+    return alice
+
+
+async def sandbox(client: Client, admin: Auth, action: str) -> dict[str, Any]:
+    response = await client.post(f"{SANDBOX}/{action}", headers=admin)
+    assert response.status_code == 200, response.text
+    data: dict[str, Any] = response.json()["data"]
+    return data
+
+
+async def set_price(client: Client, admin: Auth, asset_id: str, **body: str) -> dict[str, Any]:
+    response = await client.put(f"{SANDBOX}/prices/{asset_id}", headers=admin, json=body)
+    assert response.status_code == 200, response.text
+    data: dict[str, Any] = response.json()["data"]
+    return data
+
+
+@pytest.mark.parametrize("settings_overrides", [ON])
+class TestSandbox:
+    async def test_the_routes_are_in_the_document_when_on(self, client: Client) -> None:
+        paths = (await client.get("/openapi.json")).json()["paths"]
+        assert sorted(p for p in paths if "sandbox" in p) == [
+            f"{SANDBOX}/pause",
+            f"{SANDBOX}/prices/{{asset_id}}",
+            f"{SANDBOX}/resume",
+            f"{SANDBOX}/tick",
+        ]
+
+    async def test_the_routes_follow_the_documents_conventions(self, client: Client) -> None:
+        document = (await client.get("/openapi.json")).json()
+        mine = {key: op for key, op in operations(document) if "/sandbox/" in key}
+        assert {op["operationId"] for op in mine.values()} == {
+            "sandbox_pause",
+            "sandbox_resume",
+            "sandbox_set_price",
+            "sandbox_tick",
+        }
+        problem = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for key, operation in mine.items():
+            assert {"401", "403", "429"} <= set(operation["responses"]), key
+            for status, response in operation["responses"].items():
+                if status[0] in "45":
+                    assert response["content"] == problem, (key, status)
+        put = mine[f"PUT {SANDBOX}/prices/{{asset_id}}"]
+        assert {"400", "404", "413", "422"} <= set(put["responses"])
+        body = resolve(document, put["requestBody"]["content"]["application/json"]["schema"])
+        assert body["examples"]
+        for name in ("SandboxPriceSet", "SandboxStateRead", "SandboxStateEnvelope"):
+            for inner in subschemas(document["components"]["schemas"][name]):
+                assert set(inner) <= JSON_SCHEMA_KEYWORDS, (name, inner)
+        spread, absent = body["properties"]["spread_bps"]["anyOf"]  # nullable: may be omitted
+        assert absent == {"type": "null"}
+        spread = spread["anyOf"]
+        assert {"type": "string", "pattern": "^[0-9]+(\\.[0-9]{1,2})?$"} in spread
+        assert {"type": "number", "minimum": 0, "maximum": 1000} in spread
+
+    @pytest.mark.every_store
+    async def test_a_round_trip_at_prices_the_admin_set_fills_and_books_pnl_exactly(
+        self, client: Client, admin: Auth, trader: Auth, clock: SteppingClock
+    ) -> None:
+        assert (await sandbox(client, admin, "pause"))["paused"] is True
+        btc = await set_price(client, admin, "btc", price_usd="50000", spread_bps="10")
+        assert (btc["bid"], btc["price_usd"], btc["ask"]) == ("49975.00", "50000.00", "50025.00")
+        clock.advance(minutes=10)  # frozen prices are never stale
+        bought = (
+            await order(client, trader, order_type="market_buy", asset_id="BTC", quantity="0.1")
+        ).json()["data"]
+        # At the ask: 5,002.50; the default taker fee, 10 bps of it, is 5.0025, up to 5.01.
+        assert (bought["price"], bought["total_amount"], bought["fee"]) == (
+            "50025.00",
+            "5002.50",
+            "5.01",
+        )
+        await set_price(client, admin, "BTC", price_usd="55000")  # the spread stays 10 bps
+        sold = (
+            await order(client, trader, order_type="market_sell", asset_id="BTC", quantity="0.1")
+        ).json()["data"]
+        # At the bid, 54,972.50: 5,497.25; the fee 5.49725, up to 5.50.
+        assert (sold["price"], sold["total_amount"], sold["fee"]) == ("54972.50", "5497.25", "5.50")
+        folio = (await client.get("/api/v1/portfolio", headers=trader)).json()
+        # 5,497.25 - 5.50 - (5,002.50 + 5.01)
+        assert Decimal(folio["realized_pnl"]) == Decimal("484.24")
+        assert Decimal(folio["cash"]) == Decimal(9000) + Decimal("484.24")
+        ledger = (await client.get("/api/v1/balance/transactions", headers=trader)).json()
+        assert [(t["transaction_type"], t["amount"]) for t in ledger["data"][:4]] == [
+            ("fee", "-5.50"),
+            ("order_sale", "5497.25"),
+            ("fee", "-5.01"),
+            ("order_payment", "-5002.50"),
+        ]
+
+    async def test_the_estimate_while_paused_is_the_fill(
+        self, client: Client, admin: Auth, trader: Auth
+    ) -> None:
+        await sandbox(client, admin, "pause")
+        await set_price(client, admin, "ETH", price_usd="2000", spread_bps="0")
+        body = {"order_type": "market_buy", "asset_id": "ETH", "notional": "1000"}
+        estimate = (await client.post("/api/v1/orders/estimate", headers=trader, json=body)).json()[
+            "data"
+        ]
+        filled = (await order(client, trader, **body)).json()["data"]
+        assert (estimate["price"], estimate["quantity"]) == ("2000.00", "0.50000000")
+        for key in ("price", "quantity", "total_amount", "fee"):
+            assert filled[key] == estimate[key]
+
+    async def test_resuming_restores_the_staleness_check_until_the_next_tick(
+        self, client: Client, admin: Auth, trader: Auth, clock: SteppingClock, runtime: Runtime
+    ) -> None:
+        body = {"order_type": "market_buy", "asset_id": "SOL", "notional": "50"}
+        await sandbox(client, admin, "pause")
+        clock.advance(seconds=31)
+        assert (await order(client, trader, **body)).status_code == 201
+        assert (await sandbox(client, admin, "resume"))["paused"] is False
+        assert_problem(await order(client, trader, **body), 422, "STALE_PRICE")
+        await runtime.ticker.tick_once()
+        assert (await order(client, trader, **body)).status_code == 201
+
+    async def test_a_step_moves_every_price_once_and_the_feed_stays_paused(
+        self, client: Client, admin: Auth, runtime: Runtime
+    ) -> None:
+        await sandbox(client, admin, "pause")
+        before = await asset(client, "BTC")
+        stepped = await sandbox(client, admin, "tick")
+        assert stepped["paused"] is True
+        assert stepped["moved"] == len(runtime.catalog.assets())
+        after = await asset(client, "BTC")
+        assert after["price_usd"] != before["price_usd"]
+        assert after["last_updated"] == stepped["as_of"]
+        candles = (await client.get(f"{ASSETS}/BTC/candles")).json()["data"]
+        assert Decimal(candles[-1]["close"]) == Decimal(after["price_usd"])
+        quote = runtime.prices.quote("BTC")
+        assert quote is not None
+        assert quote.frozen
+
+    async def test_the_scheduled_ticks_skip_while_paused(
+        self, client: Client, admin: Auth, runtime: Runtime
+    ) -> None:
+        await sandbox(client, admin, "pause")
+        before = await asset(client, "ETH")
+        await runtime.ticker._step()  # what the ticker's loop runs every interval
+        assert await asset(client, "ETH") == before
+        await sandbox(client, admin, "resume")
+        await runtime.ticker._step()
+        assert (await asset(client, "ETH"))["price_usd"] != before["price_usd"]
+
+    async def test_a_set_price_moves_the_asset_as_a_tick_does_and_the_feed_walks_on_from_it(
+        self, client: Client, admin: Auth, runtime: Runtime
+    ) -> None:
+        heard: list[str] = []
+        runtime.ticker.listeners.append(lambda moved, _now: heard.extend(a.asset_id for a in moved))
+        moved = await set_price(client, admin, "DOGE", price_usd="0.123456789012345678")
+        assert moved["price_usd"] == "0.123456789012345678"
+        assert heard == ["DOGE"]
+        candles = (await client.get(f"{ASSETS}/DOGE/candles")).json()["data"]
+        assert candles[-1]["close"] == "0.123456789012345678"
+        await runtime.ticker.tick_once()  # not paused: the simulator moves on from the set price
+        walked = Decimal((await asset(client, "DOGE"))["price_usd"])
+        assert abs(walked / Decimal("0.123456789012345678") - 1) < Decimal("0.01")
+
+    @pytest.mark.every_store
+    async def test_the_pause_reaches_a_process_that_reads_prices_from_the_store(
+        self, client: Client, admin: Auth, runtime: Runtime
+    ) -> None:
+        await sandbox(client, admin, "pause")
+        await set_price(client, admin, "BTC", price_usd="40000", spread_bps="20")
+        async with runtime.store.unit_of_work() as uow:
+            stored = {r.asset_id: Quote.from_record(r) for r in await uow.assets.list_all()}
+        assert stored["BTC"] == runtime.prices.quote("BTC")
+        assert (stored["BTC"].bid, stored["BTC"].ask) == (Decimal(39960), Decimal(40040))
+        assert all(quote.frozen for quote in stored.values())
+        await sandbox(client, admin, "resume")
+        async with runtime.store.unit_of_work() as uow:
+            records = await uow.assets.list_all()
+        assert not any(Quote.from_record(r).frozen for r in records)
+
+    @pytest.mark.every_store
+    async def test_every_action_is_audited_with_who_and_what(
+        self, client: Client, admin: Auth, runtime: Runtime
+    ) -> None:
+        await sandbox(client, admin, "pause")
+        await set_price(client, admin, "ETH", price_usd="2500.5", spread_bps="7.25")
+        await sandbox(client, admin, "tick")
+        await sandbox(client, admin, "resume")
+        assets = len(runtime.catalog.assets())
+        [paused] = await admin_events(client, admin, "admin_sandbox_pause")
+        [priced] = await admin_events(client, admin, "admin_sandbox_price")
+        [ticked] = await admin_events(client, admin, "admin_sandbox_tick")
+        [resumed] = await admin_events(client, admin, "admin_sandbox_resume")
+        for event in (paused, priced, ticked, resumed):
+            assert event["actor_id"] == user_id_of(admin)
+            assert event["ip"] == "203.0.113.7"
+        assert paused["details"] == {"was_paused": False, "assets_changed": assets}
+        assert resumed["details"] == {"was_paused": True, "assets_changed": assets}
+        assert ticked["details"] == {"moved": assets}
+        assert priced["details"]["asset_id"] == "ETH"
+        assert priced["details"]["price_usd"]["to"] == "2500.5"
+        assert priced["details"]["spread_bps"] == {"from": "2", "to": "7.25"}
+        times = [datetime.fromisoformat(e["created_at"]) for e in (paused, priced, ticked)]
+        assert times == sorted(times)
+
+    async def test_a_customer_is_refused_and_nothing_changes(
+        self, client: Client, alice: Auth, runtime: Runtime
+    ) -> None:
+        for path in ("pause", "resume", "tick"):
+            assert_problem(
+                await client.post(f"{SANDBOX}/{path}", headers=alice), 403, "ADMIN_REQUIRED"
+            )
+            assert_problem(await client.post(f"{SANDBOX}/{path}"), 401, "INVALID_TOKEN")
+        put = await client.put(f"{SANDBOX}/prices/BTC", headers=alice, json={"price_usd": "1"})
+        assert_problem(put, 403, "ADMIN_REQUIRED")
+        assert runtime.catalog.paused is False
+        assert (await asset(client, "BTC"))["price_usd"] != "1.00"
+
+    @pytest.mark.parametrize(
+        ("asset_id", "body", "status", "code"),
+        [
+            ("NOPE1", {"price_usd": "1"}, 404, "ASSET_NOT_FOUND"),
+            ("BT-C", {"price_usd": "1"}, 422, "VALIDATION_ERROR"),
+            ("BTC", {"price_usd": "0"}, 422, "VALIDATION_ERROR"),
+            ("BTC", {"price_usd": "-5"}, 422, "VALIDATION_ERROR"),
+            ("BTC", {"price_usd": "0.0000000000000000001"}, 422, "VALIDATION_ERROR"),
+            ("BTC", {"price_usd": "1e3"}, 422, "VALIDATION_ERROR"),
+            ("BTC", {"price_usd": "1000000000000"}, 422, "VALIDATION_ERROR"),
+            ("BTC", {}, 422, "VALIDATION_ERROR"),
+            ("BTC", {"price_usd": "1", "spread_bps": "-1"}, 422, "VALIDATION_ERROR"),
+            ("BTC", {"price_usd": "1", "spread_bps": "1000.01"}, 422, "VALIDATION_ERROR"),
+            ("BTC", {"price_usd": "1", "spread_bps": "1.001"}, 422, "VALIDATION_ERROR"),
+            ("BTC", {"price_usd": "1", "bid": "0.9"}, 422, "VALIDATION_ERROR"),
+        ],
+    )
+    async def test_bad_input_is_a_problem_and_changes_nothing(
+        self,
+        client: Client,
+        admin: Auth,
+        asset_id: str,
+        body: dict[str, str],
+        status: int,
+        code: str,
+    ) -> None:
+        before = await asset(client, "BTC")
+        response = await client.put(f"{SANDBOX}/prices/{asset_id}", headers=admin, json=body)
+        assert_problem(response, status, code)
+        assert await asset(client, "BTC") == before
+        assert await admin_events(client, admin, "admin_sandbox_price") == []
+
+    async def test_an_inactive_asset_is_refused_and_keeps_its_price(
+        self, client: Client, admin: Auth
+    ) -> None:
+        off = await client.patch(
+            "/api/v1/admin/assets/DOGE", headers=admin, json={"is_active": False}
+        )
+        assert off.status_code == 200, off.text
+        before = await asset(client, "DOGE")
+        put = await client.put(f"{SANDBOX}/prices/DOGE", headers=admin, json={"price_usd": "2"})
+        assert_problem(put, 422, "ASSET_INACTIVE")
+        assert await asset(client, "DOGE") == before
+        assert await admin_events(client, admin, "admin_sandbox_price") == []
+
+    async def test_the_widest_spread_and_the_smallest_price_are_accepted(
+        self, client: Client, admin: Auth
+    ) -> None:
+        tiny = await set_price(
+            client, admin, "SHIB", price_usd="0.000000000000000001", spread_bps="1000"
+        )
+        assert (tiny["bid"], tiny["ask"]) == ("0.000000000000000001", "0.000000000000000002")
+
+    async def test_a_restart_comes_back_paused(
+        self, client: Client, admin: Auth, runtime: Runtime, settings: Any, clock: SteppingClock
+    ) -> None:
+        from orderproc.runtime import build_runtime
+
+        await sandbox(client, admin, "pause")
+        again = await build_runtime(settings, clock=clock)
+        try:
+            assert again.catalog.paused is True
+            quote = again.prices.quote("BTC")
+            assert quote is not None
+            assert quote.frozen
+        finally:
+            await again.close()
+
+    async def test_a_restart_with_the_sandbox_off_unfreezes_every_price(
+        self, client: Client, admin: Auth, settings: Any, clock: SteppingClock
+    ) -> None:
+        from orderproc.runtime import build_runtime
+
+        await sandbox(client, admin, "pause")
+        off = await build_runtime(settings.model_copy(update={"sandbox": False}), clock=clock)
+        try:
+            assert off.catalog.paused is False
+            assert not any(asset.frozen for asset in off.catalog.assets())
+            async with off.store.unit_of_work() as uow:
+                records = await uow.assets.list_all()
+            assert not any(Quote.from_record(r).frozen for r in records)
+        finally:
+            await off.close()
