@@ -62,6 +62,7 @@ class TestEvents:
         stream = await open_stream(app, streams, f"{STREAM}?assets=btc,ETH")
         assert stream.status == 200
         assert stream.response_headers["content-type"].startswith("text/event-stream")
+        assert "content-length" not in stream.response_headers  # a stream has no length
         snapshot = await first_event(stream)
         assert snapshot.name == "snapshot"
         assert set(prices_of(snapshot)) == {"BTC", "ETH"}

@@ -379,6 +379,8 @@ class EventStreamResponse(Response):
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
             media_type=self.media_type,
         )
+        # Without a body Starlette declares `content-length: 0`; a stream has no length.
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
         self._events = events
         self._release = release
 
