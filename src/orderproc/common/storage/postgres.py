@@ -143,28 +143,21 @@ class PostgresDialect(sql.Dialect):
         if intent.stale is not None or len(intent.rows) == 1:
             return super().upsert(intent)
         table, encode = intent.table, self.encoder(intent.table)
-        columns = builtins.list(zip(*(encode(row) for row in intent.rows), strict=True))
-        replaced = [name for name in table.names if name not in table.key]
-        statement = (
-            f"INSERT INTO {table.name} ({', '.join(table.names)}) SELECT * FROM "
-            f"{self._unnest(table, table.names)} ON CONFLICT ({', '.join(table.key)}) DO UPDATE "
-            f"SET {', '.join(f'{name} = excluded.{name}' for name in replaced)}"
-        )
-        return [Statement(statement, tuple(columns), expect=None)]
+        columns = tuple(zip(*(encode(row) for row in intent.rows), strict=True))
+        statement = self._upsert(table, None, f"SELECT * FROM {self._unnest(table, table.names)}")
+        return [Statement(statement, columns, expect=None)]
 
     def set_fields(self, intent: SetFields) -> builtins.list[Statement]:
-        table, names = intent.table, (*intent.table.key, *intent.columns)
-        columns = [
-            [self.value(table, name, value) for value in values]
-            for name, values in zip(names, zip(*intent.rows, strict=True), strict=True)
-        ]
+        table, names = intent.table, (*intent.columns, *intent.table.key)
+        encode = self.set_encoder(table, intent.columns)
+        columns = tuple(zip(*(encode(row) for row in intent.rows), strict=True))
         statement = (
             f"UPDATE {table.name} AS t SET "
             f"{', '.join(f'{name} = u.{name}' for name in intent.columns)} FROM "
             f"{self._unnest(table, names)} AS u ({', '.join(names)}) WHERE "
             f"{' AND '.join(f't.{name} = u.{name}' for name in table.key)}"
         )
-        return [Statement(statement, tuple(columns), expect=None)]
+        return [Statement(statement, columns, expect=None)]
 
     def _unnest(self, table: Table[Any], names: Sequence[str]) -> str:
         return f"unnest({', '.join(f'?{self.cast(table, name)}[]' for name in names)})"
