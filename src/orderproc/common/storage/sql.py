@@ -145,16 +145,6 @@ class Dialect:
         sql = " AND ".join(f"{name} {op} ?" for name, op, _ in where)
         return sql, [self.value(table, name, value) for name, _, value in where]
 
-    def select(
-        self, table: Table[Any], where: Sequence[Cond], order: Sequence[str], limit: int | None
-    ) -> tuple[str, builtins.list[Any]]:
-        shape = tuple([(name, op) for name, op, _ in where])
-        sql = self._select(table, shape, tuple(order), limit is not None)
-        params = [self.value(table, name, value) for name, _, value in where]
-        if limit is not None:
-            params.append(limit)
-        return sql, params
-
     @cache  # noqa: B019
     def point(
         self, table: Table[Any]
@@ -162,10 +152,10 @@ class Dialect:
         """The point read of one row by its key: the statement, the key's encoders, the decoder."""
         shape = tuple((name, "=") for name in table.key)
         encoders = tuple(self.encoders.get(table.kinds[name]) for name in table.key)
-        return self._select(table, shape, (), False), encoders, self.decoder(table)
+        return self.select(table, shape, (), False), encoders, self.decoder(table)
 
     @cache  # noqa: B019
-    def _select(
+    def select(
         self,
         table: Table[Any],
         where: tuple[tuple[str, str], ...],
@@ -332,8 +322,13 @@ class SqlReads:
         self, table: Table[R], where: Sequence[Cond] = (), *, order: Sequence[str] = (),
         limit: int | None = None,
     ) -> builtins.list[R]:  # fmt: skip
+        shape = tuple([(name, op) for name, op, _ in where])
+        params = [self.dialect.value(table, name, value) for name, _, value in where]
+        if limit is not None:
+            params.append(limit)
+        statement = self.dialect.select(table, shape, tuple(order), limit is not None)
         decode = self.dialect.decoder(table)
-        rows = await self._rows(*self.dialect.select(table, where, order, limit))
+        rows = await self._rows(statement, params)
         return [decode(row) for row in rows]
 
     async def page(
