@@ -47,7 +47,8 @@ async def open_stream(
 
 async def first_event(stream: OpenStream) -> Event:
     retry = await stream.next_event()
-    assert retry.name == "retry" and retry.data == "3000"
+    assert retry.name == "retry"
+    assert retry.data == "3000"
     return await stream.next_event()
 
 
@@ -70,11 +71,15 @@ class TestEvents:
         await runtime.ticker.tick_once()
         tick = await stream.next_event()
         assert tick.name == "tick"
-        assert tick.id is not None and tick.id != snapshot.id
+        assert tick.id is not None
+        assert tick.id != snapshot.id
         moved = prices_of(tick)
         assert set(moved) == {"BTC", "ETH"}
         btc = runtime.catalog.by_id["BTC"]
         assert Decimal(moved["BTC"]["price_usd"]) == btc.price_usd
+        assert Decimal(moved["BTC"]["bid"]) == btc.bid
+        assert Decimal(moved["BTC"]["ask"]) == btc.ask
+        assert btc.bid <= btc.price_usd <= btc.ask
         assert moved["BTC"]["as_of"] == tick.json()["as_of"]
 
     async def test_without_a_filter_every_active_asset_comes(
@@ -83,7 +88,8 @@ class TestEvents:
         stream = await open_stream(app, streams)
         snapshot = prices_of(await first_event(stream))
         active = {a.asset_id for a in runtime.catalog.assets() if a.is_active}
-        assert set(snapshot) == active and len(active) > 90
+        assert set(snapshot) == active
+        assert len(active) > 90
         await runtime.ticker.tick_once()
         assert set(prices_of(await stream.next_event())) == active
 
@@ -247,7 +253,9 @@ class TestCatalogChanges:
         assert runtime.catalog.by_id["DOGE"].price_usd == stopped.price_usd
         assert runtime.catalog.by_id["DOGE"].last_updated == stopped.last_updated
 
-        on = await client.patch("/api/v1/admin/assets/DOGE", headers=admin, json={"is_active": True})
+        on = await client.patch(
+            "/api/v1/admin/assets/DOGE", headers=admin, json={"is_active": True}
+        )
         assert on.is_success
         await runtime.ticker.tick_once()
         assert "DOGE" in prices_of(await stream.next_event())
@@ -262,7 +270,8 @@ class TestHeartbeat:
         stream = await open_stream(app, streams, f"{STREAM}?assets=BTC")
         await first_event(stream)
         beat = await stream.next_event()  # the hub's timer wakes the stream; nothing is slept
-        assert beat.comment and beat.name == "message"
+        assert beat.comment
+        assert beat.name == "message"
 
 
 async def test_the_stream_is_in_the_openapi_document(app: FastAPI) -> None:
@@ -289,7 +298,8 @@ class TestWebUiLivePrices:
         price, change, tick = [await page.next_event() for _ in range(3)]
         after = runtime.catalog.by_id["BTC"].price_usd
         direction = "tick-up" if after > before else "tick-down"
-        assert direction in price.data and 'data-testid="price-BTC"' in price.data
+        assert direction in price.data
+        assert 'data-testid="price-BTC"' in price.data
         assert change.name == "c-BTC"
         assert Decimal(tick.json()["price"]) == after
         assert Decimal(prices_of(await api.next_event())["BTC"]["price_usd"]) == after

@@ -62,6 +62,10 @@ class StreamAsset(Protocol):
     @property
     def price_usd(self) -> Decimal: ...
     @property
+    def bid(self) -> Decimal: ...
+    @property
+    def ask(self) -> Decimal: ...
+    @property
     def last_updated(self) -> datetime: ...
     @property
     def is_active(self) -> bool: ...
@@ -83,13 +87,14 @@ class Rendering(Protocol):
 
 class JsonEvents:
     """The API's events: `id`, `event: snapshot|tick`, and `data` holding
-    `{"as_of": ..., "prices": [{"asset_id", "price_usd", "as_of"}, ...]}`."""
+    `{"as_of": ..., "prices": [{"asset_id", "price_usd", "bid", "ask", "as_of"}, ...]}`."""
 
     resumable = True
 
     def piece(self, asset: StreamAsset, previous: Decimal | None) -> bytes:
         return (
             f'{{"asset_id":"{asset.asset_id}","price_usd":"{format_price(asset.price_usd)}",'
+            f'"bid":"{format_price(asset.bid)}","ask":"{format_price(asset.ask)}",'
             f'"as_of":"{isoformat_z(asset.last_updated)}"}}'
         ).encode()
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 from urllib.parse import quote as url_quote
 
 import httpx
@@ -62,6 +62,15 @@ class FeedError(Exception):
 class PriceFeed(Protocol):
     async def next_prices(self, now: datetime) -> dict[str, Decimal]:
         """USD prices by asset id, for every asset this tick could price."""
+        ...
+
+
+@runtime_checkable
+class FollowsCatalog(Protocol):
+    """A feed that keeps up with the catalog's changes without a restart."""
+
+    def follow(self, asset: Asset) -> None:
+        """Price `asset` from the next tick on if it is active; stop pricing it if not."""
         ...
 
 
@@ -115,9 +124,30 @@ class SimulatedFeed:
         self._specs[spec.asset_id] = spec
         self._prices[spec.asset_id] = round_price(spec.price)
 
+    def continue_from(self, prices: Mapping[str, Decimal]) -> None:
+        """Walk on from `prices` (the catalog's, when this process takes over the feed from
+        another), as if it had ticked them itself."""
+        for asset_id, price in prices.items():
+            spec = self._specs.get(asset_id)
+            if spec is not None:
+                self._prices[asset_id] = _clamp_stable(price) if spec.stable else round_price(price)
+        self._last_tick = None
+
     def untrack(self, asset_id: str) -> None:
         self._specs.pop(asset_id, None)
         self._prices.pop(asset_id, None)
+
+    def follow(self, asset: Asset) -> None:
+        """Track an active asset from its current price (a re-activated one walks on from
+        where it stopped); untrack an inactive one."""
+        if not asset.is_active:
+            self.untrack(asset.asset_id)
+        elif asset.asset_id not in self._specs:
+            spec = simulated(asset)
+            self._specs[spec.asset_id] = spec
+            self._prices[spec.asset_id] = (
+                _clamp_stable(spec.price) if spec.stable else round_price(spec.price)
+            )
 
     async def next_prices(self, now: datetime) -> dict[str, Decimal]:
         years = self._elapsed(now).total_seconds() / SECONDS_PER_YEAR
@@ -216,6 +246,14 @@ class CoinGeckoFeed:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    def follow(self, asset: Asset) -> None:
+        """Ask for an active asset with a CoinGecko id from the next tick on; no longer for an
+        inactive one (or one without an id: CoinGecko cannot price it)."""
+        for gecko_id in [g for g, a in self._asset_ids.items() if a == asset.asset_id]:
+            del self._asset_ids[gecko_id]
+        if asset.is_active and asset.coingecko_id:
+            self._asset_ids[asset.coingecko_id] = asset.asset_id
 
     async def next_prices(self, now: datetime) -> dict[str, Decimal]:
         gecko_ids = sorted(self._asset_ids)

@@ -5,6 +5,7 @@ as one batch (prices and the current 1m, 1h and 1d candles)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields, replace
@@ -20,9 +21,16 @@ from orderproc.common.retry import retry_on_conflict
 from orderproc.common.storage.ports import Store, UnitOfWork
 from orderproc.common.storage.records import AssetRecord, AuditEvent, CandleRecord, PriceUpdate
 from orderproc.errors import AssetExists, AssetNotFound
-from orderproc.inventory.candles import Candle, Interval, apply_tick, bucket_start, cutoff, roll_up
+from orderproc.inventory.candles import (
+    Candle,
+    Interval,
+    bucket_start,
+    cutoff,
+    roll_up,
+)
 from orderproc.inventory.domain import Asset, load_snapshot, parse_time
-from orderproc.inventory.pricefeed import PriceFeed
+from orderproc.inventory.live_candles import LiveCandles
+from orderproc.inventory.pricefeed import FollowsCatalog, PriceFeed
 
 log = logging.getLogger("orderproc.inventory")
 INTERVALS = (Interval.MINUTE, Interval.HOUR, Interval.DAY)
@@ -32,12 +40,13 @@ _DECIMALS = frozenset(
     {
         "market_cap", "total_volume_24h", "high_24h", "low_24h", "price_change_24h",
         "price_change_percentage_24h", "circulating_supply", "total_supply", "max_supply",
-        "ath", "atl",
+        "ath", "atl", "spread_bps",
     }
 )  # fmt: skip
 _TIMES = frozenset({"ath_date", "atl_date"})
 _TUPLES = frozenset({"illustrative"})
-_METADATA_FIELDS = frozenset(f.name for f in fields(Asset)) - _COLUMNS
+_DERIVED = frozenset({"bid", "ask"})  # recomputed from the price and the spread, never stored
+_METADATA_FIELDS = frozenset(f.name for f in fields(Asset)) - _COLUMNS - _DERIVED
 
 
 # --- records <-> domain ----------------------------------------------------------------------
@@ -45,7 +54,9 @@ _METADATA_FIELDS = frozenset(f.name for f in fields(Asset)) - _COLUMNS
 
 def to_record(asset: Asset, *, version: int = 1) -> AssetRecord:
     metadata = {
-        key: _jsonable(value) for key, value in asdict(asset).items() if key not in _COLUMNS
+        key: _jsonable(value)
+        for key, value in asdict(asset).items()
+        if key not in _COLUMNS and key not in _DERIVED
     }
     return AssetRecord(
         asset_id=asset.asset_id,
@@ -106,8 +117,13 @@ class Catalog:
     def __init__(self, assets: Iterable[Asset], prices: PriceCache) -> None:
         self._by_id = {asset.asset_id: asset for asset in assets}
         self._prices = prices
+        # A sandbox admin paused the feed (inventory/sandbox.py): the assets are `frozen`.
+        self.paused = any(asset.frozen for asset in self._by_id.values())
         self._baseline = {a.asset_id: _price_24h_ago(a) for a in self._by_id.values()}
         self.version = 0
+        # Told of each asset an admin adds or changes (the price ticker, whose feed must price
+        # an active asset from the next tick on and drop an inactive one).
+        self.watchers: list[Callable[[Asset], None]] = []
         self._publish()
 
     @property
@@ -121,28 +137,70 @@ class Catalog:
         self._by_id[asset.asset_id] = asset
         self._baseline.setdefault(asset.asset_id, _price_24h_ago(asset))
         self._publish()
+        for watcher in self.watchers:
+            watcher(asset)
+
+    def freeze(self, frozen: bool) -> list[Asset]:
+        """Pause (or resume) for a sandbox admin: every asset `frozen` (or not), in one
+        publish; returns them."""
+        self.paused = frozen
+        for key, asset in list(self._by_id.items()):
+            self._by_id[key] = replace(asset, frozen=frozen)
+        self._publish()
+        return list(self._by_id.values())
 
     def apply_prices(self, prices: dict[str, Decimal], moment: datetime) -> list[Asset]:
-        """Move prices (and the 24 h figures that follow from them); returns what moved."""
+        """Move prices (and the 24 h figures that follow from them); returns what moved. An
+        inactive asset keeps its price (a feed may still answer for it this tick)."""
+        moved = self._move(prices, moment)
+        self._publish()
+        return moved
+
+    async def move(
+        self, prices: dict[str, Decimal], moment: datetime, *, chunk: int = 250
+    ) -> list[Asset]:
+        """`apply_prices` for a tick, yielding the event loop after each `chunk` assets (1,000
+        assets took 10 ms in one piece); prices are published once, at the end."""
+        moved: list[Asset] = []
+        batch: dict[str, Decimal] = {}
+        for asset_id, price in prices.items():
+            batch[asset_id] = price
+            if len(batch) == chunk:
+                moved += self._move(batch, moment)
+                batch = {}
+                await asyncio.sleep(0)
+        moved += self._move(batch, moment)
+        self._publish()
+        return moved
+
+    def _move(self, prices: dict[str, Decimal], moment: datetime) -> list[Asset]:
         moved = []
         for asset_id, price in prices.items():
             asset = self._by_id.get(asset_id)
-            if asset is None:
+            if asset is None or not asset.is_active:
                 continue
             updated = _with_market_move(asset, price, moment, self._baseline[asset_id])
             self._by_id[asset_id] = updated
             moved.append(updated)
-        self._publish()
         return moved
 
     def _publish(self) -> None:
         self.version += 1
-        self._prices.publish(
-            {
-                a.asset_id: Quote(a.asset_id, a.name, a.price_usd, a.last_updated, a.is_active)
-                for a in self._by_id.values()
-            }
-        )
+        self._prices.publish({a.asset_id: quote_of(a) for a in self._by_id.values()})
+
+
+def quote_of(asset: Asset) -> Quote:
+    """The asset's quote, as trading reads it."""
+    return Quote(
+        asset.asset_id,
+        asset.name,
+        asset.price_usd,
+        asset.last_updated,
+        asset.is_active,
+        asset.bid,
+        asset.ask,
+        asset.frozen,
+    )
 
 
 def _price_24h_ago(asset: Asset) -> Decimal:
@@ -154,15 +212,38 @@ def _price_24h_ago(asset: Asset) -> Decimal:
 
 def _with_market_move(asset: Asset, price: Decimal, moment: datetime, base: Decimal) -> Asset:
     change = price - base
-    return replace(
+    return _moved(
         asset,
-        price_usd=price,
-        last_updated=moment,
-        high_24h=max(asset.high_24h or price, price),
-        low_24h=min(asset.low_24h or price, price),
-        price_change_24h=change,
-        price_change_percentage_24h=(change / base * 100).quantize(Decimal("0.00001")),
+        price,
+        moment,
+        max(asset.high_24h or price, price),
+        min(asset.low_24h or price, price),
+        change,
+        (change / base * 100).quantize(_PERCENT_STEP),
     )
+
+
+_PERCENT_STEP = Decimal("0.00001")
+_MOVED = (
+    "price_usd", "last_updated", "high_24h", "low_24h", "price_change_24h",
+    "price_change_percentage_24h",
+)  # fmt: skip
+
+
+def _compile_moved() -> Callable[..., Asset]:
+    """`dataclasses.replace(asset, price_usd=..., ...)` for the fields a tick moves, built once
+    from `Asset`'s fields: it runs for every asset on every tick, and `replace` looks each
+    field up by name (about 4 µs of a tick's 10 µs per asset, measured)."""
+    names = [f.name for f in fields(Asset) if f.init]
+    arguments = [name if name in _MOVED else f"a.{name}" for name in names]
+    source = f"def moved(a, {', '.join(_MOVED)}):\n    return Asset({', '.join(arguments)})"
+    namespace: dict[str, Any] = {"Asset": Asset}
+    exec(source, namespace)  # noqa: S102 - our own text, as dataclasses builds __init__
+    function: Callable[..., Asset] = namespace["moved"]
+    return function
+
+
+_moved = _compile_moved()
 
 
 # --- seeding and admin -----------------------------------------------------------------------
@@ -293,11 +374,15 @@ class PriceTicker:
         self.retention = retention
         self.purge_every = purge_every
         self.ticks = 0
-        self._candles: dict[tuple[str, Interval], Candle] = {}
+        self.candles = LiveCandles()  # the current candles, written in turns
         # Called after each tick's write with what moved (the price stream, the fan-out to
         # other processes); a listener must be quick and must not raise.
         self.listeners: list[Callable[[list[Asset], datetime], None]] = []
-        self._loop = Periodic("price tick", interval=interval, step=self.tick_once, log=log)
+        # Whether this process leads the feed (common/price_fanout.FeedLease); a follower's
+        # loop skips its ticks and learns prices from the leader's.
+        self.leading: Callable[[], bool] = lambda: True
+        catalog.watchers.append(self.follow)
+        self._loop = Periodic("price tick", interval=interval, step=self._step, log=log)
 
     async def tick_once(self) -> int:
         """One tick; returns how many assets moved."""
@@ -307,38 +392,54 @@ class PriceTicker:
         except Exception:  # a feed must never stop the service
             log.warning("price feed failed; prices kept", exc_info=True)
             return 0
-        moved = self.catalog.apply_prices(prices, now)
-        await self._write(moved, now)
-        for listener in self.listeners:
-            try:
-                listener(moved, now)
-            except Exception:  # a listener must never stop the ticks
-                log.exception("tick listener failed")
+        moved = await self.apply(prices, now)
         self.ticks += 1
         if self.ticks % self.purge_every == 0:
             await self.purge(now)
         return len(moved)
 
+    async def apply(self, prices: dict[str, Decimal], now: datetime) -> list[Asset]:
+        """Move the catalog to `prices` as a tick does (the read model, the store's prices and
+        candles, the listeners); a tick's prices come from the feed, a sandbox admin's from
+        the request. Returns what moved."""
+        await asyncio.sleep(0)  # each part of a tick holds the event loop briefly (< 10 ms)
+        moved = await self.catalog.move(prices, now)
+        await asyncio.sleep(0)
+        await self._write(moved, now)
+        self.tell_listeners(moved, now)
+        return moved
+
+    def tell_listeners(self, moved: list[Asset], now: datetime) -> None:
+        for listener in self.listeners:
+            try:
+                listener(moved, now)
+            except Exception:  # a listener must never stop the ticks
+                log.exception("tick listener failed")
+
     async def _write(self, moved: list[Asset], now: datetime) -> None:
-        candles = []
-        for asset in moved:
-            volume = tick_volume(asset, self.interval)
-            for interval in INTERVALS:
-                key = (asset.asset_id, interval)
-                candle = apply_tick(
-                    self._candles.get(key),
-                    asset_id=asset.asset_id,
-                    price=asset.price_usd,
-                    moment=now,
-                    interval=interval,
-                    volume=volume,
-                )
-                self._candles[key] = candle
-                candles.append(candle)
+        """Every moved price, and this turn's candles (`LiveCandles`), in one unit of work."""
+        by_id = {asset.asset_id: asset for asset in moved}
+
+        def volume_of(asset_id: str, price: Decimal) -> Decimal:
+            return tick_volume(by_id[asset_id], self.interval)
+
+        self.candles.tick(((a.asset_id, a.price_usd) for a in moved), now, volume_of)
+        await asyncio.sleep(0)
+        rows, committed = self.candles.due()
         async with self.store.unit_of_work() as uow:
             uow.assets.set_prices([PriceUpdate(a.asset_id, a.price_usd, now) for a in moved])
-            uow.candles.upsert([_candle_record(c) for c in candles])
+            uow.candles.upsert(rows)
             await uow.commit()
+        committed()
+
+    async def flush_candles(self) -> None:
+        """Write every candle not in the store yet (on stop, so a restart loses no tick)."""
+        rows, committed = self.candles.due(everything=True)
+        if rows:
+            async with self.store.unit_of_work() as uow:
+                uow.candles.upsert(rows)
+                await uow.commit()
+        committed()
 
     async def purge(self, now: datetime) -> None:
         async with self.store.unit_of_work() as uow:
@@ -348,18 +449,34 @@ class PriceTicker:
 
     async def resume(self) -> None:
         """Continue the current candles from the store, so a restart does not reopen them."""
+        found: list[Candle] = []
         async with self.store.unit_of_work() as uow:
             for asset_id in self.catalog.by_id:
                 for interval in INTERVALS:
                     latest = await uow.candles.list(asset_id, interval.value, limit=1)
-                    if latest:
-                        self._candles[(asset_id, interval)] = _candle(latest[-1])
+                    found += [_candle(record) for record in latest[-1:]]
+        self.candles.resume(found)
+
+    def follow(self, asset: Asset) -> None:
+        """An asset an admin added or changed: the feed prices it from the next tick on if it
+        is active, and no longer if not."""
+        if isinstance(self.feed, FollowsCatalog):
+            self.feed.follow(asset)
+
+    async def _step(self) -> None:
+        # While a sandbox admin has paused the feed, only their steps tick (`tick_once`).
+        if self.leading() and not self.catalog.paused:
+            await self.tick_once()
 
     def start(self) -> None:
         self._loop.start()
 
     async def stop(self) -> None:
         await self._loop.stop()
+        try:
+            await self.flush_candles()
+        except Exception:  # stopping goes on; the store holds candles a few ticks old
+            log.warning("the last candles could not be written", exc_info=True)
 
 
 _CENT = Decimal("0.01")

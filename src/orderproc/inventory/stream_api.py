@@ -40,8 +40,8 @@ stream_router = APIRouter(prefix="/stream", tags=["streams"])
 EVENTS_DOC = """Server-sent events. The first event is a `snapshot` of every asset asked for
 (every active asset without `assets`); then one `tick` event per price tick, holding the assets
 of the filter that moved. Each event's `data` is one line of JSON:
-`{"as_of": "...", "prices": [{"asset_id": "BTC", "price_usd": "64123.5",
-"as_of": "2026-01-15T12:00:02.000Z"}, ...]}`; each has an `id`, which a
+`{"as_of": "...", "prices": [{"asset_id": "BTC", "price_usd": "64123.5", "bid": "64117.08",
+"ask": "64129.92", "as_of": "2026-01-15T12:00:02.000Z"}, ...]}`; each has an `id`, which a
 reconnecting client sends back as `Last-Event-ID`. A comment line (`: keep-alive`) comes when
 ticks pause."""
 
