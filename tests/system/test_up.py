@@ -68,6 +68,7 @@ class Up:
             ORDERPROC_RATE_LIMIT_ENABLED="false",
             ORDERPROC_LOGIN_BLOCK_ENABLED="false",
             ORDERPROC_PASSWORD_HASH_WORKERS="1",
+            ORDERPROC_CANDLE_BACKFILL="false",  # seconds of CPU the journey does not need
         )
         data_dir.mkdir(parents=True, exist_ok=True)
         self._out = self.log.open("w")

@@ -26,7 +26,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -194,13 +194,16 @@ class _Series:
     volume: float
     bounds: Bounds
 
-    def prices(self) -> Callable[[float], Decimal]:
-        """Log price -> price with 12 significant digits at the anchor's price (a fixed number
-        of places, within the store's 18: fast, and monotone, so a max stays a max)."""
+    def unit(self) -> tuple[Decimal, float]:
+        """How a log price x becomes a price: `Decimal(round(exp(x) * scale)) * unit`, with 12
+        significant digits at the anchor's price (a fixed number of places, within the store's
+        18: fast, and monotone, so a max stays a max)."""
         places = min(18, max(2, 11 - self.anchor.price.adjusted()))
-        unit = Decimal(1).scaleb(-places)
-        scale, exp = 10.0**places, math.exp
-        return lambda log_price: Decimal(round(exp(log_price) * scale)) * unit
+        return Decimal(1).scaleb(-places), 10.0**places
+
+    def prices(self) -> Callable[[float], Decimal]:
+        unit, scale = self.unit()
+        return lambda log_price: Decimal(round(math.exp(log_price) * scale)) * unit
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,22 +219,26 @@ class _Drawn:
     cents: list[int]
 
     def records(self, start: int = 0, stop: int | None = None) -> list[CandleRecord]:
-        """The candles `start` to `stop` (by index), exact."""
-        price, series = self.series.prices(), self.series
-        prices = [price(x) for x in self.path[start : (stop or len(self.cents)) + 1]]
-        asset_id, interval, length = series.anchor.asset_id, series.interval, series.interval.length
-        at, cent = series.first + start * length, Decimal("0.01")
-        out = []
-        for index in range(start, stop or len(self.cents)):
-            offset = index - start
-            out.append(
-                CandleRecord(
-                    asset_id, interval.value, at, prices[offset], price(self.tops[index]),
-                    price(self.bottoms[index]), prices[offset + 1], self.cents[index] * cent,
-                )
-            )  # fmt: skip
-            at += length
-        return out
+        """The candles `start` to `stop` (by index), exact. (The hot loop of a backfill: the
+        conversions are inlined.)"""
+        series, stop = self.series, len(self.cents) if stop is None else stop
+        unit, scale = series.unit()
+        exp, cent, length = math.exp, Decimal("0.01"), series.interval.length
+        prices = [Decimal(round(exp(x) * scale)) * unit for x in self.path[start : stop + 1]]
+        highs = [Decimal(round(exp(x) * scale)) * unit for x in self.tops[start:stop]]
+        lows = [Decimal(round(exp(x) * scale)) * unit for x in self.bottoms[start:stop]]
+        volumes = [cents * cent for cents in self.cents[start:stop]]
+        first, asset_id, interval = (
+            series.first + start * length,
+            series.anchor.asset_id,
+            series.interval.value,
+        )
+        return [
+            CandleRecord(asset_id, interval, first + i * length, o, h, lo, c, v)
+            for i, (o, h, lo, c, v) in enumerate(
+                zip(prices, highs, lows, prices[1:], volumes, strict=False)
+            )
+        ]
 
     def merged(self, start: int, interval: Interval) -> CandleRecord:
         """The candles from `start` on, rolled up into one of `interval`: what `_roll` makes
@@ -369,18 +376,32 @@ def history(
 ) -> dict[Interval, list[CandleRecord]]:
     """Every backfilled candle, by interval, oldest first, the current buckets' included;
     with `keep`, none that retention would purge at `now`."""
+    for made in history_in_steps(anchor, seed=seed, now=now, keep=keep):
+        if made is not None:
+            return made
+    raise AssertionError("history_in_steps ends with the candles")
+
+
+def history_in_steps(
+    anchor: Anchor, *, seed: int, now: datetime, keep: dict[Interval, timedelta] | None = None
+) -> Iterator[dict[Interval, list[CandleRecord]] | None]:
+    """`history` a stage at a time, so a caller on the event loop can let others run between
+    them (each is at most about 3,000 candles, some 15 ms): None after each, the candles last."""
     span = Span(now)
     window = last_day(anchor, seed=seed, now=now).records()
+    yield None
     minutes = [*_older(anchor, seed, span.first(Interval.MINUTE), window[0]), *window]
+    yield None
     rolled_hours = _roll(minutes, Interval.HOUR, 60)
     hours = [*_older(anchor, seed, span.first(Interval.HOUR), rolled_hours[0]), *rolled_hours]
+    yield None
     rolled_days = _roll(hours, Interval.DAY, 24)
     days = [*_older(anchor, seed, span.first(Interval.DAY), rolled_days[0]), *rolled_days]
     out = {Interval.MINUTE: minutes, Interval.HOUR: hours, Interval.DAY: days}
     for interval, retention in (keep or {}).items():
         before = cutoff(now, interval, retention)
         out[interval] = [c for c in out[interval] if c.open_time >= before]
-    return out
+    yield out
 
 
 def _older(anchor: Anchor, seed: int, since: datetime, finer: CandleRecord) -> list[CandleRecord]:
@@ -442,9 +463,10 @@ class SimulatedBackfill:
             return 0
         span, written = Span(self.now), 0
         for anchor in self.pending:
-            candles = await asyncio.to_thread(
-                history, anchor, seed=self.seed, now=self.now, keep=self.keep
-            )
+            candles: dict[Interval, list[CandleRecord]] = {}
+            for made in history_in_steps(anchor, seed=self.seed, now=self.now, keep=self.keep):
+                candles = made or candles
+                await asyncio.sleep(0)  # a stage at a time: requests go on meanwhile
             for interval in (Interval.MINUTE, Interval.HOUR, Interval.DAY):  # days last
                 current = span.current(interval)
                 rows = [c for c in candles[interval] if c.open_time < current]

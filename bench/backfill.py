@@ -1,0 +1,93 @@
+"""What a fresh install's candle history costs (inventory/backfill.py), in process.
+
+    .venv/bin/python -m bench.backfill [--store sqlite|memory] [--repeat 3]
+
+For the packaged catalog on a fresh store: the start-up step before the first tick
+(`prepare`: which assets lack history, their current candles) in wall and CPU time; then the
+background step (`run`: every other candle) in wall and CPU time, the rows written, and the
+longest the event loop went without running a 1 ms probe meanwhile (what a request waiting
+behind the backfill would wait, at most). The median of `--repeat` runs, each on a new store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from orderproc.common.storage.memory import MemoryStore
+from orderproc.common.storage.ports import Store
+from orderproc.common.storage.sqlite import SqliteStore
+from orderproc.inventory.backfill import SimulatedBackfill
+from orderproc.inventory.candles import Interval
+from orderproc.inventory.domain import load_snapshot
+from orderproc.inventory.service import seed_catalog
+
+KEEP = {
+    Interval.MINUTE: timedelta(hours=48),
+    Interval.HOUR: timedelta(days=90),
+    Interval.DAY: timedelta(days=3650),
+}
+
+
+async def probe(stop: asyncio.Event, gaps: list[float]) -> None:
+    while not stop.is_set():
+        began = time.perf_counter()
+        await asyncio.sleep(0.001)
+        gaps.append(time.perf_counter() - began - 0.001)
+
+
+async def once(store: Store) -> dict[str, float]:
+    assets = load_snapshot()
+    await seed_catalog(store, assets=assets)
+    backfill = SimulatedBackfill(store=store, seed=20240218, keep=KEEP)
+    now = datetime.now(UTC)
+    wall, cpu = time.perf_counter(), time.process_time()
+    await backfill.prepare(assets, now)
+    prepare = (time.perf_counter() - wall, time.process_time() - cpu)
+    stop, gaps = asyncio.Event(), list[float]()
+    prober = asyncio.create_task(probe(stop, gaps))
+    wall, cpu = time.perf_counter(), time.process_time()
+    rows = await backfill.run()
+    run = (time.perf_counter() - wall, time.process_time() - cpu)
+    stop.set()
+    await prober
+    return {
+        "assets": len(assets),
+        "rows": rows,
+        "prepare_wall_s": prepare[0],
+        "prepare_cpu_s": prepare[1],
+        "run_wall_s": run[0],
+        "run_cpu_s": run[1],
+        "longest_loop_hold_ms": max(gaps) * 1000,
+    }
+
+
+async def main(store_kind: str, repeat: int) -> None:
+    runs = []
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory() as tmp:
+            store: Store = (
+                MemoryStore() if store_kind == "memory" else SqliteStore(Path(tmp) / "b.db")
+            )
+            await store.migrate()
+            try:
+                runs.append(await once(store))
+            finally:
+                await store.close()
+    print(f"store: {store_kind}, runs: {repeat} (median)")
+    for key in runs[0]:
+        value = statistics.median(r[key] for r in runs)
+        print(f"  {key}: {value:,.3f}" if isinstance(value, float) else f"  {key}: {value:,}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--store", choices=("sqlite", "memory"), default="sqlite")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    asyncio.run(main(args.store, args.repeat))
