@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import date, datetime
 from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar
@@ -133,10 +133,8 @@ class _Log(_Repository, Generic[R]):
 
 
 class _Rows(_Log[R]):
-    """An aggregate kept in `table`, read by key. `add` stages an insert (a taken key or unique
-    value fails the commit); `update` a replace at `expected_version` (the new version is the
-    row's own), which fails unless the stored version matches and the table's guards (balances
-    and quantities >= 0) hold."""
+    """An aggregate kept in `table`, read by key: `add` stages an `Insert` (a taken unique value
+    fails the commit too), `update` an `Update` at `expected_version` (see `intents`)."""
 
     async def get(self, *key: str) -> R | None:
         return await self._reads.get(self.table, key)
@@ -393,7 +391,7 @@ class AssetLedgerRepository(_Log[AssetEntry]):
 class UnitOfWork:
     """One transaction. Leaving the `async with` block without `commit()` discards it."""
 
-    def __init__(self, session: Session, on_close: Callable[[], Awaitable[None]] | None = None):
+    def __init__(self, session: Session) -> None:
         self._session = session
         self.staged: builtins.list[Intent] = []
         self.users = UserRepository(session, self.staged)
