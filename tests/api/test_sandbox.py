@@ -350,6 +350,17 @@ class TestSandbox:
         assert await asset(client, "BTC") == before
         assert await admin_events(client, admin, "admin_sandbox_price") == []
 
+    async def test_an_asset_added_while_paused_is_frozen_as_the_others(
+        self, client: Client, admin: Auth, clock: SteppingClock, trader: Auth
+    ) -> None:
+        await sandbox(client, admin, "pause")
+        body = {"asset_id": "NEWC", "name": "New Coin", "category": "other", "price_usd": "2"}
+        assert (await client.post("/api/v1/admin/assets", headers=admin, json=body)).is_success
+        clock.advance(minutes=5)
+        bought = await order(client, trader, order_type="market_buy", asset_id="NEWC", quantity="1")
+        assert bought.status_code == 201, bought.text
+        assert bought.json()["data"]["price"] == (await asset(client, "NEWC"))["ask"]
+
     async def test_an_inactive_asset_is_refused_and_keeps_its_price(
         self, client: Client, admin: Auth
     ) -> None:

@@ -292,7 +292,8 @@ def _audit(uow: UnitOfWork, event_type: str, actor: AdminActor, details: dict[st
 
 async def add_asset(asset: Asset, *, store: Store, catalog: Catalog, actor: AdminActor) -> Asset:
     """Add an asset; audited (`admin_asset_create`, with what it was created with) in the same
-    unit of work."""
+    unit of work. Added while a sandbox admin has paused the feed, it is frozen as the others."""
+    asset = replace(asset, frozen=catalog.paused)
     async with store.unit_of_work() as uow:
         if await uow.assets.get(asset.asset_id) is not None:
             raise AssetExists()
