@@ -117,3 +117,14 @@ class TestTheAssetsQuote:
         for asset in load_snapshot():
             asset = replace(asset, spread_bps=chosen, frozen=True)
             assert Quote.from_record(to_record(asset)) == quote_of(asset)
+
+
+def test_a_frozen_quote_with_its_bid_and_ask_crosses_the_tick_channel_intact() -> None:
+    """What an orders process on its own learns over Redis (common/price_fanout.py)."""
+    from orderproc.common.price_fanout import decode_tick, encode_tick
+
+    btc = next(a for a in load_snapshot() if a.asset_id == "BTC")
+    quote = quote_of(replace(btc, price_usd=Decimal("64000.5"), spread_bps=Decimal(3), frozen=True))
+    _, _, [received] = decode_tick(encode_tick([quote], source="leader", seq=1, full=False))
+    assert received == quote
+    assert (received.bid, received.ask, received.frozen) == (quote.bid, quote.ask, True)
