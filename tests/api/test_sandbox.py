@@ -144,7 +144,7 @@ class TestSandbox:
         }
         problem = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
         for key, operation in mine.items():
-            assert {"401", "403", "429"} <= set(operation["responses"]), key
+            assert {"401", "403", "409", "429"} <= set(operation["responses"]), key
             for status, response in operation["responses"].items():
                 if status[0] in "45":
                     assert response["content"] == problem, (key, status)
@@ -304,6 +304,24 @@ class TestSandbox:
         assert priced["details"]["spread_bps"] == {"from": "2", "to": "7.25"}
         times = [datetime.fromisoformat(e["created_at"]) for e in (paused, priced, ticked)]
         assert times == sorted(times)
+
+    async def test_a_process_that_does_not_lead_the_feed_refuses_and_changes_nothing(
+        self, client: Client, admin: Auth, runtime: Runtime
+    ) -> None:
+        runtime.ticker.leading = lambda: False  # another inventory process holds the lease
+        before = await asset(client, "BTC")
+        for method, path in [
+            ("POST", f"{SANDBOX}/pause"),
+            ("POST", f"{SANDBOX}/resume"),
+            ("POST", f"{SANDBOX}/tick"),
+            ("PUT", f"{SANDBOX}/prices/BTC"),
+        ]:
+            response = await client.request(method, path, headers=admin, json={"price_usd": "1"})
+            assert_problem(response, 409, "NOT_FEED_LEADER")
+        assert runtime.catalog.paused is False
+        assert await asset(client, "BTC") == before
+        for event in ("pause", "resume", "tick", "price"):
+            assert await admin_events(client, admin, f"admin_sandbox_{event}") == []
 
     async def test_a_customer_is_refused_and_nothing_changes(
         self, client: Client, alice: Auth, runtime: Runtime

@@ -180,6 +180,14 @@ class LastAdmin(Conflict):
     default_detail = "This would leave no active admin; promote another user to admin first."
 
 
+class NotFeedLeader(Conflict):
+    code = "NOT_FEED_LEADER"
+    default_detail = (
+        "This inventory process does not lead the price feed; the sandbox acts on the leader "
+        "only: ask again (another replica may answer)."
+    )
+
+
 class BusinessRuleViolation(OrderProcError):
     code = "RULE_VIOLATION"
     title = "Request refused"

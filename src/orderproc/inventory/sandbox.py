@@ -19,7 +19,7 @@ from typing import Any
 from orderproc.common.clock import Clock
 from orderproc.common.retry import retry_on_conflict
 from orderproc.common.storage.ports import Store
-from orderproc.errors import AssetInactive, AssetNotFound
+from orderproc.errors import AssetInactive, AssetNotFound, NotFeedLeader
 from orderproc.inventory.domain import Asset, find_asset
 from orderproc.inventory.pricefeed import PriceFeed, SimulatedFeed
 from orderproc.inventory.service import (
@@ -54,6 +54,7 @@ class FeedState:
 async def pause(*, deps: SandboxDeps, actor: AdminActor) -> FeedState:
     """Freeze every asset at its price; the scheduled ticks stop until `resume`. Audited
     (`admin_sandbox_pause`)."""
+    _check_leading(deps)
     return await _freeze(True, deps=deps, actor=actor)
 
 
@@ -61,6 +62,7 @@ async def resume(*, deps: SandboxDeps, actor: AdminActor) -> FeedState:
     """Unfreeze every asset; the feed ticks again from the next interval, one tick's move
     away from the frozen prices (not a jump for the time it stood still). Audited
     (`admin_sandbox_resume`)."""
+    _check_leading(deps)
     state = await _freeze(False, deps=deps, actor=actor)
     _continue_feed(deps, deps.catalog.assets())
     return state
@@ -127,6 +129,7 @@ async def set_price(
     on (None keeps the spread it has). Audited (`admin_sandbox_price`: the price and the spread,
     each from and to) with the spread's change."""
     known = find_asset(deps.catalog.by_id, asset_id)
+    _check_leading(deps)
     if not known.is_active:  # the feed does not price it, and neither does a tick
         raise AssetInactive(f"{known.asset_id} is inactive: activate it to set its price")
     chosen = known.spread_bps if spread_bps is None else spread_bps
@@ -168,6 +171,7 @@ async def step(*, deps: SandboxDeps, actor: AdminActor) -> FeedState:
     """One tick now, as a scheduled one (the feed's next prices, candles, listeners), paused
     or not; while paused, one tick's move (a second's) from the frozen prices, however long
     they stood. Audited (`admin_sandbox_tick`, with how many assets moved)."""
+    _check_leading(deps)
     if deps.catalog.paused:
         _continue_feed(deps, deps.catalog.assets())
     moved = await deps.ticker.tick_once()
@@ -176,6 +180,13 @@ async def step(*, deps: SandboxDeps, actor: AdminActor) -> FeedState:
         await uow.commit()
     newest = max((a.last_updated for a in deps.catalog.assets()), default=deps.clock.now())
     return FeedState(paused=deps.catalog.paused, moved=moved, as_of=newest)
+
+
+def _check_leading(deps: SandboxDeps) -> None:
+    """Only the process that leads the feed may act: a follower's pause or price would be
+    undone by the leader's next tick (with Redis, several inventory processes may answer)."""
+    if not deps.ticker.leading():
+        raise NotFeedLeader()
 
 
 def _continue_feed(deps: SandboxDeps, assets: list[Asset]) -> None:

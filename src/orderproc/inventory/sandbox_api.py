@@ -1,7 +1,8 @@
 """HTTP routes of the sandbox (`/api/v1/admin/sandbox/...`, admins only): pause and resume the
 price feed, set an asset's price and spread, step one tick. `inventory.api.sandbox_routers`
 includes them only with `ORDERPROC_SANDBOX=true`; otherwise they do not exist (404, and absent
-from the OpenAPI document)."""
+from the OpenAPI document). An inventory process that does not lead the feed (with Redis, one
+of several) answers 409 `NOT_FEED_LEADER`."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ async def _deps(request: Request) -> sandbox.SandboxDeps:
 
 Deps = Annotated[sandbox.SandboxDeps, Depends(_deps)]
 AssetId = Annotated[str, Path(min_length=1, max_length=32, description="Case-insensitive")]
-ADMIN = problem_responses(401, 403, 429)
+ADMIN = problem_responses(401, 403, 409, 429)  # 409: this process does not lead the feed
 
 router = APIRouter(prefix="/admin/sandbox", tags=["sandbox"])
 
@@ -88,7 +89,7 @@ async def resume(admin: CurrentAdmin, deps: Deps, ip: ClientIP) -> SandboxStateE
     "/prices/{asset_id}",
     operation_id="sandbox_set_price",
     response_model=AssetEnvelope,
-    responses=problem_responses(400, 401, 403, 404, 413, 422, 429),
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 429),
 )
 async def set_price(
     asset_id: AssetId, body: SandboxPriceSet, admin: CurrentAdmin, deps: Deps, ip: ClientIP
