@@ -178,21 +178,22 @@ class Dialect:
         statements = []
         for intent in intents:
             table = intent.table
-            if isinstance(intent, Insert):
+            if type(intent) is Insert:
                 sql = self._insert(table, intent.if_absent)
                 expect = None if intent.if_absent else 1
                 statements.append(Statement(sql, self.encoder(table)(intent.row), expect))
-            elif isinstance(intent, Update):
+            elif type(intent) is Update:
                 params = (*self.update_encoder(table)(intent.row), intent.expected_version)
                 statements.append(Statement(self._update(table), params))
-            elif isinstance(intent, Upsert):
+            elif type(intent) is Upsert:
                 statements += self.upsert(intent)
-            elif isinstance(intent, Increment):
+            elif type(intent) is Increment:
                 values = self.encoder(table)(intent.row)
                 amount = getattr(intent.row, intent.column)
                 params = (*values, amount, intent.limit, intent.limit)
                 statements.append(Statement(self._increment(table, intent.column), params))
             else:
+                assert isinstance(intent, SetFields)
                 statements += self.set_fields(intent)
         return statements
 
