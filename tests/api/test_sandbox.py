@@ -281,6 +281,19 @@ class TestSandbox:
         assert not any(Quote.from_record(r).frozen for r in records)
 
     @pytest.mark.every_store
+    async def test_a_pause_never_writes_back_an_older_price_than_the_catalogs(
+        self, client: Client, admin: Auth, runtime: Runtime, clock: SteppingClock
+    ) -> None:
+        # A tick that has moved the catalog and not yet written the store.
+        runtime.catalog.apply_prices({"BTC": Decimal("12345.5")}, clock.now())
+        await sandbox(client, admin, "pause")
+        async with runtime.store.unit_of_work() as uow:
+            record = await uow.assets.get("BTC")
+        assert record is not None
+        assert record.price == Decimal("12345.5")
+        assert Quote.from_record(record) == runtime.prices.quote("BTC")
+
+    @pytest.mark.every_store
     async def test_every_action_is_audited_with_who_and_what(
         self, client: Client, admin: Auth, runtime: Runtime
     ) -> None:

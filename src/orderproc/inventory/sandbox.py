@@ -6,7 +6,8 @@ trading goes on at the frozen prices without the staleness check. The flag is ke
 asset row's metadata as well, so an orders process on its own (which reads prices from the store
 or from the leader's ticks) sees it too, and a restart comes back paused. A price set here moves
 the asset as a tick does (read model, stored price and candles, the tick's listeners), and the
-simulator walks on from it. Every action is audited, in the unit of work of its own change."""
+simulator walks on from it. Every action is audited: a pause or a resume in the unit of work
+that flips the flags, a price with its spread (before the price moves), a step after its tick."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any
 from orderproc.common.clock import Clock
 from orderproc.common.retry import retry_on_conflict
 from orderproc.common.storage.ports import Store
+from orderproc.common.storage.records import AssetRecord
 from orderproc.errors import AssetInactive, AssetNotFound, NotFeedLeader
 from orderproc.inventory.domain import Asset, find_asset
 from orderproc.inventory.pricefeed import PriceFeed, SimulatedFeed
@@ -76,8 +78,7 @@ async def _freeze(frozen: bool, *, deps: SandboxDeps, actor: AdminActor) -> Feed
             changed = 0
             for record in await uow.assets.list_all():
                 if bool(record.metadata.get("frozen", False)) != frozen:
-                    # From the row, so only the flag changes (not the price another tick wrote).
-                    asset = replace(from_record(record), frozen=frozen)
+                    asset = replace(_newest(record, deps.catalog), frozen=frozen)
                     uow.assets.update(
                         to_record(asset, version=record.version + 1),
                         expected_version=record.version,
@@ -92,6 +93,15 @@ async def _freeze(frozen: bool, *, deps: SandboxDeps, actor: AdminActor) -> Feed
     now = deps.clock.now()
     deps.ticker.tell_listeners(deps.catalog.freeze(frozen), now)
     return FeedState(paused=frozen, moved=0, as_of=now)
+
+
+def _newest(record: AssetRecord, catalog: Catalog) -> Asset:
+    """The row as stored (its metadata as an admin last changed it), with the newer of its
+    price and the catalog's: a tick writing meanwhile must not be undone by this row."""
+    stored, live = from_record(record), catalog.by_id.get(record.asset_id)
+    if live is None or live.last_updated <= stored.last_updated:
+        return stored
+    return replace(stored, price_usd=live.price_usd, last_updated=live.last_updated)
 
 
 async def thaw(store: Store, catalog: Catalog) -> int:
