@@ -23,8 +23,9 @@ _URL = re.compile(r"on (http://127\.0\.0\.1:\d+)")
 class ServerProcess:
     """`orderproc serve` in its own process, on a port the OS picks (`--port 0`)."""
 
-    def __init__(self, data_dir: Path, **env: str) -> None:
+    def __init__(self, data_dir: Path, *, service: str | None = None, **env: str) -> None:
         self.data_dir = data_dir
+        self.service = service  # one service (`orderproc serve orders`), else embedded
         self.env = {
             **os.environ,
             "ORDERPROC_JWT_SECRET": TEST_SECRET,
@@ -44,8 +45,13 @@ class ServerProcess:
         self.log = data_dir / "server.log"
 
     def start(self, timeout: float = 30) -> ServerProcess:
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> ServerProcess:
+        """Starts the process without waiting for it (`wait_ready` waits): several launched
+        together start in parallel."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        start_at = self.log.stat().st_size if self.log.exists() else 0
+        self._start_at = self.log.stat().st_size if self.log.exists() else 0
         self._log_file = log = self.log.open("a")
         self.process = subprocess.Popen(
             [
@@ -53,6 +59,7 @@ class ServerProcess:
                 "-m",
                 "orderproc.cli",
                 "serve",
+                *([self.service] if self.service else []),
                 "--port",
                 "0",
                 "--data-dir",
@@ -63,6 +70,11 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             text=True,
         )
+        return self
+
+    def wait_ready(self, timeout: float = 30) -> ServerProcess:
+        assert self.process is not None
+        start_at = self._start_at
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

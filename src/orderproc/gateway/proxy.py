@@ -69,6 +69,7 @@ from orderproc.errors import (
 from orderproc.errors.problem import problem_response, render
 from orderproc.gateway.routes import API_PREFIX, IDENTITY_HEADERS, Route, Service, route_for
 from orderproc.gateway.upstream import (
+    Replicas,
     Upstream,
     UpstreamConnection,
     UpstreamError,
@@ -221,8 +222,8 @@ async def build_gateway_deps(settings: Settings, *, clock: Clock | None = None) 
 
 
 def upstreams_from_settings(settings: Settings) -> dict[Service, str]:
-    """`ORDERPROC_GATEWAY_UPSTREAMS` (a JSON object of service name to base URL) as the
-    mapping `create_proxy_app` takes."""
+    """`ORDERPROC_GATEWAY_UPSTREAMS` (a JSON object of service name to base URL, or to a
+    comma-separated list of its replicas' base URLs) as the mapping `create_proxy_app` takes."""
     return {Service(name): url for name, url in settings.gateway_upstreams.items()}
 
 
@@ -235,7 +236,8 @@ def create_proxy_app(
     clock: Clock | None = None,
 ) -> ProxyApp:
     """The gateway as an ASGI app. `upstreams` gives each proxied service (users, inventory,
-    orders, webui) its base URL (`http://host:port`). Without `deps`, they are built at start-up
+    orders, webui) its base URL (`http://host:port`), or its replicas' separated by commas
+    (taken in turn; see `upstream.Replicas`). Without `deps`, they are built at start-up
     (the ASGI lifespan) and closed at shutdown."""
     return ProxyApp(settings, upstreams, deps=deps, timeouts=timeouts, clock=clock)
 
@@ -267,7 +269,7 @@ class ProxyApp:
         if missing:
             raise ValueError(f"no upstream URL for: {', '.join(missing)}")
         self.settings = settings
-        self.upstreams = {s: Upstream(upstreams[s], timeouts=timeouts) for s in PROXIED}
+        self.upstreams = {s: Replicas.parse(upstreams[s], timeouts=timeouts) for s in PROXIED}
         self._deps = deps
         self._own_deps = deps is None
         self._clock = clock
@@ -482,11 +484,14 @@ class ProxyApp:
                     and not connection.received_any
                     and not more
                     and not isinstance(error, UpstreamTimeout | UpstreamGarbage)
+                    and _safe_to_resend(method, scope["headers"])
                 )
                 connection.close()
                 if not retry:
                     raise
-                # The upstream closed a pooled connection as we used it: once more, afresh.
+                # The upstream closed a pooled connection as we used it (an idle timeout
+                # racing our request, or a replica that died): once more, afresh, maybe on
+                # another replica; only when sending twice cannot apply twice.
                 connection = await upstream.acquire(fresh=True)
                 connection.begin(no_body=method == "HEAD")
                 connection.write(first)
@@ -511,7 +516,7 @@ class ProxyApp:
             upstream.release(connection)
 
     def _request_head(
-        self, scope: Scope, upstream: Upstream, address: str | None, request_id: str
+        self, scope: Scope, upstream: Replicas, address: str | None, request_id: str
     ) -> tuple[bytes, bytes]:
         """The request line and forwarded headers (without the blank line), and how the body is
         framed: `given` (the client's Content-Length stays), else `none` (the caller decides
@@ -665,12 +670,21 @@ class ProxyApp:
         return await self._problem(scope, send, render(error, path), request_id, extra)
 
     async def _ready(self) -> tuple[int, dict[str, Any]]:
-        async def probe(upstream: Upstream) -> dict[str, Any]:
+        async def probe_one(upstream: Upstream) -> dict[str, Any]:
             try:
                 status = await _get_status(upstream, "/ready", READY_TIMEOUT)
             except UpstreamError as error:
                 return {"status": "down", "detail": str(error)}
             return {"status": "ready" if status == 200 else "not ready", "http_status": status}
+
+        async def probe(replicas: Replicas) -> dict[str, Any]:
+            """A service is ready when one of its replicas is; with several, each is listed."""
+            found = await asyncio.gather(*(probe_one(m) for m in replicas.members))
+            if len(found) == 1:
+                return found[0]
+            ready = sum(r["status"] == "ready" for r in found)
+            replies = {m.base_url: r for m, r in zip(replicas.members, found, strict=True)}
+            return {"status": "ready" if ready else "down", "replicas": replies}
 
         results = await asyncio.gather(*(probe(u) for u in self.upstreams.values()))
         services = {s.value: r for s, r in zip(self.upstreams, results, strict=True)}
@@ -765,6 +779,15 @@ class ProxyApp:
 
 def _chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+def _safe_to_resend(method: str, headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a request that may have reached the upstream can be sent again: an idempotent
+    method, or one with an `Idempotency-Key` (the service applies it once)."""
+    return method in _IDEMPOTENT_METHODS or _header(headers, b"idempotency-key") is not None
 
 
 async def _on_disconnect(receive: Receive, then: Callable[[], None]) -> None:

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import httptools
 
 __all__ = [
+    "Replicas",
     "Upstream",
     "UpstreamConnection",
     "UpstreamError",
@@ -71,6 +72,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.reused = False
         self.idle_since = 0.0
+        self.pool: Upstream | None = None  # the replica it belongs to (set by `acquire`)
         self._parser = httptools.HttpResponseParser(self)
         self._reset()
         self._write_paused = False
@@ -307,6 +309,11 @@ class Upstream:
                     connection.reused = True
                     return connection
                 connection.close()
+        connection = await self._open()
+        connection.pool = self
+        return connection
+
+    async def _open(self) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
         try:
             _, connection = await asyncio.wait_for(
@@ -331,3 +338,61 @@ class Upstream:
         self._closing = True
         while self._idle:
             self._idle.pop().close()
+
+
+class Replicas:
+    """A service's replicas, each an `Upstream`, taken in turn. A replica that refuses a
+    connection or does not accept one in time (nothing was sent to it, so trying another is
+    safe for any request) is skipped for `down_for` seconds and the next one is tried; when
+    every replica is down, each is tried anyway. A request that reached a replica is never
+    sent to another: a replica that dies mid-request gives the client a 503, and its retry (with
+    the same idempotency key) goes to a live one."""
+
+    def __init__(
+        self,
+        base_urls: list[str],
+        *,
+        timeouts: UpstreamTimeouts | None = None,
+        down_for: float = 1.0,
+    ) -> None:
+        if not base_urls:
+            raise ValueError("a service needs at least one upstream URL")
+        self.members = [Upstream(url, timeouts=timeouts) for url in base_urls]
+        self.timeouts = self.members[0].timeouts
+        self.host_header = self.members[0].host_header
+        self.base_url = ",".join(base_urls)
+        self.down_for = down_for
+        self._down_until = [0.0] * len(self.members)
+        self._next = 0
+
+    @classmethod
+    def parse(cls, urls: str, *, timeouts: UpstreamTimeouts | None = None) -> Replicas:
+        """From `http://a:1` or a comma-separated list `http://a:1,http://b:2`."""
+        return cls([u.strip() for u in urls.split(",") if u.strip()], timeouts=timeouts)
+
+    async def acquire(self, *, fresh: bool = False) -> UpstreamConnection:
+        count = len(self.members)
+        start = self._next
+        self._next = (start + 1) % count
+        now = time.monotonic()
+        order = [(start + i) % count for i in range(count)]
+        up = [i for i in order if self._down_until[i] <= now]
+        error: UpstreamUnavailable | None = None
+        for i in up or order:
+            try:
+                return await self.members[i].acquire(fresh=fresh)
+            except UpstreamUnavailable as failure:  # not connected: nothing was sent
+                self._down_until[i] = time.monotonic() + self.down_for
+                error = failure
+        assert error is not None
+        raise error
+
+    def release(self, connection: UpstreamConnection) -> None:
+        if connection.pool is None:
+            connection.close()
+        else:
+            connection.pool.release(connection)
+
+    def close(self) -> None:
+        for member in self.members:
+            member.close()

@@ -1,0 +1,190 @@
+"""Replicas: two users and two orders processes (and one inventory) behind one gateway, over one
+PostgreSQL and one Redis, as `docs/deploy.md` runs them. The bank's guarantees hold across them:
+daily limits are counted once for both users replicas, and an orders replica killed with
+`kill -9` in the middle of a burst loses nothing acknowledged and doubles nothing; the gateway
+takes the surviving replica, and retries with the same keys settle every order exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.postgres_fixtures import _empty_tables, run_async
+from tests.support.redis_server import RedisServer
+from tests.system.harness import ServerProcess, deposit, ledger, register_and_login
+from tests.system.test_money_under_fire import assert_balance_is_its_ledger, post_all
+
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server"),
+]
+
+DAILY_DEPOSIT_LIMIT = 5000
+
+
+class Platform:
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        def service(name: str, n: int = 0) -> ServerProcess:
+            return ServerProcess(root / f"{name}{n}", service=name, **env)
+
+        self.users = [service("users", 0), service("users", 1)]
+        self.orders = [service("orders", 0), service("orders", 1)]
+        self.inventory = service("inventory")
+        self.services = [*self.users, *self.orders, self.inventory]
+        for process in self.services:
+            process.launch()
+        for process in self.services:
+            process.wait_ready(60)
+        upstreams = {
+            "users": ",".join(p.url for p in self.users),
+            "orders": ",".join(p.url for p in self.orders),
+            "inventory": self.inventory.url,
+            "webui": "http://127.0.0.1:9",  # no pages in this test
+        }
+        self.gateway = ServerProcess(
+            root / "gateway",
+            service="gateway",
+            ORDERPROC_GATEWAY_UPSTREAMS=json.dumps(upstreams),
+            **env,
+        ).start(60)
+
+    def stop(self) -> None:
+        for process in [self.gateway, *self.services]:
+            process.stop()
+
+
+@pytest.fixture(scope="module")
+def platform(
+    tmp_path_factory: pytest.TempPathFactory,
+    _shared_postgres_database: str,
+    redis_server: RedisServer,
+) -> Iterator[Platform]:
+    """One platform for the module's tests (starting seven processes is the slow part); each
+    test has users of its own."""
+    dsn = _shared_postgres_database
+    run_async(lambda: _empty_tables(dsn))
+    env = {
+        "ORDERPROC_DATABASE_URL": dsn,
+        "ORDERPROC_REDIS_URL": redis_server.url,
+        "ORDERPROC_REDIS_TIMEOUT_SECONDS": "1",
+        "ORDERPROC_DEPOSIT_DAILY_LIMIT": str(DAILY_DEPOSIT_LIMIT),
+        "ORDERPROC_PRICE_TICK_SECONDS": "1",
+    }
+    started = Platform(tmp_path_factory.mktemp("replicas"), env)
+    yield started
+    started.stop()
+
+
+def orders_of(client: httpx.Client, auth: dict[str, str]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"limit": 100}
+    while True:
+        page = client.get("/api/v1/orders", headers=auth, params=params).json()
+        found.extend(page["data"])
+        if not page["has_more"]:
+            return found
+        params["cursor"] = page["next_cursor"]
+
+
+def test_the_gateway_spreads_requests_and_its_ready_lists_each_replica(platform: Platform) -> None:
+    with httpx.Client(base_url=platform.gateway.url) as client:
+        ready = client.get("/ready").json()
+        for name, replicas in (("users", platform.users), ("orders", platform.orders)):
+            listed = ready["services"][name]["replicas"]
+            assert set(listed) == {p.url for p in replicas}
+            assert all(r["status"] == "ready" for r in listed.values())
+
+
+def test_a_daily_limit_is_counted_once_across_two_users_replicas(platform: Platform) -> None:
+    with httpx.Client(base_url=platform.gateway.url) as client:
+        auth = register_and_login(client, "limited")  # the only test with this user
+    requests = [
+        ("/api/v1/balance/deposit", {**auth, "Idempotency-Key": f"d{i}"}, {"amount": "400"})
+        for i in range(20)  # 8,000 asked; the limit is 5,000
+    ]
+    answers = asyncio.run(post_all(platform.gateway.url, requests, concurrency=8))
+    codes = [a.status_code for a in answers if isinstance(a, httpx.Response)]
+    assert len(codes) == len(requests)
+    assert codes.count(201) == DAILY_DEPOSIT_LIMIT // 400
+    assert set(codes) == {201, 422}
+    with httpx.Client(base_url=platform.gateway.url) as client:
+        assert assert_balance_is_its_ledger(client, auth) == Decimal(12 * 400)
+
+
+def test_an_orders_replica_killed_mid_burst_loses_and_doubles_nothing(platform: Platform) -> None:
+    gateway = platform.gateway.url
+    with httpx.Client(base_url=gateway) as client:
+        users = [register_and_login(client, f"trader{i}") for i in range(4)]
+        for n, auth in enumerate(users):
+            deposit(client, auth, "4000", key=f"fund-{n}")
+    requests = [
+        (
+            "/api/v1/orders",
+            {**users[i % 4], "Idempotency-Key": f"order-{i}"},
+            {
+                "order_type": "market_buy",
+                "asset_id": ("BTC", "ETH", "SOL")[i % 3],
+                "notional": "10",
+                "client_order_id": f"burst-{i}",
+            },
+        )
+        for i in range(240)
+    ]
+
+    async def burst_then_kill() -> list[httpx.Response | Exception]:
+        """The burst, 16 at a time without retries; replica 0 is killed when the 40th order
+        is acknowledged, with the requests it holds then cut off (the point of the test)."""
+        gate, acknowledged = asyncio.Semaphore(16), 0
+        limits = httpx.Limits(max_connections=16)
+
+        async def one(client: httpx.AsyncClient, request: Any) -> httpx.Response:
+            nonlocal acknowledged
+            path, headers, body = request
+            async with gate:
+                answer = await client.post(path, headers=headers, json=body)
+            if answer.status_code == 201:
+                acknowledged += 1
+                if acknowledged == 40:
+                    await asyncio.to_thread(platform.orders[0].kill_hard)
+            return answer
+
+        async with httpx.AsyncClient(base_url=gateway, limits=limits, timeout=30) as client:
+            return await asyncio.gather(*(one(client, r) for r in requests), return_exceptions=True)
+
+    answers = asyncio.run(burst_then_kill())
+    acknowledged = {
+        r[2]["client_order_id"]: a.json()["data"]
+        for r, a in zip(requests, answers, strict=True)
+        if isinstance(a, httpx.Response) and a.status_code == 201
+    }
+    assert platform.orders[0].process is not None
+    assert platform.orders[0].process.poll() is not None, "replica 0 was killed mid-burst"
+    assert len(acknowledged) >= 40
+
+    # Everything again with the same keys, through the gateway: the dead replica is skipped.
+    again = asyncio.run(post_all(gateway, requests, concurrency=16))
+    assert all(isinstance(a, httpx.Response) and a.status_code == 201 for a in again), [
+        a.status_code if isinstance(a, httpx.Response) else repr(a) for a in again
+    ]
+    for r, a in zip(requests, again, strict=True):
+        assert isinstance(a, httpx.Response)
+        first = acknowledged.get(r[2]["client_order_id"])
+        if first is not None:
+            assert a.json()["data"]["order_id"] == first["order_id"]
+
+    with httpx.Client(base_url=gateway) as client:
+        placed = [o for auth in users for o in orders_of(client, auth)]
+        by_client_id = [o["client_order_id"] for o in placed]
+        assert sorted(by_client_id) == sorted(r[2]["client_order_id"] for r in requests)
+        for auth in users:
+            assert_balance_is_its_ledger(client, auth)
+            payments = [e for e in ledger(client, auth) if e["transaction_type"] == "order_payment"]
+            assert len(payments) == len(requests) // 4
