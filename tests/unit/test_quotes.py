@@ -4,7 +4,7 @@ same quote whether it is derived in memory (the Asset) or from a stored asset ro
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -128,3 +128,44 @@ def test_a_frozen_quote_with_its_bid_and_ask_crosses_the_tick_channel_intact() -
     _, _, [received] = decode_tick(encode_tick([quote], source="leader", seq=1, full=False))
     assert received == quote
     assert (received.bid, received.ask, received.frozen) == (quote.bid, quote.ask, True)
+
+
+async def test_coingecko_prices_get_their_bid_and_ask_from_the_same_model() -> None:
+    """CoinGecko's /simple/price has no quotes: a tick of it quotes each asset by the model.
+    (The answer is a hand-made fixture in the shape CoinGecko documents; see its README.)"""
+    from pathlib import Path
+
+    import httpx
+
+    from orderproc.common.clock import FixedClock
+    from orderproc.common.prices import PriceCache
+    from orderproc.common.storage.memory import MemoryStore
+    from orderproc.inventory.pricefeed import CoinGeckoFeed
+    from orderproc.inventory.service import PriceTicker, Retention, load_catalog, seed_catalog
+
+    answer = (Path(__file__).parent / "inventory/fixtures/simple_price_ok.json").read_bytes()
+    ids = {"BTC": "bitcoin", "SHIB": "shiba-inu", "USDT": "tether"}
+    feed = CoinGeckoFeed(
+        ids, transport=httpx.MockTransport(lambda _: httpx.Response(200, content=answer))
+    )
+    store, prices = MemoryStore(), PriceCache()
+    await seed_catalog(store)
+    catalog = await load_catalog(store, prices)
+    day = timedelta(days=1)
+    ticker = PriceTicker(
+        feed=feed,
+        catalog=catalog,
+        store=store,
+        clock=FixedClock(datetime(2026, 1, 15, 12, tzinfo=UTC)),
+        interval=2,
+        retention=Retention(minute=day, hour=day, day=day),
+    )
+    assert await ticker.tick_once() == 3
+    for asset_id, mid in (("BTC", "51618.12"), ("SHIB", "0.00000970123"), ("USDT", "1.0002")):
+        quote = prices.quote(asset_id)
+        assert quote is not None
+        asset = catalog.by_id[asset_id]
+        spread = model_spread_bps(asset.category, asset.market_cap_rank)
+        assert (quote.price, quote.bid, quote.ask) == (Decimal(mid), *bid_ask(Decimal(mid), spread))
+        assert quote.bid < quote.price < quote.ask
+    await feed.aclose()
