@@ -80,8 +80,9 @@ AUTHED = problem_responses(401, 422, 429)
 async def place_order(
     body: OrderCreate, principal: CurrentUser, rt: Runtime, key: IdempotencyKey
 ) -> Response:
-    """Place a market order; it fills at once at the current price (plus any slippage).
-    Buy by `quantity` or by `notional` (USD, before the fee)."""
+    """Place a market order; it fills at once, a buy at the ask and a sale at the bid (plus
+    any slippage), and pays the taker fee. Buy by `quantity` or by `notional` (USD, before the
+    fee)."""
     cmd = service.PlaceOrder(
         user_id=principal.user_id,
         order_type=body.order_type,
@@ -179,7 +180,7 @@ async def cancel_order(order_id: OrderId, principal: CurrentUser, rt: Runtime) -
     "/portfolio", operation_id="portfolio_get", response_model=PortfolioRead, responses=AUTHED
 )
 async def get_portfolio(principal: CurrentUser, rt: Runtime) -> PortfolioRead:
-    """Cash and positions at current prices, with unrealized and realized P&L."""
+    """Cash and positions at current prices (the mid), with unrealized and realized P&L."""
     p = await reads.portfolio(principal.user_id, store=rt.store, prices=rt.prices)
     return PortfolioRead(
         cash=format_money(p.cash),
