@@ -52,6 +52,7 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProces
         ORDERPROC_PRICE_TICK_SECONDS="0.5",
         ORDERPROC_PRICE_STALE_SECONDS="30",
         ORDERPROC_TAKER_FEE_BPS=str(FEE_BPS),
+        ORDERPROC_CANDLE_BACKFILL="true",  # a fresh install's history, for the chart's ranges
     ).start()
     wait_for_a_price_tick(server.url)
     yield server
@@ -68,6 +69,17 @@ def wait_for_a_price_tick(url: str, seconds: float = 15) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("the price feed did not tick")
         time.sleep(0.1)
+
+
+def wait_for_history(url: str, asset_id: str, seconds: float = 90) -> None:
+    """The backfill writes an asset's days last (in the background, largest assets first):
+    once two years of them are there, all its history is."""
+    candles = f"{url}/api/v1/inventory/assets/{asset_id}/candles"
+    deadline = time.monotonic() + seconds
+    while len(httpx.get(candles, params={"interval": "1d", "limit": 1000}).json()["data"]) < 700:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no backfilled history for {asset_id}")
+        time.sleep(0.25)
 
 
 @pytest.fixture(scope="session")

@@ -438,6 +438,13 @@ async def lacking_history(store: Store, asset_ids: Iterable[str], now: datetime)
         ]
 
 
+def by_rank(assets: Iterable[Asset]) -> list[str]:
+    """Asset ids by market cap rank (unranked last, by id): the order history is written in,
+    so the assets people open first have theirs first."""
+    ranked = sorted(assets, key=lambda a: (a.market_cap_rank or 1_000_000, a.asset_id))
+    return [asset.asset_id for asset in ranked]
+
+
 class SimulatedBackfill:
     """The simulator's history for the assets that have none, in two steps around the first
     tick: `prepare` (before it) writes the candles of the buckets holding `now`, which the
@@ -451,7 +458,7 @@ class SimulatedBackfill:
 
     async def prepare(self, assets: Iterable[Asset], now: datetime) -> None:
         by_id = {asset.asset_id: asset for asset in assets}
-        missing = await lacking_history(self.store, sorted(by_id), now)
+        missing = await lacking_history(self.store, by_rank(by_id.values()), now)
         self.pending = [anchor_of(by_id[asset_id]) for asset_id in missing]
         self.now = now
         rows = [c for a in self.pending for c in current_candles(a, seed=self.seed, now=now)]
@@ -541,8 +548,10 @@ class ChartBackfill:
         self.now: datetime | None = None
 
     async def prepare(self, assets: Iterable[Asset], now: datetime) -> None:
+        assets = list(assets)
         self.ids = coingecko_ids(assets)
-        self.pending = await lacking_history(self.store, sorted(self.ids), now)
+        known = [asset_id for asset_id in by_rank(assets) if asset_id in self.ids]
+        self.pending = await lacking_history(self.store, known, now)
         self.now = now
 
     async def run(self) -> int:
