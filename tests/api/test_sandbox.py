@@ -115,7 +115,9 @@ async def sandbox(client: Client, admin: Auth, action: str) -> dict[str, Any]:
     return data
 
 
-async def set_price(client: Client, admin: Auth, asset_id: str, **body: str) -> dict[str, Any]:
+async def set_price(
+    client: Client, admin: Auth, asset_id: str, **body: str | None
+) -> dict[str, Any]:
     response = await client.put(f"{SANDBOX}/prices/{asset_id}", headers=admin, json=body)
     assert response.status_code == 200, response.text
     data: dict[str, Any] = response.json()["data"]
@@ -195,6 +197,15 @@ class TestSandbox:
             ("fee", "-5.01"),
             ("order_payment", "-5002.50"),
         ]
+
+    async def test_a_chosen_spread_stays_until_set_again_or_back_to_the_models(
+        self, client: Client, admin: Auth
+    ) -> None:
+        await set_price(client, admin, "ETH", price_usd="2000", spread_bps="100")
+        kept = await set_price(client, admin, "ETH", price_usd="3000")
+        assert (kept["bid"], kept["ask"]) == ("2985.00", "3015.00")  # still 100 bps
+        model = await set_price(client, admin, "ETH", price_usd="3000", spread_bps=None)
+        assert (model["bid"], model["ask"]) == ("2999.70", "3000.30")  # the model's 2 bps
 
     async def test_the_estimate_while_paused_is_the_fill(
         self, client: Client, admin: Auth, trader: Auth

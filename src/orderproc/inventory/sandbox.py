@@ -134,15 +134,17 @@ async def set_price(
     *,
     deps: SandboxDeps,
     actor: AdminActor,
+    model_spread: bool = False,
 ) -> Asset:
     """Move the asset to `price` now, as a tick would, with `spread_bps` as its spread from now
-    on (None keeps the spread it has). Audited (`admin_sandbox_price`: the price and the spread,
-    each from and to) with the spread's change."""
+    on (None keeps the spread it has; `model_spread` goes back to the model's). Audited
+    (`admin_sandbox_price`: the price and the spread, each from and to) with the spread's
+    change."""
     known = find_asset(deps.catalog.by_id, asset_id)
     _check_leading(deps)
     if not known.is_active:  # the feed does not price it, and neither does a tick
         raise AssetInactive(f"{known.asset_id} is inactive: activate it to set its price")
-    chosen = known.spread_bps if spread_bps is None else spread_bps
+    chosen = None if model_spread else known.spread_bps if spread_bps is None else spread_bps
     await retry_on_conflict(lambda: _record_choice(known, price, chosen, deps=deps, actor=actor))
     current = deps.catalog.by_id[known.asset_id]
     if current.spread_bps != chosen:

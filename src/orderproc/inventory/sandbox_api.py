@@ -94,12 +94,17 @@ async def resume(admin: CurrentAdmin, deps: Deps, ip: ClientIP) -> SandboxStateE
 async def set_price(
     asset_id: AssetId, body: SandboxPriceSet, admin: CurrentAdmin, deps: Deps, ip: ClientIP
 ) -> AssetEnvelope:
-    """Set the asset's price (the mid) and, optionally, its spread; it moves now, as a tick
-    moves it (candles, streams), and the answer shows its new bid and ask. Paused, it stays
-    there; running, the simulator walks on from it. An inactive asset is refused (422
-    `ASSET_INACTIVE`). Audited."""
+    """Set the asset's price (the mid) and, optionally, its spread (`null`: the model's again;
+    omitted: the one it has); it moves now, as a tick moves it (candles, streams), and the
+    answer shows its new bid and ask. Paused, it stays there; running, the simulator walks on
+    from it. An inactive asset is refused (422 `ASSET_INACTIVE`). Audited."""
     moved = await sandbox.set_price(
-        asset_id, body.price_usd, body.spread_bps, deps=deps, actor=_actor(admin, ip, deps)
+        asset_id,
+        body.price_usd,
+        body.spread_bps,
+        deps=deps,
+        actor=_actor(admin, ip, deps),
+        model_spread="spread_bps" in body.model_fields_set and body.spread_bps is None,
     )
     return AssetEnvelope(data=AssetRead.of(moved))
 

@@ -209,13 +209,18 @@ class SandboxPriceSet(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{"price_usd": "50000", "spread_bps": "10"}, {"price_usd": "0.25"}]
+            "examples": [
+                {"price_usd": "50000", "spread_bps": "10"},
+                {"price_usd": "0.25"},
+                {"price_usd": "3000", "spread_bps": None},
+            ]
         },
     )
 
     price_usd: Price
     spread_bps: Annotated[
-        SpreadBps | None, Field(description="Omitted: the asset keeps the spread it has")
+        SpreadBps | None,
+        Field(description="Omitted: the asset keeps the spread it has; null: the model's again"),
     ] = None
 
 
