@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -37,8 +38,8 @@ class Platform:
 
         self.users = [service("users", 0), service("users", 1)]
         self.orders = [service("orders", 0), service("orders", 1)]
-        self.inventory = service("inventory")
-        self.services = [*self.users, *self.orders, self.inventory]
+        self.inventory = [service("inventory", 0), service("inventory", 1)]
+        self.services = [*self.users, *self.orders, *self.inventory]
         for process in self.services:
             process.launch()
         for process in self.services:
@@ -46,7 +47,7 @@ class Platform:
         upstreams = {
             "users": ",".join(p.url for p in self.users),
             "orders": ",".join(p.url for p in self.orders),
-            "inventory": self.inventory.url,
+            "inventory": ",".join(p.url for p in self.inventory),
             "webui": "http://127.0.0.1:9",  # no pages in this test
         }
         self.gateway = ServerProcess(
@@ -62,21 +63,31 @@ class Platform:
 
 
 @pytest.fixture(scope="module")
+def module_redis() -> Iterator[RedisServer]:
+    """A redis-server of the module's own: the last test stops and starts it."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
 def platform(
     tmp_path_factory: pytest.TempPathFactory,
     _shared_postgres_database: str,
-    redis_server: RedisServer,
+    module_redis: RedisServer,
 ) -> Iterator[Platform]:
-    """One platform for the module's tests (starting seven processes is the slow part); each
+    """One platform for the module's tests (starting eight processes is the slow part); each
     test has users of its own."""
     dsn = _shared_postgres_database
     run_async(lambda: _empty_tables(dsn))
     env = {
         "ORDERPROC_DATABASE_URL": dsn,
-        "ORDERPROC_REDIS_URL": redis_server.url,
-        "ORDERPROC_REDIS_TIMEOUT_SECONDS": "1",
+        "ORDERPROC_REDIS_URL": module_redis.url,
+        "ORDERPROC_REDIS_TIMEOUT_SECONDS": "0.5",
+        "ORDERPROC_REDIS_BREAKER_COOL_DOWN_SECONDS": "0.5",
         "ORDERPROC_DEPOSIT_DAILY_LIMIT": str(DAILY_DEPOSIT_LIMIT),
-        "ORDERPROC_PRICE_TICK_SECONDS": "1",
+        "ORDERPROC_PRICE_TICK_SECONDS": "0.5",
+        "ORDERPROC_PRICE_STALE_SECONDS": "5",
+        "ORDERPROC_FEED_LEASE_SECONDS": "1.5",
     }
     started = Platform(tmp_path_factory.mktemp("replicas"), env)
     yield started
@@ -188,3 +199,55 @@ def test_an_orders_replica_killed_mid_burst_loses_and_doubles_nothing(platform: 
             assert_balance_is_its_ledger(client, auth)
             payments = [e for e in ledger(client, auth) if e["transaction_type"] == "order_payment"]
             assert len(payments) == len(requests) // 4
+
+
+def leads(process: ServerProcess) -> int:
+    """How many times the process has taken the price-feed lease (its log says so)."""
+    return process.log.read_text().count("now leads the price feed")
+
+
+def estimate_price(client: httpx.Client, auth: dict[str, str]) -> Decimal:
+    body = {"order_type": "market_buy", "asset_id": "BTC", "notional": "10"}
+    answer = client.post("/api/v1/orders/estimate", headers=auth, json=body)
+    assert answer.status_code == 200, answer.text
+    return Decimal(answer.json()["data"]["price"])
+
+
+def until(condition: Any, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
+        time.sleep(0.1)
+
+
+def test_with_redis_stopped_trading_goes_on_and_the_feed_leader_fails_over_when_it_returns(
+    platform: Platform, module_redis: RedisServer
+) -> None:
+    """Last in the module: it stops Redis, and kills the inventory replica that leads."""
+    (leader,) = [p for p in platform.inventory if leads(p)]
+    with httpx.Client(base_url=platform.gateway.url, timeout=10) as client:
+        auth = register_and_login(client, "steady")
+        deposit(client, auth, "1000", key="steady-fund")
+        gone = register_and_login(client, "leaving")
+        assert client.post("/api/v1/auth/logout", headers=gone).status_code == 200
+
+        module_redis.stop()
+        # Trading goes on through both orders replicas, on prices read from the store.
+        for n in range(4):
+            order = {"order_type": "market_buy", "asset_id": "ETH", "notional": "10"}
+            headers = {**auth, "Idempotency-Key": f"no-redis-{n}"}
+            placed = client.post("/api/v1/orders", headers=headers, json=order)
+            assert placed.status_code == 201, placed.text
+        first = estimate_price(client, auth)
+        until(lambda: estimate_price(client, auth) != first, 10, "prices keep moving")
+        # A revoked token stays revoked on every replica: the store answers.
+        for _ in range(4):
+            assert client.get("/api/v1/balance", headers=gone).status_code == 401
+        assert_balance_is_its_ledger(client, auth)
+
+        module_redis.start()  # empty: the lease is claimed afresh
+        leader.kill_hard()
+        (follower,) = [p for p in platform.inventory if p is not leader]
+        until(lambda: leads(follower) > 0, 15, "the other inventory replica takes the lead")
+        moved = estimate_price(client, auth)
+        until(lambda: estimate_price(client, auth) != moved, 10, "the new leader ticks")
