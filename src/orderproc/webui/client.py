@@ -1,15 +1,20 @@
 """The web UI's way to the services: their public HTTP API (so validation, errors,
 idempotency, limits and the audit all apply). Embedded, it is called in-process through the
-gateway app; the web UI on its own calls the gateway over HTTP through one pooled client
-(`WebuiRuntime.upstream`), naming the browser in `X-Forwarded-For`."""
+gateway app, by one long-lived client per app (`InProcessApi`, made at mount, closed at
+shutdown) whose calls each reach the app as from the browser's own address; the web UI on its
+own calls the gateway over HTTP through one pooled client (`WebuiRuntime.upstream`), naming the
+browser in `X-Forwarded-For`."""
 
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx
 from fastapi import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from orderproc.common.context import request_id_var
 from orderproc.common.security.devices import DEVICE_COOKIE
@@ -77,6 +82,67 @@ def _field_messages(errors: object) -> dict[str, str]:
     return messages
 
 
+# The browser's address for the in-process call under way (set around each call, read by
+# `_AsBrowser` in the same task): one shared transport, each call's own ASGI peer.
+_browser: ContextVar[tuple[str, int] | None] = ContextVar("webui_browser", default=None)
+
+
+class _AsBrowser:
+    """The app, shown each in-process call as coming from the browser the page serves (the
+    ASGI `client`), which the rate limits and login blocking key on, as for a direct call."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        peer = _browser.get()
+        if peer is not None and scope["type"] == "http":
+            scope["client"] = peer  # the transport builds a fresh scope per request
+        await self.app(scope, receive, send)
+
+
+class InProcessApi:
+    """The embedded web UI's one client to the API, which is the same app: one `httpx`
+    client over one ASGI transport, made on first use and kept for the app's life (a client
+    per call cost CPU on every page: docs/PERFORMANCE.md). Like the pooled client of the web
+    UI on its own, it keeps no cookies: each call carries its own person's."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=_AsBrowser(self._app)),
+                base_url=f"http://{INTERNAL_HOST}",
+                cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+                trust_env=False,
+            )
+        return self._client
+
+    async def request(
+        self, peer: tuple[str, int], method: str, url: str, **options: Any
+    ) -> httpx.Response:
+        """`method url` through the app, as from `peer` (the browser's address and port)."""
+        token = _browser.set(peer)
+        try:
+            return await self.client.request(method, url, **options)
+        finally:
+            _browser.reset(token)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+
+def in_process_api(request: Request) -> InProcessApi:
+    """The app's in-process client (`mount_webui` makes it)."""
+    api: InProcessApi = request.app.state.webui_api
+    return api
+
+
 class Api:
     """One request's view of the API, as the signed-in user (or anonymously)."""
 
@@ -99,20 +165,6 @@ class Api:
             headers["cookie"] = f"{DEVICE_COOKIE}={device}"  # the API checks it
         return headers
 
-    def _client(self, headers: dict[str, str]) -> httpx.AsyncClient:
-        """A client through this very app (embedded): the peer is the browser's."""
-        peer = self._request.client
-        transport = httpx.ASGITransport(
-            app=self._request.app,
-            client=(peer.host, peer.port) if peer else ("127.0.0.1", 0),
-        )
-        return httpx.AsyncClient(
-            transport=transport,
-            base_url=f"http://{INTERNAL_HOST}",
-            headers=headers,
-            trust_env=False,
-        )
-
     async def call(
         self,
         method: str,
@@ -125,11 +177,16 @@ class Api:
         extra = {"idempotency-key": idempotency_key} if idempotency_key else {}
         clean = {k: v for k, v in (params or {}).items() if v not in (None, "")}
         upstream = webui_runtime(self._request).upstream
-        if upstream is None:
-            async with self._client(self._headers(over_http=False)) as client:
-                response = await client.request(
-                    method, f"{API}{path}", params=clean, json=json, headers=extra
-                )
+        if upstream is None:  # embedded: through this very app, as from the browser
+            peer = self._request.client
+            response = await in_process_api(self._request).request(
+                (peer.host, peer.port) if peer else ("127.0.0.1", 0),
+                method,
+                f"{API}{path}",
+                params=clean,
+                json=json,
+                headers={**self._headers(over_http=False), **extra},
+            )
         else:
             headers = {**self._headers(over_http=True), **extra}
             try:

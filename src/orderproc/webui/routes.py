@@ -1,9 +1,13 @@
 """Mounts the web UI on the gateway app: pages at `/`, `/market`, `/assets/{id}`, …, live
-prices at `/live/prices`, static files at `/static`. Call `mount_webui(app)` once."""
+prices at `/live/prices`, static files at `/static`. Call `mount_webui(app)` once: it also gives
+the app its in-process client to the API (`app.state.webui_api`), closed when the app shuts
+down."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -12,7 +16,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
 from orderproc.common.routing import include_flat
-from orderproc.webui.client import ApiError, QuietInProcessCalls
+from orderproc.webui.client import ApiError, InProcessApi, QuietInProcessCalls
 from orderproc.webui.pages import HERE, go, is_htmx, render
 from orderproc.webui.session import (
     AdminOnly,
@@ -45,6 +49,7 @@ def mount_webui(app: FastAPI) -> None:
     if not any(isinstance(f, QuietInProcessCalls) for f in httpx_log.filters):
         httpx_log.addFilter(QuietInProcessCalls())
     app.mount("/static", _StaticFiles(directory=HERE / "static"), name="static")
+    _add_in_process_api(app)
 
     @app.get("/", include_in_schema=False)
     async def home(request: Request) -> Response:
@@ -54,6 +59,23 @@ def mount_webui(app: FastAPI) -> None:
         include_flat(app, module.router)
     include_flat(app, streams_router)
     _install_handlers(app)
+
+
+def _add_in_process_api(app: FastAPI) -> None:
+    """One client to the API for the app's life (used when embedded: `webui/client.py`),
+    closed after the app's own shutdown."""
+    api = app.state.webui_api = InProcessApi(app)
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[Any]:
+        try:
+            async with inner(app) as state:
+                yield state
+        finally:
+            await api.aclose()
+
+    app.router.lifespan_context = lifespan
 
 
 def _install_handlers(app: FastAPI) -> None:
