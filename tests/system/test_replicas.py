@@ -18,8 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
+from orderproc.deploy.nginx import render_nginx
+from orderproc.gateway.routes import Service
+from tests.support.nginx import Nginx, nginx_binary
 from tests.support.postgres_fixtures import _empty_tables, run_async
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, free_loopback_port
 from tests.system.harness import ServerProcess, deposit, ledger, register_and_login
 from tests.system.test_money_under_fire import assert_balance_is_its_ledger, post_all
 
@@ -199,6 +202,47 @@ def test_an_orders_replica_killed_mid_burst_loses_and_doubles_nothing(platform: 
             assert_balance_is_its_ledger(client, auth)
             payments = [e for e in ledger(client, auth) if e["transaction_type"] == "order_payment"]
             assert len(payments) == len(requests) // 4
+
+
+def test_the_journey_through_nginx_in_front_of_the_replicas(
+    platform: Platform, tmp_path: Path
+) -> None:
+    """nginx, configured from the routing table (`orderproc.deploy.nginx`), stands in for the
+    gateway in front of the same replicas: the whole journey passes through it."""
+    nginx_binary()
+
+    def addresses(processes: list[ServerProcess]) -> list[str]:
+        return [p.url.removeprefix("http://") for p in processes]
+
+    port = free_loopback_port()
+    upstreams = {
+        Service.USERS: addresses(platform.users),
+        Service.ORDERS: addresses(platform.orders),
+        Service.INVENTORY: addresses(platform.inventory),
+        Service.GATEWAY: addresses([platform.gateway]),
+        Service.WEBUI: ["127.0.0.1:9"],  # no pages in this test
+    }
+    site = render_nginx(upstreams, listen=f"127.0.0.1:{port}")
+    with (
+        Nginx(site, tmp_path / "nginx", port=port),
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client,
+    ):
+        auth = register_and_login(client, "via_nginx")
+        deposit(client, auth, "500", key="nginx-fund")
+        buy = {"order_type": "market_buy", "asset_id": "BTC", "notional": "100"}
+        bought = client.post("/api/v1/orders", headers={**auth, "Idempotency-Key": "nb"}, json=buy)
+        assert bought.status_code == 201, bought.text
+        quantity = bought.json()["data"]["quantity"]
+        sell = {"order_type": "market_sell", "asset_id": "BTC", "quantity": quantity}
+        sold = client.post("/api/v1/orders", headers={**auth, "Idempotency-Key": "ns"}, json=sell)
+        assert sold.status_code == 201, sold.text
+        portfolio = client.get("/api/v1/portfolio", headers=auth)
+        assert portfolio.status_code == 200
+        balance = assert_balance_is_its_ledger(client, auth)
+        assert Decimal(0) < balance < Decimal(500)  # the spread and the fees cost money
+        assert client.get("/api/v1/inventory/assets/BTC").status_code == 200
+        assert client.post("/api/v1/auth/logout", headers=auth).status_code == 200
+        assert client.get("/api/v1/balance", headers=auth).status_code == 401
 
 
 def leads(process: ServerProcess) -> int:
