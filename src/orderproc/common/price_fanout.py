@@ -10,7 +10,9 @@ process through Redis, and one inventory process at a time is that leader.
   older reader, and a reader drops messages of a version it does not know. A message carries the
   quotes that moved on that tick; every `KEYFRAME_TICKS`-th message carries every quote
   (`full`), which is how a deactivation, or a message lost while a receiver reconnected, reaches
-  everyone within seconds.
+  everyone within seconds. An admin's change to an asset is announced on the same channel
+  (`{"v": 1, "source": …, "asset": <id>}`), and every other inventory process reloads that
+  asset's row, so the leader prices a new or re-activated asset from its next tick on.
 - **Receiving** (`PriceFollower`): a process that does not tick (every orders process, and an
   inventory process that is not the leader) merges the channel's quotes into what it reads
   prices through, newest first by `as_of`. It reads the store's asset rows (which the leader
@@ -58,6 +60,7 @@ __all__ = [
     "PricePublisher",
     "channel_of",
     "decode_tick",
+    "encode_asset_change",
     "encode_tick",
 ]
 
@@ -109,12 +112,27 @@ _FIELDS = dataclasses.fields(Quote)
 _READERS = {name: _reader(kind) for name, kind in get_type_hints(Quote).items()}
 
 
+def encode_asset_change(asset_id: str, *, source: str) -> bytes:
+    """An asset an admin added or changed (its row is in the store): the other inventory
+    processes reload it, so the leader's feed prices a new asset from its next tick on."""
+    return orjson.dumps({"v": VERSION, "source": source, "asset": asset_id})
+
+
+def _message(data: bytes) -> dict[str, Any]:
+    message = orjson.loads(data)
+    if not isinstance(message, dict) or message.get("v") != VERSION:
+        version = message.get("v") if isinstance(message, dict) else None
+        raise UnknownVersion(f"tick message version {version!r}")
+    return message
+
+
 def decode_tick(data: bytes) -> tuple[str, bool, list[Quote]]:
     """(source, full, quotes) of a tick message; `UnknownVersion` or `ValueError` when it
     cannot be read."""
-    message = orjson.loads(data)
-    if not isinstance(message, dict) or message.get("v") != VERSION:
-        raise UnknownVersion(f"tick message version {message.get('v')!r}")
+    return _quotes_of(_message(data))
+
+
+def _quotes_of(message: dict[str, Any]) -> tuple[str, bool, list[Quote]]:
     quotes = []
     for row in message["quotes"]:
         known = {k: _READERS[k](v) for k, v in row.items() if k in _READERS}
@@ -147,7 +165,12 @@ class PricePublisher:
         else:
             found = (self.cache.quote(asset.asset_id) for asset in moved)
             quotes = [q for q in found if q is not None]
-        data = encode_tick(quotes, source=self.source, seq=self.seq, full=full)
+        self._publish(encode_tick(quotes, source=self.source, seq=self.seq, full=full))
+
+    def asset_changed(self, asset_id: str) -> None:
+        self._publish(encode_asset_change(asset_id, source=self.source))
+
+    def _publish(self, data: bytes) -> None:
         task = asyncio.get_running_loop().create_task(self._send(data))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
@@ -185,6 +208,8 @@ class PriceFollower:
     ) -> None:
         self.store, self.apply, self.interval = store, apply, interval
         self.redis, self.ignore = redis, ignore
+        self.on_asset: Callable[[str], None] | None = None
+        """Told of each asset another process's admin added or changed."""
         self.received = 0
         """Tick messages applied from the channel."""
         self.store_reads = 0
@@ -221,11 +246,16 @@ class PriceFollower:
 
     def _receive(self, data: bytes) -> None:
         try:
-            source, full, quotes = decode_tick(data)
-        except ValueError:
+            message = _message(data)
+            if message.get("source") == self.ignore:
+                return
+            if "asset" in message:
+                if self.on_asset is not None:
+                    self.on_asset(str(message["asset"]))
+                return
+            _, full, quotes = _quotes_of(message)
+        except (ValueError, KeyError, TypeError):
             log.warning("tick message dropped: unreadable or of an unknown version")
-            return
-        if source == self.ignore:
             return
         self._heard = time.monotonic()
         self.received += 1

@@ -4,8 +4,9 @@ asset administration and the price feed)."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -22,12 +23,14 @@ from orderproc.common.settings import Settings
 from orderproc.inventory import api, sandbox
 from orderproc.inventory.backfill import History, history_for
 from orderproc.inventory.cache import CatalogResponseCache
+from orderproc.inventory.domain import Asset
 from orderproc.inventory.pricefeed import CoinGeckoFeed, PriceFeed, SimulatedFeed, coingecko_ids
 from orderproc.inventory.service import (
     INTERVALS,
     Catalog,
     PriceTicker,
     Retention,
+    from_record,
     load_catalog,
     seed_catalog,
 )
@@ -46,6 +49,8 @@ class InventoryParts:
     publisher: PricePublisher | None = None
     follower: PriceFollower | None = None
     history: History | None = None  # candles for assets without any (inventory/backfill.py)
+    _reloading: bool = False  # putting an asset another process announced: not announced again
+    _reloads: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def start_inventory(self, settings: Settings) -> None:
         """The price ticker, unless the feed is off; with Redis, only while leading."""
@@ -86,6 +91,31 @@ class InventoryParts:
         if isinstance(self.feed, SimulatedFeed):
             self.feed.continue_from({a.asset_id: a.price_usd for a in self.catalog.assets()})
         await self.ticker.resume()
+
+    def announce(self, asset: Asset) -> None:
+        """A catalog watcher: an asset this process's admin added or changed is announced to
+        the other inventory processes, which reload it (`reload`)."""
+        if self.publisher is not None and not self._reloading:
+            self.publisher.asset_changed(asset.asset_id)
+
+    def reload_soon(self, asset_id: str) -> None:
+        task = asyncio.get_running_loop().create_task(self.reload(asset_id))
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def reload(self, asset_id: str) -> None:
+        """Another process's admin added or changed the asset: take its row from the store
+        (the catalog's watchers then start or stop pricing it)."""
+        assert self.follower is not None
+        async with self.follower.store.unit_of_work() as uow:
+            record = await uow.assets.get(asset_id)
+        if record is None:
+            return
+        self._reloading = True
+        try:
+            self.catalog.put(from_record(record))
+        finally:
+            self._reloading = False
 
     def follow(self, quotes: list[Quote], full: bool) -> None:
         """Another process's tick (or the store's prices): moves the catalog, unless this
@@ -156,6 +186,7 @@ async def build_inventory(core: Core) -> InventoryParts:
             source=holder,
         )
         parts.ticker.listeners.append(parts.publisher.on_tick)
+        catalog.watchers.append(parts.announce)
         parts.follower = PriceFollower(
             store=core.store,
             apply=parts.follow,
@@ -163,6 +194,7 @@ async def build_inventory(core: Core) -> InventoryParts:
             redis=redis_client(settings),
             ignore=holder,
         )
+        parts.follower.on_asset = parts.reload_soon
     return parts
 
 

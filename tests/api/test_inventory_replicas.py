@@ -1,0 +1,84 @@
+"""Two inventory processes over one database and one real Redis (common/price_fanout.py): one
+leads the feed; an asset an admin adds or deactivates through the other reaches the leader's
+catalog at once, so the leader prices it from its next tick (or stops), and the follower
+follows the leader's ticks."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from orderproc.common.settings import Settings
+from orderproc.inventory.service import AdminActor, add_asset, change_asset
+from orderproc.runtime import Runtime, build_runtime
+from orderproc.testing import SteppingClock
+from tests.support.redis_server import RedisServer
+
+
+@pytest.fixture
+def settings_overrides(redis_server: RedisServer, redis: aioredis.Redis) -> dict[str, Any]:
+    return {
+        "redis_url": redis_server.url,
+        "redis_timeout_seconds": 1.0,
+        "price_feed": "simulated",
+        "price_tick_seconds": 3600,  # the test ticks the leader itself
+        "price_stale_seconds": 7200,
+        "candle_backfill": False,
+    }
+
+
+@pytest.fixture
+async def replicas(
+    runtime: Runtime, settings: Settings, clock: SteppingClock
+) -> AsyncIterator[tuple[Runtime, Runtime]]:
+    """(leader, follower), both started as their processes start."""
+    other = await build_runtime(settings, clock=clock)
+    try:
+        await runtime.start_background()
+        await other.start_background()
+        assert runtime.lease is not None
+        assert other.lease is not None
+        assert runtime.lease.leader != other.lease.leader
+        yield (runtime, other) if runtime.lease.leader else (other, runtime)
+    finally:
+        await other.close()
+
+
+async def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "not within the time allowed"
+        await asyncio.sleep(0.01)
+
+
+async def test_an_asset_added_through_the_follower_ticks_on_the_leader(
+    replicas: tuple[Runtime, Runtime], clock: SteppingClock
+) -> None:
+    leader, follower = replicas
+    actor = AdminActor(user_id="admin-1", ip=None, clock=clock)
+    template = follower.catalog.by_id["DOGE"]
+    new = dataclasses.replace(
+        template, asset_id="NEWC", symbol="newc", name="New Coin", price_usd=Decimal("2.5")
+    )
+    await add_asset(new, store=follower.store, catalog=follower.catalog, actor=actor)
+    await until(lambda: "NEWC" in leader.catalog.by_id)
+
+    clock.advance(seconds=2)
+    assert await leader.ticker.tick_once() > 0
+    moved = leader.catalog.by_id["NEWC"].price_usd
+    assert moved != Decimal("2.5")
+    await until(lambda: follower.catalog.by_id["NEWC"].price_usd == moved)
+
+    await change_asset(
+        "NEWC", {"is_active": False}, store=follower.store, catalog=follower.catalog, actor=actor
+    )
+    await until(lambda: not leader.catalog.by_id["NEWC"].is_active)
+    clock.advance(seconds=2)
+    await leader.ticker.tick_once()
+    assert leader.catalog.by_id["NEWC"].price_usd == moved  # deactivated: no longer priced
