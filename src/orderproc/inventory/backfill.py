@@ -424,6 +424,9 @@ def _older(anchor: Anchor, seed: int, since: datetime, finer: CandleRecord) -> l
 # --- writing it ----------------------------------------------------------------------------------
 
 WRITE_ROWS = 1_000  # rows per unit of work: a few milliseconds of the event loop on SQLite
+# Between two steps of the background work. Not 0: after sleep(0) the task runs again before
+# the callbacks that fell due meanwhile (a request's, a tick's), so they would wait two steps.
+PAUSE = 0.001
 
 
 async def lacking_history(store: Store, asset_ids: Iterable[str], now: datetime) -> list[str]:
@@ -473,7 +476,7 @@ class SimulatedBackfill:
             candles: dict[Interval, list[CandleRecord]] = {}
             for made in history_in_steps(anchor, seed=self.seed, now=self.now, keep=self.keep):
                 candles = made or candles
-                await asyncio.sleep(0)  # a stage at a time: requests go on meanwhile
+                await asyncio.sleep(PAUSE)  # a stage at a time: requests go in between
             for interval in (Interval.MINUTE, Interval.HOUR, Interval.DAY):  # days last
                 current = span.current(interval)
                 rows = [c for c in candles[interval] if c.open_time < current]
@@ -487,6 +490,7 @@ async def _write(store: Store, rows: list[CandleRecord]) -> int:
         async with store.unit_of_work() as uow:
             uow.candles.upsert(rows[start : start + WRITE_ROWS])
             await uow.commit()
+        await asyncio.sleep(PAUSE)  # a SQLite commit need not yield: requests go in between
     return len(rows)
 
 
