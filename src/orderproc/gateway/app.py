@@ -5,10 +5,8 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
@@ -20,6 +18,7 @@ from orderproc.common.metrics import CONTENT_TYPE_LATEST
 from orderproc.common.routing import include_flat
 from orderproc.common.settings import Settings
 from orderproc.errors.problem import install_problem_handlers, problem_responses
+from orderproc.gateway.docs import DESCRIPTION, OPENAPI_TAGS, SWAGGER_DIR, swagger_ui_page
 from orderproc.gateway.ratelimit import RateLimitMiddleware
 from orderproc.inventory import api as inventory_api
 from orderproc.inventory.cache import CatalogResponseCache
@@ -29,7 +28,6 @@ from orderproc.users import api as users_api
 from orderproc.webui.routes import mount_webui
 
 API_PREFIX = "/api/v1"
-SWAGGER_DIR = Path(__file__).parent / "static" / "swagger-ui"
 SERVICES = ("users", "inventory", "orders")
 # Starlette tries routes in order, about 2 µs each (measured: POST /orders was the 26th), so
 # the busiest routers go first; OPENAPI_TAGS keeps the docs in reading order.
@@ -42,34 +40,6 @@ API_ROUTERS = (
         if router not in _BUSIEST
     ),
 )
-OPENAPI_TAGS = [
-    {"name": "auth", "description": "Register, log in, log out, profile and password."},
-    {"name": "cash", "description": "USD balance, deposits, withdrawals and the cash ledger."},
-    {"name": "catalog", "description": "Crypto assets, prices and candles."},
-    {"name": "orders", "description": "Place, list and cancel orders."},
-    {"name": "portfolio", "description": "Positions, P&L and the asset ledger."},
-    {
-        "name": "streams",
-        "description": "Live prices as server-sent events, and tickets for browsers' streams.",
-    },
-    {"name": "admin", "description": "Users, audit log, assets and reconciliation (admins)."},
-    {
-        "name": "sandbox",
-        "description": "Pause prices, set them, step a tick (admins; only "
-        "with ORDERPROC_SANDBOX=true).",
-    },
-    {"name": "operations", "description": "Health, readiness and metrics."},
-]
-
-DESCRIPTION = """
-A trading-simulation platform. Register, then press **Authorize** and log in with your username
-and password. Deposit USD, browse about 100 crypto assets whose prices move, buy and sell them
-(`POST /api/v1/orders`), and follow your portfolio, P&L and ledgers.
-
-Money is exact: amounts, quantities and prices are decimal strings. POSTs that move money take an
-optional `Idempotency-Key`, so a retry never acts twice. Errors are RFC 7807
-`application/problem+json` with a stable `code` and the `request_id`.
-"""
 
 
 def create_app(
@@ -124,17 +94,11 @@ def _add_docs(app: FastAPI) -> None:
     """Swagger UI from vendored files, so the docs work without internet access."""
     app.mount("/docs/static", StaticFiles(directory=SWAGGER_DIR), name="swagger-ui")
 
+    page = swagger_ui_page()  # the same page the gateway of distributed mode serves
+
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title="Order Processor API",
-            swagger_js_url="/docs/static/swagger-ui-bundle.js",
-            swagger_css_url="/docs/static/swagger-ui.css",
-            swagger_favicon_url="/docs/static/favicon-32x32.png",
-            oauth2_redirect_url="/docs/static/oauth2-redirect.html",
-            swagger_ui_parameters={"persistAuthorization": True},
-        )
+        return HTMLResponse(page)
 
 
 def _add_operations(app: FastAPI) -> None:

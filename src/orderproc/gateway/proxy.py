@@ -6,7 +6,9 @@ For each request it:
 1. gives it a request id (a safe incoming `X-Request-ID` is kept, the services' rule);
 2. answers CORS preflights for origins in `ORDERPROC_CORS_ALLOW_ORIGINS` (none by default);
 3. answers its own paths: `/health` (this process is alive), `/ready` (every upstream's `/ready`,
-   summarized), `/metrics`; an `/api` path no service claims is a 404 problem;
+   summarized), `/metrics`, `/openapi.json` (the services' documents merged, cached:
+   `gateway/docs.py`) and Swagger UI at `/docs`; an `/api` path no service claims is a 404
+   problem;
 4. refuses, before any upstream hears of it: a body over `max_body_bytes` (413), an address
    blocked after failed logins (403), more requests than the rate limit per address or per user
    (429 with `Retry-After`), a bearer token that is not valid, expired or revoked (401), and a
@@ -37,7 +39,9 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
 from orderproc import __version__
@@ -59,6 +63,7 @@ from orderproc.errors import (
     AdminRequired,
     ClientBlocked,
     InvalidToken,
+    MethodNotAllowed,
     OrderProcError,
     PayloadTooLarge,
     PermissionDenied,
@@ -67,6 +72,7 @@ from orderproc.errors import (
     ServiceUnavailable,
 )
 from orderproc.errors.problem import problem_response, render
+from orderproc.gateway.docs import SWAGGER_DIR, PlatformDocs, swagger_ui_page
 from orderproc.gateway.routes import API_PREFIX, IDENTITY_HEADERS, Route, Service, route_for
 from orderproc.gateway.upstream import (
     Replicas,
@@ -98,6 +104,7 @@ REQUIRED_FOR_READY: frozenset[Service] = frozenset(
 )
 OWN_PATHS = frozenset({"/health", "/ready", "/metrics"})
 ADMIN_PREFIX = API_PREFIX + "/admin"
+DOCS_FILES = "/docs/static"
 RETRY_AFTER_SECONDS = 5
 READY_TIMEOUT = 2.0
 
@@ -276,6 +283,9 @@ class ProxyApp:
         self._origins = frozenset(o.encode() for o in settings.cors_allow_origins)
         self._any_origin = b"*" in self._origins
         self._max_body = settings.max_body_bytes
+        self.docs = PlatformDocs(self.upstreams)
+        self._swagger_page = swagger_ui_page()
+        self._swagger_files = StaticFiles(directory=SWAGGER_DIR)
 
     @property
     def deps(self) -> GatewayDeps:
@@ -344,7 +354,7 @@ class ProxyApp:
         status = 500
         try:
             if route.service is Service.GATEWAY:
-                status = await self._own(scope, route, send, request_id, extra)
+                status = await self._own(scope, receive, send, request_id, extra)
                 return
             address = await self._admit(scope, headers, path, extra)
             status = await self._forward(scope, receive, send, route, address, request_id, extra)
@@ -648,7 +658,7 @@ class ProxyApp:
     async def _own(
         self,
         scope: Scope,
-        route: Route,
+        receive: Receive,
         send: Send,
         request_id: str,
         extra: list[tuple[bytes, bytes]],
@@ -665,9 +675,60 @@ class ProxyApp:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": self.deps.metrics.render()})
             return 200
-        # Unknown API paths, and the docs (served by the embedded app only, for now).
+        if path == "/openapi.json" or path == "/docs" or path.startswith(DOCS_FILES + "/"):
+            return await self._docs(scope, receive, send, request_id, extra)
+        # Unknown API paths, and anything else under /docs.
         error = RouteNotFound(f"No route for {scope['method']} {path}.")
         return await self._problem(scope, send, render(error, path), request_id, extra)
+
+    async def _docs(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        request_id: str,
+        extra: list[tuple[bytes, bytes]],
+    ) -> int:
+        """The merged OpenAPI document, Swagger UI and its vendored files, with the headers the
+        embedded app gives them (the docs' page and files without the API's CSP, which would
+        stop Swagger UI's inline script)."""
+        path: str = scope["path"]
+        if scope["method"] not in ("GET", "HEAD"):
+            response = render(MethodNotAllowed(), path)
+            response.headers["allow"] = "GET, HEAD"
+            return await self._problem(scope, send, response, request_id, extra)
+        if path == "/openapi.json":
+            return await self._json(send, 200, await self.docs.body(), extra)
+        headers = [(b"x-request-id", request_id.encode()), *_DOCS_HEADERS, *extra]
+        if path == "/docs":
+            page = self._swagger_page
+            start: Message = {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/html; charset=utf-8"),
+                    (b"content-length", str(len(page)).encode()),
+                    *headers,
+                ],
+            }
+            await send(start)
+            await send({"type": "http.response.body", "body": page})
+            return 200
+        status = 200
+
+        async def send_file(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), *headers]
+            await send(message)
+
+        try:
+            await self._swagger_files({**scope, "root_path": DOCS_FILES}, receive, send_file)
+        except HTTPException:  # no such file
+            error = RouteNotFound(f"No route for {scope['method']} {path}.")
+            return await self._problem(scope, send, render(error, path), request_id, extra)
+        return status
 
     async def _ready(self) -> tuple[int, dict[str, Any]]:
         async def probe_one(upstream: Upstream) -> dict[str, Any]:
