@@ -92,10 +92,14 @@ class JsonEvents:
     resumable = True
 
     def piece(self, asset: StreamAsset, previous: Decimal | None) -> bytes:
+        return self.piece_as_of(asset, isoformat_z(asset.last_updated))
+
+    def piece_as_of(self, asset: StreamAsset, as_of: str) -> bytes:
+        """The piece with `as_of` already spelt (a tick's assets share their time)."""
         return (
             f'{{"asset_id":"{asset.asset_id}","price_usd":"{format_price(asset.price_usd)}",'
             f'"bid":"{format_price(asset.bid)}","ask":"{format_price(asset.ask)}",'
-            f'"as_of":"{isoformat_z(asset.last_updated)}"}}'
+            f'"as_of":"{as_of}"}}'
         ).encode()
 
     def frame(self, kind: str, event_id: str, as_of: datetime, pieces: list[bytes]) -> bytes:
@@ -177,13 +181,15 @@ class PriceStreamHub:
         tick = _Tick(self.seq, now, list(moved))
         prices = self._prices
         previous = tick.previous
-        json_piece = JSON_EVENTS.piece
+        json_piece = JSON_EVENTS.piece_as_of
+        now_text = isoformat_z(now)
         pieces: dict[str, bytes] = {}
         for asset in moved:
             asset_id = asset.asset_id
             previous[asset_id] = prices.get(asset_id)
             prices[asset_id] = asset.price_usd
-            pieces[asset_id] = json_piece(asset, None)
+            moment = asset.last_updated
+            pieces[asset_id] = json_piece(asset, now_text if moment == now else isoformat_z(moment))
         tick.pieces[JSON_EVENTS] = pieces
         if self._ring:
             older = self._ring[-1]
