@@ -246,7 +246,7 @@ class TestSchemas:
             ("AssetTransactionRead", ["quantity", "quantity_after"], QUANTITY_PATTERN),
             ("AssetRead", ["price_usd"], DECIMAL_PATTERN),
             ("PositionRead", ["average_cost", "percentage"], DECIMAL_PATTERN),
-            ("CandleRead", ["open", "high", "low", "close"], DECIMAL_PATTERN),
+            ("CandleRead", ["open", "high", "low", "close", "volume"], DECIMAL_PATTERN),
         ],
     )
     def test_money_leaves_as_a_string_with_a_pattern_and_an_example(
