@@ -259,21 +259,23 @@ def _draw(
     series' (larger on larger moves; scaled to add up to `total` if given). Everything stays
     inside the bounds by a margin far wider than rounding to 12 digits, so a wick is never past
     a bound nor inside its body."""
+    # The hot loop of a backfill: conditional expressions, not min() and max() calls.
     low, high = series.bounds[0] + MARGIN, series.bounds[1] - MARGIN
-    path = [min(max(x, low), high) for x in path]
-    step, draw = series.step, rng.random
-    moves = [abs(after - before) / step if step else 0.0 for before, after in pairwise(path)]
-    sizes = [series.volume * (0.4 + 1.2 * draw()) * (0.6 + 0.5 * move) for move in moves]
-    drawn_total = math.fsum(sizes)
-    if total is not None and drawn_total:
-        factor = total / drawn_total
-        sizes = [size * factor for size in sizes]
+    path = [low if x < low else high if x > high else x for x in path]
+    step, draw, volume = series.step, rng.random, series.volume
+    per_move = 0.5 / step if step else 0.0
     wick = 2 * WICK * step
-    tops, bottoms = [], []
+    tops, bottoms, sizes = [], [], []
     for before, after in pairwise(path):
-        tops.append(min(max(before, after) + draw() ** 2 * wick, high))
-        bottoms.append(max(min(before, after) - draw() ** 2 * wick, low))
-    return _Drawn(series, path, tops, bottoms, [round(size * 100) for size in sizes])
+        upper, lower = (before, after) if before > after else (after, before)
+        sizes.append(volume * (0.4 + 1.2 * draw()) * (0.6 + (upper - lower) * per_move))
+        top, bottom = draw(), draw()
+        top, bottom = upper + top * top * wick, lower - bottom * bottom * wick
+        tops.append(top if top < high else high)
+        bottoms.append(bottom if bottom > low else low)
+    drawn_total = math.fsum(sizes)
+    factor = total / drawn_total if total is not None and drawn_total else 1.0
+    return _Drawn(series, path, tops, bottoms, [round(size * factor * 100) for size in sizes])
 
 
 def _roll(candles: list[CandleRecord], interval: Interval, size: int) -> list[CandleRecord]:
