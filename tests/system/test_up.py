@@ -54,6 +54,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _events_until(
+    client: httpx.Client, path: str, params: dict[str, str], wanted: str
+) -> list[str]:
+    """The stream's lines up to the first `wanted` one (the read times out if none comes)."""
+    lines: list[str] = []
+    with client.stream("GET", path, params=params) as stream:
+        assert stream.status_code == 200
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        for line in stream.iter_lines():
+            lines.append(line)
+            if line == wanted:
+                return lines
+    raise AssertionError(f"{path} ended before {wanted!r}: {lines[-5:]}")
+
+
 class Up:
     def __init__(self, data_dir: Path) -> None:
         self.log = data_dir / "up.log"
@@ -150,6 +165,17 @@ def test_up_runs_every_service_in_its_own_process_and_sigterm_stops_them_all(up:
     page = httpx.get(f"{up.gateway}/market", timeout=15, trust_env=False)
     assert page.status_code == 200
     assert "BTC" in page.text  # the gateway asked the web UI, which asked the gateway
+
+    # A ticket from the orders service opens the inventory service's stream (Redis holds it),
+    # through the gateway, which passes the events on as they come; the web UI's stream too.
+    with httpx.Client(base_url=up.gateway, timeout=15, trust_env=False) as client:
+        ticket = client.post("/api/v1/stream/ticket", headers=auth)
+        assert ticket.status_code == 201, ticket.text
+        params = {"assets": "BTC", "ticket": ticket.json()["ticket"]}
+        assert _events_until(client, "/api/v1/stream/prices", params, "event: tick")
+        again = client.get("/api/v1/stream/prices", params=params)  # used up
+        assert again.status_code == 401
+        assert _events_until(client, "/live/prices", {"asset": "BTC"}, "event: p-BTC")
 
     log = up.log.read_text()
     for name in NAMES[1:]:
