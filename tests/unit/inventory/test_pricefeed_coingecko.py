@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -89,6 +90,20 @@ class TestPrices:
         prices = await make_feed(handler, batch_size=2).next_prices(NOW)
         assert len(seen) == 2
         assert set(prices) == set(IDS)
+
+    async def test_follows_the_catalog_an_admin_changes(self) -> None:
+        handler, seen = sequence(*[ok(httpx.Request("GET", "/"))] * 3)
+        feed = make_feed(handler)
+        btc = next(a for a in load_snapshot() if a.asset_id == "BTC")
+        feed.follow(replace(btc, is_active=False))  # deactivated: no longer asked for
+        await feed.next_prices(NOW)
+        assert seen[-1].url.params["ids"] == "ethereum,shiba-inu,tether"
+        feed.follow(btc)  # active again: asked for from the next tick on
+        await feed.next_prices(NOW)
+        assert "bitcoin" in seen[-1].url.params["ids"].split(",")
+        feed.follow(replace(btc, asset_id="NOID", coingecko_id=None))  # CoinGecko cannot price it
+        await feed.next_prices(NOW)
+        assert seen[-1].url.params["ids"] == "bitcoin,ethereum,shiba-inu,tether"
 
     def test_builds_its_id_map_from_the_catalog(self) -> None:
         ids = coingecko_ids(load_snapshot())

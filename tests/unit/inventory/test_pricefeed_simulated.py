@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -95,6 +96,27 @@ class TestTicks:
         assert set(await feed.next_prices(START)) == {"BTC", "NEW"}
         feed.untrack("BTC")
         assert set(await feed.next_prices(START + timedelta(seconds=1))) == {"NEW"}
+
+
+class TestFollowingTheCatalog:
+    async def test_an_asset_deactivated_stops_and_reactivated_walks_on_from_its_price(
+        self,
+    ) -> None:
+        btc = next(a for a in load_snapshot() if a.asset_id == "BTC")
+        feed = SimulatedFeed.from_assets([btc], seed=1)
+        last = (await feed.next_prices(START))["BTC"]
+        feed.follow(replace(btc, is_active=False))
+        assert await feed.next_prices(START + timedelta(seconds=1)) == {}
+        feed.follow(replace(btc, price_usd=last))
+        moved = await feed.next_prices(START + timedelta(seconds=2))
+        assert set(moved) == {"BTC"}
+        assert abs(moved["BTC"] - last) / last < Decimal("0.01")  # one second's step from it
+
+    async def test_a_new_asset_is_priced_from_the_next_tick(self) -> None:
+        btc = next(a for a in load_snapshot() if a.asset_id == "BTC")
+        feed = SimulatedFeed.from_assets([btc], seed=1)
+        feed.follow(replace(btc, asset_id="NEWC", price_usd=Decimal("2.5")))
+        assert set(await feed.next_prices(START)) == {"BTC", "NEWC"}
 
 
 class TestRoundPrice:
