@@ -82,6 +82,18 @@ class TestLatest:
         assert all(b - a == timedelta(hours=1) for a, b in itertools.pairwise(opened))
         assert [len(page["data"]) for page in answers] == [1000, 1000, 161]
 
+    async def test_before_the_backfill_reaches_an_asset_it_answers_the_current_candles(
+        self, client: Client, runtime: Runtime, clock: SteppingClock
+    ) -> None:
+        now = clock.now()
+        backfill = SimulatedBackfill(store=runtime.store, seed=7, keep=KEEP)
+        await backfill.prepare([runtime.catalog.by_id["BTC"]], now)  # run() not yet
+        for interval in ("1m", "1h", "1d", "1w"):
+            page = (await client.get(CANDLES, params={"interval": interval})).json()
+            assert len(page["data"]) == 1, interval
+            assert page["data"][0]["close"] == "51618.00"
+            assert page["has_more"] is False
+
 
 class TestRange:
     @pytest.mark.every_store

@@ -4,6 +4,7 @@ continued by the live ticks, written once; and CoinGecko's, from `market_chart` 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from orderproc.common.storage.memory import MemoryStore
 from orderproc.common.storage.records import CandleRecord
 from orderproc.inventory.backfill import (
     ChartBackfill,
+    History,
     SimulatedBackfill,
     anchor_of,
     chart_candles,
@@ -192,6 +194,26 @@ class TestWrittenAtStart:
         await again.prepare(assets, NOW + timedelta(hours=1))  # a restart
         assert again.pending == []
         assert await again.run() == 0
+
+    async def test_a_stop_midway_leaves_the_rest_to_the_next_start(self) -> None:
+        store = MemoryStore()
+        assets = [SNAPSHOT["BTC"], SNAPSHOT["ETH"], SNAPSHOT["SOL"]]
+        await seed_catalog(store, assets=assets)
+        history_ = History(SimulatedBackfill(store=store, seed=7, keep=KEEP))
+        await history_.prepare(assets, NOW)
+        history_.start()
+        ids = [a.asset_id for a in assets]
+        while len(await lacking_history(store, ids, NOW)) == 3:  # until the first is done
+            await asyncio.sleep(0.005)
+        await history_.stop()
+        left = await lacking_history(store, ids, NOW)
+        assert 0 < len(left) < 3
+        assert "BTC" not in left  # the largest asset first
+        again = SimulatedBackfill(store=store, seed=7, keep=KEEP)
+        await again.prepare(assets, NOW)
+        assert [a.asset_id for a in again.pending] == left
+        await again.run()
+        assert await lacking_history(store, ids, NOW) == []
 
 
 # --- CoinGecko (hand-made fixtures in its documented market_chart shape; no network) --------
