@@ -88,9 +88,10 @@ def anchor_of(asset: Asset, price: Decimal | None = None) -> Anchor:
     """The anchor of `asset`'s history ending at `price` (its current price unless told)."""
     spec = simulated(asset)
     price = asset.price_usd if price is None else price
-    day_sigma = spec.volatility * math.sqrt(86_400 / SECONDS_PER_YEAR)
-    high = max(asset.high_24h or price * Decimal(math.exp(2 * day_sigma)), price)
-    low = min(asset.low_24h or price * Decimal(math.exp(-2 * day_sigma)), price)
+    # Without 24 h figures (an asset an admin added), two days' standard deviations around.
+    spread = Decimal(repr(math.exp(2 * spec.volatility * math.sqrt(86_400 / SECONDS_PER_YEAR))))
+    high = max(asset.high_24h or round_price(price * spread), price)
+    low = min(asset.low_24h or round_price(price / spread), price)
     change = asset.price_change_24h or Decimal(0)
     before = min(max(price - change, low), high)
     floor = min(asset.atl or low / 10, low)

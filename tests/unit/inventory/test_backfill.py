@@ -125,6 +125,8 @@ class TestSimulatedHistory:
         candles = history(anchor_of(asset), seed=7, now=NOW, keep=KEEP)
         assert candles[Interval.MINUTE][-1].close == Decimal("1.5")
         assert all(c.volume == 0 for c in every(candles))
+        prices = [p for c in every(candles) for p in (c.open, c.high, c.low, c.close)]
+        assert min(int(p.as_tuple().exponent) for p in prices) >= -18  # what the store holds
 
 
 async def ticker_over(store: MemoryStore, clock: FixedClock) -> PriceTicker:
