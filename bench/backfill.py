@@ -1,4 +1,4 @@
-"""What a fresh install's candle history costs (inventory/backfill.py), in process.
+"""What a fresh install's candle history costs (inventory/backfill.py, history.py), in process.
 
     .venv/bin/python -m bench.backfill [--store sqlite|memory] [--repeat 3]
 
@@ -24,9 +24,9 @@ from pathlib import Path
 from orderproc.common.storage.memory import MemoryStore
 from orderproc.common.storage.ports import Store
 from orderproc.common.storage.sqlite import SqliteStore
-from orderproc.inventory.backfill import SimulatedBackfill
 from orderproc.inventory.candles import Interval
 from orderproc.inventory.domain import load_snapshot
+from orderproc.inventory.history import SimulatedBackfill
 from orderproc.inventory.service import seed_catalog
 
 KEEP = {

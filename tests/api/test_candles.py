@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from orderproc.inventory.backfill import SimulatedBackfill
 from orderproc.inventory.candles import Interval
+from orderproc.inventory.history import SimulatedBackfill
 from orderproc.runtime import Runtime
 from orderproc.testing import SteppingClock
 from tests.api.conftest import Client

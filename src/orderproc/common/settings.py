@@ -132,7 +132,7 @@ class Settings(BaseSettings):
     candle_retention_1h_days: float = Field(90, gt=0)
     candle_retention_1d_days: float = Field(3650, gt=0)
     # A fresh install's history (48 h of 1 m, 90 days of 1 h, 2 years of 1 d, cut to the
-    # retention above): generated from the seed, or fetched from CoinGecko (inventory/backfill.py).
+    # retention above): generated from the seed, or fetched from CoinGecko (inventory/history.py).
     candle_backfill: bool = True
     # The JSON price stream (GET /api/v1/stream/prices) and stream tickets (docs/api.md,
     # "Price stream"); connections are counted by each process.

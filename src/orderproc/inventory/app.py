@@ -21,9 +21,9 @@ from orderproc.common.runtime import Core, open_core, parts_of
 from orderproc.common.service_app import service_app
 from orderproc.common.settings import Settings
 from orderproc.inventory import api, sandbox
-from orderproc.inventory.backfill import History, history_for
 from orderproc.inventory.cache import CatalogResponseCache
 from orderproc.inventory.domain import Asset
+from orderproc.inventory.history import History, history_for
 from orderproc.inventory.pricefeed import CoinGeckoFeed, PriceFeed, SimulatedFeed, coingecko_ids
 from orderproc.inventory.service import (
     INTERVALS,
@@ -48,7 +48,7 @@ class InventoryParts:
     lease: FeedLease | None = None
     publisher: PricePublisher | None = None
     follower: PriceFollower | None = None
-    history: History | None = None  # candles for assets without any (inventory/backfill.py)
+    history: History | None = None  # candles for assets without any (inventory/history.py)
     _reloading: bool = False  # putting an asset another process announced: not announced again
     _reloads: set[asyncio.Task[None]] = field(default_factory=set)
 

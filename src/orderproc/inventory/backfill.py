@@ -1,6 +1,6 @@
 """Backfilled history: deterministic candles for an asset that has none, so a fresh install
 charts 48 h of 1 m, 90 days of 1 h and 2 years of 1 d candles (weeks roll up from days when
-read).
+read). Pure: `inventory.history` writes them at start-up.
 
 The history is generated backwards from the price the simulator starts from at `now`, so its
 last close is that price exactly and the first live tick continues it. The last 24 h of minutes
@@ -19,22 +19,14 @@ SHA-512, so the draws are the same on every run and platform).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
-import logging
 import math
 import random
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from itertools import pairwise
 
-from orderproc.common.clock import EPOCH
-from orderproc.common.settings import Settings
-from orderproc.common.storage.ports import Store
 from orderproc.common.storage.records import CandleRecord
 from orderproc.inventory.candles import Interval, bucket_start, cutoff
 from orderproc.inventory.domain import Asset
@@ -42,14 +34,9 @@ from orderproc.inventory.pricefeed import (
     SECONDS_PER_YEAR,
     STABLE_BAND,
     STABLE_PEG,
-    CoinGeckoFeed,
-    FeedError,
-    coingecko_ids,
     round_price,
     simulated,
 )
-
-log = logging.getLogger("orderproc.inventory")
 
 # How far back each interval goes (the retention settings' defaults keep at least this).
 DEPTH = {
@@ -60,7 +47,6 @@ DEPTH = {
 WINDOW_MINUTES = 1440  # the last 24 h, which must agree with the snapshot's 24 h figures
 STABLE_STEP = 0.0002  # a stablecoin's log-price step per minute (it stays in its band anyway)
 WICK = 0.5  # a wick's size, in steps of the walk
-CENTS = Decimal("0.01")
 
 Bounds = tuple[float, float]  # log prices
 # Log prices stay this far inside their bounds, so rounding to 12 digits never crosses one;
@@ -422,212 +408,3 @@ def _older(anchor: Anchor, seed: int, since: datetime, finer: CandleRecord) -> l
     older = _draw(rng, path, _Series(anchor, interval, since, step, per_bucket, bounds)).records()
     older[-1] = _with(older[-1], close=finer.open)
     return older
-
-
-# --- writing it ----------------------------------------------------------------------------------
-
-WRITE_ROWS = 1_000  # rows per unit of work: a few milliseconds of the event loop on SQLite
-# Between two steps of the background work. Not 0: after sleep(0) the task runs again before
-# the callbacks that fell due meanwhile (a request's, a tick's), so they would wait two steps.
-PAUSE = 0.001
-
-
-async def lacking_history(store: Store, asset_ids: Iterable[str], now: datetime) -> list[str]:
-    """The assets without a 1 d candle older than yesterday: a fresh install's, or one whose
-    backfill did not finish (an asset's days are written last)."""
-    before = bucket_start(now, Interval.DAY) - Interval.DAY.length
-    async with store.unit_of_work() as uow:
-        return [
-            asset_id
-            for asset_id in asset_ids
-            if not await uow.candles.list(asset_id, Interval.DAY.value, limit=1, end=before)
-        ]
-
-
-def by_rank(assets: Iterable[Asset]) -> list[str]:
-    """Asset ids by market cap rank (unranked last, by id): the order history is written in,
-    so the assets people open first have theirs first."""
-    ranked = sorted(assets, key=lambda a: (a.market_cap_rank or 1_000_000, a.asset_id))
-    return [asset.asset_id for asset in ranked]
-
-
-class SimulatedBackfill:
-    """The simulator's history for the assets that have none, in two steps around the first
-    tick: `prepare` (before it) writes the candles of the buckets holding `now`, which the
-    ticker then continues; `run` (in the background after it) writes the rest, asset by asset,
-    never those buckets, so the two never write the same candle."""
-
-    def __init__(self, *, store: Store, seed: int, keep: dict[Interval, timedelta]) -> None:
-        self.store, self.seed, self.keep = store, seed, keep
-        self.pending: list[Anchor] = []
-        self.now: datetime | None = None
-
-    async def prepare(self, assets: Iterable[Asset], now: datetime) -> None:
-        by_id = {asset.asset_id: asset for asset in assets}
-        missing = await lacking_history(self.store, by_rank(by_id.values()), now)
-        self.pending = [anchor_of(by_id[asset_id]) for asset_id in missing]
-        self.now = now
-        rows = [c for a in self.pending for c in current_candles(a, seed=self.seed, now=now)]
-        await _write(self.store, rows)
-
-    async def run(self) -> int:
-        """Write the rest of each pending asset's history; returns the rows written."""
-        if self.now is None:
-            return 0
-        span, written = Span(self.now), 0
-        for anchor in self.pending:
-            candles: dict[Interval, list[CandleRecord]] = {}
-            for made in history_in_steps(anchor, seed=self.seed, now=self.now, keep=self.keep):
-                candles = made or candles
-                await asyncio.sleep(PAUSE)  # a stage at a time: requests go in between
-            for interval in (Interval.MINUTE, Interval.HOUR, Interval.DAY):  # days last
-                current = span.current(interval)
-                rows = [c for c in candles[interval] if c.open_time < current]
-                written += await _write(self.store, rows)
-        self.pending = []
-        return written
-
-
-async def _write(store: Store, rows: list[CandleRecord]) -> int:
-    for start in range(0, len(rows), WRITE_ROWS):
-        async with store.unit_of_work() as uow:
-            uow.candles.upsert(rows[start : start + WRITE_ROWS])
-            await uow.commit()
-        await asyncio.sleep(PAUSE)  # a SQLite commit need not yield: requests go in between
-    return len(rows)
-
-
-# --- CoinGecko's history -----------------------------------------------------------------------
-
-# What `market_chart` is asked for, by interval: CoinGecko answers hourly points up to 90 days
-# and daily ones beyond; its demo plan reaches back 365 days. It has no minutes: 1 m candles
-# come from the live ticks alone.
-CHART_DAYS = {Interval.HOUR: 90, Interval.DAY: 365}
-
-
-def chart_candles(body: bytes, asset_id: str, interval: Interval) -> list[CandleRecord]:
-    """Candles from a `/coins/{id}/market_chart` body (`prices` and `total_volumes`, each a list
-    of [ms, value]). Its points are prices at instants, so a candle runs from the point before
-    its bucket (its open) through the bucket's points (its close the last); its volume is the
-    bucket's mean 24 h volume spread over the day's buckets. A body of another shape is a
-    FeedError."""
-    try:
-        data = json.loads(body, parse_float=Decimal, parse_int=Decimal)
-        prices = sorted((int(ms), Decimal(p)) for ms, p in data["prices"] if p and p > 0)
-        volumes = {int(ms): Decimal(v) for ms, v in data.get("total_volumes", []) if v}
-    except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
-        raise FeedError("CoinGecko market_chart body is not its documented shape") from exc
-    buckets: dict[datetime, list[tuple[int, Decimal]]] = {}
-    for ms, price in prices:
-        buckets.setdefault(bucket_start(from_ms(ms), interval), []).append((ms, price))
-    per_day = Decimal(timedelta(days=1) // interval.length)
-    out, previous = [], None
-    for opens, points in sorted(buckets.items()):
-        values = [round_price(p) for _, p in points]
-        first = values[0] if previous is None else previous
-        day_volumes = [volumes[ms] for ms, _ in points if ms in volumes]
-        volume = sum(day_volumes, Decimal(0)) / max(len(day_volumes), 1) / per_day
-        out.append(
-            CandleRecord(
-                asset_id, interval.value, opens, first, max(first, *values), min(first, *values),
-                values[-1], volume.quantize(CENTS),
-            )
-        )  # fmt: skip
-        previous = values[-1]
-    return out
-
-
-def from_ms(ms: int) -> datetime:
-    return EPOCH + timedelta(milliseconds=ms)
-
-
-class ChartBackfill:
-    """The CoinGecko feed's history for the assets that have none: hourly and daily candles
-    from `market_chart`, in the background, never for the buckets holding `now` (the ticker's
-    own). An asset CoinGecko cannot answer for is skipped, and tried at the next start."""
-
-    def __init__(
-        self, *, store: Store, feed: CoinGeckoFeed, keep: dict[Interval, timedelta]
-    ) -> None:
-        self.store, self.feed, self.keep = store, feed, keep
-        self.ids: dict[str, str] = {}
-        self.pending: list[str] = []
-        self.now: datetime | None = None
-
-    async def prepare(self, assets: Iterable[Asset], now: datetime) -> None:
-        assets = list(assets)
-        self.ids = coingecko_ids(assets)
-        known = [asset_id for asset_id in by_rank(assets) if asset_id in self.ids]
-        self.pending = await lacking_history(self.store, known, now)
-        self.now = now
-
-    async def run(self) -> int:
-        if self.now is None:
-            return 0
-        span, written = Span(self.now), 0
-        for asset_id in self.pending:
-            for interval, days in CHART_DAYS.items():  # days last: they mark the asset done
-                try:
-                    body = await self.feed.market_chart(self.ids[asset_id], days=days)
-                    candles = chart_candles(body, asset_id, interval)
-                except FeedError:
-                    log.warning("no CoinGecko history for %s", asset_id, exc_info=True)
-                    break
-                since = cutoff(self.now, interval, self.keep.get(interval, DEPTH[interval]))
-                current = span.current(interval)
-                rows = [c for c in candles if since <= c.open_time < current]
-                written += await _write(self.store, rows)
-        self.pending = []
-        return written
-
-
-# --- at start-up ---------------------------------------------------------------------------------
-
-
-class History:
-    """The backfill around the ticker's first tick: `prepare` before it (the simulator's
-    current candles), `start` after it (the rest, in a background task that logs what it
-    wrote and how long it took), `stop` at shutdown (cancels it; what was written stays, and
-    an asset whose days were not written is done again at the next start)."""
-
-    def __init__(self, backfill: SimulatedBackfill | ChartBackfill) -> None:
-        self.backfill = backfill
-        self.task: asyncio.Task[int] | None = None
-
-    async def prepare(self, assets: Iterable[Asset], now: datetime) -> None:
-        await self.backfill.prepare(assets, now)
-
-    def start(self) -> None:
-        if self.backfill.pending:
-            self.task = asyncio.create_task(self._run(), name="candle backfill")
-
-    async def _run(self) -> int:
-        began, assets = time.perf_counter(), len(self.backfill.pending)
-        try:
-            written = await self.backfill.run()
-        except Exception:  # the history is a nicety: never the service's end
-            log.exception("candle backfill failed")
-            return 0
-        seconds = time.perf_counter() - began
-        log.info("candle backfill: %d candles for %d assets in %.1f s", written, assets, seconds)
-        return written
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
-
-
-def history_for(
-    settings: Settings, *, store: Store, feed: object, keep: dict[Interval, timedelta]
-) -> History | None:
-    """The backfill this feed makes, unless `candle_backfill` is off: the simulator's from its
-    seed, CoinGecko's from `market_chart`."""
-    if not settings.candle_backfill:
-        return None
-    if isinstance(feed, CoinGeckoFeed):
-        return History(ChartBackfill(store=store, feed=feed, keep=keep))
-    if settings.price_feed == "simulated":
-        return History(SimulatedBackfill(store=store, seed=settings.price_seed, keep=keep))
-    return None

@@ -268,7 +268,7 @@ class CoinGeckoFeed:
     async def market_chart(self, gecko_id: str, *, days: int) -> bytes:
         """The body of `/coins/{id}/market_chart` in USD over the last `days` days (CoinGecko
         picks the granularity: hourly from 2 to 90 days, daily beyond), retried as a tick's
-        request is; `inventory/backfill.py` turns it into candles."""
+        request is; `inventory/history.py` turns it into candles."""
         path = f"/coins/{url_quote(gecko_id, safe='')}/market_chart"
         return await self._get(path, {"vs_currency": "usd", "days": str(days)})
 

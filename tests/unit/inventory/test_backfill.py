@@ -18,19 +18,16 @@ from orderproc.common.clock import FixedClock
 from orderproc.common.prices import PriceCache
 from orderproc.common.storage.memory import MemoryStore
 from orderproc.common.storage.records import CandleRecord
-from orderproc.inventory.backfill import (
+from orderproc.inventory.backfill import anchor_of, current_candles, history, last_day
+from orderproc.inventory.candles import Interval, bucket_start
+from orderproc.inventory.domain import Asset, load_snapshot
+from orderproc.inventory.history import (
     ChartBackfill,
     History,
     SimulatedBackfill,
-    anchor_of,
     chart_candles,
-    current_candles,
-    history,
     lacking_history,
-    last_day,
 )
-from orderproc.inventory.candles import Interval, bucket_start
-from orderproc.inventory.domain import Asset, load_snapshot
 from orderproc.inventory.pricefeed import CoinGeckoFeed, FeedError, RetryPolicy, SimulatedFeed
 from orderproc.inventory.service import PriceTicker, Retention, load_catalog, seed_catalog
 
