@@ -838,23 +838,27 @@ def pg_xacts(postgres: Any | None) -> float:
     return asyncio.run(read())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
+def protocol_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The options of the protocol's windows and of a run's output, shared by the drivers."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--duration", type=float, default=20, help="measured seconds per window")
     parser.add_argument("--warmup", type=float, default=3, help="uncounted seconds before each")
     parser.add_argument(
         "--concurrency", type=int, default=32, help="wrk connections (unless a workload sets it)"
     )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, database)")
+    return parser
+
+
+def main() -> None:
+    parser = protocol_parser(__doc__)
     parser.add_argument("--only", help="comma-separated workload names (default: all)")
     parser.add_argument(
         "--store", choices=("sqlite", "postgres", "both"), default="sqlite",
         help="the platform's store; both: the per-store workloads on each, in one run",
     )  # fmt: skip
-    parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, database)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install -y wrk)")
@@ -875,9 +879,7 @@ def main() -> None:
     # store back to back; the others on the first store only.
     plan = [(w, store) for w in chosen for store in (stores if w.per_store else stores[:1])]
 
-    info = machine_info()
-    print("Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
-    print(f"Load before: {uptime()}")
+    info = print_machine()
     print(
         f"Protocol: wrk -t{args.threads} -c{args.concurrency} (or the workload's own), warm-up "
         f"{args.warmup:g} s + {args.duration:g} s per window, A B A per workload (hello-world A "
@@ -903,13 +905,7 @@ def main() -> None:
             server, env, data_dir = start_platform(store, workdir, postgres)
             started.append(server)
             platforms[store] = Platform(store, server, env, data_dir)
-        hello = start_server(
-            "hello",
-            [sys.executable, str(BENCH / "hello.py"), "--port", "0"],
-            {**os.environ, **BENCH_SETTINGS},
-            workdir / "hello.log",
-            r"hello on (http://\S+)",
-        )
+        hello = start_hello(workdir)
         started.append(hello)
         print(f"Code: {code_info(platforms[stores[0]].env)}")
         for platform in platforms.values():
@@ -961,15 +957,8 @@ def main() -> None:
             base = platform.server.url
             row = Row(workload, store)
             rows.append(row)
-            # A POST probe sends an empty object: 422 means the route exists; nothing moves.
-            probe_status, _ = call(
-                workload.method,
-                base + workload.path,
-                {} if workload.method == "POST" else None,
-                token=platform.users[0][1] if workload.auth else None,
-            )
-            if probe_status in (404, 405):
-                row.note = f"route answered {probe_status}: not built yet"
+            row.note = missing_route(workload, platform)
+            if row.note:
                 continue
             assert platform.tokens_file is not None
             tokens = platform.tokens_file
@@ -1003,13 +992,7 @@ def main() -> None:
         for platform in platforms.values():
             problems += reconcile(platform)
             log = (workdir / f"orderproc-{platform.store}.log").read_text(errors="replace")
-            lines = log.splitlines()
-            log_summary[platform.store] = {
-                "lines": len(lines),
-                "error_lines": sum('"level":"error"' in line for line in lines),
-                "warning_lines": sum('"level":"warning"' in line for line in lines),
-            }
-            s = log_summary[platform.store]
+            log_summary[platform.store] = s = log_counts(log)
             print(
                 f"  [{platform.store}] server log: {s['lines']} lines, {s['error_lines']} at "
                 f"error, {s['warning_lines']} at warning"
@@ -1020,11 +1003,7 @@ def main() -> None:
             args.json.write_text(
                 json.dumps(
                     {
-                        "machine": info,
-                        "settings": BENCH_SETTINGS,
-                        "args": {k: str(v) for k, v in vars(args).items()},
-                        "load_after": load_after,
-                        "hello": [h.__dict__ for h in hellos],
+                        **run_record(info, args, load_after, hellos),
                         "workloads": [
                             {
                                 "name": r.workload.name,
@@ -1054,13 +1033,72 @@ def main() -> None:
             stop_server(server)
         if postgres is not None:
             postgres.close()
-        if args.keep:
-            print(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        remove_workdir(workdir, keep=args.keep)
     measured = [row for row in rows if row.result is not None]
     if problems or not all(row.passed for row in measured):
         raise SystemExit(1)
+
+
+def print_machine() -> dict[str, str]:
+    """Print the machine, versions and load before a run; the machine's facts."""
+    info = machine_info()
+    print("Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    print(f"Load before: {uptime()}")
+    return info
+
+
+def start_hello(workdir: Path) -> Server:
+    """The hello-world baseline (bench/hello.py) under the same server and flags."""
+    return start_server(
+        "hello",
+        [sys.executable, str(BENCH / "hello.py"), "--port", "0"],
+        {**os.environ, **BENCH_SETTINGS},
+        workdir / "hello.log",
+        r"hello on (http://\S+)",
+    )
+
+
+def missing_route(workload: Workload, platform: Platform) -> str:
+    """A note when the workload's route answers 404 or 405 (not built yet), else "". A POST
+    probe sends an empty object: 422 means the route exists; nothing moves."""
+    status, _ = call(
+        workload.method,
+        platform.server.url + workload.path,
+        {} if workload.method == "POST" else None,
+        token=platform.users[0][1] if workload.auth else None,
+    )
+    return f"route answered {status}: not built yet" if status in (404, 405) else ""
+
+
+def log_counts(log: str) -> dict[str, int]:
+    """A server log's lines, and how many of them are at error and at warning."""
+    lines = log.splitlines()
+    return {
+        "lines": len(lines),
+        "error_lines": sum('"level":"error"' in line for line in lines),
+        "warning_lines": sum('"level":"warning"' in line for line in lines),
+    }
+
+
+def run_record(
+    info: dict[str, str], args: argparse.Namespace, load_after: str, hellos: list[WrkResult]
+) -> dict[str, Any]:
+    """What every JSON record of a run starts with: machine, settings, arguments, load after,
+    the hello-world windows."""
+    return {
+        "machine": info,
+        "settings": BENCH_SETTINGS,
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "load_after": load_after,
+        "hello": [h.__dict__ for h in hellos],
+    }
+
+
+def remove_workdir(workdir: Path, *, keep: bool) -> None:
+    if keep:
+        print(f"kept {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def uptime() -> str:
