@@ -32,6 +32,8 @@ from orderproc.common.storage.postgres import PostgresStore
 from orderproc.common.storage.records import AssetEntry, AuditEvent, CashEntry
 from orderproc.common.storage.schema import SCHEMA_VERSION
 from orderproc.common.storage.sqlite import SqliteStore
+from orderproc.inventory.domain import load_snapshot
+from orderproc.inventory.service import seed_catalog
 from tests.fixtures.make_fixture_dbs import (
     DB_DIR,
     POOR,
@@ -485,3 +487,17 @@ async def test_postgres_migrations_released_together_apply_once(
         await store.close()
     raced = await postgres_snapshot(new_postgres_database, with_rows=False)
     assert raced == await postgres_snapshot(postgres_dsn, with_rows=False)
+
+
+async def test_postgres_processes_seeding_the_catalog_at_once_agree(postgres_dsn: str) -> None:
+    """Several inventory processes starting together each seed the catalog: the ones that lose
+    the race read again and add nothing; every asset is there once."""
+    stores = [PostgresStore(postgres_dsn) for _ in range(3)]
+    try:
+        added = await asyncio.gather(*(seed_catalog(store) for store in stores))
+        async with stores[0].unit_of_work() as uow:
+            ids = [record.asset_id for record in await uow.assets.list_all()]
+    finally:
+        for store in stores:
+            await store.close()
+    assert sum(added) == len(load_snapshot()) == len(ids) == len(set(ids))

@@ -23,9 +23,19 @@ _URL = re.compile(r"on (http://127\.0\.0\.1:\d+)")
 class ServerProcess:
     """`orderproc serve` in its own process, on a port the OS picks (`--port 0`)."""
 
-    def __init__(self, data_dir: Path, *, service: str | None = None, **env: str) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        service: str | None = None,
+        port: int = 0,
+        probe: str = "/ready",
+        **env: str,
+    ) -> None:
         self.data_dir = data_dir
+        self.probe = probe  # what answers 200 once it has started
         self.service = service  # one service (`orderproc serve orders`), else embedded
+        self.port = port  # 0: the OS picks one
         self.env = {
             **os.environ,
             "ORDERPROC_JWT_SECRET": TEST_SECRET,
@@ -61,7 +71,7 @@ class ServerProcess:
                 "serve",
                 *([self.service] if self.service else []),
                 "--port",
-                "0",
+                str(self.port),
                 "--data-dir",
                 str(self.data_dir),
             ],
@@ -88,7 +98,7 @@ class ServerProcess:
 
     def _ready(self, url: str) -> bool:
         try:
-            return httpx.get(f"{url}/ready", timeout=1).status_code == 200
+            return httpx.get(f"{url}{self.probe}", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 

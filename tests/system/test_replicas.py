@@ -23,8 +23,15 @@ from orderproc.gateway.routes import Service
 from tests.support.nginx import Nginx, nginx_binary
 from tests.support.postgres_fixtures import _empty_tables, run_async
 from tests.support.redis_server import RedisServer, free_loopback_port
-from tests.system.harness import ServerProcess, deposit, ledger, register_and_login
+from tests.system.harness import (
+    PASSWORD,
+    ServerProcess,
+    deposit,
+    ledger,
+    register_and_login,
+)
 from tests.system.test_money_under_fire import assert_balance_is_its_ledger, post_all
+from tests.ui.test_forms_http import hidden_fields
 
 pytestmark = [
     pytest.mark.system,
@@ -36,32 +43,41 @@ DAILY_DEPOSIT_LIMIT = 5000
 
 class Platform:
     def __init__(self, root: Path, env: dict[str, str]) -> None:
-        def service(name: str, n: int = 0) -> ServerProcess:
-            return ServerProcess(root / f"{name}{n}", service=name, **env)
+        def service(name: str, n: int = 0, **more: Any) -> ServerProcess:
+            return ServerProcess(root / f"{name}{n}", service=name, **env, **more)
 
+        gateway_port = free_loopback_port()  # the web UI must know it before it starts
         self.users = [service("users", 0), service("users", 1)]
         self.orders = [service("orders", 0), service("orders", 1)]
         self.inventory = [service("inventory", 0), service("inventory", 1)]
-        self.services = [*self.users, *self.orders, *self.inventory]
+        # Ready once the gateway answers it: started when alive.
+        api_url = f"http://127.0.0.1:{gateway_port}"
+        self.webui = service("webui", probe="/health", ORDERPROC_API_URL=api_url)
+        self.services = [*self.users, *self.orders, *self.inventory, self.webui]
         for process in self.services:
             process.launch()
         for process in self.services:
             process.wait_ready(60)
-        upstreams = {
-            "users": ",".join(p.url for p in self.users),
-            "orders": ",".join(p.url for p in self.orders),
-            "inventory": ",".join(p.url for p in self.inventory),
-            "webui": "http://127.0.0.1:9",  # no pages in this test
-        }
-        self.gateway = ServerProcess(
-            root / "gateway",
-            service="gateway",
-            ORDERPROC_GATEWAY_UPSTREAMS=json.dumps(upstreams),
-            **env,
-        ).start(60)
+        upstreams = json.dumps(
+            {
+                "users": ",".join(p.url for p in self.users),
+                "orders": ",".join(p.url for p in self.orders),
+                "inventory": ",".join(p.url for p in self.inventory),
+                "webui": self.webui.url,
+            }
+        )
+        self.gateways = [
+            service("gateway", n, port=port, ORDERPROC_GATEWAY_UPSTREAMS=upstreams)
+            for n, port in enumerate((gateway_port, 0))
+        ]
+        for gateway in self.gateways:
+            gateway.launch()
+        for gateway in self.gateways:
+            gateway.wait_ready(60)
+        self.gateway = self.gateways[0]
 
     def stop(self) -> None:
-        for process in [self.gateway, *self.services]:
+        for process in [*self.gateways, *self.services]:
             process.stop()
 
 
@@ -91,6 +107,7 @@ def platform(
         "ORDERPROC_PRICE_TICK_SECONDS": "0.5",
         "ORDERPROC_PRICE_STALE_SECONDS": "5",
         "ORDERPROC_FEED_LEASE_SECONDS": "1.5",
+        "ORDERPROC_LOGIN_BLOCK_ENABLED": "true",  # only one test fails logins, for one name
     }
     started = Platform(tmp_path_factory.mktemp("replicas"), env)
     yield started
@@ -243,6 +260,58 @@ def test_the_journey_through_nginx_in_front_of_the_replicas(
         assert client.get("/api/v1/inventory/assets/BTC").status_code == 200
         assert client.post("/api/v1/auth/logout", headers=auth).status_code == 200
         assert client.get("/api/v1/balance", headers=auth).status_code == 401
+
+
+def test_failed_logins_through_two_gateways_and_two_users_replicas_count_once(
+    platform: Platform,
+) -> None:
+    """Five wrong passwords for one name, spread over both gateways (and so both users
+    replicas): the pair is blocked everywhere, even for the right password."""
+    with httpx.Client(base_url=platform.gateway.url, timeout=10) as owner:
+        register_and_login(owner, "guarded")
+    # Clients without the owner's device cookie: their pair is (name, address), one for both.
+    first, second = (httpx.Client(base_url=g.url, timeout=10) for g in platform.gateways)
+    with first, second:
+        wrong = {"username": "guarded", "password": "not the password at all"}
+        for n in range(5):
+            failed = (first, second)[n % 2].post("/api/v1/auth/login", json=wrong)
+            assert failed.status_code == 401, failed.text
+        right = {"username": "guarded", "password": PASSWORD}
+        for client in (first, second):
+            blocked = client.post("/api/v1/auth/login", json=right)
+            assert blocked.status_code == 429, blocked.text
+            assert blocked.json()["code"] == "LOGIN_THROTTLED"
+            assert int(blocked.headers["retry-after"]) > 0
+
+
+def test_the_web_ui_journey_through_the_gateway(platform: Platform) -> None:
+    """A browser without JavaScript, through the gateway: pages come from the web UI process,
+    which calls the API through the gateway; sign-up, a deposit and a buy by forms."""
+    with httpx.Client(base_url=platform.gateway.url, timeout=15, follow_redirects=True) as web:
+        form = hidden_fields(web.get("/register").text, "/register")
+        signed_up = web.post(
+            "/register",
+            data={
+                **form,
+                "username": "browser_user",
+                "email": "browser_user@example.com",
+                "first_name": "Web",
+                "last_name": "Journey",
+                "password": PASSWORD,
+            },
+        )
+        assert signed_up.status_code == 200
+        assert str(signed_up.url).endswith("/cash")
+        deposit_form = hidden_fields(signed_up.text, "/cash/deposit")
+        funded = web.post("/cash/deposit", data={**deposit_form, "amount": "500"})
+        assert "$500.00" in funded.text
+        order_form = hidden_fields(web.get("/assets/BTC").text, "/assets/BTC/order")
+        order = {**order_form, "side": "buy", "mode": "amount", "amount": "100"}
+        bought = web.post("/assets/BTC/order", data=order)
+        assert bought.status_code == 200
+        portfolio = web.get("/portfolio")
+        assert "BTC" in portfolio.text
+        assert "browser_user" in portfolio.text
 
 
 def leads(process: ServerProcess) -> int:

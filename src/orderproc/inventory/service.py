@@ -266,16 +266,20 @@ _moved = _compile_moved()
 
 
 async def seed_catalog(store: Store, *, assets: Iterable[Asset] | None = None) -> int:
-    """Add the packaged snapshot's assets the store lacks; returns how many were added."""
-    async with store.unit_of_work() as uow:
-        present = {record.asset_id for record in await uow.assets.list_all()}
-        added = 0
-        for asset in assets if assets is not None else load_snapshot():
-            if asset.asset_id not in present:
+    """Add the packaged snapshot's assets the store lacks; returns how many were added. Safe
+    when several processes start at once: one that loses the race reads again and finds them."""
+    wanted = list(assets if assets is not None else load_snapshot())
+
+    async def attempt() -> int:
+        async with store.unit_of_work() as uow:
+            present = {record.asset_id for record in await uow.assets.list_all()}
+            missing = [asset for asset in wanted if asset.asset_id not in present]
+            for asset in missing:
                 uow.assets.add(to_record(asset))
-                added += 1
-        await uow.commit()
-    return added
+            await uow.commit()
+        return len(missing)
+
+    return await retry_on_conflict(attempt)
 
 
 async def load_catalog(store: Store, prices: PriceCache) -> Catalog:
