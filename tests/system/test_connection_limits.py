@@ -1,4 +1,5 @@
-"""Connection limits of a real `orderproc serve`, driven over raw sockets (docs/security.md,
+"""Connection limits of a real `orderproc serve` (the embedded platform, a service on its own, and
+the gateway in front of it), driven over raw sockets (docs/security.md,
 "Connection limits"): oversized request lines and header sections, slow heads, stalled bodies,
 oversized bodies, idle keep-alive connections, connections per address and a slowloris."""
 
@@ -26,19 +27,48 @@ PER_ADDRESS = 20
 MAX_BODY = 65536
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = ServerProcess(
-        Path(tmp_path_factory.mktemp("connection-limits")),
-        ORDERPROC_HEADER_TIMEOUT_SECONDS=str(HEADER_TIMEOUT),
-        ORDERPROC_BODY_IDLE_TIMEOUT_SECONDS=str(BODY_IDLE_TIMEOUT),
-        ORDERPROC_KEEP_ALIVE_TIMEOUT_SECONDS=str(KEEP_ALIVE),
-        ORDERPROC_MAX_CONNECTIONS_PER_ADDRESS=str(PER_ADDRESS),
-        ORDERPROC_MAX_BODY_BYTES=str(MAX_BODY),
-        ORDERPROC_PRICE_FEED="off",
+LIMITS = {
+    "ORDERPROC_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
+    "ORDERPROC_BODY_IDLE_TIMEOUT_SECONDS": str(BODY_IDLE_TIMEOUT),
+    "ORDERPROC_KEEP_ALIVE_TIMEOUT_SECONDS": str(KEEP_ALIVE),
+    "ORDERPROC_MAX_CONNECTIONS_PER_ADDRESS": str(PER_ADDRESS),
+    "ORDERPROC_MAX_BODY_BYTES": str(MAX_BODY),
+    "ORDERPROC_PRICE_FEED": "off",
+}
+
+
+@pytest.fixture(scope="module", params=["embedded", "users service", "gateway"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """Each attack against the embedded platform, a service on its own (users, which answers
+    the login the body tests post), and the gateway in front of that service."""
+    root = Path(tmp_path_factory.mktemp("connection-limits"))
+    kind = request.param
+    if kind == "embedded":
+        process = ServerProcess(root, **LIMITS).start()
+        yield process
+        process.stop()
+        return
+    data = {"ORDERPROC_DATABASE_URL": f"sqlite:///{root / 'shared.db'}"}
+    users = ServerProcess(root / "users", service="users", **LIMITS, **data).start()
+    if kind == "users service":
+        yield users
+        users.stop()
+        return
+    dead = "http://127.0.0.1:9"  # only the users service is needed here
+    upstreams = {"users": users.url, "inventory": dead, "orders": dead, "webui": dead}
+    gateway = ServerProcess(
+        root / "gateway",
+        service="gateway",
+        probe="/health",  # not ready without inventory and orders
+        ORDERPROC_GATEWAY_UPSTREAMS=json.dumps(upstreams),
+        **LIMITS,
+        **data,
     ).start()
-    yield process
-    process.stop()
+    yield gateway
+    gateway.stop()
+    users.stop()
 
 
 def _address(server: ServerProcess) -> tuple[str, int]:
