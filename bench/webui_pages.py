@@ -10,13 +10,20 @@ cookie, one page at a time, and prints the process CPU time per page (user + sys
 worst of the rounds. A page's cost includes its in-process calls to the API through the web UI's
 client (`webui/client.py`), which is what this measures; compare two versions of the code in
 one sitting, A, B, A.
+
+With `--compare`, the rounds of `/portfolio` alternate, in this one process and app, between the
+web UI's one long-lived client (`InProcessApi`) and a client and ASGI transport made for each
+call, as the web UI did before (re-created here), so both meet the same load; then it counts
+the Python function calls per page of each way under cProfile, a figure that load does not move.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import gc
+import pstats
 import re
 import sys
 import tempfile
@@ -25,11 +32,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx
 import orjson
 
 import orderproc
 from orderproc.gateway.app import create_app
 from orderproc.testing import test_settings
+from orderproc.webui import client as webui_client
 
 Headers = list[tuple[bytes, bytes]]
 PASSWORD = "correct horse battery staple"
@@ -76,6 +85,52 @@ async def call(
 
     await app(scope, receive, send)
     return status, answer_headers, b"".join(chunks)
+
+
+async def per_call_client(
+    self: webui_client.InProcessApi,
+    peer: tuple[str, int],
+    method: str,
+    url: str,
+    **options: Any,
+) -> httpx.Response:
+    """The web UI's way before one client per app: a client and a transport for each call."""
+    transport = httpx.ASGITransport(app=self._app, client=peer)
+    base_url = f"http://{webui_client.INTERNAL_HOST}"
+    async with httpx.AsyncClient(transport=transport, base_url=base_url, trust_env=False) as client:
+        return await client.request(method, url, **options)
+
+
+async def compare(app: Any, browser: Headers, requests: int, rounds: int) -> None:
+    ways = {"one client": webui_client.InProcessApi.request, "client per call": per_call_client}
+    figures: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(rounds):
+        for name, way in ways.items():
+            webui_client.InProcessApi.request = way  # type: ignore[method-assign]
+            gc.collect()
+            start = time.process_time()
+            for _ in range(requests):
+                status, _, page = await call(app, "GET", "/portfolio", browser)
+                if status != 200:
+                    raise SystemExit(f"/portfolio: {status} {page[:200]!r}")
+            figures[name].append((time.process_time() - start) / requests * 1e6)
+    calls: dict[str, float] = {}
+    for name, way in ways.items():
+        webui_client.InProcessApi.request = way  # type: ignore[method-assign]
+        profile = cProfile.Profile()
+        profile.enable()
+        for _ in range(100):
+            await call(app, "GET", "/portfolio", browser)
+        profile.disable()
+        calls[name] = pstats.Stats(profile).total_calls / 100  # type: ignore[attr-defined]
+    webui_client.InProcessApi.request = ways["one client"]  # type: ignore[method-assign]
+    print(f"/portfolio, {requests} pages a round, {rounds} rounds each; CPU µs per page")
+    for name, found in figures.items():
+        low, middle = min(found), sorted(found)[len(found) // 2]
+        shown = " ".join(f"{f:.0f}" for f in found)
+        print(f"{name:16} min {low:6.0f}  median {middle:6.0f}   ({shown})")
+    for name, count in calls.items():
+        print(f"{name:16} {count:,.0f} Python function calls per page (cProfile)")
 
 
 def session_cookie(headers: Headers) -> bytes:
@@ -129,6 +184,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--compare", action="store_true", help="one client against one per call")
     args = parser.parse_args()
     print(f"orderproc from {Path(orderproc.__file__).parent}; Python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -138,6 +194,9 @@ async def main() -> None:
         app = create_app(settings)
         async with app.router.lifespan_context(app):
             browser = await sign_in(app)
+            if args.compare:
+                await compare(app, browser, args.requests, args.rounds)
+                return
             print(f"{args.requests} pages a round, {args.rounds} rounds; CPU µs per page")
             for path in ("/portfolio", "/market"):
                 figures = []
