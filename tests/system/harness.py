@@ -88,12 +88,14 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self.stop()
                 raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
             match = _URL.search(self.log.read_text()[start_at:])
             if match and self._ready(match.group(1)):
                 self.url = match.group(1)
                 return self
             time.sleep(0.05)
+        self.stop()  # never left running behind a failed start
         raise TimeoutError(f"server did not start: {self.log.read_text()[-2000:]}")
 
     def _ready(self, url: str) -> bool:

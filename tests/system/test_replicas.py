@@ -10,7 +10,7 @@ import asyncio
 import json
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,14 @@ class Platform:
         api_url = f"http://127.0.0.1:{gateway_port}"
         self.webui = service("webui", probe="/health", ORDERPROC_API_URL=api_url)
         self.services = [*self.users, *self.orders, *self.inventory, self.webui]
+        self.gateways: list[ServerProcess] = []
+        try:
+            self._start(gateway_port, service)
+        except BaseException:
+            self.stop()  # nothing left running behind a failed start
+            raise
+
+    def _start(self, gateway_port: int, service: Callable[..., ServerProcess]) -> None:
         for process in self.services:
             process.launch()
         for process in self.services:
