@@ -277,6 +277,8 @@ class TestHeartbeat:
 async def test_the_stream_is_in_the_openapi_document(app: FastAPI) -> None:
     operation = app.openapi()["paths"][STREAM]["get"]
     assert set(operation["responses"]["200"]["content"]) == {"text/event-stream"}
+    event = operation["responses"]["200"]["content"]["text/event-stream"]["schema"]
+    assert event["required"] == ["event", "id", "data"]
     assert {p["name"] for p in operation["parameters"]} == {"assets", "ticket", "Last-Event-ID"}
 
 

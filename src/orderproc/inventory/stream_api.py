@@ -45,10 +45,27 @@ of the filter that moved. Each event's `data` is one line of JSON:
 reconnecting client sends back as `Last-Event-ID`. A comment line (`: keep-alive`) comes when
 ticks pause."""
 
+# One event of the stream (comments and the `retry` line aside), as event-stream parsers and
+# schema checkers read it: its name, its id, and its data, one line of JSON.
+EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["snapshot", "tick"]},
+        "id": {"type": "string", "description": "Send it back as Last-Event-ID to resume"},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "description": '{"as_of": time, "prices": [{"asset_id", "price_usd", "bid", "ask", '
+            '"as_of"}]}, prices as decimal strings',
+        },
+    },
+    "required": ["event", "id", "data"],
+}
+
 _STREAM_200: dict[int | str, dict[str, Any]] = {
     200: {
         "description": EVENTS_DOC,
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": {"text/event-stream": {"schema": EVENT_SCHEMA}},
     }
 }
 
