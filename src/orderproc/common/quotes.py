@@ -29,6 +29,7 @@ __all__ = [
     "bid_ask",
     "model_spread_bps",
     "spread_for",
+    "to_price_grid",
 ]
 
 # The model, in basis points of the mid (full width, bid to ask).
@@ -43,7 +44,8 @@ UNRANKED_SPREAD_BPS = Decimal(40)  # beyond 250, or no rank
 CATEGORY_FACTOR = {"meme": Decimal(2)}  # memecoins trade wider than their rank says
 MAX_SPREAD_BPS = Decimal(1000)  # the widest a sandbox admin may set: 10 %
 
-# The rounding of prices (inventory.pricefeed.round_price), directed here.
+# The grid of prices: 12 significant digits, at most 18 places (`to_price_grid`; the feeds'
+# `round_price` rounds to it half-even, quotes directed).
 SIGNIFICANT_DIGITS = 12
 MAX_PLACES = 18
 
@@ -75,9 +77,9 @@ def bid_ask(mid: Decimal, spread_bps: Decimal) -> tuple[Decimal, Decimal]:
     # whole units), the exact product is rounded to the prices' grid instead.
     bid, ask = _DOWN.multiply(mid, below), _UP.multiply(mid, above)
     if not _PLAIN_FROM <= bid.adjusted() < SIGNIFICANT_DIGITS:
-        bid = _to_grid(EXACT.multiply(mid, below), ROUND_FLOOR)
+        bid = to_price_grid(EXACT.multiply(mid, below), ROUND_FLOOR)
     if not _PLAIN_FROM <= ask.adjusted() < SIGNIFICANT_DIGITS:
-        ask = _to_grid(EXACT.multiply(mid, above), ROUND_CEILING)
+        ask = to_price_grid(EXACT.multiply(mid, above), ROUND_CEILING)
     return (bid if bid > 0 else PRICE_STEP), ask
 
 
@@ -92,7 +94,8 @@ _UP = Context(prec=SIGNIFICANT_DIGITS, rounding=ROUND_CEILING)
 _PLAIN_FROM = SIGNIFICANT_DIGITS - 1 - MAX_PLACES  # the smallest exponent 12 digits fit in
 
 
-def _to_grid(value: Decimal, rounding: str) -> Decimal:
-    """`value` to 12 significant digits, at most 18 places and at least whole units."""
+def to_price_grid(value: Decimal, rounding: str) -> Decimal:
+    """`value` to 12 significant digits, at most 18 places and at least whole units, rounded
+    by `rounding`."""
     places = min(MAX_PLACES, max(0, SIGNIFICANT_DIGITS - 1 - value.adjusted()))
     return value.quantize(Decimal(1).scaleb(-places), rounding=rounding, context=EXACT)

@@ -13,7 +13,7 @@ import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from email.utils import parsedate_to_datetime
 from typing import Literal, Protocol, runtime_checkable
 from urllib.parse import quote as url_quote
@@ -21,11 +21,10 @@ from urllib.parse import quote as url_quote
 import httpx
 
 from orderproc.common.money import EXACT, PRICE_STEP
+from orderproc.common.quotes import to_price_grid
 from orderproc.inventory.domain import Asset
 
 SECONDS_PER_YEAR = 365.25 * 24 * 3600
-SIGNIFICANT_DIGITS = 12
-MAX_PRICE_PLACES = 18
 
 # Annualized volatility by category: rough orders of magnitude, not a market model.
 VOLATILITY = {
@@ -78,8 +77,7 @@ def round_price(value: Decimal) -> Decimal:
     """12 significant digits, never more than 18 decimal places, never zero or negative."""
     if value <= 0:
         return PRICE_STEP
-    places = min(MAX_PRICE_PLACES, max(0, SIGNIFICANT_DIGITS - 1 - value.adjusted()))
-    rounded = value.quantize(Decimal(1).scaleb(-places), context=EXACT)
+    rounded = to_price_grid(value, ROUND_HALF_EVEN)
     return rounded if rounded > 0 else PRICE_STEP
 
 
