@@ -337,6 +337,7 @@ class _Checkpointer:
         self._path = path
         self._every = every
         self._restart_frames = restart_frames
+        self.passes = 0  # checkpoints done
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
         self._thread.start()
@@ -358,6 +359,7 @@ class _Checkpointer:
                     if failing:
                         log.warning("WAL checkpoint works again")
                     failing = False
+                    self.passes += 1
         finally:
             conn.close()
 
