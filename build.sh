@@ -47,7 +47,9 @@ case "$service" in
   ui|webui) exec pytest -q tests/ui ;;
   *) exec pytest -q -k "$service" --ignore=tests/ui tests ;;
 esac
-pytest -q --ignore=tests/ui tests || status=$?
+# On every core: each test file runs whole in one worker (--dist loadfile), so a module's servers
+# start once; every server a test starts picks a free port, so workers never collide.
+pytest -q -n auto --dist loadfile --ignore=tests/ui tests || status=$?
 echo "==> pytest (browser)"
 pytest -q tests/ui || status=$?
 exit $status

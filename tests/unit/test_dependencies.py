@@ -21,6 +21,7 @@ RUNTIME_INDIRECT = {"email-validator", "python-multipart", "jinja2"}
 DEV_INDIRECT = {
     "pytest-asyncio",
     "pytest-timeout",
+    "pytest-xdist",
     "pytest-playwright",
     "openapi-python-client",
     "ruff",
