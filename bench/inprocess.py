@@ -34,6 +34,20 @@ Scope = dict[str, Any]
 
 
 async def call(app: Any, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes):
+    status, _, answer = await exchange(app, method, path, headers, body)
+    return status, answer
+
+
+async def exchange(
+    app: Any,
+    method: str,
+    path: str,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes = b"",
+    *,
+    client: tuple[str, int] = ("127.0.0.1", 50000),
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """One request straight into the ASGI app: (status, headers, body)."""
     scope: Scope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -45,12 +59,13 @@ async def call(app: Any, method: str, path: str, headers: list[tuple[bytes, byte
         "query_string": b"",
         "root_path": "",
         "headers": [(b"host", b"bench"), *headers],
-        "client": ("127.0.0.1", 50000),
+        "client": client,
         "server": ("127.0.0.1", 8080),
         "state": {},
     }
     sent = False
     status = 0
+    answer_headers: list[tuple[bytes, bytes]] = []
     chunks: list[bytes] = []
 
     async def receive() -> dict[str, Any]:
@@ -61,14 +76,15 @@ async def call(app: Any, method: str, path: str, headers: list[tuple[bytes, byte
         return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message: dict[str, Any]) -> None:
-        nonlocal status
+        nonlocal status, answer_headers
         if message["type"] == "http.response.start":
             status = message["status"]
+            answer_headers = list(message.get("headers", []))
         elif message["type"] == "http.response.body":
             chunks.append(message.get("body", b""))
 
     await app(scope, receive, send)
-    return status, b"".join(chunks)
+    return status, answer_headers, b"".join(chunks)
 
 
 async def main() -> None:

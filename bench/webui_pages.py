@@ -34,6 +34,7 @@ from urllib.parse import urlencode
 
 import httpx
 import orjson
+from inprocess import exchange
 
 import orderproc
 from orderproc.gateway.app import create_app
@@ -48,43 +49,8 @@ HIDDEN = re.compile(rb'<input type="hidden" name="(\w+)" value="([^"]*)">')
 async def call(
     app: Any, method: str, path: str, headers: Headers, body: bytes = b""
 ) -> tuple[int, Headers, bytes]:
-    scope: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"bench"), *headers],
-        "client": ("198.51.100.7", 50000),
-        "server": ("127.0.0.1", 8080),
-        "state": {},
-    }
-    sent = False
-    status = 0
-    answer_headers: Headers = []
-    chunks: list[bytes] = []
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if sent:
-            await asyncio.sleep(3600)
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status, answer_headers
-        if message["type"] == "http.response.start":
-            status = message["status"]
-            answer_headers = list(message.get("headers", []))
-        elif message["type"] == "http.response.body":
-            chunks.append(message.get("body", b""))
-
-    await app(scope, receive, send)
-    return status, answer_headers, b"".join(chunks)
+    """One request from the browser's address straight into the app (`inprocess.exchange`)."""
+    return await exchange(app, method, path, headers, body, client=("198.51.100.7", 50000))
 
 
 async def per_call_client(

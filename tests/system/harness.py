@@ -140,16 +140,23 @@ def register_and_login(client: httpx.Client, username: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {login.json()['access_token']}"}
 
 
-def ledger(client: httpx.Client, auth: dict[str, str]) -> list[dict[str, Any]]:
-    """Every cash ledger entry of the user, following the cursor."""
-    entries: list[dict[str, Any]] = []
-    params: dict[str, Any] = {"limit": 250}
+def every_page(
+    client: httpx.Client, path: str, auth: dict[str, str], *, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Every item of a list (the envelope's `data`), following the cursor."""
+    items: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"limit": limit}
     while True:
-        page = client.get("/api/v1/balance/transactions", headers=auth, params=params).json()
-        entries.extend(page["transactions"])
+        page = client.get(path, headers=auth, params=params).json()
+        items.extend(page["data"])
         if not page["has_more"]:
-            return entries
+            return items
         params["cursor"] = page["next_cursor"]
+
+
+def ledger(client: httpx.Client, auth: dict[str, str]) -> list[dict[str, Any]]:
+    """Every cash ledger entry of the user."""
+    return every_page(client, "/api/v1/balance/transactions", auth, limit=250)
 
 
 # --- retrying a money POST the way a real client does ------------------------------------------

@@ -27,6 +27,7 @@ from tests.system.harness import (
     PASSWORD,
     ServerProcess,
     deposit,
+    every_page,
     ledger,
     register_and_login,
 )
@@ -122,17 +123,6 @@ def platform(
     started.stop()
 
 
-def orders_of(client: httpx.Client, auth: dict[str, str]) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    params: dict[str, Any] = {"limit": 100}
-    while True:
-        page = client.get("/api/v1/orders", headers=auth, params=params).json()
-        found.extend(page["data"])
-        if not page["has_more"]:
-            return found
-        params["cursor"] = page["next_cursor"]
-
-
 def test_the_gateway_spreads_requests_and_its_ready_lists_each_replica(platform: Platform) -> None:
     with httpx.Client(base_url=platform.gateway.url) as client:
         ready = client.get("/ready").json()
@@ -220,7 +210,7 @@ def test_an_orders_replica_killed_mid_burst_loses_and_doubles_nothing(platform: 
             assert a.json()["data"]["order_id"] == first["order_id"]
 
     with httpx.Client(base_url=gateway) as client:
-        placed = [o for auth in users for o in orders_of(client, auth)]
+        placed = [o for auth in users for o in every_page(client, "/api/v1/orders", auth)]
         by_client_id = [o["client_order_id"] for o in placed]
         assert sorted(by_client_id) == sorted(r[2]["client_order_id"] for r in requests)
         for auth in users:
