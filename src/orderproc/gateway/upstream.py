@@ -371,6 +371,8 @@ class Replicas:
         return cls([u.strip() for u in urls.split(",") if u.strip()], timeouts=timeouts)
 
     async def acquire(self, *, fresh: bool = False) -> UpstreamConnection:
+        if len(self.members) == 1:  # one replica: nothing to choose, on every request
+            return await self.members[0].acquire(fresh=fresh)
         count = len(self.members)
         start = self._next
         self._next = (start + 1) % count
