@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 import redis.asyncio as aioredis
@@ -15,6 +15,7 @@ from orderproc.common.breaker import CircuitBreaker
 from orderproc.common.locking import InProcessLocker, Locker
 from orderproc.common.metrics import LockWaits
 from orderproc.common.redis_locking import KEY_PREFIX, RedisLocker
+from orderproc.common.resp import LeanRedis
 from orderproc.errors import LockTimeout
 from tests.support.fixtures import redis_client
 from tests.support.redis_server import RedisServer
@@ -24,12 +25,31 @@ LOCKERS = ["in-process", "redis"]
 OUTAGE_MESSAGE = "Redis lock unavailable"
 
 
+Lean = Callable[..., LeanRedis]
+
+
+@pytest.fixture
+async def lean(redis_server: RedisServer, redis: aioredis.Redis) -> AsyncIterator[Lean]:
+    """Makes the lean clients a `RedisLocker` talks through (to the session's server, its
+    database emptied first, unless told another), each its own connection as another
+    process's would be; closed after."""
+    made: list[LeanRedis] = []
+
+    def make(server: RedisServer = redis_server) -> LeanRedis:
+        client = LeanRedis.from_url(server.url, timeout=1.0)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.aclose()
+
+
 @pytest.fixture(params=LOCKERS)
-def locker(request: pytest.FixtureRequest) -> Locker:
+def locker(request: pytest.FixtureRequest, lean: Lean) -> Locker:
     if request.param == "in-process":
         return InProcessLocker()
-    client: aioredis.Redis = request.getfixturevalue("redis")
-    return RedisLocker(client)
+    return RedisLocker(lean())
 
 
 async def hold_until(locker: Locker, key: str, held: asyncio.Event, leave: asyncio.Event) -> None:
@@ -162,25 +182,16 @@ class TestRelease:
 # --- Redis only -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def other_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    """A second connection pool to the same server: what another process would have."""
-    client = redis_client(redis_server)
-    yield client
-    await client.aclose()
-
-
 class TestWaitsRecorded:
     """What `orderproc_lock_wait_seconds` and `orderproc_lock_timeouts_total` are made of: one
     wait per hold, contended or not, and a timeout counted as a wait too."""
 
     @pytest.fixture(params=LOCKERS)
-    def recorded(self, request: pytest.FixtureRequest) -> tuple[Locker, LockWaits]:
+    def recorded(self, request: pytest.FixtureRequest, lean: Lean) -> tuple[Locker, LockWaits]:
         waits = LockWaits()
         if request.param == "in-process":
             return InProcessLocker(waits=waits), waits
-        client: aioredis.Redis = request.getfixturevalue("redis")
-        return RedisLocker(client, waits=waits), waits
+        return RedisLocker(lean(), waits=waits), waits
 
     async def test_one_wait_per_hold(self, recorded: tuple[Locker, LockWaits]) -> None:
         locker, waits = recorded
@@ -205,13 +216,11 @@ class TestWaitsRecorded:
         assert (waits.count, waits.timeouts) == (2, 1)
         assert waits.seconds >= 0.04
 
-    async def test_a_timeout_waiting_on_another_process(
-        self, redis: aioredis.Redis, other_client: aioredis.Redis
-    ) -> None:
+    async def test_a_timeout_waiting_on_another_process(self, lean: Lean) -> None:
         waits = LockWaits()
-        async with Holder(RedisLocker(redis), "alice"):
+        async with Holder(RedisLocker(lean()), "alice"):
             with pytest.raises(LockTimeout):
-                await self._hold_once(RedisLocker(other_client, waits=waits), "alice", 0.05)
+                await self._hold_once(RedisLocker(lean(), waits=waits), "alice", 0.05)
         assert (waits.count, waits.timeouts) == (1, 1)
 
     @staticmethod
@@ -221,10 +230,8 @@ class TestWaitsRecorded:
 
 
 class TestRedisLockAcrossProcesses:
-    async def test_two_lockers_with_their_own_clients_exclude_each_other(
-        self, redis: aioredis.Redis, other_client: aioredis.Redis
-    ) -> None:
-        first, second = RedisLocker(redis), RedisLocker(other_client)
+    async def test_two_lockers_with_their_own_clients_exclude_each_other(self, lean: Lean) -> None:
+        first, second = RedisLocker(lean()), RedisLocker(lean())
         async with Holder(first, "alice"):
             with pytest.raises(LockTimeout):
                 async with second.hold("alice", timeout=0.2):
@@ -232,16 +239,14 @@ class TestRedisLockAcrossProcesses:
         async with second.hold("alice", timeout=1):
             pass
 
-    async def test_two_lockers_never_lose_an_update_between_them(
-        self, redis: aioredis.Redis, other_client: aioredis.Redis
-    ) -> None:
-        lockers: list[Locker] = [RedisLocker(redis), RedisLocker(other_client)]
+    async def test_two_lockers_never_lose_an_update_between_them(self, lean: Lean) -> None:
+        lockers: list[Locker] = [RedisLocker(lean()), RedisLocker(lean())]
         assert await increment_concurrently(lockers, 40) == 40
 
     async def test_the_lock_is_a_prefixed_key_with_a_lease_gone_after_release(
-        self, redis: aioredis.Redis
+        self, redis: aioredis.Redis, lean: Lean
     ) -> None:
-        locker = RedisLocker(redis, lease_ms=5_000)
+        locker = RedisLocker(lean(), lease_ms=5_000)
         async with locker.hold("account:u1", timeout=1):
             assert await redis.get(f"{KEY_PREFIX}account:u1") is not None
             assert 0 < await redis.pttl(f"{KEY_PREFIX}account:u1") <= 5_000
@@ -250,13 +255,13 @@ class TestRedisLockAcrossProcesses:
     async def test_a_late_release_never_deletes_the_next_holders_lock(
         self,
         redis: aioredis.Redis,
-        other_client: aioredis.Redis,
+        lean: Lean,
         caplog: pytest.LogCaptureFixture,
     ) -> None:
         caplog.set_level(logging.WARNING, logger="orderproc.locking")
         key = f"{KEY_PREFIX}alice"
-        slow = RedisLocker(redis, lease_ms=50)
-        other = RedisLocker(other_client)
+        slow = RedisLocker(lean(), lease_ms=50)
+        other = RedisLocker(lean())
         successor: Holder | None = None
         try:
             async with slow.hold("alice", timeout=1):
@@ -292,18 +297,9 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-async def private_client(
-    private_redis_server: RedisServer,
-) -> AsyncIterator[aioredis.Redis]:
-    client = redis_client(private_redis_server)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-def outage_locker(private_client: aioredis.Redis, clock: ManualClock) -> RedisLocker:
+def outage_locker(private_redis_server: RedisServer, lean: Lean, clock: ManualClock) -> RedisLocker:
     breaker = CircuitBreaker(failure_threshold=3, cool_down=30, clock=clock)
-    return RedisLocker(private_client, op_timeout=0.2, breaker=breaker)
+    return RedisLocker(lean(private_redis_server), op_timeout=0.2, breaker=breaker)
 
 
 def outage_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -358,6 +354,7 @@ class TestRedisOutage:
         self,
         private_redis_server: RedisServer,
         outage_locker: RedisLocker,
+        lean: Lean,
         clock: ManualClock,
         locking_logs: pytest.LogCaptureFixture,
     ) -> None:
@@ -383,16 +380,12 @@ class TestRedisOutage:
         assert any("available again" in r.getMessage() for r in locking_logs.records)
         assert await self._lock_value(private_redis_server, "alice") is None
 
-        other_client = redis_client(private_redis_server)
-        try:
-            async with Holder(RedisLocker(other_client), "alice"):
-                with pytest.raises(LockTimeout):
-                    async with outage_locker.hold("alice", timeout=0.2):
-                        pytest.fail("entered a lock another process holds")
-            async with outage_locker.hold("alice", timeout=1):
-                pass
-        finally:
-            await other_client.aclose()
+        async with Holder(RedisLocker(lean(private_redis_server)), "alice"):
+            with pytest.raises(LockTimeout):
+                async with outage_locker.hold("alice", timeout=0.2):
+                    pytest.fail("entered a lock another process holds")
+        async with outage_locker.hold("alice", timeout=1):
+            pass
 
     async def test_a_set_that_timed_out_but_landed_is_taken_back(
         self, private_redis_server: RedisServer, outage_locker: RedisLocker

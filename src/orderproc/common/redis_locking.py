@@ -32,15 +32,12 @@ import random
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable
-from typing import Any, cast
-
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from typing import Any
 
 from orderproc.common.breaker import CircuitBreaker
 from orderproc.common.locking import InProcessLocker
 from orderproc.common.metrics import LockWaits
+from orderproc.common.resp import LeanRedis, LuaScript, RespError
 from orderproc.errors import LockTimeout
 
 log = logging.getLogger("orderproc.locking")
@@ -48,21 +45,23 @@ log = logging.getLogger("orderproc.locking")
 KEY_PREFIX = "orderproc:lock:"
 
 # Delete the key only while it still holds our token.
-RELEASE_SCRIPT = """
+RELEASE_SCRIPT = LuaScript(
+    """
 if redis.call("GET", KEYS[1]) == ARGV[1] then
     return redis.call("DEL", KEYS[1])
 end
 return 0
 """
+)
 
 # Sleeps between SET NX attempts while another process holds the lock: from 2 ms doubling to
 # 50 ms, each scaled by a random factor in [0.5, 1.5) so waiters in different processes spread out.
 _FIRST_RETRY = 0.002
 _MAX_RETRY = 0.05
 
-# What a Redis call may raise when Redis is slow, down or unhappy (TimeoutError covers our
-# asyncio.wait_for and the socket's; OSError covers refused and reset connections).
-_REDIS_FAILURES = (RedisError, OSError, TimeoutError)
+# What a Redis call may raise when Redis is slow, down or unhappy (an error reply, a timeout,
+# a refused, reset or lost connection).
+_REDIS_FAILURES = (RespError, OSError, TimeoutError)
 
 
 class RedisLocker:
@@ -70,7 +69,7 @@ class RedisLocker:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: LeanRedis,
         *,
         lease_ms: int = 10_000,
         op_timeout: float = 0.25,
@@ -88,7 +87,6 @@ class RedisLocker:
         self.breaker = breaker or CircuitBreaker()
         self._local = local or InProcessLocker()
         self._waits = waits
-        self._release_script = client.register_script(RELEASE_SCRIPT)
         self._cleanups: set[asyncio.Task[None]] = set()
 
     async def close(self) -> None:
@@ -99,7 +97,7 @@ class RedisLocker:
 
     async def ping(self) -> None:
         """Raise if Redis does not answer in time (for readiness checks)."""
-        await asyncio.wait_for(self._client.ping(), self.op_timeout)
+        await self._call(self._client.execute(b"PING"))
 
     @contextlib.asynccontextmanager
     async def hold(self, key: str, *, timeout: float) -> AsyncIterator[None]:
@@ -135,11 +133,11 @@ class RedisLocker:
                 return None
             try:
                 taken = await self._call(
-                    self._client.set(redis_key, token, nx=True, px=self.lease_ms)
+                    self._client.execute(b"SET", redis_key, token, b"NX", b"PX", self.lease_ms)
                 )
             except _REDIS_FAILURES as exc:
                 self._failed("SET", exc)
-                if isinstance(exc, TimeoutError | RedisTimeoutError):
+                if isinstance(exc, TimeoutError):
                     self._clean_up_in_background(redis_key, token)
                 return None
             self._succeeded()
@@ -155,7 +153,7 @@ class RedisLocker:
         if not self.breaker.allow():
             return  # Redis is down: the lease will expire by itself.
         try:
-            deleted = await self._call(self._release_script(keys=[redis_key], args=[token]))
+            deleted = await self._call(self._client.evalsha(RELEASE_SCRIPT, [redis_key], [token]))
         except _REDIS_FAILURES as exc:
             self._failed("release", exc)
             return
@@ -176,10 +174,11 @@ class RedisLocker:
     async def _delete_if_ours(self, redis_key: str, token: str) -> None:
         # Not counted against the breaker; if this fails too, the lease expires anyway.
         with contextlib.suppress(*_REDIS_FAILURES):
-            await self._call(self._release_script(keys=[redis_key], args=[token]))
+            await self._call(self._client.evalsha(RELEASE_SCRIPT, [redis_key], [token]))
 
-    async def _call(self, awaitable: Awaitable[Any] | Any) -> Any:
-        return await asyncio.wait_for(cast(Awaitable[Any], awaitable), self.op_timeout)
+    async def _call(self, awaitable: Awaitable[Any]) -> Any:
+        async with asyncio.timeout(self.op_timeout):
+            return await awaitable
 
     def _failed(self, operation: str, exc: BaseException) -> None:
         opened = self.breaker.record_failure()

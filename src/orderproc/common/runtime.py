@@ -13,14 +13,13 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from orderproc.common.clock import Clock, SystemClock
 from orderproc.common.locking import InProcessLocker, Locker
 from orderproc.common.metrics import Metrics
 from orderproc.common.paging import CursorCodec
 from orderproc.common.redis_locking import RedisLocker
 from orderproc.common.redis_shared import revocations_for
+from orderproc.common.resp import LeanRedis
 from orderproc.common.security.revocation import RevocationChecker
 from orderproc.common.security.tokens import TokenService
 from orderproc.common.settings import Settings
@@ -118,12 +117,17 @@ async def open_core(settings: Settings, *, clock: Clock | None = None, service: 
     )
 
 
+LOCK_OP_TIMEOUT = 0.25  # each Redis call of the per-user lock, connecting included
+
+
 def _locker(settings: Settings, metrics: Metrics) -> Locker:
     """In-process alone when embedded; with Redis configured, a Redis lock behind a
     per-process one, so every process of the platform shares each user's lock."""
     if not settings.redis_url:
         return InProcessLocker(waits=metrics.lock_waits)
-    client = aioredis.from_url(settings.redis_url, socket_timeout=0.25, socket_connect_timeout=0.25)
-    locker = RedisLocker(client, local=InProcessLocker(), waits=metrics.lock_waits)
+    client = LeanRedis.from_url(settings.redis_url, timeout=LOCK_OP_TIMEOUT)
+    locker = RedisLocker(
+        client, op_timeout=LOCK_OP_TIMEOUT, local=InProcessLocker(), waits=metrics.lock_waits
+    )
     metrics.watch_breaker("redis_lock", locker.breaker)
     return locker
