@@ -37,22 +37,27 @@ LIMITS = {
 }
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The embedded platform: how the server behaves (keep-alive, pipelining, slow bodies)."""
+    process = ServerProcess(Path(tmp_path_factory.mktemp("connection-limits")), **LIMITS).start()
+    yield process
+    process.stop()
+
+
 @pytest.fixture(scope="module", params=["embedded", "users service", "gateway"])
-def server(
+def target(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
-    """Each attack against the embedded platform, a service on its own (users, which answers
-    the login the body tests post), and the gateway in front of that service."""
-    root = Path(tmp_path_factory.mktemp("connection-limits"))
-    kind = request.param
-    if kind == "embedded":
-        process = ServerProcess(root, **LIMITS).start()
-        yield process
-        process.stop()
+    """What the attacks run against: the embedded platform, a service on its own (users,
+    which answers the login the body attacks post), and the gateway in front of it."""
+    if request.param == "embedded":
+        yield request.getfixturevalue("server")
         return
+    root = Path(tmp_path_factory.mktemp("connection-limits"))
     data = {"ORDERPROC_DATABASE_URL": f"sqlite:///{root / 'shared.db'}"}
     users = ServerProcess(root / "users", service="users", **LIMITS, **data).start()
-    if kind == "users service":
+    if request.param == "users service":
         yield users
         users.stop()
         return
@@ -148,42 +153,42 @@ def test_a_normal_request_on_a_raw_socket(server: ServerProcess) -> None:
         assert headers.get("connection") != "close"
 
 
-def test_a_request_target_over_8_kib_is_414(server: ServerProcess) -> None:
-    with connect(server) as sock:
+def test_a_request_target_over_8_kib_is_414(target: ServerProcess) -> None:
+    with connect(target) as sock:
         sock.sendall(get("/health?" + "a" * 9 * 1024))
         assert_problem(read_answer(sock), 414, "URI_TOO_LONG")
         assert closed_by_server(sock)
 
 
-def test_a_header_section_over_16_kib_is_431(server: ServerProcess) -> None:
-    with connect(server) as sock:
+def test_a_header_section_over_16_kib_is_431(target: ServerProcess) -> None:
+    with connect(target) as sock:
         sock.sendall(get(extra=b"X-Big: " + b"b" * 17 * 1024 + b"\r\n"))
         assert_problem(read_answer(sock), 431, "HEADERS_TOO_LARGE")
         assert closed_by_server(sock)
 
 
-def test_many_small_headers_over_16_kib_are_431(server: ServerProcess) -> None:
+def test_many_small_headers_over_16_kib_are_431(target: ServerProcess) -> None:
     fields = b"".join(b"X-F%d: %s\r\n" % (i, b"v" * 200) for i in range(90))  # ~18 KiB
-    with connect(server) as sock:
+    with connect(target) as sock:
         sock.sendall(get(extra=fields))
         assert_problem(read_answer(sock), 431, "HEADERS_TOO_LARGE")
 
 
-def test_101_header_fields_are_431(server: ServerProcess) -> None:
+def test_101_header_fields_are_431(target: ServerProcess) -> None:
     fields = b"".join(b"X-F%d: 1\r\n" % i for i in range(100))  # and Host: 101 fields
-    with connect(server) as sock:
+    with connect(target) as sock:
         sock.sendall(get(extra=fields))
         assert_problem(read_answer(sock), 431, "HEADERS_TOO_LARGE")
-    with connect(server) as sock:  # 100 fields pass
+    with connect(target) as sock:  # 100 fields pass
         sock.sendall(get(extra=fields[: fields.index(b"X-F99")]))
         assert read_answer(sock)[0] == 200
 
 
 def test_a_huge_header_is_refused_after_the_first_reads_not_read_whole(
-    server: ServerProcess,
+    target: ServerProcess,
 ) -> None:
     """The 40 MB header of the security report: refused long before it has been sent."""
-    with connect(server) as sock:
+    with connect(target) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 256 * 1024)
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\nX-Huge: ")
         sent = 0
@@ -191,16 +196,16 @@ def test_a_huge_header_is_refused_after_the_first_reads_not_read_whole(
         with suppress(BrokenPipeError, ConnectionResetError):
             while sent < 40 * 1024 * 1024:
                 sent += sock.send(b"h" * 65536)
-        # What was sent sits in kernel buffers, plus at most 1 MiB the server drops.
-        assert sent < 16 * 1024 * 1024, "the server kept reading the header"
+        # What was sent sits in kernel buffers, plus at most 1 MiB the target drops.
+        assert sent < 16 * 1024 * 1024, "the target kept reading the header"
         assert time.monotonic() - started < 2
         with suppress(ConnectionError):  # the answer may be lost to a reset
             status, _, _ = read_answer(sock)
             assert status == 431
 
 
-def test_a_head_trickled_slower_than_the_timeout_is_408(server: ServerProcess) -> None:
-    with connect(server, timeout=0.25) as sock:
+def test_a_head_trickled_slower_than_the_timeout_is_408(target: ServerProcess) -> None:
+    with connect(target, timeout=0.25) as sock:
         started = time.monotonic()
         sock.sendall(b"GET /health HTTP/1.1\r\n")
         answer = b""
@@ -219,15 +224,15 @@ def test_a_head_trickled_slower_than_the_timeout_is_408(server: ServerProcess) -
         assert b'"code":"REQUEST_TIMEOUT"' in answer
 
 
-def test_a_connection_that_sends_nothing_is_closed(server: ServerProcess) -> None:
-    with connect(server) as sock:
+def test_a_connection_that_sends_nothing_is_closed(target: ServerProcess) -> None:
+    with connect(target) as sock:
         started = time.monotonic()
         assert sock.recv(100) == b""
         assert HEADER_TIMEOUT * 0.9 < time.monotonic() - started < HEADER_TIMEOUT + 2
 
 
-def test_a_body_stalled_past_the_idle_timeout_is_408(server: ServerProcess) -> None:
-    with connect(server) as sock:
+def test_a_body_stalled_past_the_idle_timeout_is_408(target: ServerProcess) -> None:
+    with connect(target) as sock:
         sock.sendall(
             b"POST /api/v1/auth/login HTTP/1.1\r\nHost: test\r\n"
             b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n" + b'{"username": '
@@ -251,8 +256,8 @@ def test_a_slow_body_that_keeps_coming_is_not_cut(server: ServerProcess) -> None
         assert read_answer(sock)[0] == 401
 
 
-def test_a_content_length_over_the_limit_is_413_at_once(server: ServerProcess) -> None:
-    with connect(server) as sock:
+def test_a_content_length_over_the_limit_is_413_at_once(target: ServerProcess) -> None:
+    with connect(target) as sock:
         started = time.monotonic()
         sock.sendall(
             b"POST /api/v1/auth/login HTTP/1.1\r\nHost: test\r\n"
@@ -280,12 +285,12 @@ def test_an_idle_keep_alive_connection_is_closed(server: ServerProcess) -> None:
         assert KEEP_ALIVE * 0.9 < time.monotonic() - started < KEEP_ALIVE + 2
 
 
-def test_connections_per_address_are_capped(server: ServerProcess) -> None:
+def test_connections_per_address_are_capped(target: ServerProcess) -> None:
     source = "127.0.0.50"
     with ExitStack() as stack:
-        held = [stack.enter_context(connect(server, source)) for _ in range(PER_ADDRESS)]
-        time.sleep(0.2)  # the server has accepted them all
-        with connect(server, source) as extra:
+        held = [stack.enter_context(connect(target, source)) for _ in range(PER_ADDRESS)]
+        time.sleep(0.2)  # the target has accepted them all
+        with connect(target, source) as extra:
             extra.sendall(get())
             with suppress(ConnectionError):  # closed before the answer was read: refused too
                 assert_problem(read_answer(extra), 429, "TOO_MANY_CONNECTIONS")
@@ -293,26 +298,26 @@ def test_connections_per_address_are_capped(server: ServerProcess) -> None:
         # The held connections still work, and so does another address.
         held[0].sendall(get())
         assert read_answer(held[0])[0] == 200
-        with connect(server, "127.0.0.51") as other:
+        with connect(target, "127.0.0.51") as other:
             other.sendall(get())
             assert read_answer(other)[0] == 200
-    time.sleep(0.2)  # the server has seen them close: the address may connect again
-    with connect(server, source) as again:
+    time.sleep(0.2)  # the target has seen them close: the address may connect again
+    with connect(target, source) as again:
         again.sendall(get())
         assert read_answer(again)[0] == 200
 
 
 def test_a_slowloris_of_300_connections_does_not_stall_a_normal_client(
-    server: ServerProcess,
+    target: ServerProcess,
 ) -> None:
     with ExitStack() as stack:
         attackers = []
         for i in range(300):  # 15 per address, under the cap of 20
-            sock = stack.enter_context(connect(server, f"127.0.1.{i // 15 + 1}"))
+            sock = stack.enter_context(connect(target, f"127.0.1.{i // 15 + 1}"))
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\nX-Slow: ")
             attackers.append(sock)
         started = time.monotonic()
-        with connect(server) as client:
+        with connect(target) as client:
             client.sendall(get())
             assert read_answer(client)[0] == 200
         assert time.monotonic() - started < 0.5
