@@ -187,7 +187,7 @@ async def test_ticks_reach_a_follower_over_the_channel(
         assert follower.received >= 3
     finally:
         await follower.stop()
-        await publisher.aclose()
+        await publisher.stop()
 
 
 async def test_a_follower_ignores_its_own_ticks_and_unreadable_messages(

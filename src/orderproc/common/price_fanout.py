@@ -181,7 +181,7 @@ class PricePublisher:
             channel = channel_of(self.redis.client)
             await self.redis.call(self.redis.client.execute, b"PUBLISH", channel, data)
 
-    async def aclose(self) -> None:
+    async def stop(self) -> None:
         for task in list(self._pending):
             task.cancel()
         await asyncio.gather(*self._pending, return_exceptions=True)
@@ -210,6 +210,8 @@ class PriceFollower:
         self.redis, self.ignore = redis, ignore
         self.on_asset: Callable[[str], None] | None = None
         """Told of each asset another process's admin added or changed."""
+        self.wanted: Callable[[], bool] = lambda: True
+        """Whether this process needs others' prices now (not while it leads the feed)."""
         self.received = 0
         """Tick messages applied from the channel."""
         self.store_reads = 0
@@ -228,7 +230,7 @@ class PriceFollower:
         self.apply([Quote.from_record(r) for r in records], True)
 
     async def _maybe_read(self) -> None:
-        if not self.channel_live:
+        if not self.channel_live and self.wanted():
             await self.read_store()
 
     async def _listen_forever(self) -> None:

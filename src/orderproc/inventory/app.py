@@ -81,7 +81,7 @@ class InventoryParts:
         await self.ticker.stop()
         for part in (self.follower, self.lease, self.publisher):
             if part is not None:
-                await (part.stop() if not isinstance(part, PricePublisher) else part.aclose())
+                await part.stop()
         if isinstance(self.feed, CoinGeckoFeed):
             await self.feed.aclose()
 
@@ -195,6 +195,8 @@ async def build_inventory(core: Core) -> InventoryParts:
             ignore=holder,
         )
         parts.follower.on_asset = parts.reload_soon
+        lease = parts.lease
+        parts.follower.wanted = lambda: not lease.leader  # the leader prices; it reads nothing
     return parts
 
 

@@ -28,9 +28,9 @@ from orderproc.inventory.service import (
     AdminActor,
     Catalog,
     PriceTicker,
-    _audit,
-    _jsonable,
+    audit_admin_change,
     from_record,
+    jsonable,
     to_record,
 )
 
@@ -85,7 +85,9 @@ async def _freeze(frozen: bool, *, deps: SandboxDeps, actor: AdminActor) -> Feed
                     )
                     changed += 1
             event = "admin_sandbox_pause" if frozen else "admin_sandbox_resume"
-            _audit(uow, event, actor, {"was_paused": was_paused, "assets_changed": changed})
+            audit_admin_change(
+                uow, event, actor, {"was_paused": was_paused, "assets_changed": changed}
+            )
             await uow.commit()
             return changed
 
@@ -172,10 +174,10 @@ async def _record_choice(
         spread_after = replace(known, spread_bps=chosen).spread
         details: dict[str, Any] = {
             "asset_id": known.asset_id,
-            "price_usd": {"from": _jsonable(known.price_usd), "to": _jsonable(price)},
-            "spread_bps": {"from": _jsonable(known.spread), "to": _jsonable(spread_after)},
+            "price_usd": {"from": jsonable(known.price_usd), "to": jsonable(price)},
+            "spread_bps": {"from": jsonable(known.spread), "to": jsonable(spread_after)},
         }
-        _audit(uow, "admin_sandbox_price", actor, details)
+        audit_admin_change(uow, "admin_sandbox_price", actor, details)
         await uow.commit()
 
 
@@ -188,7 +190,7 @@ async def step(*, deps: SandboxDeps, actor: AdminActor) -> FeedState:
         _continue_feed(deps, deps.catalog.assets())
     moved = await deps.ticker.tick_once()
     async with deps.store.unit_of_work() as uow:
-        _audit(uow, "admin_sandbox_tick", actor, {"moved": moved})
+        audit_admin_change(uow, "admin_sandbox_tick", actor, {"moved": moved})
         await uow.commit()
     newest = max((a.last_updated for a in deps.catalog.assets()), default=deps.clock.now())
     return FeedState(paused=deps.catalog.paused, moved=moved, as_of=newest)

@@ -56,7 +56,7 @@ _METADATA_FIELDS = frozenset(f.name for f in fields(Asset)) - _COLUMNS - _DERIVE
 
 def to_record(asset: Asset, *, version: int = 1) -> AssetRecord:
     metadata = {
-        key: _jsonable(value)
+        key: jsonable(value)
         for key, value in asdict(asset).items()
         if key not in _COLUMNS and key not in _DERIVED
     }
@@ -87,7 +87,7 @@ def from_record(record: AssetRecord) -> Asset:
     )
 
 
-def _jsonable(value: object) -> object:
+def jsonable(value: object) -> object:
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, datetime):
@@ -297,7 +297,9 @@ class AdminActor:
     clock: Clock
 
 
-def _audit(uow: UnitOfWork, event_type: str, actor: AdminActor, details: dict[str, Any]) -> None:
+def audit_admin_change(
+    uow: UnitOfWork, event_type: str, actor: AdminActor, details: dict[str, Any]
+) -> None:
     uow.audit.add(
         AuditEvent(
             event_id=new_id(),
@@ -319,10 +321,12 @@ async def add_asset(asset: Asset, *, store: Store, catalog: Catalog, actor: Admi
             raise AssetExists()
         uow.assets.add(to_record(asset))
         created = {
-            key: _jsonable(getattr(asset, key))
+            key: jsonable(getattr(asset, key))
             for key in ("name", "category", "price_usd", "is_active", "market_cap_rank")
         }
-        _audit(uow, "admin_asset_create", actor, {"asset_id": asset.asset_id, **created})
+        audit_admin_change(
+            uow, "admin_asset_create", actor, {"asset_id": asset.asset_id, **created}
+        )
         await uow.commit()
     catalog.put(asset)
     return asset
@@ -345,10 +349,10 @@ async def change_asset(
                 to_record(updated, version=record.version + 1), expected_version=record.version
             )
             moves = {
-                key: {"from": _jsonable(getattr(current, key)), "to": _jsonable(value)}
+                key: {"from": jsonable(getattr(current, key)), "to": jsonable(value)}
                 for key, value in changes.items()
             }
-            _audit(uow, "admin_asset_update", actor, {"asset_id": asset_id, **moves})
+            audit_admin_change(uow, "admin_asset_update", actor, {"asset_id": asset_id, **moves})
             await uow.commit()
         # A tick may have moved the price while the commit waited for its group: keep the
         # newest market figures in memory and apply only this change to them.
