@@ -5,7 +5,9 @@ continued by the live ticks, written once; and CoinGecko's, from `market_chart` 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -18,6 +20,7 @@ from orderproc.common.clock import FixedClock
 from orderproc.common.prices import PriceCache
 from orderproc.common.storage.memory import MemoryStore
 from orderproc.common.storage.records import CandleRecord
+from orderproc.common.storage.sqlite import SqliteStore
 from orderproc.inventory.backfill import anchor_of, current_candles, history, last_day
 from orderproc.inventory.candles import Interval, bucket_start
 from orderproc.inventory.domain import Asset, load_snapshot
@@ -48,6 +51,26 @@ def every(candles: dict[Interval, list[CandleRecord]]) -> list[CandleRecord]:
     return [candle for interval in candles.values() for candle in interval]
 
 
+def digest(candles: Iterable[CandleRecord]) -> str:
+    """Every field of every candle as the SQL stores keep it: a Decimal's text, so its digits
+    and its exponent."""
+    text = hashlib.sha256()
+    for c in candles:
+        fields = (c.asset_id, c.interval, c.open_time.isoformat(), c.open, c.high, c.low, c.close)
+        text.update(f"{' '.join(map(str, fields))} {c.volume}\n".encode())
+    return text.hexdigest()[:32]
+
+
+# What the generator made of SAMPLE at seed 7 before it was made cheaper (commit 6040e4b): a
+# change that moves one digit of one candle, or a Decimal's exponent, changes these.
+PINNED = {
+    "BTC": "b7c86c0d9c79b9624c4c327c110288ea",
+    "USDT": "2a0bb35d2b9342ea1236d3e7ed35a33b",
+    "SHIB": "3ec28881529fc81111314b76fa63f446",
+    "TON": "46df002fa0fadddda8f8ef026ae8a793",
+}
+
+
 class TestSimulatedHistory:
     def test_the_same_seed_makes_the_same_history_and_another_seed_another(self) -> None:
         anchor = anchor_of(SNAPSHOT["ETH"])
@@ -55,6 +78,12 @@ class TestSimulatedHistory:
         assert history(anchor, seed=7, now=NOW, keep=KEEP) == first
         other = history(anchor, seed=8, now=NOW, keep=KEEP)
         assert other[Interval.DAY][0].close != first[Interval.DAY][0].close
+
+    @pytest.mark.parametrize("asset_id", SAMPLE)
+    def test_the_candles_are_the_pinned_ones(self, asset_id: str) -> None:
+        candles = history(anchor_of(SNAPSHOT[asset_id]), seed=7, now=NOW, keep=KEEP)
+        assert len(every(candles)) == 48 * 60 + 1 + 90 * 24 + 1 + 731
+        assert digest(every(candles)) == PINNED[asset_id]
 
     def test_holds_48_hours_of_minutes_90_days_of_hours_and_2_years_of_days(self) -> None:
         candles = history(anchor_of(SNAPSHOT["BTC"]), seed=7, now=NOW, keep=KEEP)
@@ -193,6 +222,26 @@ class TestWrittenAtStart:
         await again.prepare(assets, NOW + timedelta(hours=1))  # a restart
         assert again.pending == []
         assert await again.run() == 0
+
+    async def test_stores_exactly_the_generated_candles(self, tmp_path: Path) -> None:
+        store = SqliteStore(tmp_path / "history.db")  # the store a fresh install starts on
+        await store.migrate()
+        assets = [SNAPSHOT[asset_id] for asset_id in SAMPLE]
+        await seed_catalog(store, assets=assets)
+        backfill = SimulatedBackfill(store=store, seed=7, keep=KEEP)
+        await backfill.prepare(assets, NOW)
+        await backfill.run()
+        try:
+            for asset in assets:
+                made = history(anchor_of(asset), seed=7, now=NOW, keep=KEEP)
+                async with store.unit_of_work() as uow:
+                    stored = [
+                        await uow.candles.list(asset.asset_id, i.value, limit=5000) for i in KEEP
+                    ]
+                assert digest(itertools.chain(*stored)) == digest(every(made))
+                assert digest(every(made)) == PINNED[asset.asset_id]
+        finally:
+            await store.close()
 
     async def test_a_stop_midway_leaves_the_rest_to_the_next_start(self) -> None:
         store = MemoryStore()
