@@ -4,6 +4,7 @@ the app sends them."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -12,7 +13,10 @@ import pytest
 from fastapi import FastAPI
 
 from orderproc.gateway.app import create_app
+from orderproc.inventory.domain import Asset
 from orderproc.runtime import Runtime
+from orderproc.webui.formatting import price
+from orderproc.webui.streams import quote_fragment
 from tests.api.conftest import Auth, Client
 from tests.api.test_inventory import make_admin
 from tests.api.test_users_auth import Signup, assert_problem
@@ -291,17 +295,69 @@ class TestWebUiLivePrices:
         assert runtime.price_stream.subscribers == 2
         await api.next_event(), await api.next_event()
         assert (await page.next_event()).name == "retry"
-        first = [await page.next_event() for _ in range(3)]
-        assert [e.name for e in first] == ["p-BTC", "c-BTC", "tick"]
+        first = [await page.next_event() for _ in range(4)]
+        assert [e.name for e in first] == ["p-BTC", "c-BTC", "q-BTC", "tick"]
         assert 'class="px"' in first[0].data  # no previous price: no direction
+        assert quote_of(first[2]) == quote_shown(runtime.catalog.by_id["BTC"])
 
         before = runtime.catalog.by_id["BTC"].price_usd
         await runtime.ticker.tick_once()
-        price, change, tick = [await page.next_event() for _ in range(3)]
-        after = runtime.catalog.by_id["BTC"].price_usd
+        price, change, quote, tick = [await page.next_event() for _ in range(4)]
+        btc = runtime.catalog.by_id["BTC"]
+        after = btc.price_usd
         direction = "tick-up" if after > before else "tick-down"
         assert direction in price.data
         assert 'data-testid="price-BTC"' in price.data
         assert change.name == "c-BTC"
+        assert quote.name == "q-BTC"
+        bid, ask = quote_of(quote)
+        assert (bid, ask) == quote_shown(btc)
+        assert (bid, ask) != quote_of(first[2])  # the quote moved with the price
+        assert btc.bid <= btc.ask
+        assert parse_price(bid) <= parse_price(ask)
         assert Decimal(tick.json()["price"]) == after
         assert Decimal(prices_of(await api.next_event())["BTC"]["price_usd"]) == after
+
+    async def test_the_market_list_is_sent_only_the_price_and_the_change(
+        self, app: FastAPI, streams: list[OpenStream], runtime: Runtime
+    ) -> None:
+        page = await open_stream(app, streams, "/live/prices")
+        assert (await page.next_event()).name == "retry"
+        active = [a.asset_id for a in runtime.catalog.assets() if a.is_active]
+        snapshot = [await page.next_event() for _ in range(2 * len(active))]
+        expected = [name for a in active for name in (f"p-{a}", f"c-{a}")]
+        assert sorted(e.name for e in snapshot) == sorted(expected)
+
+        await runtime.ticker.tick_once()
+        tick = [await page.next_event() for _ in range(2 * len(active))]
+        assert sorted(e.name for e in tick) == sorted(expected)
+        await runtime.ticker.tick_once()
+        assert (await page.next_event()).name.startswith("p-")  # no quote nor chart tick came
+
+    async def test_the_asset_page_first_shows_the_quote_as_the_stream_swaps_it_in(
+        self, client: Client, runtime: Runtime
+    ) -> None:
+        await runtime.ticker.tick_once()
+        page = await client.get("/assets/ETH")
+        assert page.status_code == 200
+        eth = runtime.catalog.by_id["ETH"]
+        assert quote_fragment(eth) in page.text
+        assert 'sse-swap="q-ETH"' in page.text
+
+
+QUOTE = re.compile(r'data-testid="bid-\w+">([^<]+)</dd>.*data-testid="ask-\w+">([^<]+)</dd>')
+
+
+def quote_of(event: Event) -> tuple[str, str]:
+    """The bid and the ask an asset page's `q-<id>` event shows."""
+    found = QUOTE.search(event.data)
+    assert found is not None, event.data
+    return found[1], found[2]
+
+
+def quote_shown(asset: Asset) -> tuple[str, str]:
+    return price(asset.bid), price(asset.ask)
+
+
+def parse_price(shown: str) -> Decimal:
+    return Decimal(shown.removeprefix("$").replace(",", ""))

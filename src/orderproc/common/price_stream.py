@@ -11,9 +11,12 @@ behind (its socket was slow, or it reconnects with `Last-Event-ID`) is sent the 
 from the ring, or a fresh snapshot when they are gone.
 
 Renderings: `JSON_EVENTS` (the API's; resumable, pieces rendered eagerly, so the ring can
-replay them) and any other that a stream brings (the web UI's HTML, rendered lazily from the
-latest tick only; a client of it that fell behind gets a snapshot). Two renderings at most are
-made of a tick, whatever the number of clients.
+replay them) and any other that a stream brings (the web UI's HTML for its market list and for
+its asset page, rendered lazily from the latest tick only; a client of it that fell behind gets
+a snapshot). A lazy rendering makes every moved asset's piece when a client follows every
+asset, and only the followed assets' pieces otherwise (an asset page renders one asset a tick,
+not the catalog). Each rendering's piece of an asset is made once a tick, whatever the number
+of clients.
 
 Connections are capped per user and per client address (`TooManyStreams`, 429), counted by
 this process. `stop_streams()` (the server's exit hook) ends every open stream at once, so a
@@ -128,14 +131,18 @@ def streams_stopping() -> bool:
 
 
 class _Tick:
-    __slots__ = ("as_of", "chunks", "moved", "pieces", "previous", "seq")
+    __slots__ = ("as_of", "by_id", "chunks", "moved", "pieces", "previous", "seq", "some")
 
     def __init__(self, seq: int, as_of: datetime, moved: list[StreamAsset]) -> None:
         self.seq = seq
         self.as_of = as_of
         self.moved = moved  # emptied once a newer tick arrives (the ring keeps bytes only)
         self.previous: dict[str, Decimal | None] = {}
-        self.pieces: dict[Rendering, dict[str, bytes]] = {}
+        self.pieces: dict[Rendering, dict[str, bytes]] = {}  # every moved asset's piece
+        # The pieces of a few assets, for clients that follow only those (an asset page), and
+        # the moved assets by id to find them; both made only when such a client asks.
+        self.some: dict[Rendering, dict[str, bytes]] = {}
+        self.by_id: dict[str, StreamAsset] | None = None
         self.chunks: dict[tuple[Rendering, Filter], bytes] = {}
 
 
@@ -195,6 +202,7 @@ class PriceStreamHub:
             older = self._ring[-1]
             older.moved, older.previous = [], {}
             older.pieces = {JSON_EVENTS: older.pieces[JSON_EVENTS]}
+            older.some, older.by_id = {}, None
             older.chunks = {}
         self._ring.append(tick)
         self._wake()
@@ -318,11 +326,10 @@ class PriceStreamHub:
         chunk = tick.chunks.get(key)
         if chunk is not None:
             return chunk
-        pieces = self._pieces(tick, rendering)
         if only is None:
-            selected = list(pieces.values())
+            selected = list(self._pieces(tick, rendering).values())
         else:
-            selected = [pieces[a] for a in only if a in pieces]
+            selected = self._pieces_of(tick, rendering, only)
         chunk = (
             rendering.frame("tick", self.event_id(tick.seq), tick.as_of, selected)
             if selected
@@ -332,12 +339,40 @@ class PriceStreamHub:
         return chunk
 
     def _pieces(self, tick: _Tick, rendering: Rendering) -> dict[str, bytes]:
+        """Every moved asset's piece, in the tick's order (the ones already made for a
+        filtered client are reused, not made again)."""
         pieces = tick.pieces.get(rendering)
         if pieces is None:
             previous = tick.previous
-            pieces = {a.asset_id: rendering.piece(a, previous.get(a.asset_id)) for a in tick.moved}
+            some = tick.some.pop(rendering, {})
+            pieces = {
+                a.asset_id: some.get(a.asset_id) or rendering.piece(a, previous.get(a.asset_id))
+                for a in tick.moved
+            }
             tick.pieces[rendering] = pieces
         return pieces
+
+    def _pieces_of(self, tick: _Tick, rendering: Rendering, only: tuple[str, ...]) -> list[bytes]:
+        """The pieces of a client's assets that moved. Only those are made when no client of
+        this rendering follows every asset: an asset page open renders its one asset a tick,
+        not the whole catalog."""
+        pieces = tick.pieces.get(rendering)
+        if pieces is not None:
+            return [pieces[a] for a in only if a in pieces]
+        some = tick.some.setdefault(rendering, {})
+        by_id = tick.by_id
+        if by_id is None:
+            by_id = tick.by_id = {a.asset_id: a for a in tick.moved}
+        selected = []
+        for asset_id in only:
+            piece = some.get(asset_id)
+            if piece is None:
+                asset = by_id.get(asset_id)
+                if asset is None:
+                    continue  # did not move this tick
+                piece = some[asset_id] = rendering.piece(asset, tick.previous.get(asset_id))
+            selected.append(piece)
+        return selected
 
     def snapshot(self, rendering: Rendering, only: Filter) -> bytes:
         """Every active asset (or the ones asked for, active or not), as of the latest tick;
