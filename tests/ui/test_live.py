@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from decimal import Decimal
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -20,6 +21,11 @@ def poll(condition: Callable[[], bool], *, seconds: float = 20) -> bool:
             return True
         time.sleep(0.2)
     return False
+
+
+def dollars(shown: str) -> Decimal:
+    """A price as the pages show it (`$51,616.32`)."""
+    return Decimal(shown.removeprefix("$").replace(",", ""))
 
 
 def test_a_price_moves_on_screen_without_a_reload(page: Page) -> None:
@@ -60,6 +66,15 @@ def test_the_chart_canvas_is_drawn_and_follows_live_prices(page: Page) -> None:
     assert painted
     ticks = re.compile(r"^([2-9]|\d{2,})$")  # at least two live ticks drawn
     expect(chart).to_have_attribute("data-ticks", ticks, timeout=20_000)
+
+    # The bid and the ask move with the price, and the bid is never above the ask.
+    bid, ask = page.get_by_test_id("bid-BTC"), page.get_by_test_id("ask-BTC")
+    page.evaluate("window.__sameDocument = true")
+    before = bid.inner_text(), ask.inner_text()
+    assert poll(lambda: (bid.inner_text(), ask.inner_text()) != before), "no quote moved in 20 s"
+    assert page.evaluate("window.__sameDocument") is True  # swapped in, not reloaded
+    assert dollars(before[0]) <= dollars(before[1])
+    assert dollars(bid.inner_text()) <= dollars(ask.inner_text())
     page.get_by_role("button", name="1h").click()
     expect(page.get_by_role("button", name="1h")).to_have_attribute("aria-pressed", "true")
     expect(chart).not_to_have_attribute("data-ready", "0")
