@@ -25,7 +25,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from itertools import pairwise
+from itertools import accumulate, islice, pairwise, repeat
+from operator import mul
 
 from orderproc.common.storage.records import CandleRecord
 from orderproc.inventory.candles import Interval, bucket_start, cutoff
@@ -52,6 +53,7 @@ Bounds = tuple[float, float]  # log prices
 # Log prices stay this far inside their bounds, so rounding to 12 digits never crosses one;
 # the two 24 h extremes are then set to the bounds exactly.
 MARGIN = 1e-9
+CENT, ZERO = Decimal("0.01"), Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,27 +207,31 @@ class _Drawn:
     bottoms: list[float]
     cents: list[int]
 
-    def records(self, start: int = 0, stop: int | None = None) -> list[CandleRecord]:
-        """The candles `start` to `stop` (by index), exact. (The hot loop of a backfill: the
-        conversions are inlined.)"""
-        series, stop = self.series, len(self.cents) if stop is None else stop
+    def records(self, start: int = 0) -> list[CandleRecord]:
+        """The candles from `start` (by index) on, exact. (The hot loop of a backfill: maps of
+        built-ins, no Python-level step per candle but the record's own.)"""
+        series, count = self.series, len(self.cents) - start
         unit, scale = series.unit()
-        exp, cent, length = math.exp, Decimal("0.01"), series.interval.length
-        prices = [Decimal(round(exp(x) * scale)) * unit for x in self.path[start : stop + 1]]
-        highs = [Decimal(round(exp(x) * scale)) * unit for x in self.tops[start:stop]]
-        lows = [Decimal(round(exp(x) * scale)) * unit for x in self.bottoms[start:stop]]
-        volumes = [cents * cent for cents in self.cents[start:stop]]
-        first, asset_id, interval = (
-            series.first + start * length,
-            series.anchor.asset_id,
-            series.interval.value,
-        )
-        return [
-            CandleRecord(asset_id, interval, first + i * length, o, h, lo, c, v)
-            for i, (o, h, lo, c, v) in enumerate(
-                zip(prices, highs, lows, prices[1:], volumes, strict=False)
+        length = series.interval.length
+
+        def prices(logs: list[float]) -> list[Decimal]:  # `_Series.prices`, mapped
+            scaled = map(mul, map(math.exp, logs), repeat(scale))
+            return list(map(mul, map(Decimal, map(round, scaled)), repeat(unit)))
+
+        path = prices(self.path[start:])
+        return list(
+            map(
+                CandleRecord,
+                repeat(series.anchor.asset_id, count),
+                repeat(series.interval.value),
+                accumulate(repeat(length, count - 1), initial=series.first + start * length),
+                path,
+                prices(self.tops[start:]),
+                prices(self.bottoms[start:]),
+                islice(path, 1, None),
+                map(mul, self.cents[start:], repeat(CENT)),
             )
-        ]
+        )
 
     def merged(self, start: int, interval: Interval) -> CandleRecord:
         """The candles from `start` on, rolled up into one of `interval`: what `_roll` makes
@@ -268,14 +274,16 @@ def _draw(
 def _roll(candles: list[CandleRecord], interval: Interval, size: int) -> list[CandleRecord]:
     """Contiguous finer candles from the start of a coarser bucket, merged `size` at a time
     (`candles.roll_up` without its sorting and grouping: the history is built in order)."""
+    highs, lows = [c.high for c in candles], [c.low for c in candles]
+    volumes = [c.volume or ZERO for c in candles]
     out = []
     for start in range(0, len(candles), size):
-        part = candles[start : start + size]
+        first, last = candles[start], candles[min(start + size, len(candles)) - 1]
         out.append(
             CandleRecord(
-                part[0].asset_id, interval.value, part[0].open_time, part[0].open,
-                max(c.high for c in part), min(c.low for c in part), part[-1].close,
-                sum((c.volume or Decimal(0) for c in part), Decimal(0)),
+                first.asset_id, interval.value, first.open_time, first.open,
+                max(highs[start : start + size]), min(lows[start : start + size]), last.close,
+                sum(volumes[start : start + size], ZERO),
             )
         )  # fmt: skip
     return out

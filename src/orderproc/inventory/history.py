@@ -10,7 +10,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -37,6 +37,11 @@ CENTS = Decimal("0.01")
 # --- writing it ----------------------------------------------------------------------------------
 
 WRITE_ROWS = 1_000  # rows per unit of work: a few milliseconds of the event loop on SQLite
+# Assets whose minutes and hours are written together, a window of time at a time (see
+# `_windows`). Measured, the packaged catalog's candles written into SQLite alone (its schema,
+# pragmas and checkpointing thread; CPU, two runs each): asset by asset 4.4 s; 10 at a time
+# 3.0-3.6 s; 25, 3.2-3.4 s; 50, 3.9-4.3 s (more assets a window, fewer of each one's rows).
+GROUP = 10
 # Between two steps of the background work. Not 0: after sleep(0) the task runs again before
 # the callbacks that fell due meanwhile (a request's, a tick's), so they would wait two steps.
 PAUSE = 0.001
@@ -81,21 +86,53 @@ class SimulatedBackfill:
         await _write(self.store, rows)
 
     async def run(self) -> int:
-        """Write the rest of each pending asset's history; returns the rows written."""
+        """Write the rest of each pending asset's history; returns the rows written. `GROUP`
+        assets at a time, the largest first: their minutes, then their hours, a window of time
+        at a time (`_windows`), then each one's days (so an asset whose days are stored is
+        done)."""
         if self.now is None:
             return 0
         span, written = Span(self.now), 0
-        for anchor in self.pending:
-            candles: dict[Interval, list[CandleRecord]] = {}
-            for made in history_in_steps(anchor, seed=self.seed, now=self.now, keep=self.keep):
-                candles = made or candles
-                await asyncio.sleep(PAUSE)  # a stage at a time: requests go in between
+        for first in range(0, len(self.pending), GROUP):
+            group = []
+            for anchor in self.pending[first : first + GROUP]:
+                candles: dict[Interval, list[CandleRecord]] = {}
+                for made in history_in_steps(anchor, seed=self.seed, now=self.now, keep=self.keep):
+                    candles = made or candles
+                    await asyncio.sleep(PAUSE)  # a stage at a time: requests go in between
+                group.append(candles)
             for interval in (Interval.MINUTE, Interval.HOUR, Interval.DAY):  # days last
                 current = span.current(interval)
-                rows = [c for c in candles[interval] if c.open_time < current]
-                written += await _write(self.store, rows)
+                series = [[c for c in made[interval] if c.open_time < current] for made in group]
+                units = [*series] if interval is Interval.DAY else _windows(series, interval)
+                for rows in units:
+                    written += await _write(self.store, rows)
         self.pending = []
         return written
+
+
+def _windows(series: list[list[CandleRecord]], interval: Interval) -> Iterator[list[CandleRecord]]:
+    """The candles of several assets' `series` (each contiguous in time, oldest first) in
+    windows of time of about `WRITE_ROWS` rows, each window asset by asset (the key's order).
+    Why: the candles' time index holds every asset's candle of a bucket side by side, so one
+    asset's thousand minutes touch a page of it for every few minutes, and each commit writes
+    each page it touched; a window of ten assets' hundred minutes touches those pages once for
+    all ten (see `GROUP`)."""
+    series = [candles for candles in series if candles]
+    if not series:
+        return
+    start = min(candles[0].open_time for candles in series)
+    end = max(candles[-1].open_time for candles in series)
+    width = max(1, WRITE_ROWS // len(series)) * interval.length
+    while start <= end:
+        window = []
+        for candles in series:
+            first = candles[0].open_time
+            begin = max(0, (start - first) // interval.length)
+            stop = max(0, (start + width - first) // interval.length)
+            window += candles[begin:stop]
+        yield window
+        start += width
 
 
 async def _write(store: Store, rows: list[CandleRecord]) -> int:

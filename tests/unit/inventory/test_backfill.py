@@ -251,8 +251,10 @@ class TestWrittenAtStart:
         await history_.prepare(assets, NOW)
         history_.start()
         ids = [a.asset_id for a in assets]
-        while len(await lacking_history(store, ids, NOW)) == 3:  # until the first is done
-            await asyncio.sleep(0.005)
+        # Until the first is done: every turn of the loop, as the assets' days are written one
+        # right after the other (1 ms apart).
+        while len(await lacking_history(store, ids, NOW)) == 3:
+            await asyncio.sleep(0)
         await history_.stop()
         left = await lacking_history(store, ids, NOW)
         assert 0 < len(left) < 3
