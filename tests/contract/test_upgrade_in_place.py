@@ -116,11 +116,18 @@ async def assert_rows_intact(store: Store, rows: Rows = ROWS) -> None:
         assert not await uow.revocations.is_revoked("jti-never")
         audit = await uow.audit.list(limit=100)
         assert audit.items == newest_first(rows.audit)
+        ticked = {price.asset_id: price for price in rows.prices}
+        wanted = []
         for asset in rows.assets:
+            tick = ticked.get(asset.asset_id)
+            if tick is not None and tick.updated_at > asset.price_updated_at:  # the newer wins
+                asset = asset.evolve(price=tick.price, price_updated_at=tick.updated_at)
             stored = await uow.assets.get(asset.asset_id)
             assert stored == asset
             assert stored is not None
             assert str(stored.price) == str(asset.price)
+            wanted.append(asset)
+        assert await uow.assets.list_all() == sorted(wanted, key=lambda a: a.asset_id)
         for candle in rows.candles:
             listed = await uow.candles.list(candle.asset_id, candle.interval, limit=10)
             assert candle in listed

@@ -56,17 +56,7 @@ class Increment:
     limit: int
 
 
-@dataclass(frozen=True, slots=True)
-class SetFields:
-    """Set `columns` of existing rows, each given as (key values…, column values…), with no
-    version check; a key with no row is skipped. One batch: a tick's prices."""
-
-    table: Table[Any]
-    columns: tuple[str, ...]
-    rows: tuple[tuple[Any, ...], ...]
-
-
-Intent = Insert | Update | Upsert | Increment | SetFields
+Intent = Insert | Update | Upsert | Increment
 
 
 def key_of(table: Table[Any], row: Any) -> tuple[Any, ...]:

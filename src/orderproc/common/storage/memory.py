@@ -22,7 +22,6 @@ from orderproc.common.storage.intents import (
     Increment,
     Insert,
     Intent,
-    SetFields,
     Update,
     Upsert,
     key_of,
@@ -204,14 +203,6 @@ class MemoryStore:
 
     def _apply(self, intent: Intent, journal: _Journal) -> None:
         stored = self.tables[intent.table.name]
-        if isinstance(intent, SetFields):
-            width = len(intent.table.key)
-            for values in intent.rows:
-                row = stored.rows.get(values[:width])
-                if row is not None:
-                    changes = dict(zip(intent.columns, values[width:], strict=True))
-                    self._put(stored, row.evolve(**changes), journal)
-            return
         rows = intent.rows if isinstance(intent, Upsert) else (intent.row,)
         for row in rows:
             before = stored.rows.get(key_of(intent.table, row))

@@ -26,7 +26,7 @@ import asyncpg
 import orjson
 
 from orderproc.common.storage import sql
-from orderproc.common.storage.intents import Intent, SetFields, Upsert, collapse, key_of
+from orderproc.common.storage.intents import Intent, Upsert, collapse, key_of
 from orderproc.common.storage.repositories import Cond, UnitOfWork
 from orderproc.common.storage.schema import Table
 from orderproc.common.storage.sql import Statement
@@ -145,18 +145,6 @@ class PostgresDialect(sql.Dialect):
         table, encode = intent.table, self.encoder(intent.table)
         columns = tuple(zip(*(encode(row) for row in intent.rows), strict=True))
         statement = self._upsert(table, None, f"SELECT * FROM {self._unnest(table, table.names)}")
-        return [Statement(statement, columns, expect=None)]
-
-    def set_fields(self, intent: SetFields) -> builtins.list[Statement]:
-        table, names = intent.table, (*intent.columns, *intent.table.key)
-        encode = self.set_encoder(table, intent.columns)
-        columns = tuple(zip(*(encode(row) for row in intent.rows), strict=True))
-        statement = (
-            f"UPDATE {table.name} AS t SET "
-            f"{', '.join(f'{name} = u.{name}' for name in intent.columns)} FROM "
-            f"{self._unnest(table, names)} AS u ({', '.join(names)}) WHERE "
-            f"{' AND '.join(f't.{name} = u.{name}' for name in table.key)}"
-        )
         return [Statement(statement, columns, expect=None)]
 
     def _unnest(self, table: Table[Any], names: Sequence[str]) -> str:

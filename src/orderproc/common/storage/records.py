@@ -149,10 +149,13 @@ class AssetRecord(_Record):
 
 
 @dataclass(frozen=True, slots=True)
-class PriceUpdate:
+class PriceUpdate(_Record):
+    """An asset's latest price from the feed, kept apart from the asset's row: a tick writes
+    one narrow row per asset, not the asset's metadata again (see `AssetRepository`)."""
+
     asset_id: str
     price: Decimal
-    at: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

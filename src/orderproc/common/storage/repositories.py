@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar
 
 from orderproc.common.storage import schema as s
-from orderproc.common.storage.intents import Increment, Insert, Intent, SetFields, Update, Upsert
+from orderproc.common.storage.intents import Increment, Insert, Intent, Update, Upsert
 from orderproc.common.storage.records import (
     AccountRecord,
     AssetEntry,
@@ -269,17 +269,34 @@ class AuditRepository(_Log[AuditEvent]):
 
 
 class AssetRepository(_Rows[AssetRecord]):
+    """Assets, each with its price: the newer of its row's (as it was added or last changed)
+    and the feed's (`set_prices`, kept in a table of its own)."""
+
     table = s.ASSETS
 
+    async def get(self, *key: str) -> AssetRecord | None:
+        record = await self._reads.get(s.ASSETS, key)
+        if record is None:
+            return None
+        price = await self._reads.get(s.PRICES, key)
+        return _priced(record, price)
+
     async def list_all(self) -> builtins.list[AssetRecord]:
-        return await self._reads.select(s.ASSETS, order=("asset_id",))
+        prices = {price.asset_id: price for price in await self._reads.select(s.PRICES)}
+        records = await self._reads.select(s.ASSETS, order=("asset_id",))
+        return [_priced(record, prices.get(record.asset_id)) for record in records]
 
     def set_prices(self, updates: Sequence[PriceUpdate]) -> None:
-        """Stage one batch of price changes (one tick); unknown ids are ignored; no version
-        check and no version bump (prices are the feed's alone)."""
-        rows = tuple((update.asset_id, update.price, update.at) for update in updates)
-        if rows:
-            self._staged.append(SetFields(s.ASSETS, ("price", "price_updated_at"), rows))
+        """Stage one batch of prices (one tick): no version check and no version bump (prices
+        are the feed's alone); a price of an unknown id is kept and read by no asset."""
+        if updates:
+            self._staged.append(Upsert(s.PRICES, tuple(updates)))
+
+
+def _priced(record: AssetRecord, price: PriceUpdate | None) -> AssetRecord:
+    if price is None or price.updated_at <= record.price_updated_at:
+        return record
+    return record.evolve(price=price.price, price_updated_at=price.updated_at)
 
 
 class CandleRepository(_Repository):

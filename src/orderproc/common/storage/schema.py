@@ -27,7 +27,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from orderproc.common.storage import records as r
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 R = TypeVar("R")
 
 Kind = Literal["text", "int", "bool", "time", "date", "decimal", "json"]
@@ -137,6 +137,9 @@ AUDIT = table(
     ),
 )  # fmt: skip
 ASSETS = table("assets", r.AssetRecord, ("asset_id",))
+# The feed's prices, apart from the assets' rows since schema 6 (a tick rewrote every asset's
+# metadata with its price); an asset's price is the newer of the two (`AssetRepository`).
+PRICES = table("prices", r.PriceUpdate, ("asset_id",), clustered=True)
 CANDLES = table(
     "candles", r.CandleRecord, ("asset_id", "interval", "open_time"), clustered=True,
     indexes=(Index("candles_interval_time", ("interval", "open_time")),),
@@ -162,6 +165,6 @@ ASSET_LEDGER = table(
 )  # fmt: skip
 
 TABLES: tuple[Table[Any], ...] = (
-    USERS, ACCOUNTS, CASH_LEDGER, DAILY_LIMITS, IDEMPOTENCY, REVOCATIONS, AUDIT, ASSETS, CANDLES,
-    ORDERS, POSITIONS, ASSET_LEDGER,
+    USERS, ACCOUNTS, CASH_LEDGER, DAILY_LIMITS, IDEMPOTENCY, REVOCATIONS, AUDIT, ASSETS, PRICES,
+    CANDLES, ORDERS, POSITIONS, ASSET_LEDGER,
 )  # fmt: skip
