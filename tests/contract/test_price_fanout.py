@@ -5,7 +5,6 @@ messages read forwards-compatibly, and one feed leader at a time holds the lease
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -114,7 +113,7 @@ class TestMessages:
         message = orjson.loads(encode_tick([quote("ETH", 3)], source="p1", seq=1, full=False))
         with pytest.raises(ValueError, match="version 2"):
             decode_tick(orjson.dumps({**message, "v": 2}))
-        required = [f.name for f in dataclasses.fields(Quote) if f.default is dataclasses.MISSING]
+        required = [name for name in Quote._fields if name not in Quote._field_defaults]
         del message["quotes"][0][required[-1]]
         with pytest.raises(ValueError, match="missing"):
             decode_tick(orjson.dumps(message))

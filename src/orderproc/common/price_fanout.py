@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import secrets
 import time
@@ -91,7 +90,7 @@ def _json_default(value: object) -> object:
 
 
 def encode_tick(quotes: Iterable[Quote], *, source: str, seq: int, full: bool) -> bytes:
-    rows = [{f.name: getattr(q, f.name) for f in _FIELDS} for q in quotes]
+    rows = [quote._asdict() for quote in quotes]
     message = {"v": VERSION, "source": source, "seq": seq, "full": full, "quotes": rows}
     return orjson.dumps(message, default=_json_default)
 
@@ -108,7 +107,6 @@ def _reader(kind: Any) -> Callable[[Any], Any]:
     return lambda value: None if value is None else base(value)
 
 
-_FIELDS = dataclasses.fields(Quote)
 _READERS = {name: _reader(kind) for name, kind in get_type_hints(Quote).items()}
 
 

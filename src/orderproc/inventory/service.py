@@ -12,13 +12,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
-from types import MemberDescriptorType
 from typing import Any
 
 from orderproc.common.clock import Clock
 from orderproc.common.ids import new_id
 from orderproc.common.periodic import Periodic
 from orderproc.common.prices import PriceCache, Quote
+from orderproc.common.quotes import bid_ask
 from orderproc.common.retry import retry_on_conflict
 from orderproc.common.storage.ports import Store, UnitOfWork
 from orderproc.common.storage.records import AssetRecord, AuditEvent, CandleRecord, PriceUpdate
@@ -213,53 +213,30 @@ def _price_24h_ago(asset: Asset) -> Decimal:
 
 
 def _with_market_move(asset: Asset, price: Decimal, moment: datetime, base: Decimal) -> Asset:
+    """`asset` at `price`: its 24 h figures against `base` (the price 24 h ago) and its quote.
+
+    Built by copying the asset's field dictionary and setting the fields a tick moves: it runs
+    for every asset on every tick. `dataclasses.replace` looks up each field by name and calls
+    `__init__` (about 14 µs an asset, measured); a slotted `Asset` rebuilt slot by slot through
+    each descriptor took 4.4 µs; the copy takes 0.5 µs, plus the quote (`bid_ask`, 0.9 µs)."""
     change = price - base
-    return _moved(
-        asset,
-        price,
-        moment,
-        max(asset.high_24h or price, price),
-        min(asset.low_24h or price, price),
-        change,
-        (change / base * 100).quantize(_PERCENT_STEP),
-    )
+    bid, ask = bid_ask(price, asset.spread)
+    state = asset.__dict__.copy()
+    state["price_usd"] = price
+    state["last_updated"] = moment
+    high, low = asset.high_24h, asset.low_24h
+    state["high_24h"] = price if not high or price > high else high
+    state["low_24h"] = price if not low or price < low else low
+    state["price_change_24h"] = change
+    state["price_change_percentage_24h"] = (change / base * 100).quantize(_PERCENT_STEP)
+    state["bid"] = bid
+    state["ask"] = ask
+    moved = object.__new__(Asset)
+    object.__setattr__(moved, "__dict__", state)
+    return moved
 
 
 _PERCENT_STEP = Decimal("0.00001")
-_MOVED = (
-    "price_usd", "last_updated", "high_24h", "low_24h", "price_change_24h",
-    "price_change_percentage_24h",
-)  # fmt: skip
-
-
-def _compile_moved() -> Callable[..., Asset]:
-    """`dataclasses.replace(asset, price_usd=..., ...)` for the fields a tick moves, built once
-    from `Asset`'s fields: it runs for every asset on every tick. `replace` looks each field up
-    by name and calls `__init__`, whose frozen fields each go through `object.__setattr__`;
-    this sets each slot through its own descriptor, then runs `__post_init__` (the bid and the
-    ask) as `__init__` would (measured: 4.9 µs an asset against 10.5 through `__init__`, and
-    about 14 through `replace`). Without slots it falls back to `__init__`, positionally."""
-    every = [f.name for f in fields(Asset)]
-    namespace: dict[str, Any] = {"Asset": Asset, "new": object.__new__}
-    slotted = all(isinstance(getattr(Asset, n, None), MemberDescriptorType) for n in every)
-    if slotted:
-        lines = ["    o = new(Asset)"]
-        for name in every:
-            namespace[f"set_{name}"] = getattr(Asset, name).__set__
-            lines.append(f"    set_{name}(o, {name if name in _MOVED else 'a.' + name})")
-        if hasattr(Asset, "__post_init__"):
-            lines.append("    o.__post_init__()")
-        body = "\n".join([*lines, "    return o"])
-    else:
-        names = [f.name for f in fields(Asset) if f.init]
-        arguments = [name if name in _MOVED else f"a.{name}" for name in names]
-        body = f"    return Asset({', '.join(arguments)})"
-    exec(f"def moved(a, {', '.join(_MOVED)}):\n{body}", namespace)  # noqa: S102 - our text
-    function: Callable[..., Asset] = namespace["moved"]
-    return function
-
-
-_moved = _compile_moved()
 
 
 # --- seeding and admin -----------------------------------------------------------------------
