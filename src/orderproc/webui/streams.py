@@ -53,7 +53,7 @@ class AssetPageFragments(HtmlFragments):
     Why a rendering of its own rather than bid and ask in every stream's events: the market
     list, which follows every asset, would be sent a quote and a chart tick per asset and tick
     that it never shows (346 bytes an asset instead of 141 with the packaged catalog, and about
-    13 µs more to render each; `timeit`, docs/PERFORMANCE.md). An asset page follows
+    9 µs more to render each; `timeit`, docs/PERFORMANCE.md). An asset page follows
     one asset, and the hub renders this rendering only for the assets such pages follow, once
     a tick for all of their clients. Why one `q-<id>` event, an HTML fragment holding both the
     bid and the ask, rather than the two in `tick` for a script to write: htmx swaps it as it
