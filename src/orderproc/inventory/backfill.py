@@ -1,6 +1,7 @@
 """Backfilled history: deterministic candles for an asset that has none, so a fresh install
 charts 48 h of 1 m, 90 days of 1 h and 2 years of 1 d candles (weeks roll up from days when
-read). Pure: `inventory.history` writes them at start-up.
+read). Pure: `inventory.history` writes them at start-up. This module anchors the history to
+the asset's snapshot and to `now`; `inventory.walks` draws the walks and their candles.
 
 The history is generated backwards from the price the simulator starts from at `now`, so its
 last close is that price exactly and the first live tick continues it. The last 24 h of minutes
@@ -21,12 +22,10 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from itertools import accumulate, islice, pairwise, repeat
-from operator import mul
 
 from orderproc.common.storage.records import CandleRecord
 from orderproc.inventory.candles import Interval, bucket_start, cutoff
@@ -38,6 +37,16 @@ from orderproc.inventory.pricefeed import (
     round_price,
     simulated,
 )
+from orderproc.inventory.walks import (
+    Drawn,
+    Series,
+    amended,
+    bridge,
+    draw_along,
+    roll,
+    stretch,
+    walk_back,
+)
 
 # How far back each interval goes (the retention settings' defaults keep at least this).
 DEPTH = {
@@ -47,13 +56,6 @@ DEPTH = {
 }
 WINDOW_MINUTES = 1440  # the last 24 h, which must agree with the snapshot's 24 h figures
 STABLE_STEP = 0.0002  # a stablecoin's log-price step per minute (it stays in its band anyway)
-WICK = 0.5  # a wick's size, in steps of the walk
-
-Bounds = tuple[float, float]  # log prices
-# Log prices stay this far inside their bounds, so rounding to 12 digits never crosses one;
-# the two 24 h extremes are then set to the bounds exactly.
-MARGIN = 1e-9
-CENT, ZERO = Decimal("0.01"), Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,176 +121,6 @@ def _step(sigma: float, interval: Interval, stable: bool) -> float:
     return sigma * math.sqrt(interval.length.total_seconds() / SECONDS_PER_YEAR)
 
 
-# --- the float paths ---------------------------------------------------------------------------
-
-
-def _bridge(rng: random.Random, start: float, end: float, steps: int, step: float) -> list[float]:
-    """`steps + 1` log prices from `start` to `end`: a Brownian bridge."""
-    walk, x = [0.0], 0.0
-    for _ in range(steps):
-        x += step * rng.gauss(0.0, 1.0)
-        walk.append(x)
-    drift = (end - start - walk[-1]) / steps
-    return [start + w + k * drift for k, w in enumerate(walk)]
-
-
-def _stretch(path: list[float], low: float, high: float) -> list[float]:
-    """Map `path` monotonically so it spans [low, high], keeping both ends where they are: the
-    part below the lower end scales onto [low, lower end], the part above the upper end onto
-    [upper end, high]. A path that never goes past an end stays short of that bound (the
-    candle that comes closest gets a wick to it instead)."""
-    ends = sorted((path[0], path[-1]))
-    least, most = min(path), max(path)
-    below = (ends[0] - low) / (ends[0] - least) if least < ends[0] else 0.0
-    above = (high - ends[1]) / (most - ends[1]) if most > ends[1] else 0.0
-    return [
-        ends[0] - (ends[0] - x) * below
-        if x < ends[0]
-        else ends[1] + (x - ends[1]) * above
-        if x > ends[1]
-        else x
-        for x in path
-    ]
-
-
-def _walk_back(
-    rng: random.Random, end: float, steps: int, step: float, low: float, high: float
-) -> list[float]:
-    """`steps + 1` log prices ending at `end`: a random walk backwards, reflected into
-    [low, high]."""
-    path, x = [end], end
-    for _ in range(steps):
-        x += step * rng.gauss(0.0, 1.0)
-        if x > high:
-            x = max(2 * high - x, low)
-        elif x < low:
-            x = min(2 * low - x, high)
-        path.append(x)
-    path.reverse()
-    return path
-
-
-# --- candles -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Series:
-    """One series of candles: its asset, interval and first open time, the size of a step of
-    its walk, the volume of an average bucket, and its bounds (log prices)."""
-
-    anchor: Anchor
-    interval: Interval
-    first: datetime
-    step: float
-    volume: float
-    bounds: Bounds
-
-    def unit(self) -> tuple[Decimal, float]:
-        """How a log price x becomes a price: `Decimal(round(exp(x) * scale)) * unit`, with 12
-        significant digits at the anchor's price (a fixed number of places, within the store's
-        18: fast, and monotone, so a max stays a max)."""
-        places = min(18, max(2, 11 - self.anchor.price.adjusted()))
-        return Decimal(1).scaleb(-places), 10.0**places
-
-    def prices(self) -> Callable[[float], Decimal]:
-        unit, scale = self.unit()
-        return lambda log_price: Decimal(round(math.exp(log_price) * scale)) * unit
-
-
-@dataclass(frozen=True, slots=True)
-class _Drawn:
-    """A series drawn in floats: `path` has one log price more than there are candles (each
-    candle opens at one and closes at the next); `tops` and `bottoms` are the wicks' ends
-    (log prices), `cents` the volumes."""
-
-    series: _Series
-    path: list[float]
-    tops: list[float]
-    bottoms: list[float]
-    cents: list[int]
-
-    def records(self, start: int = 0) -> list[CandleRecord]:
-        """The candles from `start` (by index) on, exact. (The hot loop of a backfill: maps of
-        built-ins, no Python-level step per candle but the record's own.)"""
-        series, count = self.series, len(self.cents) - start
-        unit, scale = series.unit()
-        length = series.interval.length
-
-        def prices(logs: list[float]) -> list[Decimal]:  # `_Series.prices`, mapped
-            scaled = map(mul, map(math.exp, logs), repeat(scale))
-            return list(map(mul, map(Decimal, map(round, scaled)), repeat(unit)))
-
-        path = prices(self.path[start:])
-        return list(
-            map(
-                CandleRecord,
-                repeat(series.anchor.asset_id, count),
-                repeat(series.interval.value),
-                accumulate(repeat(length, count - 1), initial=series.first + start * length),
-                path,
-                prices(self.tops[start:]),
-                prices(self.bottoms[start:]),
-                islice(path, 1, None),
-                map(mul, self.cents[start:], repeat(CENT)),
-            )
-        )
-
-    def merged(self, start: int, interval: Interval) -> CandleRecord:
-        """The candles from `start` on, rolled up into one of `interval`: what `_roll` makes
-        of `records(start)`, without making them (the conversion is monotone)."""
-        price = self.series.prices()
-        return CandleRecord(
-            self.series.anchor.asset_id, interval.value,
-            self.series.first + start * self.series.interval.length, price(self.path[start]),
-            price(max(self.tops[start:])), price(min(self.bottoms[start:])),
-            price(self.path[-1]), sum(self.cents[start:]) * Decimal("0.01"),
-        )  # fmt: skip
-
-
-def _draw(
-    rng: random.Random, path: list[float], series: _Series, *, total: float | None = None
-) -> _Drawn:
-    """Candles along `path`: wicks a fraction of a step past the body, a volume around the
-    series' (larger on larger moves; scaled to add up to `total` if given). Everything stays
-    inside the bounds by a margin far wider than rounding to 12 digits, so a wick is never past
-    a bound nor inside its body."""
-    # The hot loop of a backfill: conditional expressions, not min() and max() calls.
-    low, high = series.bounds[0] + MARGIN, series.bounds[1] - MARGIN
-    path = [low if x < low else high if x > high else x for x in path]
-    step, draw, volume = series.step, rng.random, series.volume
-    per_move = 0.5 / step if step else 0.0
-    wick = 2 * WICK * step
-    tops, bottoms, sizes = [], [], []
-    for before, after in pairwise(path):
-        upper, lower = (before, after) if before > after else (after, before)
-        sizes.append(volume * (0.4 + 1.2 * draw()) * (0.6 + (upper - lower) * per_move))
-        top, bottom = draw(), draw()
-        top, bottom = upper + top * top * wick, lower - bottom * bottom * wick
-        tops.append(top if top < high else high)
-        bottoms.append(bottom if bottom > low else low)
-    drawn_total = math.fsum(sizes)
-    factor = total / drawn_total if total is not None and drawn_total else 1.0
-    return _Drawn(series, path, tops, bottoms, [round(size * factor * 100) for size in sizes])
-
-
-def _roll(candles: list[CandleRecord], interval: Interval, size: int) -> list[CandleRecord]:
-    """Contiguous finer candles from the start of a coarser bucket, merged `size` at a time
-    (`candles.roll_up` without its sorting and grouping: the history is built in order)."""
-    highs, lows = [c.high for c in candles], [c.low for c in candles]
-    volumes = [c.volume or ZERO for c in candles]
-    out = []
-    for start in range(0, len(candles), size):
-        first, last = candles[start], candles[min(start + size, len(candles)) - 1]
-        out.append(
-            CandleRecord(
-                first.asset_id, interval.value, first.open_time, first.open,
-                max(highs[start : start + size]), min(lows[start : start + size]), last.close,
-                sum(volumes[start : start + size], ZERO),
-            )
-        )  # fmt: skip
-    return out
-
-
 def _seeded(seed: int, asset_id: str, stage: str) -> random.Random:
     return random.Random(f"orderproc-backfill/{seed}/{asset_id}/{stage}")
 
@@ -297,7 +129,7 @@ def _seeded(seed: int, asset_id: str, stage: str) -> random.Random:
 class _LastDay:
     """The last 24 h of 1 m candles, drawn: the last is the current minute's."""
 
-    drawn: _Drawn
+    drawn: Drawn
     anchor: Anchor
     lowest: int  # the candle whose low is the 24 h low
     highest: int  # the candle whose high is the 24 h high
@@ -307,8 +139,8 @@ class _LastDay:
         for index, change in ((self.lowest, "low"), (self.highest, "high")):
             if index >= start:
                 exact = self.anchor.low_24h if change == "low" else self.anchor.high_24h
-                out[index - start] = _with(out[index - start], **{change: exact})
-        out[-1] = _with(out[-1], close=self.anchor.price)
+                out[index - start] = amended(out[index - start], **{change: exact})
+        out[-1] = amended(out[-1], close=self.anchor.price)
         return out
 
     def merged(self, start: int, interval: Interval) -> CandleRecord:
@@ -318,7 +150,7 @@ class _LastDay:
             exact["low"] = self.anchor.low_24h
         if self.highest >= start:
             exact["high"] = self.anchor.high_24h
-        return _with(merged, **exact)
+        return amended(merged, **exact)
 
 
 def last_day(anchor: Anchor, *, seed: int, now: datetime) -> _LastDay:
@@ -328,26 +160,17 @@ def last_day(anchor: Anchor, *, seed: int, now: datetime) -> _LastDay:
     step = _step(anchor.sigma, Interval.MINUTE, anchor.stable)
     start, end = math.log(anchor.price_24h_ago), math.log(anchor.price)
     low, high = math.log(anchor.low_24h), math.log(anchor.high_24h)
-    path = _stretch(_bridge(rng, start, end, WINDOW_MINUTES, step), low, high)
+    path = stretch(bridge(rng, start, end, WINDOW_MINUTES, step), low, high)
     first = Span(now).current(Interval.MINUTE) - (WINDOW_MINUTES - 1) * Interval.MINUTE.length
     volume = anchor.volume_24h / WINDOW_MINUTES
-    series = _Series(anchor, Interval.MINUTE, first, step, volume, (low, high))
-    drawn = _draw(rng, path, series, total=anchor.volume_24h)
+    series = Series(
+        anchor.asset_id, anchor.price, Interval.MINUTE, first, step, volume, (low, high)
+    )
+    drawn = draw_along(rng, path, series, total=anchor.volume_24h)
     indexes = range(WINDOW_MINUTES)
     lowest = min(indexes, key=drawn.bottoms.__getitem__)
     highest = max(indexes, key=drawn.tops.__getitem__)
     return _LastDay(drawn, anchor, lowest, highest)
-
-
-def _with(candle: CandleRecord, *, low: Decimal | None = None, high: Decimal | None = None,
-          close: Decimal | None = None) -> CandleRecord:  # fmt: skip
-    """`candle` with a new low, high or close, its high and low still around its body."""
-    close = candle.close if close is None else close
-    return candle.evolve(
-        close=close,
-        high=max(candle.high if high is None else high, candle.open, close),
-        low=min(candle.low if low is None else low, candle.open, close),
-    )
 
 
 def current_candles(anchor: Anchor, *, seed: int, now: datetime) -> list[CandleRecord]:
@@ -389,10 +212,10 @@ def history_in_steps(
     yield None
     minutes = [*_older(anchor, seed, span.first(Interval.MINUTE), window[0]), *window]
     yield None
-    rolled_hours = _roll(minutes, Interval.HOUR, 60)
+    rolled_hours = roll(minutes, Interval.HOUR, 60)
     hours = [*_older(anchor, seed, span.first(Interval.HOUR), rolled_hours[0]), *rolled_hours]
     yield None
-    rolled_days = _roll(hours, Interval.DAY, 24)
+    rolled_days = roll(hours, Interval.DAY, 24)
     days = [*_older(anchor, seed, span.first(Interval.DAY), rolled_days[0]), *rolled_days]
     out = {Interval.MINUTE: minutes, Interval.HOUR: hours, Interval.DAY: days}
     for interval, retention in (keep or {}).items():
@@ -411,8 +234,9 @@ def _older(anchor: Anchor, seed: int, since: datetime, finer: CandleRecord) -> l
     rng = _seeded(seed, anchor.asset_id, interval.value)
     step = _step(anchor.sigma, interval, anchor.stable)
     bounds = (math.log(anchor.floor), math.log(anchor.ceiling))
-    path = _walk_back(rng, math.log(finer.open), count, step, *bounds)
+    path = walk_back(rng, math.log(finer.open), count, step, *bounds)
     per_bucket = anchor.volume_24h * (interval.length / timedelta(days=1))
-    older = _draw(rng, path, _Series(anchor, interval, since, step, per_bucket, bounds)).records()
-    older[-1] = _with(older[-1], close=finer.open)
+    series = Series(anchor.asset_id, anchor.price, interval, since, step, per_bucket, bounds)
+    older = draw_along(rng, path, series).records()
+    older[-1] = amended(older[-1], close=finer.open)
     return older
