@@ -98,4 +98,9 @@ def to_price_grid(value: Decimal, rounding: str) -> Decimal:
     """`value` to 12 significant digits, at most 18 places and at least whole units, rounded
     by `rounding`."""
     places = min(MAX_PLACES, max(0, SIGNIFICANT_DIGITS - 1 - value.adjusted()))
-    return value.quantize(Decimal(1).scaleb(-places), rounding=rounding, context=EXACT)
+    return value.quantize(_STEPS[places], rounding=rounding, context=EXACT)
+
+
+# 10^-places for every places allowed: the simulator rounds every price of every tick, and
+# making the step each time was 0.2 of its 1.7 µs (timeit).
+_STEPS = tuple(Decimal(1).scaleb(-places) for places in range(MAX_PLACES + 1))

@@ -28,16 +28,20 @@ class _Live:
     """One asset's current candle of one interval; `changes` counts its moves, `written` the
     count that reached the store."""
 
-    __slots__ = ("changes", "close", "high", "interval", "low", "open", "open_time", "volume",
+    __slots__ = ("cents", "changes", "close", "high", "interval", "low", "open", "open_time",
                  "written")  # fmt: skip
 
-    def __init__(self, interval: Interval, open_time: datetime, price: Decimal) -> None:
+    def __init__(self, interval: Interval, open_time: datetime, price: Decimal, cents: int) -> None:
         self.interval = interval
         self.open_time = open_time
         self.open = self.high = self.low = self.close = price
-        self.volume = Decimal(0)
+        self.cents = cents  # the volume, in integer cents: a tick adds an int, not a Decimal
         self.changes = 1
         self.written = 0
+
+    @property
+    def volume(self) -> Decimal:
+        return Decimal(self.cents).scaleb(-2)
 
     def record(self, asset_id: str) -> CandleRecord:
         return CandleRecord(
@@ -64,39 +68,30 @@ class LiveCandles:
         """Ticks it takes every asset's candles to reach the store once."""
         return max(1, math.ceil(len(self._live) / self.assets_per_write))
 
-    def tick(
-        self,
-        prices: Iterable[tuple[str, Decimal]],
-        moment: datetime,
-        volume_of: Callable[[str, Decimal], Decimal],
-    ) -> None:
-        """Each (asset id, price) of a tick at `moment` extends its candles or opens new
-        ones; `volume_of(asset_id, price)` is the tick's volume."""
+    def tick(self, moves: Iterable[tuple[str, Decimal, int]], moment: datetime) -> None:
+        """Each (asset id, price, volume in cents) of a tick at `moment` extends its candles
+        or opens new ones."""
         opens = [bucket_start(moment, interval) for interval in INTERVALS]
         live, closed = self._live, self._closed
-        for asset_id, price in prices:
-            volume = volume_of(asset_id, price)
+        for asset_id, price, cents in moves:
             candles = live.get(asset_id)
             if candles is None:
-                candles = live[asset_id] = [
-                    _Live(i, o, price) for i, o in zip(INTERVALS, opens, strict=True)
+                live[asset_id] = [
+                    _Live(i, o, price, cents) for i, o in zip(INTERVALS, opens, strict=True)
                 ]
-                for candle in candles:
-                    candle.volume = volume
                 continue
             for index, candle in enumerate(candles):
                 if candle.open_time != opens[index]:
                     if candle.written != candle.changes:
                         closed.setdefault(asset_id, []).append(candle.record(asset_id))
-                    fresh = candles[index] = _Live(candle.interval, opens[index], price)
-                    fresh.volume = volume
+                    candles[index] = _Live(candle.interval, opens[index], price, cents)
                     continue
                 if price > candle.high:
                     candle.high = price
                 elif price < candle.low:
                     candle.low = price
                 candle.close = price
-                candle.volume += volume
+                candle.cents += cents
                 candle.changes += 1
 
     def due(self, *, everything: bool = False) -> tuple[list[CandleRecord], Callable[[], None]]:
@@ -134,18 +129,14 @@ class LiveCandles:
             index = INTERVALS.index(candle.interval)
             if candles is None:
                 candles = self._live[candle.asset_id] = [
-                    _Live(i, candle.open_time, candle.close) for i in INTERVALS
+                    _Live(i, candle.open_time, candle.close, 0) for i in INTERVALS
                 ]
                 for other in candles:
                     other.open_time = datetime.min.replace(tzinfo=candle.open_time.tzinfo)
                     other.written = other.changes
-            live = candles[index] = _Live(candle.interval, candle.open_time, candle.open)
-            live.high, live.low, live.close, live.volume = (
-                candle.high,
-                candle.low,
-                candle.close,
-                candle.volume,
-            )
+            cents = int(candle.volume.scaleb(2).to_integral_value())
+            live = candles[index] = _Live(candle.interval, candle.open_time, candle.open, cents)
+            live.high, live.low, live.close = candle.high, candle.low, candle.close
             live.written = live.changes  # it is the store's already
 
     def current(self, asset_id: str, interval: Interval) -> Candle | None:

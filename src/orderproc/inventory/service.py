@@ -424,12 +424,8 @@ class PriceTicker:
         another: each is one flush of the store, and together they held the event loop over
         10 ms at 1,000 assets (prices first: they are what trading reads). Candles whose write
         fails stay due for the next turn."""
-        by_id = {asset.asset_id: asset for asset in moved}
-
-        def volume_of(asset_id: str, price: Decimal) -> Decimal:
-            return tick_volume(by_id[asset_id], self.interval)
-
-        self.candles.tick(((a.asset_id, a.price_usd) for a in moved), now, volume_of)
+        seconds = self.interval
+        self.candles.tick(((a.asset_id, a.price_usd, tick_volume(a, seconds)) for a in moved), now)
         await asyncio.sleep(0)
         async with self.store.unit_of_work() as uow:
             uow.assets.set_prices([PriceUpdate(a.asset_id, a.price_usd, now) for a in moved])
@@ -488,16 +484,13 @@ class PriceTicker:
             log.warning("the last candles could not be written", exc_info=True)
 
 
-_CENT = Decimal("0.01")
-
-
-def tick_volume(asset: Asset, seconds: float) -> Decimal:
-    """USD traded in one tick, simulated: the asset's 24 h volume spread over a day of ticks,
-    0.5x to 1.5x by its price's hash (so as deterministic as the prices, and cheap)."""
+def tick_volume(asset: Asset, seconds: float) -> int:
+    """USD traded in one tick, in cents, simulated: the asset's 24 h volume spread over a day of
+    ticks, 0.5x to 1.5x by its price's hash (so as deterministic as the prices, and cheap)."""
     if not asset.total_volume_24h:
-        return Decimal(0)
+        return 0
     share = seconds / 86_400 * (0.5 + hash(asset.price_usd) % 1000 / 1000)
-    return Decimal(round(float(asset.total_volume_24h) * share * 100)) * _CENT
+    return round(float(asset.total_volume_24h) * share * 100)
 
 
 def _candle_record(candle: Candle) -> CandleRecord:

@@ -15,12 +15,8 @@ START = datetime(2026, 5, 1, 12, 0, 10, tzinfo=UTC)
 IDS = ("AAA", "BBB", "CCC", "DDD", "EEE")
 
 
-def no_volume(asset_id: str, price: Decimal) -> Decimal:
-    return Decimal(1)
-
-
 def tick(candles: LiveCandles, moment: datetime, price: str) -> None:
-    candles.tick(((a, Decimal(price)) for a in IDS), moment, no_volume)
+    candles.tick(((a, Decimal(price), 100) for a in IDS), moment)  # $1.00 traded a tick
 
 
 def written(rows: list[CandleRecord]) -> set[str]:
@@ -98,7 +94,7 @@ class TestResume:
         candles = LiveCandles()
         candles.resume([stored])
         assert candles.due()[0] == []  # the store has it already
-        candles.tick([("AAA", Decimal(12))], START + timedelta(seconds=20), no_volume)
+        candles.tick([("AAA", Decimal(12), 100)], START + timedelta(seconds=20))
         current = candles.current("AAA", Interval.MINUTE)
         assert current is not None
         assert (current.open, current.high, current.low, current.close) == (9, 30, 5, 12)
