@@ -1,13 +1,15 @@
 """Two inventory processes over one database and one real Redis (common/price_fanout.py): one
 leads the feed; an asset an admin adds or deactivates through the other reaches the leader's
 catalog at once, so the leader prices it from its next tick (or stops), and the follower
-follows the leader's ticks."""
+follows the leader's ticks; a follower that takes the feed over backfills the assets that lack
+candle history then."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -15,7 +17,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from orderproc.common.settings import Settings
-from orderproc.inventory.service import AdminActor, add_asset, change_asset
+from orderproc.common.storage.records import CandleRecord
+from orderproc.inventory.backfill import anchor_of, history
+from orderproc.inventory.candles import Interval, bucket_start
+from orderproc.inventory.history import lacking_history
+from orderproc.inventory.service import INTERVALS, AdminActor, add_asset, change_asset
 from orderproc.runtime import Runtime, build_runtime
 from orderproc.testing import SteppingClock
 from tests.support.redis_server import RedisServer
@@ -82,3 +88,74 @@ async def test_an_asset_added_through_the_follower_ticks_on_the_leader(
     clock.advance(seconds=2)
     await leader.ticker.tick_once()
     assert leader.catalog.by_id["NEWC"].price_usd == moved  # deactivated: no longer priced
+
+
+class TestANewLeader:
+    @pytest.fixture
+    def settings_overrides(
+        self, redis_server: RedisServer, redis: aioredis.Redis
+    ) -> dict[str, Any]:
+        return {
+            "redis_url": redis_server.url,
+            "redis_timeout_seconds": 1.0,
+            "price_feed": "simulated",
+            "price_tick_seconds": 3600,  # no tick but the start's: the prices stay put
+            "price_stale_seconds": 7200,
+            "candle_backfill": True,
+            "feed_lease_seconds": 1.5,  # a follower asks for the lease every 0.5 s
+        }
+
+    async def test_backfills_the_assets_added_while_it_followed(
+        self, runtime: Runtime, settings: Settings, clock: SteppingClock
+    ) -> None:
+        # Every packaged asset has its history (a daily candle older than yesterday marks it
+        # done), so the first leader's start-up backfills nothing.
+        old = bucket_start(clock.now(), Interval.DAY) - timedelta(days=3)
+        prices = {a.asset_id: a.price_usd for a in runtime.catalog.assets()}
+        marks = [CandleRecord(i, "1d", old, p, p, p, p, Decimal(0)) for i, p in prices.items()]
+        async with runtime.store.unit_of_work() as uow:
+            uow.candles.upsert(marks)
+            await uow.commit()
+        other = await build_runtime(settings, clock=clock)
+        try:
+            await runtime.start_background()
+            await other.start_background()
+            assert runtime.lease is not None
+            assert other.lease is not None
+            leader, follower = (runtime, other) if runtime.lease.leader else (other, runtime)
+            assert leader.lease is not None
+            assert follower.lease is not None
+            assert follower.history is not None
+            assert leader.history is not None
+            assert leader.history.task is None  # nothing lacked history
+
+            actor = AdminActor(user_id="admin-1", ip=None, clock=clock)
+            new = dataclasses.replace(
+                follower.catalog.by_id["DOGE"], asset_id="NEWC", symbol="newc", name="New Coin",
+                price_usd=Decimal("2.5"),
+            )  # fmt: skip
+            await add_asset(new, store=follower.store, catalog=follower.catalog, actor=actor)
+            await until(lambda: "NEWC" in leader.catalog.by_id)
+            ids = list(follower.catalog.by_id)
+            assert await lacking_history(follower.store, ids, clock.now()) == ["NEWC"]
+
+            await leader.lease.stop()  # the leader goes, handing the lease back
+            # The gain of the lease starts it, in the background.
+            await until(lambda: follower.history is not None and follower.history.task is not None)
+            assert follower.lease.leader
+            assert follower.history.task is not None
+            await asyncio.wait_for(follower.history.task, 10)
+            assert await lacking_history(follower.store, ids, clock.now()) == []
+
+            # What a start would have written for it: the whole history, from its price.
+            keep = {i: follower.ticker.retention.of(i) for i in INTERVALS}
+            made = history(
+                anchor_of(follower.catalog.by_id["NEWC"]),
+                seed=settings.price_seed, now=clock.now(), keep=keep,
+            )  # fmt: skip
+            async with follower.store.unit_of_work() as uow:
+                for interval, candles in made.items():
+                    stored = await uow.candles.list("NEWC", interval.value, limit=5000)
+                    assert stored == candles
+        finally:
+            await other.close()

@@ -59,6 +59,8 @@ class InventoryParts:
         if self.lease is not None:
             await self.lease.start()
             self.ticker.leading = lambda: self.lease is not None and self.lease.leader
+            if self.history is not None:
+                self.history.leading = self.ticker.leading
         if self.follower is not None:
             await self.follower.start()
         if self.lease is None or self.lease.leader:
@@ -72,6 +74,8 @@ class InventoryParts:
                 await self.ticker.tick_once()
             if self.history is not None:
                 self.history.start()
+        if self.history is not None:  # no await since the role was read: a gain is later
+            self.history.on_gain = True
         self.ticker.start()
 
     async def stop_inventory(self) -> None:
@@ -87,10 +91,17 @@ class InventoryParts:
 
     async def take_over(self) -> None:
         """This process now leads: tick on from the prices it followed, and continue the
-        current candles from the store."""
+        current candles from the store. After start-up (whose own backfill the leader it
+        finds runs), it also backfills the assets that lack history now, as a start does: the
+        last leader died before it finished, or they were added while this process followed."""
         if isinstance(self.feed, SimulatedFeed):
             self.feed.continue_from({a.asset_id: a.price_usd for a in self.catalog.assets()})
+        history = self.history if self.history is not None and self.history.on_gain else None
+        if history is not None:  # before `resume`, which continues the current candles
+            await history.prepare(self.catalog.assets(), self.ticker.clock.now())
         await self.ticker.resume()
+        if history is not None:
+            history.start()
 
     def announce(self, asset: Asset) -> None:
         """A catalog watcher: an asset this process's admin added or changed is announced to

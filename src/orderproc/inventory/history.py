@@ -10,7 +10,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -45,6 +45,10 @@ GROUP = 10
 # Between two steps of the background work. Not 0: after sleep(0) the task runs again before
 # the callbacks that fell due meanwhile (a request's, a tick's), so they would wait two steps.
 PAUSE = 0.001
+
+
+def _always() -> bool:
+    return True
 
 
 async def lacking_history(store: Store, asset_ids: Iterable[str], now: datetime) -> list[str]:
@@ -85,11 +89,11 @@ class SimulatedBackfill:
         rows = [c for a in self.pending for c in current_candles(a, seed=self.seed, now=now)]
         await _write(self.store, rows)
 
-    async def run(self) -> int:
+    async def run(self, leading: Callable[[], bool] = _always) -> int:
         """Write the rest of each pending asset's history; returns the rows written. `GROUP`
         assets at a time, the largest first: their minutes, then their hours, a window of time
         at a time (`_windows`), then each one's days (so an asset whose days are stored is
-        done)."""
+        done). Stops before a unit once `leading()` is false: the new leader does the rest."""
         if self.now is None:
             return 0
         span, written = Span(self.now), 0
@@ -106,6 +110,8 @@ class SimulatedBackfill:
                 series = [[c for c in made[interval] if c.open_time < current] for made in group]
                 units = [*series] if interval is Interval.DAY else _windows(series, interval)
                 for rows in units:
+                    if not leading():
+                        return written
                     written += await _write(self.store, rows)
         self.pending = []
         return written
@@ -208,11 +214,13 @@ class ChartBackfill:
         self.pending = await lacking_history(self.store, known, now)
         self.now = now
 
-    async def run(self) -> int:
+    async def run(self, leading: Callable[[], bool] = _always) -> int:
         if self.now is None:
             return 0
         span, written = Span(self.now), 0
         for asset_id in self.pending:
+            if not leading():
+                return written
             for interval, days in CHART_DAYS.items():  # days last: they mark the asset done
                 try:
                     body = await self.feed.market_chart(self.ids[asset_id], days=days)
@@ -235,13 +243,21 @@ class History:
     """The backfill around the ticker's first tick: `prepare` before it (the simulator's
     current candles), `start` after it (the rest, in a background task that logs what it
     wrote and how long it took), `stop` at shutdown (cancels it; what was written stays, and
-    an asset whose days were not written is done again at the next start)."""
+    an asset whose days were not written is done again at the next start). In distributed
+    mode the feed's leader runs it at start-up and a process that becomes the leader later
+    runs it again (`prepare` stops one still running), for the assets that lack history then;
+    `leading` ends the background task once this process no longer leads."""
 
     def __init__(self, backfill: SimulatedBackfill | ChartBackfill) -> None:
         self.backfill = backfill
         self.task: asyncio.Task[int] | None = None
+        self.leading: Callable[[], bool] = _always
+        # Set once start-up has had its turn: from then on, a gain of the lease runs it again.
+        # (Here, not on the inventory's parts, which the process's runtime copies.)
+        self.on_gain = False
 
     async def prepare(self, assets: Iterable[Asset], now: datetime) -> None:
+        await self.stop()  # a gain of the lease after a loss: one backfill at a time
         await self.backfill.prepare(assets, now)
 
     def start(self) -> None:
@@ -251,7 +267,7 @@ class History:
     async def _run(self) -> int:
         began, assets = time.perf_counter(), len(self.backfill.pending)
         try:
-            written = await self.backfill.run()
+            written = await self.backfill.run(self.leading)
         except Exception:  # the history is a nicety: never the service's end
             log.exception("candle backfill failed")
             return 0
@@ -264,6 +280,7 @@ class History:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
+            self.task = None
 
 
 def history_for(

@@ -243,6 +243,18 @@ class TestWrittenAtStart:
         finally:
             await store.close()
 
+    async def test_stops_once_this_process_no_longer_leads_the_feed(self) -> None:
+        store = MemoryStore()
+        assets = [SNAPSHOT["BTC"], SNAPSHOT["ETH"]]
+        await seed_catalog(store, assets=assets)
+        backfill = SimulatedBackfill(store=store, seed=7, keep=KEEP)
+        await backfill.prepare(assets, NOW)
+        asked = itertools.count(1)
+        # Leads for three units of work (each 500 minutes of both assets), then follows.
+        written = await backfill.run(lambda: next(asked) <= 3)
+        assert written == 3 * 1000
+        assert await lacking_history(store, ["BTC", "ETH"], NOW) == ["BTC", "ETH"]
+
     async def test_a_stop_midway_leaves_the_rest_to_the_next_start(self) -> None:
         store = MemoryStore()
         assets = [SNAPSHOT["BTC"], SNAPSHOT["ETH"], SNAPSHOT["SOL"]]
