@@ -1,10 +1,6 @@
-"""Write intents: what a unit of work asks the store to do at commit, in the schema's terms.
-
-Repositories stage intents; each backend has one compiler that turns a unit's intents into one
-transaction (`sql.Dialect.compile` for SQLite and PostgreSQL, `memory` for dictionaries). Every
-intent is conditional or idempotent, so a unit applies whole or, if any condition fails, raises
-`ConcurrencyConflict` and applies nothing.
-"""
+"""Write intents: what a unit of work asks the store to do at commit, in the schema's terms, each
+conditional or idempotent; each backend compiles a unit's intents into one transaction that
+applies whole or raises `ConcurrencyConflict` and applies nothing (docs/storage.md)."""
 
 from __future__ import annotations
 
@@ -71,23 +67,20 @@ def collapse(intents: list[Intent]) -> list[Intent]:
     merged: list[Intent] = []
     last: dict[tuple[str, tuple[Any, ...]], int] = {}  # (table, key) -> index in merged
     for intent in intents:
-        slot = None
-        if isinstance(intent, Update):
-            slot = last.get((intent.table.name, key_of(intent.table, intent.row)))
+        if not isinstance(intent, Insert | Update):
+            merged.append(intent)
+            continue
+        key = (intent.table.name, key_of(intent.table, intent.row))
+        slot = last.get(key) if isinstance(intent, Update) else None
         if slot is not None and isinstance(intent, Update):
             before = merged[slot]
-            follows = getattr(getattr(before, "row", None), "version", None)
-            if (
-                isinstance(before, Insert)
-                and not before.if_absent
-                and follows == intent.expected_version
-            ):
-                merged[slot] = Insert(before.table, intent.row)
-                continue
-            if isinstance(before, Update) and follows == intent.expected_version:
-                merged[slot] = Update(before.table, intent.row, before.expected_version)
-                continue
-        if isinstance(intent, Insert | Update):
-            last[(intent.table.name, key_of(intent.table, intent.row))] = len(merged)
+            if getattr(getattr(before, "row", None), "version", None) == intent.expected_version:
+                if isinstance(before, Insert) and not before.if_absent:
+                    merged[slot] = Insert(before.table, intent.row)
+                    continue
+                if isinstance(before, Update):
+                    merged[slot] = Update(before.table, intent.row, before.expected_version)
+                    continue
+        last[key] = len(merged)
         merged.append(intent)
     return merged

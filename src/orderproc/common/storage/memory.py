@@ -1,11 +1,6 @@
-"""The in-memory storage adapter: the fake for unit tests and the reference for the contract.
-
-Each table of the schema is a dictionary by key, with the declared uniqueness as dictionaries
-of its own and the declared guards (CHECKs) evaluated on every write, so the fake refuses what
-a real store would. `apply` runs a unit's intents against the tables, journalling how to undo
-each change, and undoes them all if any condition fails. There is no `await` in it, so a commit
-is atomic on the event loop.
-"""
+"""The in-memory storage adapter, the fake for unit tests and the reference for the contract: each
+table a dictionary by key, the declared uniqueness and guards (CHECKs) enforced on every write,
+and a unit's intents applied with an undo journal, no `await` inside (docs/storage.md)."""
 
 from __future__ import annotations
 

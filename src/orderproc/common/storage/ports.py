@@ -1,14 +1,6 @@
-"""Storage ports: the store, its unit of work, and the repositories (one per aggregate, written
-once for every store in `repositories`), with the errors a store raises.
-
-A store is a backend of `repositories.Session`: a few read primitives and an intent compiler
-(`sqlite`, `postgres`, `memory`). Faults are not conflicts: a store that is full, read-only,
-unreachable or too slow raises `StoreUnavailable` or one of its kinds (`StoreFull`,
-`StoreReadOnly`, `StoreTimeout`; all 503 at the edge) from any read or commit. Each adapter maps
-its driver's errors to them once, at its boundary; a failed commit applied nothing (or, for a
-lost connection during the commit, may have: the caller is never told it committed when it did
-not).
-"""
+"""Storage ports: the store, its unit of work and repositories (`repositories`), and the errors
+a store raises: `StoreUnavailable` and its kinds (`StoreFull`, `StoreReadOnly`, `StoreTimeout`;
+503 at the edge) for a fault of the store, never a driver's own error (docs/storage.md)."""
 
 from __future__ import annotations
 

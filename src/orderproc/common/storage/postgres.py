@@ -1,14 +1,8 @@
 """The PostgreSQL storage adapter (asyncpg). A unit of work takes one pooled connection for its
-reads and its commit, and writes its intents as ONE statement: each intent a data-modifying
-`WITH` clause, and a final check that every conditional write touched its row (else
-`orderproc_expect` raises and nothing is written). One statement is one transaction and one
-network round trip, BEGIN and COMMIT included.
-
-READ COMMITTED suffices because every write carries its own condition (a version, a limit, a
-uniqueness) and is checked by its row count. The pool opens on first use, so `open_store()`
-stays synchronous. The schema, the SQL of reads and intents and the migrator are shared with
-SQLite (`sql`).
-"""
+reads and its commit, and writes its intents as ONE statement (one transaction, one round trip):
+each intent a data-modifying `WITH` clause, and `orderproc_expect` raising, so nothing is
+written, unless every conditional write touched its row. READ COMMITTED suffices because every
+write carries its own condition. The pool opens on first use (docs/storage.md)."""
 
 from __future__ import annotations
 
@@ -251,11 +245,7 @@ _CONFLICTS = (
 
 
 def _rows_written_once(intents: builtins.list[Intent]) -> bool:
-    keys = [
-        (intent.table.name, key_of(intent.table, intent.row))
-        for intent in intents
-        if hasattr(intent, "row")
-    ]
+    keys = [(i.table.name, key_of(i.table, i.row)) for i in intents if hasattr(i, "row")]
     return len(keys) == len(set(keys))
 
 

@@ -150,8 +150,7 @@ class AssetRecord(_Record):
 
 @dataclass(frozen=True, slots=True)
 class PriceUpdate(_Record):
-    """An asset's latest price from the feed, kept apart from the asset's row: a tick writes
-    one narrow row per asset, not the asset's metadata again (see `AssetRepository`)."""
+    """An asset's latest price from the feed, in a narrow row apart from the asset's (schema 6)."""
 
     asset_id: str
     price: Decimal

@@ -1,20 +1,8 @@
 """The repositories, written once for every store: each aggregate's reads, in domain words, over
-a backend's few read primitives (`Reads`), and its writes, staged as intents (`intents`).
-
-Reads are awaited and see committed data. Writes are *staged*: nothing reaches the store until
-`UnitOfWork.commit()`, which applies every staged intent in one transaction or none of them;
-if any intent's condition fails (a version, a uniqueness, a limit, a guard), commit raises
-`ConcurrencyConflict` and nothing is written, so the use case re-reads and decides again (see
-`orderproc.common.retry`). Faults are not conflicts: a store that is full, read-only,
-unreachable or too slow raises `StoreUnavailable` or one of its kinds from any read or commit.
-
-Lists page by key, never by counting: newest first by (time, insertion order); `after` (the
-previous page's `next_key`) starts a page just past a row, so a page costs about the same however
-long the list is. `where` conditions are the ones an index holds; a `residual` filter is applied
-to at most `SCAN_ROWS` rows a page, so such a page may come back short, even empty, with a
-`next_key` to go on from. `offset` remains only on the lists the original platform's clients
-page that way (the API caps it). `total_count` is None unless the store counts cheaply.
-"""
+a backend's few read primitives (`Reads`), and its writes, staged as intents (`intents`) until
+`UnitOfWork.commit()` applies them all or, if a condition fails, raises `ConcurrencyConflict`
+and applies none. Lists page by key (`after`), never by counting; a `residual` filter looks at
+most `SCAN_ROWS` rows a page. See docs/storage.md ("Writes are intents", "Reads")."""
 
 from __future__ import annotations
 
@@ -22,7 +10,6 @@ import asyncio
 import builtins
 from collections.abc import Sequence
 from datetime import date, datetime
-from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar
 
 from orderproc.common.storage import schema as s
@@ -435,11 +422,6 @@ class UnitOfWork:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         self.staged.clear()
         await self._session.close()

@@ -1,16 +1,12 @@
 """What SQLite and PostgreSQL share: the schema's DDL and row codecs, the SQL of every read
-primitive and of every write intent, and the migrator that brings a database to the schema.
-
-Statements are written once with `?` placeholders (`postgres` numbers them as it runs them); a
-`Dialect` supplies the few things that differ: column types, value codecs, the insertion-order
-column (`rowid` or `seq`). Each backend runs what is built here: `sqlite` one statement at a
-time inside its group commit, `postgres` a unit's statements as one.
-"""
+primitive and write intent (written once with `?` placeholders; a `Dialect` supplies what
+differs: types, codecs, the insertion-order column), and the migrator."""
 
 from __future__ import annotations
 
 import builtins
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any, NamedTuple, TypeVar
 
@@ -29,18 +25,18 @@ Codec = Callable[[Any], Any]
 DESCRIPTION = "the schema declared in orderproc.common.storage.schema"
 
 
+@dataclass(frozen=True, slots=True)
 class Faults:
     """`with faults:` raises a driver's error that is a fault of the store (as `fault` tells)
     as the store error it stands for; any other error goes on as it is."""
 
-    def __init__(self, fault: Callable[[BaseException], StoreUnavailable | None]) -> None:
-        self._fault = fault
+    fault: Callable[[BaseException], StoreUnavailable | None]
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
-        fault = None if error is None else self._fault(error)
+        fault = None if error is None else self.fault(error)
         if fault is not None:
             raise fault from error
 

@@ -1,11 +1,6 @@
-"""The SQLite storage adapter: one stdlib `sqlite3` connection, reads on the event loop, and units
-of work's writes flushed in one synchronous `BEGIN IMMEDIATE … COMMIT` block: every unit that
-commits in the same turn of the event loop, each in a savepoint (`_GroupCommitter`).
-
-Why no thread hop: a point read on a local WAL database takes microseconds, far less than a hop to
-a worker thread, and a write block with no `await` inside cannot interleave with another one.
-The schema, the SQL of reads and intents, and the migrator are shared with PostgreSQL (`sql`).
-"""
+"""The SQLite storage adapter: one stdlib `sqlite3` connection, reads on the event loop (a local
+WAL read takes less than a hop to a thread), and the writes of every unit of work that commits in
+one turn of the event loop in one synchronous block (`_GroupCommitter`). See docs/storage.md."""
 
 from __future__ import annotations
 
@@ -155,12 +150,7 @@ class _GroupCommitter:
     `StoreUnavailable` of that kind, so nothing of the group is written and nobody hears
     "committed". A caller learns the outcome after the COMMIT, so an acknowledged write is a
     committed one; a caller cancelled before the flush is left out, one cancelled after it is
-    told that its write committed.
-
-    Why: under load, a dozen concurrent orders share the pages they touch (table tails,
-    append-only indexes, the accounts page), and a transaction writes each dirty page to the WAL
-    once. Measured: an order's COMMIT alone wrote 18 WAL frames; under market buys at c32, 9.4
-    units per group and 158 µs of flush per order against 267 µs alone.
+    told that its write committed. Why and what it saves: docs/PERFORMANCE.md, "Group commit".
     """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -309,7 +299,7 @@ class SqliteStore:
 
     def applied_versions(self) -> builtins.list[int]:
         rows = self._conn.execute("SELECT version FROM schema_migrations ORDER BY version")
-        return [row[0] for row in rows.fetchall()]
+        return [row[0] for row in rows]
 
     async def ping(self) -> None:
         await self._session._rows("SELECT 1", ())
@@ -321,17 +311,10 @@ class SqliteStore:
 
 
 class _Checkpointer:
-    """Copies the WAL back into the database from a thread with its own connection, and keeps
-    the WAL from growing without bound.
-
-    A PASSIVE checkpoint never blocks the writer, but under a steady stream of commits it never
-    catches up either: new frames arrive while it copies, so the writer never finds the log fully
-    copied and never restarts it. Measured: the WAL reached 1 GB in 40 s of deposits, and every
-    page lookup walks the WAL index, so writes slowed as it grew. Once the log passes
-    `restart_frames`, a RESTART checkpoint takes the write lock for the few frames the PASSIVE pass
-    left (the cost is mostly two fsyncs, about 0.6 ms each on this machine's disk, measured),
-    after which the next commit writes from the start of the log again.
-    """
+    """Copies the WAL back into the database from a thread with its own connection: PASSIVE
+    passes, which never block the writer but under steady commits never let it restart the log,
+    and a RESTART once the log passes `restart_frames`, so the WAL stays bounded (it reached 1 GB
+    in 40 s of deposits without: docs/PERFORMANCE.md, "The WAL no longer grows without bound")."""
 
     def __init__(self, path: str, *, every: float, restart_frames: int) -> None:
         self._path = path
