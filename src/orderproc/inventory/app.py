@@ -98,7 +98,9 @@ class InventoryParts:
             self.feed.continue_from({a.asset_id: a.price_usd for a in self.catalog.assets()})
         history = self.history if self.history is not None and self.history.on_gain else None
         if history is not None:  # before `resume`, which continues the current candles
-            await history.prepare(self.catalog.assets(), self.ticker.clock.now())
+            now = self.ticker.clock.now()
+            if not await history.prepare_on_gain(self.catalog.assets(), now):
+                history = None
         await self.ticker.resume()
         if history is not None:
             history.start()

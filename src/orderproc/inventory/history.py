@@ -260,6 +260,16 @@ class History:
         await self.stop()  # a gain of the lease after a loss: one backfill at a time
         await self.backfill.prepare(assets, now)
 
+    async def prepare_on_gain(self, assets: Iterable[Asset], now: datetime) -> bool:
+        """`prepare` as this process gains the lease; False if it failed (logged), so the new
+        leader ticks on without it (the next gain or start tries again)."""
+        try:
+            await self.prepare(assets, now)
+        except Exception:  # the history is a nicety: never in the way of the feed
+            log.exception("candle backfill not prepared on taking the feed over")
+            return False
+        return True
+
     def start(self) -> None:
         if self.backfill.pending:
             self.task = asyncio.create_task(self._run(), name="candle backfill")

@@ -255,6 +255,18 @@ class TestWrittenAtStart:
         assert written == 3 * 1000
         assert await lacking_history(store, ["BTC", "ETH"], NOW) == ["BTC", "ETH"]
 
+    async def test_a_failure_to_prepare_on_taking_the_feed_over_is_logged_not_raised(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        store = SqliteStore(tmp_path / "history.db")
+        await store.migrate()
+        await store.close()  # what it reads from is gone
+        history_ = History(SimulatedBackfill(store=store, seed=7, keep=KEEP))
+        assert not await history_.prepare_on_gain([SNAPSHOT["BTC"]], NOW)
+        assert "candle backfill not prepared on taking the feed over" in caplog.text
+        history_.start()
+        assert history_.task is None  # nothing pending
+
     async def test_a_stop_midway_leaves_the_rest_to_the_next_start(self) -> None:
         store = MemoryStore()
         assets = [SNAPSHOT["BTC"], SNAPSHOT["ETH"], SNAPSHOT["SOL"]]
