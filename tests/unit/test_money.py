@@ -58,6 +58,17 @@ class TestExactConversions:
         assert format_price(Decimal("0.000001234567890123")) == "0.000001234567890123"
         assert format_price(Decimal("64000")) == "64000.00"
         assert format_price(Decimal("1E-18")) == "0.000000000000000001"
+        assert format_price(Decimal("43210.1200000")) == "43210.12"
+        assert format_price(Decimal("1E+3")) == "1000.00"
+        assert format_price(Decimal("0E-8")) == "0.00"
+
+    @given(st.integers(-(10**20), 10**20), st.integers(-3, 20))
+    def test_prices_print_as_their_normal_form_with_at_least_two_places(
+        self, digits: int, places: int
+    ) -> None:
+        price = Decimal(digits).scaleb(-places)
+        whole, _, fraction = format(price.normalize(), "f").partition(".")
+        assert format_price(price) == f"{whole}.{fraction.ljust(2, '0')}"
 
 
 class TestRounding:

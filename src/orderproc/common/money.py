@@ -89,7 +89,12 @@ def format_quantity(quantity: Decimal) -> str:
 
 
 def format_price(price: Decimal) -> str:
-    """Exact, without exponent and without trailing zeros beyond two places."""
-    text = format(price.normalize(), "f")
-    whole, _, fraction = text.partition(".")
-    return f"{whole}.{fraction.ljust(2, '0')}"
+    """Exact, without exponent and without trailing zeros beyond two places. (Three times per
+    asset in every tick's stream event: trimming the text is cheaper than `normalize()`.)"""
+    text = format(price, "f")
+    dot = text.find(".")
+    if dot < 0:
+        return text + ".00"
+    text = text.rstrip("0")
+    short = dot + 3 - len(text)  # places missing from two
+    return text + "0" * short if short > 0 else text
