@@ -95,6 +95,7 @@ from __future__ import annotations
 import argparse
 import array
 import asyncio
+import gc
 import hashlib
 import json
 import os
@@ -771,15 +772,29 @@ def serve_instrumented(stats_path: Path, argv: list[str]) -> None:
     import asyncio.events
 
     durations = array.array("d")
-    slow: list[tuple[float, str, float]] = []
-    state: dict[str, Any] = {"generation": 0, "loop": "", "dumps": 0}
+    slow: list[tuple[float, str, float, float]] = []
+    state: dict[str, Any] = {"generation": 0, "loop": "", "dumps": 0, "gc_ms": 0.0}
     original = asyncio.events.Handle._run
     clock = time.perf_counter
+    # The garbage collector's passes, by generation: how many, the longest, and (in `slow`) how
+    # much of each slow callback was a collection that ran inside it.
+    collections: dict[int, list[float]] = {0: [], 1: [], 2: []}
+    gc_started = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_started[0] = clock()
+        else:
+            spent = (clock() - gc_started[0]) * 1000
+            collections[info["generation"]].append(spent)
+            state["gc_ms"] += spent
+
+    gc.callbacks.append(on_gc)
 
     cpu_clock = time.thread_time
 
     def timed(self: asyncio.events.Handle) -> None:
-        generation = state["generation"]
+        generation, gc_before = state["generation"], state["gc_ms"]
         started, cpu_started = clock(), cpu_clock()
         original(self)
         spent = clock() - started
@@ -787,7 +802,8 @@ def serve_instrumented(stats_path: Path, argv: list[str]) -> None:
             return  # a dump ran inside this callback: its time is not the callback's
         durations.append(spent)
         if spent > 0.001:
-            slow.append((spent, _describe(self), cpu_clock() - cpu_started))
+            gc_in = state["gc_ms"] - gc_before
+            slow.append((spent, _describe(self), cpu_clock() - cpu_started, gc_in))
         if not state["loop"]:
             state["loop"] = type(asyncio.events._get_running_loop()).__module__
 
@@ -812,21 +828,34 @@ def serve_instrumented(stats_path: Path, argv: list[str]) -> None:
             "max_ms": ordered[-1] * 1000 if n else 0.0,
             "over_1ms": sum(1 for d in ordered if d > 0.001),
             "over_5ms": sum(1 for d in ordered if d > 0.005),
-            "slowest": [[round(s * 1000, 3), what, round(c * 1000, 3)] for s, what, c in slowest],
-            "max_request_ms": max((s for s, w, _ in slow if _serves_request(w)), default=0) * 1000,
-            "max_other_ms": max((s for s, w, _ in slow if not _serves_request(w)), default=0)
+            "slowest": [
+                [round(s * 1000, 3), what, round(c * 1000, 3), round(g, 3)]
+                for s, what, c, g in slowest
+            ],
+            "max_request_ms": max((s for s, w, *_ in slow if _serves_request(w)), default=0) * 1000,
+            "max_other_ms": max((s for s, w, *_ in slow if not _serves_request(w)), default=0)
             * 1000,
             # The thread's own CPU in the longest callbacks: wall time above it is time the OS
             # gave the core to another process (wrk, PostgreSQL) while the callback ran.
-            "max_cpu_ms": max((c for _, _, c in slow), default=0) * 1000,
-            "max_request_cpu_ms": max((c for _, w, c in slow if _serves_request(w)), default=0)
+            "max_cpu_ms": max((c for _, _, c, _ in slow), default=0) * 1000,
+            "max_request_cpu_ms": max((c for _, w, c, _ in slow if _serves_request(w)), default=0)
             * 1000,
+            # The same without the collector's passes inside them: what the request itself took.
+            "max_request_cpu_ms_without_gc": max(
+                (c * 1000 - g for _, w, c, g in slow if _serves_request(w)), default=0
+            ),
+            "gc": {
+                str(gen): {"count": len(ms), "max_ms": round(max(ms, default=0), 3)}
+                for gen, ms in collections.items()
+            },
         }
         tmp = stats_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(stats))
         tmp.replace(stats_path)
         del durations[:]
         slow.clear()
+        for passes in collections.values():
+            passes.clear()
         state["generation"] += 1
 
     signal.signal(signal.SIGUSR1, dump)
@@ -1457,7 +1486,7 @@ def main() -> None:
         print(
             f"{'list':<13} {'case':<34} {'callbacks':>9} {'per 2xx':>7} {'p99 ms':>7} "
             f"{'p99.9 ms':>8} {'max ms':>7} {'cpu':>5} {'>5ms':>5} {'max req':>7} {'max bg':>6}  "
-            "target <5 ms  slowest (wall ms, what, cpu ms)"
+            "target <5 ms  slowest (wall ms, what, cpu ms, of it the collector's ms)"
         )
         timed_cases = [
             case
@@ -1484,7 +1513,8 @@ def main() -> None:
                 )
             figures[f"loop {case.route}: {case.name}"] = stats
             slowest = " / ".join(
-                f"{ms:.2f} ms {what} ({cpu:.2f})" for ms, what, cpu in stats["slowest"][:2]
+                f"{ms:.2f} ms {what} ({cpu:.2f}, gc {gc_ms:.2f})"
+                for ms, what, cpu, gc_ms in stats["slowest"][:2]
             )
             print(
                 f"{case.route:<13} {case.name:<34} {stats['callbacks']:>9} "
@@ -1493,6 +1523,16 @@ def main() -> None:
                 f"{stats['max_request_cpu_ms']:5.2f} {stats['over_5ms']:>5} "
                 f"{stats['max_request_ms']:7.2f} {stats['max_other_ms']:6.2f}  "
                 f"{verdict(ok):<12} {slowest}"
+            )
+            passes = stats["gc"]
+            print(
+                "  garbage collector: "
+                + ", ".join(
+                    f"gen {gen} {n['count']} passes, longest {n['max_ms']:.2f} ms"
+                    for gen, n in sorted(passes.items())
+                )
+                + f"; a request's longest callback without its collections: "
+                f"{stats['max_request_cpu_ms_without_gc']:.2f} ms of CPU"
             )
         print(
             f"  (the loop: {stats['loop']}; max req: the longest callback of a request's own "
