@@ -41,7 +41,11 @@ WRITE_ROWS = 1_000  # rows per unit of work: a few milliseconds of the event loo
 # `_windows`). Measured, the packaged catalog's candles written into SQLite alone (its schema,
 # pragmas and checkpointing thread; CPU, two runs each): asset by asset 4.4 s; 10 at a time
 # 3.0-3.6 s; 25, 3.2-3.4 s; 50, 3.9-4.3 s (more assets a window, fewer of each one's rows).
-GROUP = 10
+# Five, not ten: the whole `run` costs the same (bench/backfill.py, 7.3-9.1 s of CPU in four
+# runs against 8.2-9.2 s in seven), and a group's candles are alive until written, so a full
+# garbage collection meanwhile walks them: its longest was 38-50 ms (median 41) against 44-52
+# (median 46), and 32-34 ms asset by asset.
+GROUP = 5
 # Between two steps of the background work. Not 0: after sleep(0) the task runs again before
 # the callbacks that fell due meanwhile (a request's, a tick's), so they would wait two steps.
 PAUSE = 0.001
@@ -122,8 +126,8 @@ def _windows(series: list[list[CandleRecord]], interval: Interval) -> Iterator[l
     windows of time of about `WRITE_ROWS` rows, each window asset by asset (the key's order).
     Why: the candles' time index holds every asset's candle of a bucket side by side, so one
     asset's thousand minutes touch a page of it for every few minutes, and each commit writes
-    each page it touched; a window of ten assets' hundred minutes touches those pages once for
-    all ten (see `GROUP`)."""
+    each page it touched; a window of five assets' two hundred minutes touches those pages
+    once for all five (see `GROUP`)."""
     series = [candles for candles in series if candles]
     if not series:
         return
