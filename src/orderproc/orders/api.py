@@ -11,7 +11,7 @@ from pydantic import AwareDatetime
 from orderproc.common.fastroute import FastRoute
 from orderproc.common.idempotency import fingerprint
 from orderproc.common.money import format_money
-from orderproc.common.paging import ListPaging, legacy_offset_paging
+from orderproc.common.paging import ListPaging, legacy_offset_paging, turn_before_rendering
 from orderproc.common.prices import PriceSource
 from orderproc.common.storage.ports import Store
 from orderproc.common.storage.records import OrderStatus
@@ -150,6 +150,7 @@ async def list_orders(
             after=at.after,
             offset=at.offset,
         )
+    await turn_before_rendering()
     return OrdersPage(data=[OrderRead.of(o) for o in page.items], **at.fields(page))
 
 
@@ -231,6 +232,7 @@ async def asset_transactions(
             after=at.after,
             offset=at.offset,
         )
+    await turn_before_rendering()
     return AssetTransactionsPage(
         data=[AssetTransactionRead.of(e) for e in page.items], **at.fields(page)
     )

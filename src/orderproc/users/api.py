@@ -11,7 +11,12 @@ from pydantic import AwareDatetime
 from orderproc.common.fastroute import FastRoute
 from orderproc.common.idempotency import fingerprint
 from orderproc.common.money import format_money
-from orderproc.common.paging import ListPaging, cursor_paging, legacy_offset_paging
+from orderproc.common.paging import (
+    ListPaging,
+    cursor_paging,
+    legacy_offset_paging,
+    turn_before_rendering,
+)
 from orderproc.common.security.devices import DEVICE_COOKIE, set_device_cookie
 from orderproc.common.security.tokens import IssuedToken
 from orderproc.common.settings import Settings
@@ -318,6 +323,7 @@ async def transactions(
         after=at.after,
         offset=at.offset,
     )
+    await turn_before_rendering()
     rows = [TransactionRead.of(e) for e in page.items]
     return TransactionsPage(data=rows, transactions=rows, **at.fields(page))
 
@@ -336,6 +342,7 @@ async def admin_list_users(
     """Every user, newest first; pages by `cursor`."""
     at = paging.keyset(user=admin_user.user_id)
     page = await service.list_users(store=rt.users.store, limit=at.limit, after=at.after)
+    await turn_before_rendering()
     return UsersPage(data=[AdminUserRead.of(u) for u in page.items], **at.fields(page))
 
 
@@ -399,6 +406,7 @@ async def admin_audit(
         limit=at.limit,
         after=at.after,
     )
+    await turn_before_rendering()
     return AuditPage(data=[AuditEventRead.of(e) for e in page.items], **at.fields(page))
 
 
