@@ -39,6 +39,16 @@ def settings_overrides(redis_server: RedisServer, redis: aioredis.Redis) -> dict
     }
 
 
+async def started_pair(runtime: Runtime, other: Runtime) -> tuple[Runtime, Runtime]:
+    """Both started as their processes start: (leader, follower)."""
+    await runtime.start_background()
+    await other.start_background()
+    assert runtime.lease is not None
+    assert other.lease is not None
+    assert runtime.lease.leader != other.lease.leader
+    return (runtime, other) if runtime.lease.leader else (other, runtime)
+
+
 @pytest.fixture
 async def replicas(
     runtime: Runtime, settings: Settings, clock: SteppingClock
@@ -46,12 +56,7 @@ async def replicas(
     """(leader, follower), both started as their processes start."""
     other = await build_runtime(settings, clock=clock)
     try:
-        await runtime.start_background()
-        await other.start_background()
-        assert runtime.lease is not None
-        assert other.lease is not None
-        assert runtime.lease.leader != other.lease.leader
-        yield (runtime, other) if runtime.lease.leader else (other, runtime)
+        yield await started_pair(runtime, other)
     finally:
         await other.close()
 
@@ -118,11 +123,7 @@ class TestANewLeader:
             await uow.commit()
         other = await build_runtime(settings, clock=clock)
         try:
-            await runtime.start_background()
-            await other.start_background()
-            assert runtime.lease is not None
-            assert other.lease is not None
-            leader, follower = (runtime, other) if runtime.lease.leader else (other, runtime)
+            leader, follower = await started_pair(runtime, other)
             assert leader.lease is not None
             assert follower.lease is not None
             assert follower.history is not None
