@@ -61,16 +61,11 @@ class AssetPageFragments(HtmlFragments):
     filter, with no script of ours; and one event is one header, not two."""
 
     def piece(self, asset: StreamAsset, previous: Decimal | None) -> bytes:
-        asset_id = asset.asset_id
         tick = {"time": asset.last_updated.timestamp(), "price": str(asset.price_usd)}
-        return "".join(
-            (
-                _event(f"p-{asset_id}", price_fragment(asset, previous)),
-                _event(f"c-{asset_id}", change_fragment(asset)),
-                _event(f"q-{asset_id}", quote_fragment(asset)),
-                _event("tick", json.dumps(tick)),
-            )
-        ).encode()
+        page = _event(f"q-{asset.asset_id}", quote_fragment(asset)) + _event(
+            "tick", json.dumps(tick)
+        )
+        return super().piece(asset, previous) + page.encode()
 
 
 HTML_FRAGMENTS = HtmlFragments()
