@@ -8,6 +8,7 @@ number must add up."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import subprocess
 import sys
@@ -102,16 +103,27 @@ async def run_bank(url: str, auths: list[dict[str, str]], seed: int) -> tuple[li
     tally = Tally()
     gate = asyncio.Semaphore(32)
 
-    async with httpx.AsyncClient(
-        base_url=url, timeout=30, limits=httpx.Limits(max_connections=40)
-    ) as client:
+    # A client (and its connection pool) per user, as each user's own app would have. With one
+    # pool of 40 for everyone, httpcore's bookkeeping (it scans every connection for every
+    # queued request) made the client the test's bottleneck: 12.4 s on SQLite, now 8.6 s.
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_connections=4))
+            )
+            for _ in auths
+        ]
 
         async def send(
-            path: str, headers: dict[str, str], body: dict[str, str], give_up: float | None = None
+            user: int,
+            path: str,
+            headers: dict[str, str],
+            body: dict[str, str],
+            give_up: float | None = None,
         ) -> httpx.Response:
             async with gate:
                 delivery = await post_until_settled(
-                    client, path, headers=headers, json=body, first_timeout=give_up
+                    clients[user], path, headers=headers, json=body, first_timeout=give_up
                 )
             if give_up is not None and delivery.dropped:
                 tally.abandoned += 1
@@ -124,13 +136,15 @@ async def run_bank(url: str, auths: list[dict[str, str]], seed: int) -> tuple[li
             headers = {**auths[user], "Idempotency-Key": key}
             style = rng.random()
             if style < 0.10:  # the client gives up mid-flight, then retries with the same key
-                answers = [await send(path, headers, body, give_up=0.001)]
+                answers = [await send(user, path, headers, body, give_up=0.001)]
             elif style < 0.25:  # a deliberate duplicate, sent at the same time
                 answers = list(
-                    await asyncio.gather(send(path, headers, body), send(path, headers, body))
+                    await asyncio.gather(
+                        send(user, path, headers, body), send(user, path, headers, body)
+                    )
                 )
             else:
-                answers = [await send(path, headers, body)]
+                answers = [await send(user, path, headers, body)]
             for answer in answers:
                 assert answer.status_code in (201, 409, 422), answer.text
             bodies = {a.text for a in answers if a.status_code == 201}
