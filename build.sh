@@ -53,8 +53,16 @@ case "$service" in
   *) exec pytest -q -k "$service" --ignore=tests/ui tests ;;
 esac
 # On every core: each test file runs whole in one worker (--dist loadfile), so a module's servers
-# start once; every server a test starts picks a free port, so workers never collide.
+# start once; every server a test starts picks a free port, so workers never collide. The
+# browser tests run beside them: they mostly wait (for the browser, for a tick), and waited
+# alone for a minute after the rest. Their output follows the others'.
+browser_log="$(mktemp)" browser=""
+trap '[ -n "$browser" ] && kill "$browser" 2>/dev/null; rm -f "$browser_log"' EXIT
+pytest -q tests/ui >"$browser_log" 2>&1 &
+browser=$!
 pytest -q -n auto --dist loadfile --ignore=tests/ui tests || status=$?
 echo "==> pytest (browser)"
-pytest -q tests/ui || status=$?
+wait "$browser" || status=$?
+browser=""
+cat "$browser_log"
 exit $status
