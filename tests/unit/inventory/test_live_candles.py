@@ -7,8 +7,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from orderproc.common.storage.records import CandleRecord
-from orderproc.inventory.candles import Candle, Interval
+from orderproc.inventory.candles import Candle, Interval, bucket_start
 from orderproc.inventory.live_candles import LiveCandles
 
 START = datetime(2026, 5, 1, 12, 0, 10, tzinfo=UTC)
@@ -100,3 +103,69 @@ class TestResume:
         assert (current.open, current.high, current.low, current.close) == (9, 30, 5, 12)
         assert current.volume == Decimal(8)
         assert candles.current("AAA", Interval.HOUR) is not None
+
+
+class TestAgainstTheTicks:
+    """Whatever the turns, failed writes and restarts, the store ends up with every candle of
+    every interval exactly as the ticks make it: open the first price of its bucket, high and
+    low the extremes, close the last, volume the sum (the hour and day rolled up from
+    minutes)."""
+
+    @given(
+        steps=st.lists(
+            st.tuples(
+                st.sampled_from([2, 2, 2, 20, 61, 3_600, 86_400]),  # seconds to the next tick
+                st.integers(min_value=1, max_value=99),  # the price
+                st.sampled_from(["write", "write", "fail", "restart", "none"]),
+            ),
+            max_size=60,
+        ),
+        per_write=st.integers(min_value=1, max_value=3),
+    )
+    def test_the_store_holds_each_bucket_of_the_ticks(
+        self, steps: list[tuple[int, int, str]], per_write: int
+    ) -> None:
+        store: dict[tuple[str, str, datetime], CandleRecord] = {}
+        expected: dict[tuple[str, str, datetime], list[Decimal]] = {}
+        candles, moment = LiveCandles(assets_per_write=per_write), START
+        for seconds, price, then in steps:
+            moment += timedelta(seconds=seconds)
+            moves = [(a, Decimal(price + n), 100 + n) for n, a in enumerate(IDS[:3])]
+            candles.tick(moves, moment)
+            for asset_id, value, cents in moves:
+                for interval in (Interval.MINUTE, Interval.HOUR, Interval.DAY):
+                    key = (asset_id, interval.value, bucket_start(moment, interval))
+                    o, h, lo, _, v = expected.get(key, [value, value, value, value, Decimal(0)])
+                    expected[key] = [o, max(h, value), min(lo, value), value, v + cents]
+            if then in ("write", "fail"):
+                rows, committed = candles.due()
+                if then == "write":
+                    store.update({(r.asset_id, r.interval, r.open_time): r for r in rows})
+                    committed()
+            elif then == "restart":
+                rows, committed = candles.due(everything=True)
+                store.update({(r.asset_id, r.interval, r.open_time): r for r in rows})
+                committed()
+                candles = LiveCandles(assets_per_write=per_write)
+                candles.resume([_candle(r) for r in latest(store)])
+        rows, _ = candles.due(everything=True)
+        store.update({(r.asset_id, r.interval, r.open_time): r for r in rows})
+        assert {k: [r.open, r.high, r.low, r.close, r.volume] for k, r in store.items()} == {
+            k: [o, h, lo, c, v / 100] for k, (o, h, lo, c, v) in expected.items()
+        }
+
+
+def latest(store: dict[tuple[str, str, datetime], CandleRecord]) -> list[CandleRecord]:
+    """What a restart reads: the latest stored candle of each asset and interval."""
+    newest: dict[tuple[str, str], CandleRecord] = {}
+    for (asset_id, interval, _), row in sorted(store.items()):
+        newest[(asset_id, interval)] = row
+    return list(newest.values())
+
+
+def _candle(record: CandleRecord) -> Candle:
+    assert record.volume is not None
+    return Candle(
+        record.asset_id, Interval(record.interval), record.open_time, record.open, record.high,
+        record.low, record.close, record.volume,
+    )  # fmt: skip

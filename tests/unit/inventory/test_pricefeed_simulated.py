@@ -5,9 +5,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from orderproc.inventory.domain import load_snapshot
-from orderproc.inventory.pricefeed import SimulatedAsset, SimulatedFeed, round_price
+from orderproc.inventory.pricefeed import SimulatedAsset, SimulatedFeed, on_grid, round_price
 
 START = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 
@@ -134,3 +136,43 @@ class TestRoundPrice:
         self, value: Decimal, expected: Decimal
     ) -> None:
         assert round_price(value) == expected
+
+
+def exponent(value: Decimal) -> int:
+    places = value.as_tuple().exponent
+    assert isinstance(places, int)
+    return places
+
+
+class TestOnGrid:
+    """The simulator's float prices rounded to the grid: the same grid as `round_price`."""
+
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [
+            (51618.0255138123456, Decimal("51618.0255138")),
+            (0.000000517785123456789, Decimal("0.000000517785123457")),
+            (9.99999999999996, Decimal("10.0000000000")),  # the carry keeps 12 digits
+            (1234567890123456.7, Decimal("1234567890123457")),  # whole units at least
+            (1e-30, Decimal("1E-18")),
+            (0.0, Decimal("1E-18")),
+            (-3.0, Decimal("1E-18")),
+            (float("nan"), Decimal("1E-18")),
+        ],
+    )
+    def test_keeps_twelve_digits_within_eighteen_places_and_stays_positive(
+        self, value: float, expected: Decimal
+    ) -> None:
+        price = on_grid(value)
+        assert price == expected
+        assert exponent(price) == exponent(expected)
+
+    @given(st.floats(min_value=1e-12, max_value=1e11))
+    def test_is_round_price_of_the_float_but_for_a_last_digit_tie(self, value: float) -> None:
+        exact = round_price(Decimal(value))
+        price = on_grid(value)
+        assert len(price.as_tuple().digits) <= 12
+        assert -18 <= exponent(price) <= 0
+        # The float product can land on the other side of a half: one step at most.
+        step = Decimal(1).scaleb(exponent(exact))
+        assert abs(price - exact) <= step
