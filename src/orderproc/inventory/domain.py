@@ -64,16 +64,17 @@ class Asset:
     # `replace` too), so it can never lag the price, the rank or the spread.
     bid: Decimal = field(init=False)
     ask: Decimal = field(init=False)
+    # The spread in basis points: the sandbox's, or the model's for this asset. Kept, not a
+    # property: a tick reads it for every asset, and a tick's copy keeps it (the price moves,
+    # the spread does not).
+    spread: Decimal = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        bid, ask = bid_ask(self.price_usd, self.spread)
+        spread = spread_for(self.category, self.market_cap_rank, self.spread_bps)
+        bid, ask = bid_ask(self.price_usd, spread)
+        object.__setattr__(self, "spread", spread)
         object.__setattr__(self, "bid", bid)
         object.__setattr__(self, "ask", ask)
-
-    @property
-    def spread(self) -> Decimal:
-        """The spread in basis points: the sandbox's, or the model's for this asset."""
-        return spread_for(self.category, self.market_cap_rank, self.spread_bps)
 
     def with_price(self, price: Decimal, moment: datetime) -> Asset:
         return replace(self, price_usd=price, last_updated=moment)

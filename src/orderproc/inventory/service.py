@@ -47,7 +47,7 @@ _DECIMALS = frozenset(
 )  # fmt: skip
 _TIMES = frozenset({"ath_date", "atl_date"})
 _TUPLES = frozenset({"illustrative"})
-_DERIVED = frozenset({"bid", "ask"})  # recomputed from the price and the spread, never stored
+_DERIVED = frozenset({"bid", "ask", "spread"})  # from the price and the asset, never stored
 _METADATA_FIELDS = frozenset(f.name for f in fields(Asset)) - _COLUMNS - _DERIVED
 
 
