@@ -4,6 +4,7 @@ and a feed that fails leaves everything as it was."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -11,14 +12,17 @@ from orderproc.common.clock import FixedClock
 from orderproc.common.prices import PriceCache
 from orderproc.common.storage.memory import MemoryStore
 from orderproc.common.storage.sqlite import SqliteStore
+from orderproc.inventory.domain import load_snapshot
 from orderproc.inventory.pricefeed import SimulatedFeed
 from orderproc.inventory.service import (
     AdminActor,
     PriceTicker,
     Retention,
+    TickVolumes,
     change_asset,
     load_catalog,
     seed_catalog,
+    tick_volume,
 )
 
 RETENTION = Retention(minute=timedelta(minutes=10), hour=timedelta(days=1), day=timedelta(days=30))
@@ -127,3 +131,78 @@ class TestAdminChangesDuringTicks:
         assert stored.price == ticked.price
         assert stored.name == "Bitcoin (renamed)"
         await store.close()
+
+
+class TestPricesInTurns:
+    """With more assets than a write takes, each tick writes one turn's assets' prices (and
+    candles); every stored price is at most `turns` ticks behind, a sandbox admin's is written
+    at once, and a stop writes what is left."""
+
+    async def stored(self, store: MemoryStore) -> dict[str, Decimal]:
+        async with store.unit_of_work() as uow:
+            return {r.asset_id: r.price for r in await uow.assets.list_all()}
+
+    async def test_each_tick_writes_one_turn_and_every_price_catches_up(self) -> None:
+        clock = FixedClock(datetime(2026, 5, 1, 12, 0, 30, tzinfo=UTC))
+        tick, store, prices = await ticker(clock)
+        tick.candles.assets_per_write = 30  # the 101 packaged assets: 4 turns
+        first = await self.stored(store)
+        clock.advance(seconds=1)
+        await tick.tick_once()
+        assert tick.candles.turns == 4
+        changed = {k for k, v in (await self.stored(store)).items() if v != first[k]}
+        assert 20 <= len(changed) <= 30  # one turn (stablecoins may keep their price)
+        for _ in range(3):
+            clock.advance(seconds=1)
+            await tick.tick_once()
+        live = {q.asset_id: q.price for q in prices.all()}
+        stored = await self.stored(store)
+        behind = {k for k in live if stored[k] != live[k]}
+        assert 60 <= len(behind) <= 3 * 30  # written at their turns, the last one's just now
+        await tick.flush()
+        assert await self.stored(store) == live
+
+    async def test_max_lag_bounds_the_turns(self) -> None:
+        clock = FixedClock(datetime(2026, 5, 1, 12, 0, 30, tzinfo=UTC))
+        store, prices = MemoryStore(), PriceCache()
+        await seed_catalog(store)
+        catalog = await load_catalog(store, prices)
+        tick = PriceTicker(
+            feed=SimulatedFeed.from_assets(catalog.assets(), seed=7),
+            catalog=catalog,
+            store=store,
+            clock=clock,
+            interval=2,
+            retention=RETENTION,
+            max_lag=5,  # two ticks of 2 s
+        )
+        tick.candles.assets_per_write = 10
+        await tick.tick_once()
+        assert tick.candles.turns == 2
+
+    async def test_an_admins_price_is_written_at_once(self) -> None:
+        clock = FixedClock(datetime(2026, 5, 1, 12, 0, 30, tzinfo=UTC))
+        tick, store, prices = await ticker(clock)
+        tick.candles.assets_per_write = 10
+        await tick.tick_once()
+        assert tick.candles.turns > 1
+        ids = [q.asset_id for q in prices.all()]
+        for asset_id in (ids[0], ids[-1]):  # whose turn it is and whose it is not
+            await tick.apply({asset_id: Decimal(123)}, clock.now(), every_price=True)
+            assert (await self.stored(store))[asset_id] == Decimal(123)
+
+
+class TestTickVolumes:
+    def test_each_is_tick_volume_and_follows_a_changed_24h_volume(self) -> None:
+        assets = [a for a in load_snapshot() if a.total_volume_24h][:20]
+        volumes = TickVolumes(2.0)
+        expected = [(a.asset_id, a.price_usd, tick_volume(a, 2.0)) for a in assets]
+        assert list(volumes.of(assets)) == expected
+        assert all(cents > 0 for _, _, cents in expected)
+        doubled = [replace(a, total_volume_24h=a.total_volume_24h * 2) for a in assets]
+        again = list(volumes.of(doubled))
+        assert again == [(a.asset_id, a.price_usd, tick_volume(a, 2.0)) for a in doubled]
+        assert all(
+            2 * old - 1 <= new <= 2 * old + 1
+            for (*_, old), (*_, new) in zip(expected, again, strict=True)
+        )

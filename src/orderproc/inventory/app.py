@@ -179,6 +179,8 @@ async def build_inventory(core: Core) -> InventoryParts:
                 hour=timedelta(days=settings.candle_retention_1h_days),
                 day=timedelta(days=settings.candle_retention_1d_days),
             ),
+            # A process reading the store's prices (its channel down) finds them fresh.
+            max_lag=settings.price_stale_seconds / 2,
         ),
         price_stream=hub,
     )

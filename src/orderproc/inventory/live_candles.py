@@ -21,6 +21,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 from orderproc.common.storage.records import CandleRecord
 from orderproc.inventory.candles import Candle, Interval, bucket_start
@@ -43,8 +44,10 @@ class _Rollup:
         self.close, self.cents = minute.close, minute.cents
 
     def add(self, minute: _Minute) -> None:
-        self.high = max(self.high, minute.high)
-        self.low = min(self.low, minute.low)
+        if minute.high > self.high:
+            self.high = minute.high
+        if minute.low < self.low:
+            self.low = minute.low
         self.close = minute.close
         self.cents += minute.cents
 
@@ -58,7 +61,8 @@ class _Minute:
                  "rollups", "written")  # fmt: skip
 
     def __init__(self, opens: _Opens, price: Decimal, cents: int) -> None:
-        self.open_time, *self.opens = opens  # the minute's, then its hour's and day's
+        self.opens = opens  # the minute's open time, its hour's and its day's (the tick's)
+        self.open_time = opens[0]
         self.open = self.high = self.low = self.close = price
         self.cents = cents  # the volume, in integer cents: a tick adds an int, not a Decimal
         self.rollups: list[_Rollup | None] = [None, None]
@@ -67,7 +71,7 @@ class _Minute:
 
     def start(self, opens: _Opens, price: Decimal, cents: int) -> None:
         """The next minute (the rollups have taken the last one)."""
-        self.open_time, *self.opens = opens
+        self.opens, self.open_time = opens, opens[0]
         self.open = self.high = self.low = self.close = price
         self.cents = cents
         self.changes += 1
@@ -85,7 +89,7 @@ class _Minute:
             return CandleRecord(asset_id, interval.value, self.open_time, self.open, self.high,
                                 self.low, self.close, _dollars(self.cents))  # fmt: skip
         index = ROLLED_UP.index(interval)
-        rollup, opened = self.rollups[index], self.opens[index]
+        rollup, opened = self.rollups[index], self.opens[index + 1]
         if rollup is None or rollup.open_time != opened:
             return CandleRecord(asset_id, interval.value, opened, self.open, self.high, self.low,
                                 self.close, _dollars(self.cents))  # fmt: skip
@@ -96,17 +100,31 @@ class _Minute:
                             _dollars(rollup.cents + self.cents))  # fmt: skip
 
 
+class Turn(NamedTuple):
+    """What one turn writes: its candle rows, what to call once they are committed (until
+    then they stay due), and the assets whose turn it is (None: every asset)."""
+
+    rows: list[CandleRecord]
+    committed: Callable[[], None]
+    assets: frozenset[str] | None
+
+
 class LiveCandles:
-    def __init__(self, *, assets_per_write: int = ASSETS_PER_WRITE) -> None:
+    def __init__(
+        self, *, assets_per_write: int = ASSETS_PER_WRITE, max_turns: int | None = None
+    ) -> None:
         self.assets_per_write = assets_per_write
+        self.max_turns = max_turns  # more assets a write rather than more turns past it
         self._live: dict[str, _Minute] = {}
-        self._closed: dict[str, list[CandleRecord]] = {}  # closed before their turn came
+        # Candles that closed before their turn came, by asset.
+        self._closed: dict[str, list[tuple[Interval, _Rollup]]] = {}
         self._turn = 0
 
     @property
     def turns(self) -> int:
         """Ticks it takes every asset's candles to reach the store once."""
-        return max(1, math.ceil(len(self._live) / self.assets_per_write))
+        turns = math.ceil(len(self._live) / self.assets_per_write)
+        return max(1, turns if self.max_turns is None else min(turns, self.max_turns))
 
     def tick(self, moves: Iterable[tuple[str, Decimal, int]], moment: datetime) -> None:
         """Each (asset id, price, volume in cents) of a tick at `moment` extends its minute or
@@ -131,40 +149,45 @@ class LiveCandles:
     def _roll(
         self, asset_id: str, minute: _Minute, opens: _Opens, price: Decimal, cents: int
     ) -> None:
-        """The minute closed (and maybe its hour and day): what the store lacks of them is
-        kept for the asset's turn, the minute goes into its rollups, and the next one opens."""
+        """The minute closed (and maybe its hour and day): it goes into its rollups, and what
+        the store lacks of the closed candles is kept (as `_Rollup`s, made into rows at the
+        asset's turn: every asset rolls in the same tick) before the next minute opens."""
         if minute.open_time is not NEVER:
-            was = (minute.open_time, *minute.opens)
-            closing = [i for i, (old, new) in enumerate(zip(was, opens, strict=True)) if old != new]
-            if minute.written != minute.changes:
-                self._closed.setdefault(asset_id, []).extend(
-                    minute.row(asset_id, INTERVALS[i]) for i in closing
-                )
-            for index, rollup in enumerate(minute.rollups):
-                if index + 1 in closing:
-                    minute.rollups[index] = None
-                elif rollup is not None and rollup.open_time == opens[index + 1]:
+            was, rollups = minute.opens, minute.rollups
+            unwritten = minute.written != minute.changes
+            closed = [(Interval.MINUTE, _Rollup(was[0], minute))] if unwritten else []
+            for index in (0, 1):
+                rollup, opened = rollups[index], was[index + 1]
+                if rollup is not None and rollup.open_time == opened:
                     rollup.add(minute)
                 else:
-                    minute.rollups[index] = _Rollup(opens[index + 1], minute)
+                    rollup = rollups[index] = _Rollup(opened, minute)
+                if opened != opens[index + 1]:  # the hour (day) closed too
+                    if unwritten:
+                        closed.append((ROLLED_UP[index], rollup))
+                    rollups[index] = None
+            if closed:
+                self._closed.setdefault(asset_id, []).extend(closed)
         minute.start(opens, price, cents)
 
-    def due(self, *, everything: bool = False) -> tuple[list[CandleRecord], Callable[[], None]]:
-        """The rows this turn writes (every asset's changed candles when `everything`), and
-        what to call once they are committed (until then they stay due)."""
+    def due(self, *, everything: bool = False) -> Turn:
+        """The next turn: its assets' changed candles (every asset's when `everything`)."""
         turns = 1 if everything else self.turns
         turn, self._turn = self._turn % turns, self._turn + 1
         rows: list[CandleRecord] = []
         marks: list[tuple[_Minute, int]] = []
         closed_ids: list[str] = []
+        assets: list[str] = []
         for position, (asset_id, minute) in enumerate(self._live.items()):
             if position % turns != turn:
                 continue
+            if turns > 1:
+                assets.append(asset_id)
             if minute.written != minute.changes and minute.open_time is not NEVER:
                 rows += [minute.row(asset_id, interval) for interval in INTERVALS]
                 marks.append((minute, minute.changes))
             if asset_id in self._closed:
-                rows.extend(self._closed[asset_id])
+                rows += [_row(asset_id, i, candle) for i, candle in self._closed[asset_id]]
                 closed_ids.append(asset_id)
 
         def committed() -> None:
@@ -173,7 +196,7 @@ class LiveCandles:
             for asset_id in closed_ids:
                 self._closed.pop(asset_id, None)
 
-        return rows, committed
+        return Turn(rows, committed, None if turns == 1 else frozenset(assets))
 
     def resume(self, latest: Sequence[Candle]) -> None:
         """Go on from candles the store holds (the latest of each asset and interval), so a
@@ -197,7 +220,7 @@ class LiveCandles:
                 rollup.open, rollup.high, rollup.low = whole.open, whole.high, whole.low
                 rollup.close, rollup.cents = whole.close, _cents(whole.volume)
                 if last is not None:
-                    if minute.opens[index] != whole.open_time:
+                    if minute.opens[index + 1] != whole.open_time:
                         continue  # an hour or day before the minute's: closed and stored
                     rollup.cents = max(0, rollup.cents - minute.cents)
                 minute.rollups[index] = rollup
@@ -218,3 +241,8 @@ def _dollars(cents: int) -> Decimal:
 
 def _cents(volume: Decimal) -> int:
     return int(volume.scaleb(2).to_integral_value())
+
+
+def _row(asset_id: str, interval: Interval, candle: _Rollup) -> CandleRecord:
+    return CandleRecord(asset_id, interval.value, candle.open_time, candle.open, candle.high,
+                        candle.low, candle.close, _dollars(candle.cents))  # fmt: skip

@@ -151,7 +151,7 @@ async def set_price(
     current = deps.catalog.by_id[known.asset_id]
     if current.spread_bps != chosen:
         deps.catalog.put(replace(current, spread_bps=chosen))
-    await deps.ticker.apply({known.asset_id: price}, deps.clock.now())
+    await deps.ticker.apply({known.asset_id: price}, deps.clock.now(), every_price=True)
     moved = deps.catalog.by_id[known.asset_id]
     _continue_feed(deps, [moved])
     return moved

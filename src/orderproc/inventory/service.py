@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -31,7 +31,7 @@ from orderproc.inventory.candles import (
     roll_up,
 )
 from orderproc.inventory.domain import Asset, load_snapshot, parse_time
-from orderproc.inventory.live_candles import LiveCandles
+from orderproc.inventory.live_candles import LiveCandles, Turn
 from orderproc.inventory.pricefeed import FollowsCatalog, PriceFeed
 
 log = logging.getLogger("orderproc.inventory")
@@ -370,13 +370,19 @@ class PriceTicker:
         interval: float,
         retention: Retention,
         purge_every: int = 300,
+        max_lag: float | None = None,
     ) -> None:
         self.feed, self.catalog, self.store, self.clock = feed, catalog, store, clock
         self.interval = interval
         self.retention = retention
         self.purge_every = purge_every
         self.ticks = 0
-        self.candles = LiveCandles()  # the current candles, written in turns
+        # The current candles, written in turns with their assets' prices; `max_lag` (seconds)
+        # bounds how far behind a tick the store's prices may be.
+        turns = None if max_lag is None else max(1, int(max_lag // interval))
+        self.candles = LiveCandles(max_turns=turns)
+        self._unwritten: dict[str, Asset] = {}  # prices moved, waiting for their asset's turn
+        self._volumes = TickVolumes(interval)
         # Called after each tick's write with what moved (the price stream, the fan-out to
         # other processes); a listener must be quick and must not raise.
         self.listeners: list[Callable[[list[Asset], datetime], None]] = []
@@ -400,14 +406,16 @@ class PriceTicker:
             await self.purge(now)
         return len(moved)
 
-    async def apply(self, prices: dict[str, Decimal], now: datetime) -> list[Asset]:
+    async def apply(
+        self, prices: dict[str, Decimal], now: datetime, *, every_price: bool = False
+    ) -> list[Asset]:
         """Move the catalog to `prices` as a tick does (the read model, the store's prices and
         candles, the listeners); a tick's prices come from the feed, a sandbox admin's from
-        the request. Returns what moved."""
+        the request (`every_price`: written now, whoever's turn it is). Returns what moved."""
         await asyncio.sleep(0)  # each part of a tick holds the event loop briefly (< 10 ms)
         moved = await self.catalog.move(prices, now)
         await asyncio.sleep(0)
-        await self._write(moved, now)
+        await self._write(moved, now, every_price=every_price)
         await asyncio.sleep(0)  # the store's flush was one part, the listeners are another
         self.tell_listeners(moved, now)
         return moved
@@ -419,32 +427,47 @@ class PriceTicker:
             except Exception:  # a listener must never stop the ticks
                 log.exception("tick listener failed")
 
-    async def _write(self, moved: list[Asset], now: datetime) -> None:
-        """Every moved price in one unit of work, then this turn's candles (`LiveCandles`) in
-        another: each is one flush of the store, and together they held the event loop over
-        10 ms at 1,000 assets (prices first: they are what trading reads). Candles whose write
-        fails stay due for the next turn."""
-        seconds = self.interval
-        self.candles.tick(((a.asset_id, a.price_usd, tick_volume(a, seconds)) for a in moved), now)
+    async def _write(self, moved: list[Asset], now: datetime, *, every_price: bool) -> None:
+        """This turn's assets' prices and candles (`LiveCandles`). With the default catalog
+        every asset has its turn every tick; with more than 200 assets each has it every
+        `turns` ticks (at most `max_lag` seconds apart): a tick of 1,000 assets wrote 1,000
+        prices and 600 candles, now 200 and 600. Trading in this process reads the prices in
+        memory; the store's serve a restart and a process whose channel to the leader is down
+        (common/price_fanout.py). A price moved waits for its asset's turn (`every_price`: it
+        is written now, a sandbox admin's); what a failed write leaves is written at the
+        asset's next turn."""
+        self.candles.tick(self._volumes.of(moved), now)
         await asyncio.sleep(0)
-        async with self.store.unit_of_work() as uow:
-            uow.assets.set_prices([PriceUpdate(a.asset_id, a.price_usd, now) for a in moved])
-            await uow.commit()
-        rows, committed = self.candles.due()
-        if rows:
-            async with self.store.unit_of_work() as uow:
-                uow.candles.upsert(rows)
-                await uow.commit()
-        committed()
+        turn = self.candles.due()
+        unwritten = self._unwritten
+        unwritten.update({a.asset_id: a for a in moved})
+        if every_price or turn.assets is None:
+            await self._commit(list(unwritten.values()), turn)
+        else:
+            await self._commit([unwritten[i] for i in turn.assets if i in unwritten], turn)
 
-    async def flush_candles(self) -> None:
-        """Write every candle not in the store yet (on stop, so a restart loses no tick)."""
-        rows, committed = self.candles.due(everything=True)
-        if rows:
+    async def flush(self) -> None:
+        """Write every price and candle not in the store yet (on stop, so a restart loses no
+        tick)."""
+        await self._commit(list(self._unwritten.values()), self.candles.due(everything=True))
+
+    async def _commit(self, prices: list[Asset], turn: Turn) -> None:
+        """The prices, then the candles: a unit of work each, so that each is one flush of the
+        store and holds the event loop briefly (prices first: they are what trading reads)."""
+        if prices:
             async with self.store.unit_of_work() as uow:
-                uow.candles.upsert(rows)
+                uow.assets.set_prices(
+                    [PriceUpdate(a.asset_id, a.price_usd, a.last_updated) for a in prices]
+                )
                 await uow.commit()
-        committed()
+            for asset in prices:
+                if self._unwritten.get(asset.asset_id) is asset:
+                    del self._unwritten[asset.asset_id]
+        if turn.rows:
+            async with self.store.unit_of_work() as uow:
+                uow.candles.upsert(turn.rows)
+                await uow.commit()
+        turn.committed()
 
     async def purge(self, now: datetime) -> None:
         async with self.store.unit_of_work() as uow:
@@ -479,18 +502,41 @@ class PriceTicker:
     async def stop(self) -> None:
         await self._loop.stop()
         try:
-            await self.flush_candles()
-        except Exception:  # stopping goes on; the store holds candles a few ticks old
-            log.warning("the last candles could not be written", exc_info=True)
+            await self.flush()
+        except Exception:  # stopping goes on; the store holds prices and candles a turn old
+            log.warning("the last prices and candles could not be written", exc_info=True)
 
 
 def tick_volume(asset: Asset, seconds: float) -> int:
     """USD traded in one tick, in cents, simulated: the asset's 24 h volume spread over a day of
     ticks, 0.5x to 1.5x by its price's hash (so as deterministic as the prices, and cheap)."""
-    if not asset.total_volume_24h:
-        return 0
-    share = seconds / 86_400 * (0.5 + hash(asset.price_usd) % 1000 / 1000)
-    return round(float(asset.total_volume_24h) * share * 100)
+    return _volume_at(asset.price_usd, _cents_per_tick(asset.total_volume_24h, seconds))
+
+
+class TickVolumes:
+    """`tick_volume` of each asset a tick moved, the 24 h volume's share of a tick kept per
+    asset (its conversion from `Decimal` was a third of the 0.5 µs)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._rates: dict[str, tuple[Decimal | None, float]] = {}
+
+    def of(self, moved: list[Asset]) -> Iterator[tuple[str, Decimal, int]]:
+        rates = self._rates
+        for asset in moved:
+            known = rates.get(asset.asset_id)
+            if known is None or known[0] is not asset.total_volume_24h:
+                volume = asset.total_volume_24h
+                known = rates[asset.asset_id] = (volume, _cents_per_tick(volume, self.seconds))
+            yield asset.asset_id, asset.price_usd, _volume_at(asset.price_usd, known[1])
+
+
+def _cents_per_tick(volume: Decimal | None, seconds: float) -> float:
+    return float(volume) * seconds / 864 if volume else 0.0  # / 86,400 s x 100 cents
+
+
+def _volume_at(price: Decimal, rate: float) -> int:
+    return round(rate * (0.5 + hash(price) % 1000 / 1000))
 
 
 def _candle_record(candle: Candle) -> CandleRecord:

@@ -30,12 +30,12 @@ class TestTurns:
     def test_a_small_catalog_writes_every_candle_every_tick(self) -> None:
         candles = LiveCandles()
         tick(candles, START, "10")
-        rows, committed = candles.due()
+        rows, committed, _ = candles.due()
         committed()
         assert candles.turns == 1
         assert len(rows) == 3 * len(IDS)
         tick(candles, START + timedelta(seconds=2), "12")
-        rows, _ = candles.due()
+        rows, *_ = candles.due()
         minute = {r.asset_id: r for r in rows if r.interval == "1m"}
         assert minute["AAA"].close == minute["AAA"].high == Decimal(12)
         assert minute["AAA"].open == Decimal(10)
@@ -46,7 +46,7 @@ class TestTurns:
         seen: set[str] = set()
         for number in range(3):
             tick(candles, START + timedelta(seconds=2 * number), str(10 + number))
-            rows, committed = candles.due()
+            rows, committed, _ = candles.due()
             committed()
             assert len(written(rows)) <= 2
             seen |= written(rows)
@@ -56,7 +56,7 @@ class TestTurns:
     def test_nothing_is_written_twice_and_nothing_committed_is_due_again(self) -> None:
         candles = LiveCandles()
         tick(candles, START, "10")
-        rows, committed = candles.due()
+        rows, committed, _ = candles.due()
         assert rows
         committed()
         assert candles.due()[0] == []
@@ -64,8 +64,8 @@ class TestTurns:
     def test_rows_not_committed_stay_due(self) -> None:
         candles = LiveCandles()
         tick(candles, START, "10")
-        first, _ = candles.due()  # the store failed: never committed
-        again, _ = candles.due()
+        first, *_ = candles.due()  # the store failed: never committed
+        again, *_ = candles.due()
         assert again == first
 
     def test_a_candle_closed_before_its_turn_is_written_with_its_final_figures(self) -> None:
@@ -74,7 +74,7 @@ class TestTurns:
             tick(candles, START + timedelta(seconds=2 * number), price)
         candles.due()[1]()  # turn 0 of the next round: AAA, DDD, written and committed
         tick(candles, START + timedelta(minutes=1), "20")  # every minute candle closes
-        rows, _ = candles.due()  # turn 1: BBB and EEE
+        rows, *_ = candles.due()  # turn 1: BBB and EEE
         closed = [r for r in rows if r.interval == "1m" and r.open_time == START.replace(second=0)]
         assert {r.asset_id for r in closed} == {"BBB", "EEE"}
         assert all((r.open, r.high, r.low, r.close) == (10, 15, 10, 11) for r in closed)
@@ -82,7 +82,7 @@ class TestTurns:
     def test_a_flush_writes_everything_due(self) -> None:
         candles = LiveCandles(assets_per_write=1)
         tick(candles, START, "10")
-        rows, committed = candles.due(everything=True)
+        rows, committed, _ = candles.due(everything=True)
         committed()
         assert written(rows) == set(IDS)
         assert candles.due(everything=True)[0] == []
@@ -138,17 +138,17 @@ class TestAgainstTheTicks:
                     o, h, lo, _, v = expected.get(key, [value, value, value, value, Decimal(0)])
                     expected[key] = [o, max(h, value), min(lo, value), value, v + cents]
             if then in ("write", "fail"):
-                rows, committed = candles.due()
+                rows, committed, _ = candles.due()
                 if then == "write":
                     store.update({(r.asset_id, r.interval, r.open_time): r for r in rows})
                     committed()
             elif then == "restart":
-                rows, committed = candles.due(everything=True)
+                rows, committed, _ = candles.due(everything=True)
                 store.update({(r.asset_id, r.interval, r.open_time): r for r in rows})
                 committed()
                 candles = LiveCandles(assets_per_write=per_write)
                 candles.resume([_candle(r) for r in latest(store)])
-        rows, _ = candles.due(everything=True)
+        rows, *_ = candles.due(everything=True)
         store.update({(r.asset_id, r.interval, r.open_time): r for r in rows})
         assert {k: [r.open, r.high, r.low, r.close, r.volume] for k, r in store.items()} == {
             k: [o, h, lo, c, v / 100] for k, (o, h, lo, c, v) in expected.items()
