@@ -34,7 +34,8 @@ _Opens = tuple[datetime, ...]  # a minute's open time, then its hour's and its d
 
 
 class _Rollup:
-    """The minutes that closed within one bucket of an hour or a day, merged."""
+    """A bucket's figures: the minutes that closed within an hour or a day, merged; or a
+    candle that closed before its turn came, kept until then."""
 
     __slots__ = ("cents", "close", "high", "low", "open", "open_time")
 
