@@ -3,6 +3,8 @@ start/end range paged forward, weeks, volume, and every bad input a 422 problem.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import itertools
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -10,8 +12,10 @@ from typing import Any
 
 import pytest
 
-from orderproc.inventory.candles import Interval
+from orderproc.common.storage.records import CandleRecord
+from orderproc.inventory.candles import Interval, bucket_start
 from orderproc.inventory.history import SimulatedBackfill
+from orderproc.inventory.service import AdminActor, add_asset
 from orderproc.runtime import Runtime
 from orderproc.testing import SteppingClock
 from tests.api.conftest import Client
@@ -174,3 +178,49 @@ class TestRefused:
             assert problem["errors"][0]["loc"] == ["query", "cursor"]
         other = await client.get("/api/v1/inventory/assets/ETH/candles", params={"cursor": cursor})
         assert_problem(other, 422, "VALIDATION_ERROR")
+
+
+class TestAnAssetAddedLater:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, Any]:
+        return {
+            "price_feed": "simulated",
+            "price_tick_seconds": 3600,  # no tick but the start's
+            "price_stale_seconds": 7200,
+            "candle_backfill": True,
+        }
+
+    async def test_gets_its_history_from_the_running_process(
+        self, runtime: Runtime, client: Client, clock: SteppingClock
+    ) -> None:
+        # Every packaged asset has its history (a daily candle older than yesterday marks it
+        # done), so start-up backfills nothing.
+        old = bucket_start(clock.now(), Interval.DAY) - timedelta(days=3)
+        marks = [
+            CandleRecord(a.asset_id, "1d", old, a.price_usd, a.price_usd, a.price_usd,
+                         a.price_usd, Decimal(0))
+            for a in runtime.catalog.assets()
+        ]  # fmt: skip
+        async with runtime.store.unit_of_work() as uow:
+            uow.candles.upsert(marks)
+            await uow.commit()
+        await runtime.start_background()
+        assert runtime.history is not None
+        assert runtime.history.task is None  # nothing lacked history
+
+        new = dataclasses.replace(
+            runtime.catalog.by_id["DOGE"], asset_id="NEWC", symbol="newc", name="New Coin",
+            price_usd=Decimal("2.5"),
+        )  # fmt: skip
+        actor = AdminActor(user_id="admin-1", ip=None, clock=clock)
+        await add_asset(new, store=runtime.store, catalog=runtime.catalog, actor=actor)
+        assert runtime.history.later is not None
+        await asyncio.wait_for(runtime.history.later, 30)
+
+        days = await client.get(
+            "/api/v1/inventory/assets/NEWC/candles", params={"interval": "1d", "limit": 1000}
+        )
+        assert days.status_code == 200, days.text
+        assert len(days.json()["data"]) >= 700  # two years of days, before today's
+        minutes = await client.get("/api/v1/inventory/assets/NEWC/candles")
+        assert len(minutes.json()["data"]) == 100  # a full page of the last 48 hours'

@@ -105,6 +105,13 @@ class InventoryParts:
         if history is not None:
             history.start()
 
+    def backfill_added(self, asset: Asset) -> None:
+        """A catalog watcher: an asset added or re-activated after start-up, while this process
+        leads the feed, gets the history it lacks (`History.add`)."""
+        history = self.history
+        if history is not None and history.on_gain and asset.is_active and self.ticker.leading():
+            history.add(asset, self.ticker.clock.now())
+
     def announce(self, asset: Asset) -> None:
         """A catalog watcher: an asset this process's admin added or changed is announced to
         the other inventory processes, which reload it (`reload`)."""
@@ -187,6 +194,7 @@ async def build_inventory(core: Core) -> InventoryParts:
     parts.ticker.listeners.append(hub.publish)
     keep = {interval: parts.ticker.retention.of(interval) for interval in INTERVALS}
     parts.history = history_for(settings, store=core.store, feed=feed, keep=keep)
+    catalog.watchers.append(parts.backfill_added)
     if settings.redis_url is not None and settings.price_feed != "off":
         holder = f"inventory-{secrets.token_hex(6)}"
         parts.lease = FeedLease(

@@ -85,11 +85,19 @@ class SimulatedBackfill:
         self.pending: list[Anchor] = []
         self.now: datetime | None = None
 
-    async def prepare(self, assets: Iterable[Asset], now: datetime) -> None:
+    def another(self) -> SimulatedBackfill:
+        return SimulatedBackfill(store=self.store, seed=self.seed, keep=self.keep)
+
+    async def choose(self, assets: Iterable[Asset], now: datetime) -> None:
+        """The assets of `assets` that lack history are `run`'s to do, up to `now`."""
         by_id = {asset.asset_id: asset for asset in assets}
         missing = await lacking_history(self.store, by_rank(by_id.values()), now)
         self.pending = [anchor_of(by_id[asset_id]) for asset_id in missing]
         self.now = now
+
+    async def prepare(self, assets: Iterable[Asset], now: datetime) -> None:
+        """`choose`, and write the chosen assets' current candles."""
+        await self.choose(assets, now)
         rows = [c for a in self.pending for c in current_candles(a, seed=self.seed, now=now)]
         await _write(self.store, rows)
 
@@ -211,12 +219,18 @@ class ChartBackfill:
         self.pending: list[str] = []
         self.now: datetime | None = None
 
-    async def prepare(self, assets: Iterable[Asset], now: datetime) -> None:
+    def another(self) -> ChartBackfill:
+        return ChartBackfill(store=self.store, feed=self.feed, keep=self.keep)
+
+    async def choose(self, assets: Iterable[Asset], now: datetime) -> None:
+        """The assets of `assets` with a CoinGecko id that lack history are `run`'s to do."""
         assets = list(assets)
         self.ids = coingecko_ids(assets)
         known = [asset_id for asset_id in by_rank(assets) if asset_id in self.ids]
         self.pending = await lacking_history(self.store, known, now)
         self.now = now
+
+    prepare = choose  # the ticker's current candles are its own: nothing to write before
 
     async def run(self, leading: Callable[[], bool] = _always) -> int:
         if self.now is None:
@@ -255,6 +269,9 @@ class History:
     def __init__(self, backfill: SimulatedBackfill | ChartBackfill) -> None:
         self.backfill = backfill
         self.task: asyncio.Task[int] | None = None
+        self.added: list[Asset] = []  # added or re-activated since start-up, waiting for `later`
+        self.added_at = EPOCH  # when the last of them was
+        self.later: asyncio.Task[None] | None = None
         self.leading: Callable[[], bool] = _always
         # Set once start-up has had its turn: from then on, a gain of the lease runs it again.
         # (Here, not on the inventory's parts, which the process's runtime copies.)
@@ -289,12 +306,36 @@ class History:
         log.info("candle backfill: %d candles for %d assets in %.1f s", written, assets, seconds)
         return written
 
-    async def stop(self) -> None:
+    def add(self, asset: Asset, now: datetime) -> None:
+        """An asset an admin added or re-activated while this process leads: the history it
+        lacks is written in the background, after any backfill running, all but the buckets
+        holding `now` (the ticker makes those from its first tick on)."""
+        self.added.append(asset)
+        self.added_at = now
+        if self.later is None or self.later.done():
+            self.later = asyncio.create_task(self._run_later(), name="candle backfill (added)")
+
+    async def _run_later(self) -> None:
         if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
-            self.task = None
+            await asyncio.wait([self.task])
+        while self.added:
+            assets, self.added = self.added, []
+            backfill = self.backfill.another()
+            try:
+                await backfill.choose(assets, self.added_at)
+                if backfill.pending:
+                    written = await backfill.run(self.leading)
+                    log.info("candle backfill: %d candles for %d added", written, len(assets))
+            except Exception:  # the history is a nicety: never the service's end
+                log.exception("candle backfill of added assets failed")
+
+    async def stop(self) -> None:
+        for task in (self.later, self.task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self.task = self.later = None
 
 
 def history_for(

@@ -289,6 +289,29 @@ class TestWrittenAtStart:
         await again.run()
         assert await lacking_history(store, ids, NOW) == []
 
+    async def test_an_asset_added_later_gets_its_history_but_its_current_candles(self) -> None:
+        store = MemoryStore()
+        btc = SNAPSHOT["BTC"]
+        await seed_catalog(store, assets=[btc])
+        history_ = History(SimulatedBackfill(store=store, seed=7, keep=KEEP))
+        await history_.prepare([btc], NOW)
+        history_.start()  # start-up's backfill, still running when the asset comes
+        later = NOW + timedelta(minutes=30)
+        new = replace(SNAPSHOT["DOGE"], asset_id="NEWC", symbol="newc", last_updated=later)
+        await seed_catalog(store, assets=[new])
+        history_.add(new, later)
+        history_.add(btc, later)  # a change of an asset with history: nothing to write
+        assert history_.later is not None
+        await asyncio.wait_for(history_.later, 30)
+        assert history_.task is not None
+        assert history_.task.done()  # it waited for start-up's
+        assert await lacking_history(store, ["BTC", "NEWC"], later) == []
+        made = history(anchor_of(new), seed=7, now=later, keep=KEEP)
+        async with store.unit_of_work() as uow:
+            for interval, candles in made.items():
+                stored = await uow.candles.list("NEWC", interval.value, limit=5000)
+                assert stored == candles[:-1]  # the bucket holding `later` is the ticker's
+
 
 # --- CoinGecko (hand-made fixtures in its documented market_chart shape; no network) --------
 
