@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from orderproc.common.prices import Quote
+from orderproc.common.prices import Quote, QuoteView
 from orderproc.errors.problem import PROBLEM_JSON
 from orderproc.runtime import Runtime
 from orderproc.testing import SteppingClock
@@ -93,6 +93,13 @@ class TestSandboxOff:
         paths = (await client.get("/openapi.json")).json()["paths"]
         assert not [p for p in paths if "sandbox" in p]
         assert runtime.catalog.paused is False
+
+
+def live(runtime: Runtime, asset_id: str) -> QuoteView:
+    """The quote this process trades on."""
+    quote = runtime.prices.quote(asset_id)
+    assert quote is not None
+    return quote
 
 
 @pytest.fixture
@@ -283,7 +290,7 @@ class TestSandbox:
         await set_price(client, admin, "BTC", price_usd="40000", spread_bps="20")
         async with runtime.store.unit_of_work() as uow:
             stored = {r.asset_id: Quote.from_record(r) for r in await uow.assets.list_all()}
-        assert stored["BTC"] == runtime.prices.quote("BTC")
+        assert stored["BTC"] == Quote.of(live(runtime, "BTC"))
         assert (stored["BTC"].bid, stored["BTC"].ask) == (Decimal(39960), Decimal(40040))
         assert all(quote.frozen for quote in stored.values())
         await sandbox(client, admin, "resume")
@@ -302,7 +309,7 @@ class TestSandbox:
             record = await uow.assets.get("BTC")
         assert record is not None
         assert record.price == Decimal("12345.5")
-        assert Quote.from_record(record) == runtime.prices.quote("BTC")
+        assert Quote.from_record(record) == Quote.of(live(runtime, "BTC"))
 
     @pytest.mark.every_store
     async def test_every_action_is_audited_with_who_and_what(

@@ -22,7 +22,7 @@ from orderproc.common.quotes import (
 from orderproc.common.vocabulary import CATEGORIES
 from orderproc.inventory.domain import load_snapshot
 from orderproc.inventory.pricefeed import round_price
-from orderproc.inventory.service import quote_of, to_record
+from orderproc.inventory.service import to_record
 
 # Prices as the feeds make them: 12 significant digits, at most 18 places, 10^-18 to 10^12.
 prices = st.builds(
@@ -116,7 +116,7 @@ class TestTheAssetsQuote:
         """An orders process reading prices from the store derives what inventory derived."""
         for asset in load_snapshot():
             asset = replace(asset, spread_bps=chosen, frozen=True)
-            assert Quote.from_record(to_record(asset)) == quote_of(asset)
+            assert Quote.from_record(to_record(asset)) == Quote.of(asset)
 
 
 def test_a_frozen_quote_with_its_bid_and_ask_crosses_the_tick_channel_intact() -> None:
@@ -124,7 +124,7 @@ def test_a_frozen_quote_with_its_bid_and_ask_crosses_the_tick_channel_intact() -
     from orderproc.common.price_fanout import decode_tick, encode_tick
 
     btc = next(a for a in load_snapshot() if a.asset_id == "BTC")
-    quote = quote_of(replace(btc, price_usd=Decimal("64000.5"), spread_bps=Decimal(3), frozen=True))
+    quote = Quote.of(replace(btc, price_usd=Decimal("64000.5"), spread_bps=Decimal(3), frozen=True))
     _, _, [received] = decode_tick(encode_tick([quote], source="leader", seq=1, full=False))
     assert received == quote
     assert (received.bid, received.ask, received.frozen) == (quote.bid, quote.ask, True)

@@ -46,7 +46,7 @@ from typing import Any, get_type_hints
 import orjson
 
 from orderproc.common.periodic import Periodic
-from orderproc.common.prices import PriceCache, Quote
+from orderproc.common.prices import QUOTE_FIELDS, PriceCache, Quote, QuoteView
 from orderproc.common.redis_shared import RedisUnavailable, SharedRedis
 from orderproc.common.resp import LeanRedis, LuaScript
 from orderproc.common.storage.ports import Store
@@ -89,8 +89,8 @@ def _json_default(value: object) -> object:
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
-def encode_tick(quotes: Iterable[Quote], *, source: str, seq: int, full: bool) -> bytes:
-    rows = [quote._asdict() for quote in quotes]
+def encode_tick(quotes: Iterable[QuoteView], *, source: str, seq: int, full: bool) -> bytes:
+    rows = [{name: getattr(quote, name) for name in QUOTE_FIELDS} for quote in quotes]
     message = {"v": VERSION, "source": source, "seq": seq, "full": full, "quotes": rows}
     return orjson.dumps(message, default=_json_default)
 

@@ -5,7 +5,7 @@ ticks inventory publishes over Redis, and from the store's asset rows when those
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple, Protocol
@@ -29,6 +29,11 @@ class Quote(NamedTuple):
     bid: Decimal
     ask: Decimal
     frozen: bool = False
+
+    @classmethod
+    def of(cls, view: QuoteView) -> Quote:
+        """Any quote's fields (an `Asset`'s, say) as a `Quote`."""
+        return cls(*(getattr(view, name) for name in cls._fields))
 
     @classmethod
     def from_record(cls, record: AssetRecord) -> Quote:
@@ -55,8 +60,33 @@ class Quote(NamedTuple):
         )
 
 
+class QuoteView(Protocol):
+    """What trading reads of a quote: a `Quote`, or inventory's `Asset` itself (the catalog
+    publishes its assets as they are: a tick made a `Quote` of each, 0.5 µs an asset)."""
+
+    @property
+    def asset_id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def price(self) -> Decimal: ...
+    @property
+    def as_of(self) -> datetime: ...
+    @property
+    def is_active(self) -> bool: ...
+    @property
+    def bid(self) -> Decimal: ...
+    @property
+    def ask(self) -> Decimal: ...
+    @property
+    def frozen(self) -> bool: ...
+
+
+QUOTE_FIELDS = Quote._fields
+
+
 class PriceSource(Protocol):
-    def quote(self, asset_id: str) -> Quote | None:
+    def quote(self, asset_id: str) -> QuoteView | None:
         """The latest known price of the asset, or None for an unknown asset."""
 
 
@@ -64,26 +94,27 @@ class PriceCache:
     """Quotes by asset id, replaced whole on each tick (readers never see half a tick)."""
 
     def __init__(self) -> None:
-        self._quotes: dict[str, Quote] = {}
+        self._quotes: Mapping[str, QuoteView] = {}
 
-    def quote(self, asset_id: str) -> Quote | None:
+    def quote(self, asset_id: str) -> QuoteView | None:
         return self._quotes.get(asset_id)
 
     def newest(self) -> datetime | None:
         """When the newest price was set (by the last tick that moved one); None if none is."""
         return max((quote.as_of for quote in self._quotes.values()), default=None)
 
-    def all(self) -> list[Quote]:
+    def all(self) -> list[QuoteView]:
         return list(self._quotes.values())
 
-    def publish(self, quotes: dict[str, Quote]) -> None:
+    def publish(self, quotes: Mapping[str, QuoteView]) -> None:
+        """Every quote there is, in a mapping nobody changes after."""
         self._quotes = quotes
 
-    def merge(self, quotes: Iterable[Quote], *, full: bool = False) -> None:
+    def merge(self, quotes: Iterable[QuoteView], *, full: bool = False) -> None:
         """Quotes from elsewhere (another process's tick, or the store): each replaces the one
         held unless that one is newer. `full` says they are every asset there is, so assets
         absent from them are dropped."""
-        held = {} if full else self._quotes
+        held: Mapping[str, QuoteView] = {} if full else self._quotes
         merged = dict(held)
         for quote in quotes:
             old = self._quotes.get(quote.asset_id)

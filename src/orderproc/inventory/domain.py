@@ -76,6 +76,15 @@ class Asset:
         object.__setattr__(self, "bid", bid)
         object.__setattr__(self, "ask", ask)
 
+    # As a quote (common/prices.QuoteView), which the catalog publishes its assets as.
+    @property
+    def price(self) -> Decimal:
+        return self.price_usd
+
+    @property
+    def as_of(self) -> datetime:
+        return self.last_updated
+
     def with_price(self, price: Decimal, moment: datetime) -> Asset:
         return replace(self, price_usd=price, last_updated=moment)
 

@@ -17,7 +17,7 @@ from typing import Any
 from orderproc.common.clock import Clock
 from orderproc.common.ids import new_id
 from orderproc.common.periodic import Periodic
-from orderproc.common.prices import PriceCache, Quote
+from orderproc.common.prices import PriceCache
 from orderproc.common.quotes import bid_ask
 from orderproc.common.retry import retry_on_conflict
 from orderproc.common.storage.ports import Store, UnitOfWork
@@ -188,21 +188,7 @@ class Catalog:
 
     def _publish(self) -> None:
         self.version += 1
-        self._prices.publish({a.asset_id: quote_of(a) for a in self._by_id.values()})
-
-
-def quote_of(asset: Asset) -> Quote:
-    """The asset's quote, as trading reads it."""
-    return Quote(
-        asset.asset_id,
-        asset.name,
-        asset.price_usd,
-        asset.last_updated,
-        asset.is_active,
-        asset.bid,
-        asset.ask,
-        asset.frozen,
-    )
+        self._prices.publish(dict(self._by_id))  # an `Asset` is a quote (`QuoteView`)
 
 
 def _price_24h_ago(asset: Asset) -> Decimal:

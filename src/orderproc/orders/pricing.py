@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from orderproc.common.money import format_money, format_quantity, from_cents, from_units
-from orderproc.common.prices import PriceSource, Quote
+from orderproc.common.prices import PriceSource, QuoteView
 from orderproc.common.storage.records import AccountRecord, PositionRecord
 from orderproc.errors import (
     AssetInactive,
@@ -27,7 +27,7 @@ MAX_POSITION_UNITS = 2**63 - 1
 
 def tradeable_quote(
     asset_id: str, *, prices: PriceSource, stale_after: timedelta, now: datetime
-) -> Quote:
+) -> QuoteView:
     """The asset's quote if it can be traded on now; unknown, inactive and stale refuse (a
     quote frozen by a sandbox admin's pause is never stale: its age is on purpose)."""
     quote = prices.quote(asset_id)
@@ -40,7 +40,7 @@ def tradeable_quote(
     return quote
 
 
-def market_price(quote: Quote, order_type: OrderType) -> Decimal:
+def market_price(quote: QuoteView, order_type: OrderType) -> Decimal:
     """Where a market order meets the market: a buy at the ask, a sale at the bid (slippage,
     if set, then moves it further against the trader)."""
     return quote.ask if order_type.is_buy else quote.bid
@@ -50,7 +50,7 @@ def market_price(quote: Quote, order_type: OrderType) -> Decimal:
 class PricedOrder:
     """What a market order would move (`fill`, at `quote`) and the account it would move."""
 
-    quote: Quote
+    quote: QuoteView
     fill: Fill
     account: AccountRecord
     position: PositionRecord | None

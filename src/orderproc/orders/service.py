@@ -15,7 +15,7 @@ from orderproc.common.idempotency import IdempotencyScope, remember_rejection, r
 from orderproc.common.ids import new_id
 from orderproc.common.locking import Locker, account_lock_key
 from orderproc.common.metrics import MoneyOperations
-from orderproc.common.prices import PriceSource, Quote
+from orderproc.common.prices import PriceSource, QuoteView
 from orderproc.common.retry import retry_on_conflict
 from orderproc.common.storage.ports import Store, UnitOfWork
 from orderproc.common.storage.records import (
@@ -143,7 +143,7 @@ async def _price(uow: UnitOfWork, cmd: PlaceOrder, deps: OrderDeps, now: datetim
     return PricedOrder(quote, fill, account, position)
 
 
-def _order(cmd: PlaceOrder, quote: Quote, fill: Fill, now: datetime) -> OrderRecord:
+def _order(cmd: PlaceOrder, quote: QuoteView, fill: Fill, now: datetime) -> OrderRecord:
     notional_cents = None if cmd.notional is None else int(cmd.notional * 100)
     return OrderRecord(
         order_id=new_id(),
