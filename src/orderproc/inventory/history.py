@@ -36,7 +36,7 @@ CENTS = Decimal("0.01")
 
 # --- writing it ----------------------------------------------------------------------------------
 
-WRITE_ROWS = 1_000  # rows per unit of work: a few milliseconds of the event loop on SQLite
+WRITE_ROWS = 500  # rows per unit of work: 3-4 ms of the event loop on SQLite (1,000: up to 13)
 # Assets whose minutes and hours are written together, a window of time at a time (see
 # `_windows`). Measured, the packaged catalog's candles written into SQLite alone (its schema,
 # pragmas and checkpointing thread; CPU, two runs each): asset by asset 4.4 s; 10 at a time
@@ -133,9 +133,9 @@ def _windows(series: list[list[CandleRecord]], interval: Interval) -> Iterator[l
     """The candles of several assets' `series` (each contiguous in time, oldest first) in
     windows of time of about `WRITE_ROWS` rows, each window asset by asset (the key's order).
     Why: the candles' time index holds every asset's candle of a bucket side by side, so one
-    asset's thousand minutes touch a page of it for every few minutes, and each commit writes
-    each page it touched; a window of five assets' two hundred minutes touches those pages
-    once for all five (see `GROUP`)."""
+    asset's minutes touch a page of it for every few minutes, and each commit writes each page
+    it touched; a window of five assets' hundred minutes touches those pages once for all five
+    (see `GROUP`)."""
     series = [candles for candles in series if candles]
     if not series:
         return

@@ -120,10 +120,15 @@ class Drawn:
     bottoms: list[float]
     cents: list[int]
 
-    def records(self, start: int = 0) -> list[CandleRecord]:
-        """The candles from `start` (by index) on, exact. (The hot loop of a backfill: maps of
-        built-ins, no Python-level step per candle but the record's own.)"""
-        series, count = self.series, len(self.cents) - start
+    def records(self, start: int = 0, stop: int | None = None) -> list[CandleRecord]:
+        """The candles from `start` up to `stop` (by index; the last, if None), exact. (The hot
+        loop of a backfill: maps of built-ins, no Python-level step per candle but the
+        record's own.)"""
+        series = self.series
+        stop = len(self.cents) if stop is None else min(stop, len(self.cents))
+        count = stop - start
+        if count <= 0:
+            return []
         unit, scale = series.unit()
         length = series.interval.length
 
@@ -131,7 +136,7 @@ class Drawn:
             scaled = map(mul, map(math.exp, logs), repeat(scale))
             return list(map(mul, map(Decimal, map(round, scaled)), repeat(unit)))
 
-        path = prices(self.path[start:])
+        path = prices(self.path[start : stop + 1])
         return list(
             map(
                 CandleRecord,
@@ -139,10 +144,10 @@ class Drawn:
                 repeat(series.interval.value),
                 accumulate(repeat(length, count - 1), initial=series.first + start * length),
                 path,
-                prices(self.tops[start:]),
-                prices(self.bottoms[start:]),
+                prices(self.tops[start:stop]),
+                prices(self.bottoms[start:stop]),
                 islice(path, 1, None),
-                map(mul, self.cents[start:], repeat(CENT)),
+                map(mul, self.cents[start:stop], repeat(CENT)),
             )
         )
 

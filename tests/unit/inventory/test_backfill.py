@@ -25,6 +25,7 @@ from orderproc.inventory.backfill import anchor_of, current_candles, history, la
 from orderproc.inventory.candles import Interval, bucket_start
 from orderproc.inventory.domain import Asset, load_snapshot
 from orderproc.inventory.history import (
+    WRITE_ROWS,
     ChartBackfill,
     History,
     SimulatedBackfill,
@@ -250,9 +251,10 @@ class TestWrittenAtStart:
         backfill = SimulatedBackfill(store=store, seed=7, keep=KEEP)
         await backfill.prepare(assets, NOW)
         asked = itertools.count(1)
-        # Leads for three units of work (each 500 minutes of both assets), then follows.
+        # Leads for three units of work (each WRITE_ROWS minutes, half of each asset's), then
+        # follows.
         written = await backfill.run(lambda: next(asked) <= 3)
-        assert written == 3 * 1000
+        assert written == 3 * WRITE_ROWS
         assert await lacking_history(store, ["BTC", "ETH"], NOW) == ["BTC", "ETH"]
 
     async def test_a_failure_to_prepare_on_taking_the_feed_over_is_logged_not_raised(
