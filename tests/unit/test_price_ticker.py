@@ -28,7 +28,9 @@ from orderproc.inventory.service import (
 RETENTION = Retention(minute=timedelta(minutes=10), hour=timedelta(days=1), day=timedelta(days=30))
 
 
-async def ticker(clock: FixedClock) -> tuple[PriceTicker, MemoryStore, PriceCache]:
+async def ticker(
+    clock: FixedClock, *, interval: float = 1, max_lag: float | None = None
+) -> tuple[PriceTicker, MemoryStore, PriceCache]:
     store, prices = MemoryStore(), PriceCache()
     await seed_catalog(store)
     catalog = await load_catalog(store, prices)
@@ -38,9 +40,10 @@ async def ticker(clock: FixedClock) -> tuple[PriceTicker, MemoryStore, PriceCach
         catalog=catalog,
         store=store,
         clock=clock,
-        interval=1,
+        interval=interval,
         retention=RETENTION,
         purge_every=10,
+        max_lag=max_lag,
     )
     return tick, store, prices
 
@@ -164,18 +167,7 @@ class TestPricesInTurns:
 
     async def test_max_lag_bounds_the_turns(self) -> None:
         clock = FixedClock(datetime(2026, 5, 1, 12, 0, 30, tzinfo=UTC))
-        store, prices = MemoryStore(), PriceCache()
-        await seed_catalog(store)
-        catalog = await load_catalog(store, prices)
-        tick = PriceTicker(
-            feed=SimulatedFeed.from_assets(catalog.assets(), seed=7),
-            catalog=catalog,
-            store=store,
-            clock=clock,
-            interval=2,
-            retention=RETENTION,
-            max_lag=5,  # two ticks of 2 s
-        )
+        tick, _, _ = await ticker(clock, interval=2, max_lag=5)  # two ticks of 2 s
         tick.candles.assets_per_write = 10
         await tick.tick_once()
         assert tick.candles.turns == 2
