@@ -257,6 +257,20 @@ class TestSandbox:
         assert quote is not None
         assert quote.frozen
 
+    async def test_a_step_writes_every_price_though_the_assets_take_turns(
+        self, client: Client, admin: Auth, runtime: Runtime
+    ) -> None:
+        """With more assets than a write takes, a tick writes one turn's prices; a step, after
+        which no tick comes while paused, writes them all (a process reading the store's
+        prices trades on the step's)."""
+        runtime.ticker.candles.assets_per_write = 10  # the packaged 101: 11 turns
+        await sandbox(client, admin, "pause")
+        await sandbox(client, admin, "tick")
+        assert runtime.ticker.candles.turns > 1
+        async with runtime.store.unit_of_work() as uow:
+            stored = {r.asset_id: Quote.from_record(r) for r in await uow.assets.list_all()}
+        assert stored == {a.asset_id: Quote.of(a) for a in runtime.catalog.assets()}
+
     async def test_the_scheduled_ticks_skip_while_paused(
         self, client: Client, admin: Auth, runtime: Runtime
     ) -> None:

@@ -188,7 +188,7 @@ async def step(*, deps: SandboxDeps, actor: AdminActor) -> FeedState:
     _check_leading(deps)
     if deps.catalog.paused:
         _continue_feed(deps, deps.catalog.assets())
-    moved = await deps.ticker.tick_once()
+    moved = await deps.ticker.tick_once(every_price=True)  # the store has them at once
     async with deps.store.unit_of_work() as uow:
         audit_admin_change(uow, "admin_sandbox_tick", actor, {"moved": moved})
         await uow.commit()

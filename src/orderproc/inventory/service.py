@@ -378,15 +378,15 @@ class PriceTicker:
         catalog.watchers.append(self.follow)
         self._loop = Periodic("price tick", interval=interval, step=self._step, log=log)
 
-    async def tick_once(self) -> int:
-        """One tick; returns how many assets moved."""
+    async def tick_once(self, *, every_price: bool = False) -> int:
+        """One tick; returns how many assets moved. (`every_price`: see `apply`.)"""
         now = self.clock.now()
         try:
             prices = await self.feed.next_prices(now)
         except Exception:  # a feed must never stop the service
             log.warning("price feed failed; prices kept", exc_info=True)
             return 0
-        moved = await self.apply(prices, now)
+        moved = await self.apply(prices, now, every_price=every_price)
         self.ticks += 1
         if self.ticks % self.purge_every == 0:
             await self.purge(now)
@@ -397,7 +397,9 @@ class PriceTicker:
     ) -> list[Asset]:
         """Move the catalog to `prices` as a tick does (the read model, the store's prices and
         candles, the listeners); a tick's prices come from the feed, a sandbox admin's from
-        the request (`every_price`: written now, whoever's turn it is). Returns what moved."""
+        the request. `every_price`: every price moved is written now, whoever's turn it is
+        (a sandbox admin's, and a sandbox step's: while paused, no later tick writes them).
+        Returns what moved."""
         await asyncio.sleep(0)  # each part of a tick holds the event loop briefly (< 10 ms)
         moved = await self.catalog.move(prices, now)
         await asyncio.sleep(0)
