@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from orderproc.common.clock import Clock, SystemClock
 from orderproc.common.login_throttle import DisabledLoginThrottle, LoginThrottle
 from orderproc.common.metrics import Metrics
 from orderproc.common.security.tokens import TokenService
@@ -83,14 +84,16 @@ class Blocked:
         raise AssertionError("not used by the gateway")
 
 
-def tokens(clock: FixedClock | None = None) -> TokenService:
+def tokens(clock: Clock | None = None) -> TokenService:
+    """Tokens on the real clock, as the gateway's own are (a clock fixed when the module's
+    gateway started refused, as not valid yet, the tokens of tests that ran over 5 s later)."""
     return TokenService(
         secret=SECRET,
         algorithm="HS256",
         issuer="orderproc",
         audience="orderproc-api",
         ttl_seconds=3600,
-        clock=clock or FixedClock(datetime.now(UTC)),
+        clock=clock or SystemClock(),
     )
 
 
