@@ -75,7 +75,7 @@ class InventoryParts:
             if self.history is not None:
                 self.history.start()
         if self.history is not None:  # no await since the role was read: a gain is later
-            self.history.on_gain = True
+            self.history.started = True
         self.ticker.start()
 
     async def stop_inventory(self) -> None:
@@ -96,7 +96,7 @@ class InventoryParts:
         last leader died before it finished, or they were added while this process followed."""
         if isinstance(self.feed, SimulatedFeed):
             self.feed.continue_from({a.asset_id: a.price_usd for a in self.catalog.assets()})
-        history = self.history if self.history is not None and self.history.on_gain else None
+        history = self.history if self.history is not None and self.history.started else None
         if history is not None:  # before `resume`, which continues the current candles
             now = self.ticker.clock.now()
             if not await history.prepare_on_gain(self.catalog.assets(), now):
@@ -109,7 +109,7 @@ class InventoryParts:
         """A catalog watcher: an asset added or re-activated after start-up, while this process
         leads the feed, gets the history it lacks (`History.add`)."""
         history = self.history
-        if history is not None and history.on_gain and asset.is_active and self.ticker.leading():
+        if history is not None and history.started and asset.is_active and self.ticker.leading():
             history.add(asset, self.ticker.clock.now())
 
     def announce(self, asset: Asset) -> None:

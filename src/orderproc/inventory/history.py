@@ -273,9 +273,10 @@ class History:
         self.added_at = EPOCH  # when the last of them was
         self.later: asyncio.Task[None] | None = None
         self.leading: Callable[[], bool] = _always
-        # Set once start-up has had its turn: from then on, a gain of the lease runs it again.
-        # (Here, not on the inventory's parts, which the process's runtime copies.)
-        self.on_gain = False
+        # Set once start-up has had its turn: from then on, a gain of the lease runs it again,
+        # and an asset added runs it for that asset (`add`). (Here, not on the inventory's
+        # parts, which the process's runtime copies.)
+        self.started = False
 
     async def prepare(self, assets: Iterable[Asset], now: datetime) -> None:
         await self.stop()  # a gain of the lease after a loss: one backfill at a time

@@ -165,6 +165,15 @@ async def ticker_over(store: MemoryStore, clock: FixedClock) -> PriceTicker:
     )  # fmt: skip
 
 
+async def prepared(*asset_ids: str) -> tuple[MemoryStore, list[Asset], SimulatedBackfill]:
+    """A store with these snapshot assets and a backfill of them prepared at `NOW`."""
+    store, assets = MemoryStore(), [SNAPSHOT[asset_id] for asset_id in asset_ids]
+    await seed_catalog(store, assets=assets)
+    backfill = SimulatedBackfill(store=store, seed=7, keep=KEEP)
+    await backfill.prepare(assets, NOW)
+    return store, assets, backfill
+
+
 class TestWrittenAtStart:
     async def test_the_first_tick_continues_the_backfilled_candles(self) -> None:
         store, clock = MemoryStore(), FixedClock(NOW)
@@ -192,11 +201,7 @@ class TestWrittenAtStart:
         assert abs(tick / btc.price_usd - 1) < Decimal("0.01")  # one step from the last close
 
     async def test_writes_the_rest_once_and_never_the_tickers_candles(self) -> None:
-        store = MemoryStore()
-        assets = [SNAPSHOT["BTC"], SNAPSHOT["DOGE"]]
-        await seed_catalog(store, assets=assets)
-        backfill = SimulatedBackfill(store=store, seed=7, keep=KEEP)
-        await backfill.prepare(assets, NOW)
+        store, assets, backfill = await prepared("BTC", "DOGE")
         ticker_candle = CandleRecord(
             "BTC",
             "1m",
@@ -245,11 +250,7 @@ class TestWrittenAtStart:
             await store.close()
 
     async def test_stops_once_this_process_no_longer_leads_the_feed(self) -> None:
-        store = MemoryStore()
-        assets = [SNAPSHOT["BTC"], SNAPSHOT["ETH"]]
-        await seed_catalog(store, assets=assets)
-        backfill = SimulatedBackfill(store=store, seed=7, keep=KEEP)
-        await backfill.prepare(assets, NOW)
+        store, _, backfill = await prepared("BTC", "ETH")
         asked = itertools.count(1)
         # Leads for three units of work (each WRITE_ROWS minutes, half of each asset's), then
         # follows.
