@@ -224,3 +224,33 @@ class TestAnAssetAddedLater:
         assert len(days.json()["data"]) >= 700  # two years of days, before today's
         minutes = await client.get("/api/v1/inventory/assets/NEWC/candles")
         assert len(minutes.json()["data"]) == 100  # a full page of the last 48 hours'
+
+
+class TestTheOpenHourAndDay:
+    """The store keeps an open hour or day as its closed minutes (written once a minute) and
+    the route merges the minutes after them: what it answers holds every tick up to the last."""
+
+    @pytest.mark.every_store
+    async def test_hold_every_minute_up_to_the_last_tick(
+        self, client: Client, runtime: Runtime, clock: SteppingClock
+    ) -> None:
+        hour = bucket_start(clock.now(), Interval.HOUR) + Interval.HOUR.length
+        clock.set(hour + timedelta(minutes=5, seconds=10))
+        for _ in range(8):  # 20 s apart: three minutes, two of them closed
+            clock.advance(seconds=20)
+            assert await runtime.ticker.tick_once() > 90
+        last = runtime.catalog.by_id["BTC"].price_usd
+        minutes = (await client.get(CANDLES, params={"interval": "1m"})).json()["data"]
+        assert len(minutes) == 3
+        for interval in ("1h", "1d", "1w"):
+            page = (await client.get(CANDLES, params={"interval": interval})).json()["data"]
+            assert len(page) == 1, interval
+            candle = page[0]
+            assert Decimal(candle["close"]) == last
+            assert candle["open"] == minutes[0]["open"]
+            assert Decimal(candle["high"]) == max(Decimal(m["high"]) for m in minutes)
+            assert Decimal(candle["low"]) == min(Decimal(m["low"]) for m in minutes)
+            assert Decimal(candle["volume"]) == sum(Decimal(m["volume"]) for m in minutes)
+        async with runtime.store.unit_of_work() as uow:
+            stored = (await uow.candles.list("BTC", "1h", limit=1))[0]
+        assert stored.rolled_until == hour + timedelta(minutes=7)  # its two closed minutes

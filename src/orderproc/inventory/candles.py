@@ -85,6 +85,22 @@ def apply_tick(
     )
 
 
+def complete(candle: Candle, minutes: Iterable[Candle]) -> Candle:
+    """An hour or a day stored with its minutes opening before some time (`rolled_until` on
+    its row), merged with the later `minutes` of its bucket (oldest first): open stays the
+    row's, high and low are the extremes, close is the last minute's, the volumes add up. A row
+    holding no minute yet carries its first price and no volume, so the same merge holds."""
+    high, low, close, volume = candle.high, candle.low, candle.close, candle.volume
+    for minute in minutes:
+        if minute.high > high:
+            high = minute.high
+        if minute.low < low:
+            low = minute.low
+        close = minute.close
+        volume += minute.volume
+    return replace(candle, high=high, low=low, close=close, volume=volume)
+
+
 def roll_up(candles: Iterable[Candle], interval: Interval) -> list[Candle]:
     """Merge finer candles into `interval` candles, per asset, ordered by asset then time."""
     groups: dict[tuple[str, datetime], list[Candle]] = {}

@@ -3,17 +3,22 @@ tick and written to the store in turns.
 
 Why: a tick used to make three new `Candle` values per asset and write them all, 3,000 rows a
 tick for 1,000 assets (the larger part of a tick's 61-71 ms). Here a tick moves one asset's
-current minute in place, and its hour and day are rolled up from minutes: each keeps the
-minutes that closed within it (`_Rollup`), and its current candle is that merged with the
-current minute when a row is written or read. A tick moves one candle, not three (a tick of
-1,000 assets: 0.48-0.72 → 0.15-0.20 ms, the minimum of 200, measured), and the store's rows
-are the same.
+current minute in place. Its hour and day are rolled up from minutes: each keeps the minutes
+that closed within it (`_Rollup`), and only changes when a minute closes.
+
+So the store holds an open hour or day as its closed minutes, with `rolled_until` (the current
+minute's open time) on its row, and a reader merges the 1m rows from that time on
+(`candles.complete`): a turn writes an asset's minute, and its hour and day only when a minute
+has closed since its last turn, once a minute instead of on every tick (600 rows a tick for
+1,000 assets became 200 on most ticks). A closed hour or day is written whole.
 
 With more than `assets_per_write` assets, each tick writes the candles of one group of them in
 turn, so each asset's rows in the store are at most `turns` ticks behind the live ones (with
-the default catalog, one group: every tick writes everything). A candle whose bucket closed
+the default catalog, one group: every tick writes everything due). A candle whose bucket closed
 before its turn came is written with its final figures at that turn; `due(everything=True)`
-writes everything due at once (on stop)."""
+writes everything due at once (on stop). A minute and the hour and day it rolled into reach
+the store in the same turn, so a stored hour's `rolled_until` is always its asset's latest
+stored minute (or later)."""
 
 from __future__ import annotations
 
@@ -24,25 +29,38 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from orderproc.common.storage.records import CandleRecord
-from orderproc.inventory.candles import Candle, Interval, bucket_start
+from orderproc.inventory.candles import Candle, Interval, bucket_start, complete
 
 INTERVALS = (Interval.MINUTE, Interval.HOUR, Interval.DAY)
 ROLLED_UP = INTERVALS[1:]  # made of minutes
 ASSETS_PER_WRITE = 200
 NEVER = datetime.min.replace(tzinfo=UTC)  # the open time of a minute not begun
+_MINUTE = Interval.MINUTE.value
 _Opens = tuple[datetime, ...]  # a minute's open time, then its hour's and its day's
 
 
 class _Rollup:
-    """A bucket's figures: the minutes that closed within an hour or a day, merged; or a
-    candle that closed before its turn came, kept until then."""
+    """A bucket's figures: an open hour's or day's closed minutes, merged (its first price and
+    no volume while none has closed); or a candle that closed before its turn came, kept until
+    then."""
 
     __slots__ = ("cents", "close", "high", "low", "open", "open_time")
 
-    def __init__(self, open_time: datetime, minute: _Minute) -> None:
+    def __init__(
+        self, open_time: datetime, open_: Decimal, high: Decimal, low: Decimal, close: Decimal,
+        cents: int,
+    ) -> None:  # fmt: skip
         self.open_time = open_time
-        self.open, self.high, self.low = minute.open, minute.high, minute.low
-        self.close, self.cents = minute.close, minute.cents
+        self.open, self.high, self.low, self.close, self.cents = open_, high, low, close, cents
+
+    @classmethod
+    def opening(cls, open_time: datetime, price: Decimal) -> _Rollup:
+        """A bucket no minute of which has closed yet."""
+        return cls(open_time, price, price, price, price, 0)
+
+    @classmethod
+    def of(cls, open_time: datetime, minute: _Minute) -> _Rollup:
+        return cls(open_time, minute.open, minute.high, minute.low, minute.close, minute.cents)
 
     def add(self, minute: _Minute) -> None:
         if minute.high > self.high:
@@ -55,23 +73,28 @@ class _Rollup:
 
 class _Minute:
     """One asset's candles: its current minute, moved in place each tick, and the hour and day
-    it belongs to (`rollups`, None until a minute of theirs closes). `changes` counts the
-    ticks, `written` the count that reached the store."""
+    it belongs to (`rollups`: their closed minutes; None only before a first minute). `changes`
+    counts the ticks and `rolls` the changes of the rollups; `written` and `rolls_written`
+    the counts that reached the store. `settled`: the asset did not tick in a later minute, and
+    its hour and day were written whole, this minute included (`whole_rows`)."""
 
     __slots__ = ("cents", "changes", "close", "high", "low", "open", "open_time", "opens",
-                 "rollups", "written")  # fmt: skip
+                 "rolls", "rolls_written", "rollups", "settled", "written")  # fmt: skip
 
     def __init__(self, opens: _Opens, price: Decimal, cents: int) -> None:
         self.opens = opens  # the minute's open time, its hour's and its day's (the tick's)
         self.open_time = opens[0]
         self.open = self.high = self.low = self.close = price
         self.cents = cents  # the volume, in integer cents: a tick adds an int, not a Decimal
-        self.rollups: list[_Rollup | None] = [None, None]
-        self.changes = 1
-        self.written = 0
+        self.rollups: list[_Rollup | None] = [
+            None if opened is NEVER else _Rollup.opening(opened, price) for opened in opens[1:]
+        ]
+        self.changes = self.rolls = 1
+        self.written = self.rolls_written = 0
+        self.settled = False
 
     def start(self, opens: _Opens, price: Decimal, cents: int) -> None:
-        """The next minute (the rollups have taken the last one)."""
+        """The next minute (`LiveCandles._roll` has closed the last one into its rollups)."""
         self.opens, self.open_time = opens, opens[0]
         self.open = self.high = self.low = self.close = price
         self.cents = cents
@@ -79,26 +102,39 @@ class _Minute:
 
     def candle(self, asset_id: str, interval: Interval) -> Candle:
         """The current candle of `interval`: the minute, merged into its hour or day."""
-        row = self.row(asset_id, interval)
-        assert row.volume is not None
-        return Candle(asset_id, interval, row.open_time, row.open, row.high, row.low, row.close,
-                      row.volume)  # fmt: skip
-
-    def row(self, asset_id: str, interval: Interval) -> CandleRecord:
-        """`candle` as the store's row."""
+        minute = Candle(asset_id, Interval.MINUTE, self.open_time, self.open, self.high,
+                        self.low, self.close, _dollars(self.cents))  # fmt: skip
         if interval is Interval.MINUTE:
-            return CandleRecord(asset_id, interval.value, self.open_time, self.open, self.high,
-                                self.low, self.close, _dollars(self.cents))  # fmt: skip
-        index = ROLLED_UP.index(interval)
-        rollup, opened = self.rollups[index], self.opens[index + 1]
-        if rollup is None or rollup.open_time != opened:
-            return CandleRecord(asset_id, interval.value, opened, self.open, self.high, self.low,
-                                self.close, _dollars(self.cents))  # fmt: skip
-        high, low = rollup.high, rollup.low
-        return CandleRecord(asset_id, interval.value, opened, rollup.open,
-                            high if high > self.high else self.high,
-                            low if low < self.low else self.low, self.close,
-                            _dollars(rollup.cents + self.cents))  # fmt: skip
+            return minute
+        rollup = self.rollups[ROLLED_UP.index(interval)]
+        assert rollup is not None
+        closed = Candle(asset_id, interval, rollup.open_time, rollup.open, rollup.high,
+                        rollup.low, rollup.close, _dollars(rollup.cents))  # fmt: skip
+        return complete(closed, [minute])
+
+    def row(self, asset_id: str) -> CandleRecord:
+        """The minute as the store's row."""
+        return CandleRecord(asset_id, _MINUTE, self.open_time, self.open, self.high, self.low,
+                            self.close, _dollars(self.cents))  # fmt: skip
+
+    def whole_rows(self, asset_id: str) -> list[CandleRecord]:
+        """The hour's and the day's rows with this minute merged in: whole as they stand."""
+        rows = []
+        for interval, rollup in zip(ROLLED_UP, self.rollups, strict=True):
+            if rollup is not None:
+                whole = _Rollup(rollup.open_time, rollup.open, rollup.high, rollup.low,
+                                rollup.close, rollup.cents)  # fmt: skip
+                whole.add(self)
+                rows.append(_row(asset_id, interval, whole))
+        return rows
+
+    def rollup_rows(self, asset_id: str) -> list[CandleRecord]:
+        """The hour's and the day's rows: their minutes before this one (`rolled_until`)."""
+        return [
+            _row(asset_id, interval, rollup, rolled_until=self.open_time)
+            for interval, rollup in zip(ROLLED_UP, self.rollups, strict=True)
+            if rollup is not None
+        ]
 
 
 class Turn(NamedTuple):
@@ -120,6 +156,7 @@ class LiveCandles:
         # Candles that closed before their turn came, by asset.
         self._closed: dict[str, list[tuple[Interval, _Rollup]]] = {}
         self._turn = 0
+        self._opened = NEVER  # the latest tick's minute
 
     @property
     def turns(self) -> int:
@@ -132,6 +169,7 @@ class LiveCandles:
         opens the next one."""
         opens = tuple(bucket_start(moment, interval) for interval in INTERVALS)
         opened, live = opens[0], self._live
+        self._opened = max(self._opened, opened)
         for asset_id, price, cents in moves:
             minute = live.get(asset_id)
             if minute is None:
@@ -150,83 +188,115 @@ class LiveCandles:
     def _roll(
         self, asset_id: str, minute: _Minute, opens: _Opens, price: Decimal, cents: int
     ) -> None:
-        """The minute closed (and maybe its hour and day): it goes into its rollups, and what
-        the store lacks of the closed candles is kept (as `_Rollup`s, made into rows at the
-        asset's turn: every asset rolls in the same tick) before the next minute opens."""
+        """The minute closed: it goes into its hour and day, and what the store lacks is kept
+        (as `_Rollup`s, made into rows at the asset's turn: every asset rolls in the same tick)
+        before the next minute opens: the minute if its last figures were not written, and an
+        hour or day that closed with it, whole. An hour or day that opens gets its first price."""
         if minute.open_time is not NEVER:
             was, rollups = minute.opens, minute.rollups
-            unwritten = minute.written != minute.changes
-            closed = [(Interval.MINUTE, _Rollup(was[0], minute))] if unwritten else []
-            for index in (0, 1):
-                rollup, opened = rollups[index], was[index + 1]
-                if rollup is not None and rollup.open_time == opened:
-                    rollup.add(minute)
-                else:
-                    rollup = rollups[index] = _Rollup(opened, minute)
-                if opened != opens[index + 1]:  # the hour (day) closed too
-                    if unwritten:
-                        closed.append((ROLLED_UP[index], rollup))
-                    rollups[index] = None
+            closed = []
+            if minute.written != minute.changes:
+                closed.append((Interval.MINUTE, _Rollup.of(was[0], minute)))
+            for index, rollup in enumerate(rollups):
+                assert rollup is not None  # a minute that began has its hour and day
+                rollup.add(minute)
+                if was[index + 1] != opens[index + 1]:  # the hour (day) closed too
+                    closed.append((ROLLED_UP[index], rollup))
             if closed:
                 self._closed.setdefault(asset_id, []).extend(closed)
+        for index, rollup in enumerate(minute.rollups):
+            if rollup is None or rollup.open_time != opens[index + 1]:
+                minute.rollups[index] = _Rollup.opening(opens[index + 1], price)
+        minute.rolls += 1
+        minute.settled = False
         minute.start(opens, price, cents)
 
     def due(self, *, everything: bool = False) -> Turn:
-        """The next turn: its assets' changed candles (every asset's when `everything`)."""
+        """The next turn: its assets' changed candles (every asset's when `everything`): the
+        minute on each tick, its hour and day when a minute closed, and what closed. An asset
+        that did not tick since a later minute opened (inactive, or its feed had no price for
+        it) has its hour and day written whole, its minute in them, so that the store never
+        needs a minute row that retention will delete."""
         turns = 1 if everything else self.turns
         turn, self._turn = self._turn % turns, self._turn + 1
         rows: list[CandleRecord] = []
-        marks: list[tuple[_Minute, int]] = []
+        marks: list[tuple[_Minute, int, int, bool]] = []
         closed_ids: list[str] = []
         assets: list[str] = []
+        opened = self._opened
         for position, (asset_id, minute) in enumerate(self._live.items()):
             if position % turns != turn:
                 continue
             if turns > 1:
                 assets.append(asset_id)
-            if minute.written != minute.changes and minute.open_time is not NEVER:
-                rows += [minute.row(asset_id, interval) for interval in INTERVALS]
-                marks.append((minute, minute.changes))
+            if minute.open_time is not NEVER:
+                changed = minute.written != minute.changes
+                settle = opened is not NEVER and minute.open_time != opened and not minute.settled
+                rolled = settle or minute.rolls_written != minute.rolls
+                if changed:
+                    rows.append(minute.row(asset_id))
+                if settle:
+                    rows += minute.whole_rows(asset_id)
+                elif rolled:
+                    rows += minute.rollup_rows(asset_id)
+                if changed or rolled:
+                    marks.append((minute, minute.changes, minute.rolls, settle))
             if asset_id in self._closed:
                 rows += [_row(asset_id, i, candle) for i, candle in self._closed[asset_id]]
                 closed_ids.append(asset_id)
 
         def committed() -> None:
-            for minute, changes in marks:
+            for minute, changes, rolls, settled in marks:
                 minute.written = max(minute.written, changes)
+                minute.rolls_written = max(minute.rolls_written, rolls)
+                if settled and minute.rolls == rolls:  # no tick rolled it since
+                    minute.settled = True
             for asset_id in closed_ids:
                 self._closed.pop(asset_id, None)
 
         return Turn(rows, committed, None if turns == 1 else frozenset(assets))
 
-    def resume(self, latest: Sequence[Candle]) -> None:
-        """Go on from candles the store holds (the latest of each asset and interval), so a
-        restart does not reopen them. A stored hour or day holds its stored minute already:
-        its rollup is the stored candle less that minute's volume."""
-        by_asset: dict[str, dict[Interval, Candle]] = {}
-        for candle in latest:
-            by_asset.setdefault(candle.asset_id, {})[candle.interval] = candle
+    def resume(self, latest: Sequence[CandleRecord]) -> None:
+        """Go on from the rows the store holds (the latest of each asset and interval), so a
+        restart does not reopen them. A stored hour or day holds the minutes before its
+        `rolled_until`, which is the stored minute's open time (both are written in one turn);
+        one written before schema 7 (no `rolled_until`) holds that minute as well, so its
+        rollup is the row less the minute's volume, and it is written again at the next turn
+        with `rolled_until`."""
+        by_asset: dict[str, dict[str, CandleRecord]] = {}
+        for row in latest:
+            by_asset.setdefault(row.asset_id, {})[row.interval] = row
         for asset_id, stored in by_asset.items():
-            last = stored.get(Interval.MINUTE)
+            last = stored.get(_MINUTE)
             minute = _Minute((NEVER, NEVER, NEVER), Decimal(0), 0)
             if last is not None:
                 opens = tuple(bucket_start(last.open_time, interval) for interval in INTERVALS)
                 minute.start(opens, last.open, _cents(last.volume))
                 minute.high, minute.low, minute.close = last.high, last.low, last.close
+            rewrite = False
             for index, interval in enumerate(ROLLED_UP):
-                whole = stored.get(interval)
+                whole = stored.get(interval.value)
                 if whole is None:
                     continue
-                rollup = _Rollup(whole.open_time, minute)
-                rollup.open, rollup.high, rollup.low = whole.open, whole.high, whole.low
-                rollup.close, rollup.cents = whole.close, _cents(whole.volume)
-                if last is not None:
-                    if minute.opens[index + 1] != whole.open_time:
-                        continue  # an hour or day before the minute's: closed and stored
+                if last is not None and minute.opens[index + 1] != whole.open_time:
+                    continue  # an hour or day before the minute's: closed and stored
+                rollup = _Rollup(whole.open_time, whole.open, whole.high, whole.low,
+                                 whole.close, _cents(whole.volume))  # fmt: skip
+                if last is not None and whole.rolled_until is None:
                     rollup.cents = max(0, rollup.cents - minute.cents)
+                    rewrite = True
                 minute.rollups[index] = rollup
+            if last is not None and None in minute.rollups:  # no row of its hour or day
+                minute.rollups = [
+                    rollup or _Rollup.opening(opened, last.open)
+                    for rollup, opened in zip(minute.rollups, minute.opens[1:], strict=True)
+                ]
+                rewrite = True
             minute.written = minute.changes  # it is the store's already
+            minute.rolls_written = minute.rolls - 1 if rewrite else minute.rolls
             self._live[asset_id] = minute
+            if last is not None:  # the store's latest minute: an asset behind it settles
+                self._opened = max(self._opened, last.open_time)
 
     def current(self, asset_id: str, interval: Interval) -> Candle | None:
         """The live candle (for tests and the curious)."""
@@ -240,10 +310,14 @@ def _dollars(cents: int) -> Decimal:
     return Decimal(cents).scaleb(-2)
 
 
-def _cents(volume: Decimal) -> int:
+def _cents(volume: Decimal | None) -> int:
+    if volume is None:  # a candle written before schema 5
+        return 0
     return int(volume.scaleb(2).to_integral_value())
 
 
-def _row(asset_id: str, interval: Interval, candle: _Rollup) -> CandleRecord:
+def _row(
+    asset_id: str, interval: Interval, candle: _Rollup, *, rolled_until: datetime | None = None
+) -> CandleRecord:
     return CandleRecord(asset_id, interval.value, candle.open_time, candle.open, candle.high,
-                        candle.low, candle.close, _dollars(candle.cents))  # fmt: skip
+                        candle.low, candle.close, _dollars(candle.cents), rolled_until)  # fmt: skip

@@ -27,6 +27,7 @@ from orderproc.inventory.candles import (
     Candle,
     Interval,
     bucket_start,
+    complete,
     cutoff,
     roll_up,
 )
@@ -465,12 +466,11 @@ class PriceTicker:
 
     async def resume(self) -> None:
         """Continue the current candles from the store, so a restart does not reopen them."""
-        found: list[Candle] = []
+        found: list[CandleRecord] = []
         async with self.store.unit_of_work() as uow:
             for asset_id in self.catalog.by_id:
                 for interval in INTERVALS:
-                    latest = await uow.candles.list(asset_id, interval.value, limit=1)
-                    found += [_candle(record) for record in latest[-1:]]
+                    found += await uow.candles.list(asset_id, interval.value, limit=1)
         self.candles.resume(found)
 
     def follow(self, asset: Asset) -> None:
@@ -592,7 +592,24 @@ async def list_candles(asset_id: str, query: CandleQuery, *, store: Store) -> Ca
             asset_id, query.interval.value, limit=query.limit + 1, start=start, end=end,
             earliest=query.forward,
         )  # fmt: skip
-    return _page([_candle(r) for r in records], query)
+        candles = await _completed(uow, records)
+    return _page(candles, query)
+
+
+async def _completed(uow: UnitOfWork, records: list[CandleRecord]) -> list[Candle]:
+    """The rows as candles, an open hour or day (`rolled_until` on its row: the price ticker's
+    current one, as a rule) merged with its minutes from then on: one more range read."""
+    candles = []
+    for record in records:
+        candle, since = _candle(record), record.rolled_until
+        if since is not None and since < (end := record.open_time + candle.interval.length):
+            minutes = await uow.candles.list(
+                record.asset_id, Interval.MINUTE.value, start=since, end=end, earliest=True,
+                limit=(end - since) // Interval.MINUTE.length,
+            )  # fmt: skip
+            candle = complete(candle, [_candle(m) for m in minutes])
+        candles.append(candle)
+    return candles
 
 
 _MICROSECOND = timedelta(microseconds=1)
@@ -630,4 +647,5 @@ async def _list_weeks(asset_id: str, query: CandleQuery, store: Store) -> Candle
             asset_id, Interval.DAY.value, limit=7 * (query.limit + 1), start=start, end=end,
             earliest=query.forward,
         )  # fmt: skip
-    return _page(roll_up((_candle(r) for r in days), week), query)
+        candles = await _completed(uow, days)
+    return _page(roll_up(candles, week), query)

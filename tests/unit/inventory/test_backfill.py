@@ -33,7 +33,14 @@ from orderproc.inventory.history import (
     lacking_history,
 )
 from orderproc.inventory.pricefeed import CoinGeckoFeed, FeedError, RetryPolicy, SimulatedFeed
-from orderproc.inventory.service import PriceTicker, Retention, load_catalog, seed_catalog
+from orderproc.inventory.service import (
+    CandleQuery,
+    PriceTicker,
+    Retention,
+    list_candles,
+    load_catalog,
+    seed_catalog,
+)
 
 NOW = datetime(2026, 3, 4, 15, 37, 12, 345678, tzinfo=UTC)
 KEEP = {
@@ -187,8 +194,10 @@ class TestWrittenAtStart:
         await ticker.tick_once()
         tick = ticker.catalog.by_id["BTC"].price_usd
         expected = current_candles(anchor_of(btc), seed=7, now=NOW)
-        async with store.unit_of_work() as uow:
-            live = [(await uow.candles.list("BTC", i.value, limit=1))[0] for i in KEEP]
+        live = [
+            (await list_candles("BTC", CandleQuery(i, limit=1), store=store)).candles[0]
+            for i in KEEP
+        ]  # as the candles route reads them: an open hour merged with its later minutes
         for before, after in zip(expected, live, strict=True):
             assert after.open_time == before.open_time
             assert after.open == before.open  # the ticks go on from the backfilled close

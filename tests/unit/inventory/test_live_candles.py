@@ -1,17 +1,18 @@
 """The ticker's live candles: moved in place each tick, written in turns when there are many
-assets, a candle that closed before its turn written with its final figures, and everything
-due written at once by a flush."""
+assets, an open hour or day written when a minute closes (holding the minutes before the
+current one), a candle that closed before its turn written with its final figures, an asset
+that stopped ticking written whole, and everything due written at once by a flush."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from orderproc.common.storage.records import CandleRecord
-from orderproc.inventory.candles import Candle, Interval, bucket_start
+from orderproc.inventory.candles import Candle, Interval, bucket_start, complete
 from orderproc.inventory.live_candles import LiveCandles
 
 START = datetime(2026, 5, 1, 12, 0, 10, tzinfo=UTC)
@@ -27,19 +28,34 @@ def written(rows: list[CandleRecord]) -> set[str]:
 
 
 class TestTurns:
-    def test_a_small_catalog_writes_every_candle_every_tick(self) -> None:
+    def test_a_small_catalog_writes_every_minute_every_tick(self) -> None:
         candles = LiveCandles()
         tick(candles, START, "10")
         rows, committed, _ = candles.due()
         committed()
         assert candles.turns == 1
-        assert len(rows) == 3 * len(IDS)
+        assert len(rows) == 3 * len(IDS)  # the minute, and the hour and day it opened
+        hour = next(r for r in rows if r.interval == "1h" and r.asset_id == "AAA")
+        assert (hour.open, hour.close, hour.volume) == (10, 10, 0)  # no minute closed yet
+        assert hour.rolled_until == START.replace(second=0)
         tick(candles, START + timedelta(seconds=2), "12")
         rows, *_ = candles.due()
-        minute = {r.asset_id: r for r in rows if r.interval == "1m"}
+        assert {r.interval for r in rows} == {"1m"}  # the hour and day did not change
+        minute = {r.asset_id: r for r in rows}
         assert minute["AAA"].close == minute["AAA"].high == Decimal(12)
         assert minute["AAA"].open == Decimal(10)
         assert minute["AAA"].volume == Decimal(2)
+
+    def test_an_hour_and_a_day_are_written_when_a_minute_closes(self) -> None:
+        candles = LiveCandles()
+        for seconds, price in ((0, "10"), (2, "14"), (60, "12")):
+            tick(candles, START + timedelta(seconds=seconds), price)
+            rows, committed, _ = candles.due()
+            committed()
+        hour = next(r for r in rows if r.interval == "1h" and r.asset_id == "AAA")
+        assert (hour.open, hour.high, hour.low, hour.close) == (10, 14, 10, 14)
+        assert hour.volume == Decimal(2)  # the closed minute's two ticks, not the new one's
+        assert hour.rolled_until == START.replace(second=0) + timedelta(minutes=1)
 
     def test_many_assets_are_written_in_turns_each_within_the_turns(self) -> None:
         candles = LiveCandles(assets_per_write=2)
@@ -89,27 +105,58 @@ class TestTurns:
 
 
 class TestResume:
-    def test_ticks_after_a_restart_extend_the_stored_candle(self) -> None:
-        stored = Candle(
-            "AAA", Interval.MINUTE, START.replace(second=0), Decimal(9), Decimal(30),
-            Decimal(5), Decimal(10), Decimal(7),
-        )  # fmt: skip
+    MINUTE = CandleRecord("AAA", "1m", START.replace(second=0), Decimal(9), Decimal(30),
+                          Decimal(5), Decimal(10), Decimal(7))  # fmt: skip
+
+    def stored_hour(self, volume: str, rolled_until: datetime | None) -> CandleRecord:
+        return CandleRecord("AAA", "1h", START.replace(minute=0, second=0), Decimal(8),
+                            Decimal(40), Decimal(5), Decimal(10), Decimal(volume),
+                            rolled_until)  # fmt: skip
+
+    def resumed(self, *rows: CandleRecord) -> LiveCandles:
+        day = CandleRecord("AAA", "1d", START.replace(hour=0, minute=0, second=0), Decimal(8),
+                           Decimal(40), Decimal(5), Decimal(10), Decimal(20),
+                           START.replace(second=0))  # fmt: skip
         candles = LiveCandles()
-        candles.resume([stored])
-        assert candles.due()[0] == []  # the store has it already
+        candles.resume([*rows, day])
+        return candles
+
+    def test_ticks_after_a_restart_extend_the_stored_candles(self) -> None:
+        candles = self.resumed(self.MINUTE, self.stored_hour("12", START.replace(second=0)))
+        assert candles.due()[0] == []  # the store has them already
         candles.tick([("AAA", Decimal(12), 100)], START + timedelta(seconds=20))
         current = candles.current("AAA", Interval.MINUTE)
         assert current is not None
         assert (current.open, current.high, current.low, current.close) == (9, 30, 5, 12)
         assert current.volume == Decimal(8)
-        assert candles.current("AAA", Interval.HOUR) is not None
+        hour = candles.current("AAA", Interval.HOUR)
+        assert hour is not None
+        assert (hour.open, hour.high, hour.low, hour.close) == (8, 40, 5, 12)
+        assert hour.volume == Decimal(20)  # the stored 12 and the minute's 8
+
+    def test_an_hour_written_before_schema_7_holds_its_minute_and_is_written_again(
+        self,
+    ) -> None:
+        candles = self.resumed(self.MINUTE, self.stored_hour("19", None))
+        rows, *_ = candles.due()
+        assert [(r.interval, r.volume, r.rolled_until) for r in rows] == [
+            ("1h", Decimal(12), START.replace(second=0)),  # 19 less the minute's 7
+            ("1d", Decimal(20), START.replace(second=0)),
+        ]
+
+    def test_a_minute_without_its_hour_gets_one(self) -> None:
+        candles = self.resumed(self.MINUTE)
+        rows, *_ = candles.due()
+        hour = next(r for r in rows if r.interval == "1h")
+        assert (hour.open, hour.volume, hour.rolled_until) == (9, 0, START.replace(second=0))
 
 
 class TestAgainstTheTicks:
-    """Whatever the turns, failed writes and restarts, the store ends up with every candle of
-    every interval exactly as the ticks make it: open the first price of its bucket, high and
-    low the extremes, close the last, volume the sum (the hour and day rolled up from
-    minutes)."""
+    """Whatever the turns, failed writes, restarts and ticks an asset misses, the store ends up
+    with every candle of every interval exactly as the ticks make it, read as the candles route
+    reads it (an open hour or day merged with its later minutes): open the first price of its
+    bucket, high and low the extremes, close the last, volume the sum. And once everything is
+    written, no row needs a minute row but the current minute's, which retention keeps."""
 
     @given(
         steps=st.lists(
@@ -117,20 +164,26 @@ class TestAgainstTheTicks:
                 st.sampled_from([2, 2, 2, 20, 61, 3_600, 86_400]),  # seconds to the next tick
                 st.integers(min_value=1, max_value=99),  # the price
                 st.sampled_from(["write", "write", "fail", "restart", "none"]),
+                st.booleans(),  # whether the third asset ticks
             ),
             max_size=60,
         ),
         per_write=st.integers(min_value=1, max_value=3),
     )
+    # A restart last, the third asset a minute behind: its hour and day are written whole.
+    @example(
+        steps=[(2, 5, "write", True), (61, 6, "write", False), (2, 7, "restart", False)],
+        per_write=3,
+    )
     def test_the_store_holds_each_bucket_of_the_ticks(
-        self, steps: list[tuple[int, int, str]], per_write: int
+        self, steps: list[tuple[int, int, str, bool]], per_write: int
     ) -> None:
         store: dict[tuple[str, str, datetime], CandleRecord] = {}
         expected: dict[tuple[str, str, datetime], list[Decimal]] = {}
         candles, moment = LiveCandles(assets_per_write=per_write), START
-        for seconds, price, then in steps:
+        for seconds, price, then, third in steps:
             moment += timedelta(seconds=seconds)
-            moves = [(a, Decimal(price + n), 100 + n) for n, a in enumerate(IDS[:3])]
+            moves = [(a, Decimal(price + n), 100 + n) for n, a in enumerate(IDS[: 2 + third])]
             candles.tick(moves, moment)
             for asset_id, value, cents in moves:
                 for interval in (Interval.MINUTE, Interval.HOUR, Interval.DAY):
@@ -147,16 +200,35 @@ class TestAgainstTheTicks:
                 store.update({(r.asset_id, r.interval, r.open_time): r for r in rows})
                 committed()
                 candles = LiveCandles(assets_per_write=per_write)
-                candles.resume([_candle(r) for r in latest(store)])
+                candles.resume(latest(store))
         rows, *_ = candles.due(everything=True)
         store.update({(r.asset_id, r.interval, r.open_time): r for r in rows})
-        assert {k: [r.open, r.high, r.low, r.close, r.volume] for k, r in store.items()} == {
+        assert {k: [c.open, c.high, c.low, c.close, c.volume] for k, c in read(store).items()} == {
             k: [o, h, lo, c, v / 100] for k, (o, h, lo, c, v) in expected.items()
         }
+        current = bucket_start(moment, Interval.MINUTE)
+        assert {r.rolled_until for r in store.values()} <= {None, current}
+
+
+def read(store: dict[tuple[str, str, datetime], CandleRecord]) -> dict[object, Candle]:
+    """Every stored candle as the candles route reads it (`service._completed`)."""
+    candles = {}
+    for key, row in store.items():
+        candle = _candle(row)
+        if row.rolled_until is not None:
+            end = row.open_time + candle.interval.length
+            minutes = [
+                _candle(m) for (asset_id, interval, opened), m in sorted(store.items())
+                if asset_id == row.asset_id and interval == "1m"
+                and row.rolled_until <= opened < end
+            ]  # fmt: skip
+            candle = complete(candle, minutes)
+        candles[key] = candle
+    return candles
 
 
 def latest(store: dict[tuple[str, str, datetime], CandleRecord]) -> list[CandleRecord]:
-    """What a restart reads: the latest stored candle of each asset and interval."""
+    """What a restart reads: the latest stored row of each asset and interval."""
     newest: dict[tuple[str, str], CandleRecord] = {}
     for (asset_id, interval, _), row in sorted(store.items()):
         newest[(asset_id, interval)] = row

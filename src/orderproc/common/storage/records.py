@@ -167,6 +167,10 @@ class CandleRecord(_Record):
     low: Decimal
     close: Decimal
     volume: Decimal | None = None  # USD traded; None on candles written before schema 5
+    # An hour or a day the price ticker keeps while it is open (schema 7): the row holds the
+    # bucket's minutes opening before this time, and the later ones are its 1m rows, which a
+    # reader merges in (`inventory.candles.complete`). None: the row is whole as it stands.
+    rolled_until: datetime | None = None
 
 
 # --- orders --------------------------------------------------------------------------------

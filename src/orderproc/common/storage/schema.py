@@ -27,7 +27,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from orderproc.common.storage import records as r
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 R = TypeVar("R")
 
 Kind = Literal["text", "int", "bool", "time", "date", "decimal", "json"]
@@ -140,6 +140,8 @@ ASSETS = table("assets", r.AssetRecord, ("asset_id",))
 # The feed's prices, apart from the assets' rows since schema 6 (a tick rewrote every asset's
 # metadata with its price); an asset's price is the newer of the two (`AssetRepository`).
 PRICES = table("prices", r.PriceUpdate, ("asset_id",), clustered=True)
+# An open hour's or day's row holds its closed minutes (`rolled_until`, schema 7): the ticker
+# writes it once a minute, not on every turn, and a reader merges the minutes after it.
 CANDLES = table(
     "candles", r.CandleRecord, ("asset_id", "interval", "open_time"), clustered=True,
     indexes=(Index("candles_interval_time", ("interval", "open_time")),),
