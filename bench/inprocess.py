@@ -6,7 +6,7 @@ Builds the embedded app on a temporary SQLite database (the real settings, excep
 hashing and no rate limits or daily limits in the way), then calls the ASGI app directly, one
 request at a time, and prints the process CPU time per request (user + system) for `GET
 /balance`, deposits, withdrawals and market buys (and `/health` and a catalog read for the
-router's share), best and worst of the rounds. It isolates the
+router's share, and BTC's 1 m and 1 h candles), best and worst of the rounds. It isolates the
 framework and application cost from the HTTP server and the load generator, so two versions of
 the code (say, two FastAPI releases) can be compared in one sitting: run it under each
 interpreter/venv in turn, A, B, A. The end-to-end figures come from `bench/run.py`.
@@ -48,6 +48,7 @@ async def exchange(
     client: tuple[str, int] = ("127.0.0.1", 50000),
 ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """One request straight into the ASGI app: (status, headers, body)."""
+    path, _, query = path.partition("?")
     scope: Scope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -56,7 +57,7 @@ async def exchange(
         "scheme": "http",
         "path": path,
         "raw_path": path.encode(),
-        "query_string": b"",
+        "query_string": query.encode(),
         "root_path": "",
         "headers": [(b"host", b"bench"), *headers],
         "client": client,
@@ -141,6 +142,8 @@ async def run(app: Any, requests: int, rounds: int) -> None:
     workloads: dict[str, tuple[str, str, Any, bytes, int]] = {
         "health": ("GET", "/health", list, b"", 200),
         "inventory_btc": ("GET", "/api/v1/inventory/assets/BTC", list, b"", 200),
+        "candles_1m": ("GET", "/api/v1/inventory/assets/BTC/candles", list, b"", 200),
+        "candles_1h": ("GET", "/api/v1/inventory/assets/BTC/candles?interval=1h", list, b"", 200),
         "balance": ("GET", "/api/v1/balance", lambda: auth, b"", 200),
         "deposit": ("POST", "/api/v1/balance/deposit", keyed, b'{"amount":"1.00"}', 201),
         "withdraw": ("POST", "/api/v1/balance/withdraw", keyed, b'{"amount":"1.00"}', 201),

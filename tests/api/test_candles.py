@@ -15,7 +15,7 @@ import pytest
 from orderproc.common.storage.records import CandleRecord
 from orderproc.inventory.candles import Interval, bucket_start
 from orderproc.inventory.history import SimulatedBackfill
-from orderproc.inventory.service import AdminActor, add_asset
+from orderproc.inventory.service import AdminActor, CandleQuery, add_asset, list_candles
 from orderproc.runtime import Runtime
 from orderproc.testing import SteppingClock
 from tests.api.conftest import Client
@@ -227,8 +227,9 @@ class TestAnAssetAddedLater:
 
 
 class TestTheOpenHourAndDay:
-    """The store keeps an open hour or day as its closed minutes (written once a minute) and
-    the route merges the minutes after them: what it answers holds every tick up to the last."""
+    """The store keeps an open hour or day as its closed minutes (written once a minute); the
+    route answers the ticker's own candle where its process ticks, and merges the stored
+    minutes after them where not: either way, every tick up to the last."""
 
     @pytest.mark.every_store
     async def test_hold_every_minute_up_to_the_last_tick(
@@ -242,15 +243,44 @@ class TestTheOpenHourAndDay:
         last = runtime.catalog.by_id["BTC"].price_usd
         minutes = (await client.get(CANDLES, params={"interval": "1m"})).json()["data"]
         assert len(minutes) == 3
+        expected = [
+            Decimal(minutes[0]["open"]),
+            max(Decimal(m["high"]) for m in minutes),
+            min(Decimal(m["low"]) for m in minutes),
+            last,
+            sum(Decimal(m["volume"]) for m in minutes),
+        ]
         for interval in ("1h", "1d", "1w"):
             page = (await client.get(CANDLES, params={"interval": interval})).json()["data"]
             assert len(page) == 1, interval
-            candle = page[0]
-            assert Decimal(candle["close"]) == last
-            assert candle["open"] == minutes[0]["open"]
-            assert Decimal(candle["high"]) == max(Decimal(m["high"]) for m in minutes)
-            assert Decimal(candle["low"]) == min(Decimal(m["low"]) for m in minutes)
-            assert Decimal(candle["volume"]) == sum(Decimal(m["volume"]) for m in minutes)
+            answered = [Decimal(page[0][k]) for k in ("open", "high", "low", "close", "volume")]
+            assert answered == expected, interval
+            # As a process that does not tick reads it: the stored minutes merged.
+            query = CandleQuery(Interval(interval), limit=10)
+            (stored,) = (await list_candles("BTC", query, store=runtime.store)).candles
+            assert [stored.open, stored.high, stored.low, stored.close, stored.volume] == expected
         async with runtime.store.unit_of_work() as uow:
             stored = (await uow.candles.list("BTC", "1h", limit=1))[0]
         assert stored.rolled_until == hour + timedelta(minutes=7)  # its two closed minutes
+
+    async def test_where_it_ticks_it_answers_its_own_candle_without_reading_minutes(
+        self, client: Client, runtime: Runtime, clock: SteppingClock
+    ) -> None:
+        opened = bucket_start(clock.now(), Interval.HOUR) + Interval.HOUR.length
+        clock.set(opened + timedelta(seconds=10))
+        for _ in range(2):  # both in the hour's first minute
+            clock.advance(seconds=2)
+            await runtime.ticker.tick_once()
+        odd = Decimal(1)  # rows no tick made: what a process that does not tick would answer
+        async with runtime.store.unit_of_work() as uow:
+            uow.candles.upsert([
+                CandleRecord("BTC", "1h", opened, odd, odd, odd, odd, odd, opened),
+                CandleRecord("BTC", "1m", opened, odd, odd, odd, odd, odd),
+            ])  # fmt: skip
+            await uow.commit()
+        (stored,) = (
+            await list_candles("BTC", CandleQuery(Interval.HOUR, 1), store=runtime.store)
+        ).candles
+        assert stored.close == odd
+        page = (await client.get(CANDLES, params={"interval": "1h", "limit": 1})).json()["data"]
+        assert Decimal(page[0]["close"]) == runtime.catalog.by_id["BTC"].price_usd

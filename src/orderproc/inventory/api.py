@@ -50,6 +50,8 @@ class InventoryRuntime(Protocol):
 
     @property
     def catalog(self) -> service.Catalog: ...
+    @property
+    def ticker(self) -> service.PriceTicker: ...
 
 
 async def _runtime(request: Request) -> InventoryRuntime:
@@ -189,7 +191,8 @@ async def get_candles(
     scope = paging.scope(user="", sort="open_time.asc" if start else "open_time.desc")
     after = None if paging.cursor is None else paging.codec.decode_key(paging.cursor, scope).at
     query = service.CandleQuery(interval, paging.limit, start, end, after)
-    page = await service.list_candles(asset.asset_id, query, store=rt.store)
+    live = rt.ticker.candles if rt.ticker.leading() else None  # this process ticks them
+    page = await service.list_candles(asset.asset_id, query, store=rt.store, live=live)
     at = page.next_at
     return CandlesRead(
         asset_id=asset.asset_id,

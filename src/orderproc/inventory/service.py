@@ -577,11 +577,14 @@ class CandlePage:
     next_at: datetime | None  # the next page's cursor: the open time it goes on from
 
 
-async def list_candles(asset_id: str, query: CandleQuery, *, store: Store) -> CandlePage:
+async def list_candles(
+    asset_id: str, query: CandleQuery, *, store: Store, live: LiveCandles | None = None
+) -> CandlePage:
     """One page of candles: a bounded range scan of the store's key (`limit` + 1 rows; weeks
-    roll up from at most 7 days each)."""
+    roll up from at most 7 days each). `live`: the ticker's candles, when this process ticks
+    (see `_completed`)."""
     if query.interval is Interval.WEEK:
-        return await _list_weeks(asset_id, query, store)
+        return await _list_weeks(asset_id, query, store, live)
     start, end = query.start, query.end
     if query.after is not None and query.forward:
         start = query.after + _MICROSECOND
@@ -592,17 +595,25 @@ async def list_candles(asset_id: str, query: CandleQuery, *, store: Store) -> Ca
             asset_id, query.interval.value, limit=query.limit + 1, start=start, end=end,
             earliest=query.forward,
         )  # fmt: skip
-        candles = await _completed(uow, records)
+        candles = await _completed(uow, records, live)
     return _page(candles, query)
 
 
-async def _completed(uow: UnitOfWork, records: list[CandleRecord]) -> list[Candle]:
+async def _completed(
+    uow: UnitOfWork, records: list[CandleRecord], live: LiveCandles | None
+) -> list[Candle]:
     """The rows as candles, an open hour or day (`rolled_until` on its row: the price ticker's
-    current one, as a rule) merged with its minutes from then on: one more range read."""
+    current one, as a rule) merged with its minutes from then on: the ticker's own candle of
+    that bucket where this process ticks (`live`: a few ticks fresher than the store, and no
+    read), else one more range read (80-100 µs of a 250 µs request, bench/inprocess.py)."""
     candles = []
     for record in records:
         candle, since = _candle(record), record.rolled_until
         if since is not None and since < (end := record.open_time + candle.interval.length):
+            current = None if live is None else live.current(record.asset_id, candle.interval)
+            if current is not None and current.open_time == record.open_time:
+                candles.append(current)
+                continue
             minutes = await uow.candles.list(
                 record.asset_id, Interval.MINUTE.value, start=since, end=end, earliest=True,
                 limit=(end - since) // Interval.MINUTE.length,
@@ -626,7 +637,9 @@ def _page(candles: list[Candle], query: CandleQuery) -> CandlePage:
     return CandlePage(page, page[0].open_time)
 
 
-async def _list_weeks(asset_id: str, query: CandleQuery, store: Store) -> CandlePage:
+async def _list_weeks(
+    asset_id: str, query: CandleQuery, store: Store, live: LiveCandles | None
+) -> CandlePage:
     """Weeks from days: a week is in the range when it opens in it, with all its days. At most
     7 days a week are read, so `limit` + 1 weeks' worth always tells whether more follow;
     a week the read cut short is never on the page."""
@@ -647,5 +660,5 @@ async def _list_weeks(asset_id: str, query: CandleQuery, store: Store) -> Candle
             asset_id, Interval.DAY.value, limit=7 * (query.limit + 1), start=start, end=end,
             earliest=query.forward,
         )  # fmt: skip
-        candles = await _completed(uow, days)
+        candles = await _completed(uow, days, live)
     return _page(roll_up(candles, week), query)
