@@ -41,11 +41,13 @@ WRITE_ROWS = 500  # rows per unit of work: 3-4 ms of the event loop on SQLite (1
 # `_windows`). Measured, the packaged catalog's candles written into SQLite alone (its schema,
 # pragmas and checkpointing thread; CPU, two runs each): asset by asset 4.4 s; 10 at a time
 # 3.0-3.6 s; 25, 3.2-3.4 s; 50, 3.9-4.3 s (more assets a window, fewer of each one's rows).
-# Five, not ten: the whole `run` costs the same (bench/backfill.py, 7.3-9.1 s of CPU in four
-# runs against 8.2-9.2 s in seven), and a group's candles are alive until written, so a full
-# garbage collection meanwhile walks them: its longest was 38-50 ms (median 41) against 44-52
-# (median 46), and 32-34 ms asset by asset.
-GROUP = 5
+# Two, not five: a group's candles (about 5,800 records an asset) are alive until written, so
+# each full pass of the garbage collector meanwhile walks them, holding the event loop. With
+# five its longest was 11-21 ms, and the loop's longest hold 13-22 ms; with two, 5.4-5.8 and
+# 8.3-9.2 ms, for about the same CPU: `run` 11.5-11.8 s against 9.8-13.4 (bench/backfill.py,
+# two runs each of 5, 3 and 2 interleaved; three held the loop 10-15 ms). Earlier, ten cost
+# about what five did.
+GROUP = 2
 # Between two steps of the background work. Not 0: after sleep(0) the task runs again before
 # the callbacks that fell due meanwhile (a request's, a tick's), so they would wait two steps.
 PAUSE = 0.001
@@ -134,8 +136,8 @@ def _windows(series: list[list[CandleRecord]], interval: Interval) -> Iterator[l
     windows of time of about `WRITE_ROWS` rows, each window asset by asset (the key's order).
     Why: the candles' time index holds every asset's candle of a bucket side by side, so one
     asset's minutes touch a page of it for every few minutes, and each commit writes each page
-    it touched; a window of five assets' hundred minutes touches those pages once for all five
-    (see `GROUP`)."""
+    it touched; a window of two assets' 250 minutes touches those pages once for both (see
+    `GROUP`)."""
     series = [candles for candles in series if candles]
     if not series:
         return
