@@ -21,7 +21,14 @@ from orderproc.common.storage.records import CandleRecord
 from orderproc.inventory.backfill import anchor_of, history
 from orderproc.inventory.candles import Interval, bucket_start
 from orderproc.inventory.history import lacking_history
-from orderproc.inventory.service import INTERVALS, AdminActor, add_asset, change_asset
+from orderproc.inventory.service import (
+    INTERVALS,
+    AdminActor,
+    CandleQuery,
+    add_asset,
+    change_asset,
+    list_candles,
+)
 from orderproc.runtime import Runtime, build_runtime
 from orderproc.testing import SteppingClock
 from tests.support.redis_server import RedisServer
@@ -93,6 +100,28 @@ async def test_an_asset_added_through_the_follower_ticks_on_the_leader(
     clock.advance(seconds=2)
     await leader.ticker.tick_once()
     assert leader.catalog.by_id["NEWC"].price_usd == moved  # deactivated: no longer priced
+
+
+async def test_the_follower_answers_the_leaders_open_hour_from_the_store(
+    replicas: tuple[Runtime, Runtime], clock: SteppingClock
+) -> None:
+    leader, follower = replicas
+    assert leader.ticker.own_candles() is leader.ticker.candles
+    assert follower.ticker.own_candles() is None  # it does not tick: the store's rows
+    hour = bucket_start(clock.now(), Interval.HOUR) + Interval.HOUR.length
+    clock.set(hour + timedelta(minutes=2, seconds=50))
+    for _ in range(4):  # across a minute: the hour's row holds one, a 1m row the other
+        clock.advance(seconds=10)
+        await leader.ticker.tick_once()
+    query = CandleQuery(Interval.HOUR, limit=1)
+    (led,) = (
+        await list_candles("BTC", query, store=leader.store, live=leader.ticker.own_candles())
+    ).candles
+    (followed,) = (
+        await list_candles("BTC", query, store=follower.store, live=follower.ticker.own_candles())
+    ).candles
+    assert followed == led
+    assert led.close == leader.catalog.by_id["BTC"].price_usd
 
 
 class TestANewLeader:

@@ -191,7 +191,7 @@ async def get_candles(
     scope = paging.scope(user="", sort="open_time.asc" if start else "open_time.desc")
     after = None if paging.cursor is None else paging.codec.decode_key(paging.cursor, scope).at
     query = service.CandleQuery(interval, paging.limit, start, end, after)
-    live = rt.ticker.candles if rt.ticker.leading() else None  # this process ticks them
+    live = rt.ticker.own_candles()
     page = await service.list_candles(asset.asset_id, query, store=rt.store, live=live)
     at = page.next_at
     return CandlesRead(

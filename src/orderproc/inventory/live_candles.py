@@ -299,7 +299,8 @@ class LiveCandles:
                 self._opened = max(self._opened, last.open_time)
 
     def current(self, asset_id: str, interval: Interval) -> Candle | None:
-        """The live candle (for tests and the curious)."""
+        """The live candle of `interval` (the candles route's open hour or day, where this
+        process ticks; None before the asset's first tick)."""
         minute = self._live.get(asset_id)
         if minute is None or minute.open_time is NEVER:
             return None

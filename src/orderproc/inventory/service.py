@@ -420,7 +420,8 @@ class PriceTicker:
         """This turn's assets' prices and candles (`LiveCandles`). With the default catalog
         every asset has its turn every tick; with more than 200 assets each has it every
         `turns` ticks (at most `max_lag` seconds apart): a tick of 1,000 assets wrote 1,000
-        prices and 600 candles, now 200 and 600. Trading in this process reads the prices in
+        prices and 600 candles, now 200 and 200 (an hour or a day is written when a minute
+        closes: 800 candles the turns after). Trading in this process reads the prices in
         memory; the store's serve a restart and a process whose channel to the leader is down
         (common/price_fanout.py). A price moved waits for its asset's turn (`every_price`: it
         is written now, a sandbox admin's); what a failed write leaves is written at the
@@ -472,6 +473,11 @@ class PriceTicker:
                 for interval in INTERVALS:
                     found += await uow.candles.list(asset_id, interval.value, limit=1)
         self.candles.resume(found)
+
+    def own_candles(self) -> LiveCandles | None:
+        """The live candles, while this process ticks them (leads the feed; a follower's are
+        not kept)."""
+        return self.candles if self.leading() else None
 
     def follow(self, asset: Asset) -> None:
         """An asset an admin added or changed: the feed prices it from the next tick on if it
