@@ -167,9 +167,11 @@ async def _write(store: Store, rows: list[CandleRecord]) -> int:
 # --- CoinGecko's history -----------------------------------------------------------------------
 
 # What `market_chart` is asked for, by interval: CoinGecko answers hourly points up to 90 days
-# and daily ones beyond; its demo plan reaches back 365 days. It has no minutes: 1 m candles
-# come from the live ticks alone.
+# and daily ones beyond. Its demo plan (and the keyless API) reaches back 365 days; a paid plan
+# has the whole history, of which the simulator's depth is asked, two years of days. It has no
+# minutes: 1 m candles come from the live ticks alone.
 CHART_DAYS = {Interval.HOUR: 90, Interval.DAY: 365}
+PAID_CHART_DAYS = {Interval.HOUR: 90, Interval.DAY: 730}
 
 
 def chart_candles(body: bytes, asset_id: str, interval: Interval) -> list[CandleRecord]:
@@ -238,10 +240,11 @@ class ChartBackfill:
         if self.now is None:
             return 0
         span, written = Span(self.now), 0
+        chart_days = PAID_CHART_DAYS if self.feed.plan == "pro" else CHART_DAYS
         for asset_id in self.pending:
             if not leading():
                 return written
-            for interval, days in CHART_DAYS.items():  # days last: they mark the asset done
+            for interval, days in chart_days.items():  # days last: they mark the asset done
                 try:
                     body = await self.feed.market_chart(self.ids[asset_id], days=days)
                     candles = chart_candles(body, asset_id, interval)

@@ -255,6 +255,7 @@ class CoinGeckoFeed:
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._asset_ids = {gecko_id: asset_id for asset_id, gecko_id in coingecko_ids.items()}
+        self.plan = plan  # how far back its history reaches (inventory/history.py)
         headers = {"accept": "application/json"}
         if api_key:
             headers[KEY_HEADERS[plan]] = api_key

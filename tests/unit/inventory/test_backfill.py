@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 import httpx
 import pytest
@@ -328,7 +329,9 @@ class TestWrittenAtStart:
 # --- CoinGecko (hand-made fixtures in its documented market_chart shape; no network) --------
 
 
-def chart_feed(seen: list[httpx.Request]) -> CoinGeckoFeed:
+def chart_feed(
+    seen: list[httpx.Request], *, plan: Literal["demo", "pro"] = "demo"
+) -> CoinGeckoFeed:
     def handle(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         days = request.url.params["days"]
@@ -340,6 +343,7 @@ def chart_feed(seen: list[httpx.Request]) -> CoinGeckoFeed:
 
     return CoinGeckoFeed(
         {"BTC": "bitcoin", "ETH": "ethereum"},
+        plan=plan,
         transport=httpx.MockTransport(handle),
         retry=RetryPolicy(attempts=1),
     )
@@ -384,3 +388,14 @@ class TestCoinGeckoHistory:
         assert days[-1].open_time < bucket_start(now, Interval.DAY)
         assert [r.url.params["days"] for r in seen] == ["90", "365", "90"]
         assert all(r.url.params["vs_currency"] == "usd" for r in seen)
+
+    async def test_a_paid_plan_backfills_two_years_of_days(self) -> None:
+        store, seen = MemoryStore(), list[httpx.Request]()
+        now = datetime(2026, 3, 4, 13, 20, tzinfo=UTC)
+        backfill = ChartBackfill(store=store, feed=chart_feed(seen, plan="pro"), keep=KEEP)
+        await backfill.prepare([replace(SNAPSHOT["BTC"])], now)
+        await backfill.run()
+        async with store.unit_of_work() as uow:
+            days = await uow.candles.list("BTC", "1d", limit=1000)
+        assert [r.url.params["days"] for r in seen] == ["90", "730"]
+        assert now - days[0].open_time > timedelta(days=365 + 300)  # older than a demo plan's
