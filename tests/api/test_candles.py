@@ -266,6 +266,7 @@ class TestTheOpenHourAndDay:
     async def test_where_it_ticks_it_answers_its_own_candle_without_reading_minutes(
         self, client: Client, runtime: Runtime, clock: SteppingClock
     ) -> None:
+        await runtime.ticker.resume()  # as a started process has (the fixture ticks by hand)
         opened = bucket_start(clock.now(), Interval.HOUR) + Interval.HOUR.length
         clock.set(opened + timedelta(seconds=10))
         for _ in range(2):  # both in the hour's first minute

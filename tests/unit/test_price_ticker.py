@@ -8,11 +8,17 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
+
 from orderproc.common.clock import FixedClock
 from orderproc.common.prices import PriceCache
 from orderproc.common.storage.memory import MemoryStore
+from orderproc.common.storage.ports import UnitOfWork
+from orderproc.common.storage.records import CandleRecord
 from orderproc.common.storage.sqlite import SqliteStore
+from orderproc.errors import StoreUnavailable
 from orderproc.inventory.domain import load_snapshot
+from orderproc.inventory.live_candles import Turn
 from orderproc.inventory.pricefeed import SimulatedFeed
 from orderproc.inventory.service import (
     AdminActor,
@@ -182,6 +188,78 @@ class TestPricesInTurns:
         for asset_id in (ids[0], ids[-1]):  # whose turn it is and whose it is not
             await tick.apply({asset_id: Decimal(123)}, clock.now(), every_price=True)
             assert (await self.stored(store))[asset_id] == Decimal(123)
+
+
+class TestALeadGainedAgain:
+    """A process that leads the feed again (a gain of the lease) ticks nothing, and lends its
+    live candles to no reader, until it has resumed them from the store (another leader wrote
+    on meanwhile); a resume that failed is tried again by the loop's next step."""
+
+    async def test_nothing_ticks_or_is_read_until_resumed(self) -> None:
+        clock = FixedClock(datetime(2026, 5, 1, 12, 0, 30, tzinfo=UTC))
+        tick, _, _ = await ticker(clock)
+        await tick.resume()
+        assert tick.own_candles() is tick.candles
+        tick.forget()  # what `InventoryParts.take_over` does first on a gain of the lease
+        assert tick.own_candles() is None
+        await tick._step()
+        assert tick.ticks == 0
+        await tick.resume()
+        await tick._step()
+        assert tick.ticks == 1
+        assert tick.own_candles() is tick.candles
+
+    async def test_a_resume_that_failed_is_tried_again_by_the_next_step(self) -> None:
+        clock = FixedClock(datetime(2026, 5, 1, 12, 0, 30, tzinfo=UTC))
+        tick, store, _ = await ticker(clock)
+        tick.forget()
+        down(store)
+        with pytest.raises(StoreUnavailable):
+            await tick.resume()
+        up(store)
+        await tick._step()
+        assert tick.ticks == 1
+        assert tick.own_candles() is tick.candles
+
+    async def test_an_hour_an_earlier_lead_closed_and_never_wrote_is_not_written_twice(
+        self,
+    ) -> None:
+        clock = FixedClock(datetime(2026, 5, 1, 12, 59, 50, tzinfo=UTC))
+        tick, store, _ = await ticker(clock)
+        await tick.resume()
+        await tick.tick_once()
+        clock.advance(seconds=12)  # 13:00:02: every hour closes, and the write fails
+        down(store)
+        with pytest.raises(StoreUnavailable):
+            await tick.tick_once()
+        up(store)
+        tick.forget()  # the lease went and came back; nobody ticked meanwhile
+        await tick.resume()
+        turns: list[list[CandleRecord]] = []
+        original = tick.candles.due
+
+        def due(*, everything: bool = False) -> Turn:
+            turn = original(everything=everything)
+            turns.append(turn.rows)
+            return turn
+
+        tick.candles.due = due  # type: ignore[method-assign]
+        clock.advance(seconds=2)
+        await tick.tick_once()
+        (rows,) = [r for r in turns if r]
+        keys = [(r.asset_id, r.interval, r.open_time) for r in rows]
+        assert len(keys) == len(set(keys))  # PostgreSQL refuses a key twice in one upsert
+
+
+def down(store: MemoryStore) -> None:
+    def refused() -> UnitOfWork:
+        raise StoreUnavailable("the store is down")
+
+    store.unit_of_work = refused  # type: ignore[method-assign]
+
+
+def up(store: MemoryStore) -> None:
+    del store.unit_of_work
 
 
 class TestTickVolumes:

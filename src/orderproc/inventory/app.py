@@ -94,6 +94,7 @@ class InventoryParts:
         current candles from the store. After start-up (whose own backfill the leader it
         finds runs), it also backfills the assets that lack history now, as a start does: the
         last leader died before it finished, or they were added while this process followed."""
+        self.ticker.forget()  # first: no tick of this lead runs before `resume`
         if isinstance(self.feed, SimulatedFeed):
             self.feed.continue_from({a.asset_id: a.price_usd for a in self.catalog.assets()})
         history = self.history if self.history is not None and self.history.started else None

@@ -221,7 +221,7 @@ class LiveCandles:
         turn, self._turn = self._turn % turns, self._turn + 1
         rows: list[CandleRecord] = []
         marks: list[tuple[_Minute, int, int, bool]] = []
-        closed_ids: list[str] = []
+        taken: list[tuple[str, list[tuple[Interval, _Rollup]]]] = []  # the closed, by asset
         assets: list[str] = []
         opened = self._opened
         for position, (asset_id, minute) in enumerate(self._live.items()):
@@ -242,8 +242,9 @@ class LiveCandles:
                 if changed or rolled:
                     marks.append((minute, minute.changes, minute.rolls, settle))
             if asset_id in self._closed:
-                rows += [_row(asset_id, i, candle) for i, candle in self._closed[asset_id]]
-                closed_ids.append(asset_id)
+                closed = self._closed[asset_id][:]
+                rows += [_row(asset_id, i, candle) for i, candle in closed]
+                taken.append((asset_id, closed))
 
         def committed() -> None:
             for minute, changes, rolls, settled in marks:
@@ -251,8 +252,13 @@ class LiveCandles:
                 minute.rolls_written = max(minute.rolls_written, rolls)
                 if settled and minute.rolls == rolls:  # no tick rolled it since
                     minute.settled = True
-            for asset_id in closed_ids:
-                self._closed.pop(asset_id, None)
+            for asset_id, closed in taken:  # those written; one that closed meanwhile stays
+                written = {id(entry) for entry in closed}
+                left = [e for e in self._closed.get(asset_id, ()) if id(e) not in written]
+                if left:
+                    self._closed[asset_id] = left
+                else:
+                    self._closed.pop(asset_id, None)
 
         return Turn(rows, committed, None if turns == 1 else frozenset(assets))
 

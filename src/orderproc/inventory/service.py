@@ -376,6 +376,10 @@ class PriceTicker:
         # Whether this process leads the feed (common/price_fanout.FeedLease); a follower's
         # loop skips its ticks and learns prices from the leader's.
         self.leading: Callable[[], bool] = lambda: True
+        # Whether the live candles continue the store's (`resume`): until then, after a start
+        # or a gain of the lease, the loop does not tick and the candles route does not read
+        # them. `_resuming`: a gain of the lease is bringing them back (`forget`, `resume`).
+        self._resumed = self._resuming = False
         catalog.watchers.append(self.follow)
         self._loop = Periodic("price tick", interval=interval, step=self._step, log=log)
 
@@ -465,19 +469,38 @@ class PriceTicker:
                 before = cutoff(now, interval, self.retention.of(interval))
                 await uow.candles.purge(interval.value, before=before)
 
+    def forget(self) -> None:
+        """This process (again) leads the feed: what it kept of an earlier lead is stale (the
+        leader since wrote on), so nothing ticks or reads it until `resume`. Called first thing
+        on a gain of the lease, before anything else can run."""
+        self._resumed, self._resuming = False, True
+
     async def resume(self) -> None:
-        """Continue the current candles from the store, so a restart does not reopen them."""
-        found: list[CandleRecord] = []
-        async with self.store.unit_of_work() as uow:
-            for asset_id in self.catalog.by_id:
-                for interval in INTERVALS:
-                    found += await uow.candles.list(asset_id, interval.value, limit=1)
-        self.candles.resume(found)
+        """Continue the current candles from the store, so a restart (or a new lead) does not
+        reopen them: new live candles, and no price or candle of an earlier lead left to write
+        over the rows another leader wrote since. One that fails is tried again by the loop's
+        next step."""
+        self._resumed = False
+        try:
+            found: list[CandleRecord] = []
+            async with self.store.unit_of_work() as uow:
+                for asset_id in self.catalog.by_id:
+                    for interval in INTERVALS:
+                        found += await uow.candles.list(asset_id, interval.value, limit=1)
+            old = self.candles
+            self.candles = LiveCandles(
+                assets_per_write=old.assets_per_write, max_turns=old.max_turns
+            )
+            self.candles.resume(found)
+            self._unwritten.clear()
+            self._resumed = True
+        finally:
+            self._resuming = False
 
     def own_candles(self) -> LiveCandles | None:
-        """The live candles, while this process ticks them (leads the feed; a follower's are
-        not kept)."""
-        return self.candles if self.leading() else None
+        """The live candles, while this process ticks them (leads the feed, and has resumed
+        them since it began to; a follower's are not kept)."""
+        return self.candles if self._resumed and self.leading() else None
 
     def follow(self, asset: Asset) -> None:
         """An asset an admin added or changed: the feed prices it from the next tick on if it
@@ -487,8 +510,13 @@ class PriceTicker:
 
     async def _step(self) -> None:
         # While a sandbox admin has paused the feed, only their steps tick (`tick_once`).
-        if self.leading() and not self.catalog.paused:
-            await self.tick_once()
+        if not self.leading() or self.catalog.paused:
+            return
+        if not self._resumed:
+            if self._resuming:
+                return  # the gain of the lease resumes them (`InventoryParts.take_over`)
+            await self.resume()  # that resume failed: again
+        await self.tick_once()
 
     def start(self) -> None:
         self._loop.start()

@@ -95,6 +95,20 @@ class TestTurns:
         assert {r.asset_id for r in closed} == {"BBB", "EEE"}
         assert all((r.open, r.high, r.low, r.close) == (10, 15, 10, 11) for r in closed)
 
+    def test_a_candle_that_closes_while_a_turn_is_written_stays_due(self) -> None:
+        candles = LiveCandles()
+        tick(candles, START, "10")
+        candles.due()[1]()
+        tick(candles, START + timedelta(seconds=2), "11")
+        tick(candles, START + timedelta(minutes=1), "12")  # minute 12:00 closes, unwritten
+        _, in_flight, _ = candles.due()  # its write awaits the store...
+        tick(candles, START + timedelta(minutes=1, seconds=2), "13")
+        tick(candles, START + timedelta(minutes=2), "14")  # ...while 12:01 closes (a sandbox
+        in_flight()  # admin's price, say), and then it commits
+        rows, *_ = candles.due()
+        closed = {(r.asset_id, r.open_time) for r in rows if r.interval == "1m"}
+        assert ("AAA", START.replace(second=0) + timedelta(minutes=1)) in closed
+
     def test_a_flush_writes_everything_due(self) -> None:
         candles = LiveCandles(assets_per_write=1)
         tick(candles, START, "10")
