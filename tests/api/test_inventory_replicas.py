@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 
 from orderproc.common.settings import Settings
 from orderproc.common.storage.records import CandleRecord
+from orderproc.errors import StoreUnavailable
 from orderproc.inventory.backfill import anchor_of, history
 from orderproc.inventory.candles import Interval, bucket_start
 from orderproc.inventory.history import lacking_history
@@ -122,6 +123,28 @@ async def test_the_follower_answers_the_leaders_open_hour_from_the_store(
     ).candles
     assert followed == led
     assert led.close == leader.catalog.by_id["BTC"].price_usd
+
+
+async def test_a_gain_of_the_lease_ticks_nothing_before_its_resume_nor_after_it_failed(
+    runtime: Runtime, clock: SteppingClock
+) -> None:
+    ticker = runtime.ticker
+    await ticker.resume()
+    seen: list[tuple[object, bool]] = []
+
+    async def failing_resume() -> None:  # what a tick or the route would find meanwhile
+        seen.append((ticker.own_candles(), await ticker.ready()))
+        raise StoreUnavailable("the store is down")
+
+    ticker.resume = failing_resume  # type: ignore[method-assign]
+    with pytest.raises(StoreUnavailable):
+        await runtime.take_over()
+    del ticker.resume
+    assert seen == [(None, False)]
+    clock.advance(seconds=2)
+    await ticker._step()  # the resume that failed is the next tick's to do, first
+    assert ticker.ticks == 1
+    assert ticker.own_candles() is ticker.candles
 
 
 class TestANewLeader:

@@ -368,6 +368,23 @@ class TestSandbox:
         for event in ("pause", "resume", "tick", "price"):
             assert await admin_events(client, admin, f"admin_sandbox_{event}") == []
 
+    async def test_a_process_taking_the_feed_over_refuses_until_it_has_resumed(
+        self, client: Client, admin: Auth, runtime: Runtime
+    ) -> None:
+        lead = runtime.ticker.forget()  # it gained the lease; its candles are not resumed yet
+        before = await asset(client, "BTC")
+        for method, path in [("POST", f"{SANDBOX}/tick"), ("PUT", f"{SANDBOX}/prices/BTC")]:
+            response = await client.request(method, path, headers=admin, json={"price_usd": "1"})
+            assert_problem(response, 409, "NOT_FEED_LEADER")
+            assert "taking the price feed over" in response.json()["detail"]
+        assert await asset(client, "BTC") == before
+        for event in ("tick", "price"):  # refused before anything is written
+            assert await admin_events(client, admin, f"admin_sandbox_{event}") == []
+        await runtime.ticker.resume()
+        runtime.ticker.unblock(lead)
+        put = await client.put(f"{SANDBOX}/prices/BTC", headers=admin, json={"price_usd": "1"})
+        assert put.status_code == 200, put.text
+
     async def test_a_customer_is_refused_and_nothing_changes(
         self, client: Client, alice: Auth, runtime: Runtime
     ) -> None:

@@ -16,7 +16,7 @@ from orderproc.common.storage.memory import MemoryStore
 from orderproc.common.storage.ports import UnitOfWork
 from orderproc.common.storage.records import CandleRecord
 from orderproc.common.storage.sqlite import SqliteStore
-from orderproc.errors import StoreUnavailable
+from orderproc.errors import NotFeedLeader, StoreUnavailable
 from orderproc.inventory.domain import load_snapshot
 from orderproc.inventory.live_candles import Turn
 from orderproc.inventory.pricefeed import SimulatedFeed
@@ -249,6 +249,60 @@ class TestALeadGainedAgain:
         (rows,) = [r for r in turns if r]
         keys = [(r.asset_id, r.interval, r.open_time) for r in rows]
         assert len(keys) == len(set(keys))  # PostgreSQL refuses a key twice in one upsert
+
+    async def test_no_price_moves_while_a_gain_resumes_the_candles(self) -> None:
+        clock = FixedClock(datetime(2026, 5, 1, 12, 0, 30, tzinfo=UTC))
+        tick, _, _ = await ticker(clock)
+        await tick.resume()
+        before = tick.catalog.by_id["BTC"].price_usd
+        lead = tick.forget()
+        with pytest.raises(NotFeedLeader):  # a sandbox admin's price, say
+            await tick.apply({"BTC": Decimal(1)}, clock.now(), every_price=True)
+        assert tick.catalog.by_id["BTC"].price_usd == before
+        await tick.resume()
+        tick.unblock(lead)
+        await tick.apply({"BTC": Decimal(1)}, clock.now(), every_price=True)
+        assert tick.catalog.by_id["BTC"].price_usd == Decimal(1)
+
+    async def test_a_resume_begun_before_a_gain_does_not_count_for_it(self) -> None:
+        clock = FixedClock(datetime(2026, 5, 1, 12, 0, 30, tzinfo=UTC))
+        tick, store, _ = await ticker(clock)
+        opened = asyncio.Event()
+        reads = store.unit_of_work
+        store.unit_of_work = lambda: Gated(reads(), opened)  # type: ignore[method-assign]
+        earlier = asyncio.create_task(tick.resume())  # a step's, after a resume that failed
+        await asyncio.sleep(0)
+        lead = tick.forget()  # the lease went and came back meanwhile
+        opened.set()
+        await earlier
+        assert tick.own_candles() is None
+        assert not await tick.ready()  # the gain's own resume is still to come
+        up(store)
+        await tick.resume()
+        tick.unblock(lead)
+        assert tick.own_candles() is tick.candles
+
+
+class Gated:
+    """A unit of work whose candle reads wait for `opened`."""
+
+    def __init__(self, uow: UnitOfWork, opened: asyncio.Event) -> None:
+        self.uow, self.opened = uow, opened
+
+    async def __aenter__(self) -> Gated:
+        self.inner = await self.uow.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.uow.__aexit__(*exc)  # type: ignore[arg-type]
+
+    @property
+    def candles(self) -> Gated:
+        return self
+
+    async def list(self, *args: object, **kwargs: object) -> list[CandleRecord]:
+        await self.opened.wait()
+        return await self.inner.candles.list(*args, **kwargs)  # type: ignore[arg-type]
 
 
 def down(store: MemoryStore) -> None:

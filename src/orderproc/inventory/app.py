@@ -94,17 +94,20 @@ class InventoryParts:
         current candles from the store. After start-up (whose own backfill the leader it
         finds runs), it also backfills the assets that lack history now, as a start does: the
         last leader died before it finished, or they were added while this process followed."""
-        self.ticker.forget()  # first: no tick of this lead runs before `resume`
-        if isinstance(self.feed, SimulatedFeed):
-            self.feed.continue_from({a.asset_id: a.price_usd for a in self.catalog.assets()})
-        history = self.history if self.history is not None and self.history.started else None
-        if history is not None:  # before `resume`, which continues the current candles
-            now = self.ticker.clock.now()
-            if not await history.prepare_on_gain(self.catalog.assets(), now):
-                history = None
-        await self.ticker.resume()
-        if history is not None:
-            history.start()
+        lead = self.ticker.forget()  # first: no tick of this lead runs before `resume`
+        try:
+            if isinstance(self.feed, SimulatedFeed):
+                self.feed.continue_from({a.asset_id: a.price_usd for a in self.catalog.assets()})
+            history = self.history if self.history is not None and self.history.started else None
+            if history is not None:  # before `resume`, which continues the current candles
+                now = self.ticker.clock.now()
+                if not await history.prepare_on_gain(self.catalog.assets(), now):
+                    history = None
+            await self.ticker.resume()
+            if history is not None:
+                history.start()
+        finally:
+            self.ticker.unblock(lead)  # resumed, or the next tick resumes first
 
     def backfill_added(self, asset: Asset) -> None:
         """A catalog watcher: an asset added or re-activated after start-up, while this process

@@ -56,7 +56,7 @@ class FeedState:
 async def pause(*, deps: SandboxDeps, actor: AdminActor) -> FeedState:
     """Freeze every asset at its price; the scheduled ticks stop until `resume`. Audited
     (`admin_sandbox_pause`)."""
-    _check_leading(deps)
+    await _check_leading(deps)
     return await _freeze(True, deps=deps, actor=actor)
 
 
@@ -64,7 +64,7 @@ async def resume(*, deps: SandboxDeps, actor: AdminActor) -> FeedState:
     """Unfreeze every asset; the feed ticks again from the next interval, one tick's move
     away from the frozen prices (not a jump for the time it stood still). Audited
     (`admin_sandbox_resume`)."""
-    _check_leading(deps)
+    await _check_leading(deps)
     state = await _freeze(False, deps=deps, actor=actor)
     _continue_feed(deps, deps.catalog.assets())
     return state
@@ -143,7 +143,7 @@ async def set_price(
     (`admin_sandbox_price`: the price and the spread, each from and to) with the spread's
     change."""
     known = find_asset(deps.catalog.by_id, asset_id)
-    _check_leading(deps)
+    await _check_leading(deps)
     if not known.is_active:  # the feed does not price it, and neither does a tick
         raise AssetInactive(f"{known.asset_id} is inactive: activate it to set its price")
     chosen = None if model_spread else known.spread_bps if spread_bps is None else spread_bps
@@ -185,7 +185,7 @@ async def step(*, deps: SandboxDeps, actor: AdminActor) -> FeedState:
     """One tick now, as a scheduled one (the feed's next prices, candles, listeners), paused
     or not; while paused, one tick's move (a second's) from the frozen prices, however long
     they stood. Audited (`admin_sandbox_tick`, with how many assets moved)."""
-    _check_leading(deps)
+    await _check_leading(deps)
     if deps.catalog.paused:
         _continue_feed(deps, deps.catalog.assets())
     moved = await deps.ticker.tick_once(every_price=True)  # the store has them at once
@@ -196,11 +196,16 @@ async def step(*, deps: SandboxDeps, actor: AdminActor) -> FeedState:
     return FeedState(paused=deps.catalog.paused, moved=moved, as_of=newest)
 
 
-def _check_leading(deps: SandboxDeps) -> None:
+async def _check_leading(deps: SandboxDeps) -> None:
     """Only the process that leads the feed may act: a follower's pause or price would be
-    undone by the leader's next tick (with Redis, several inventory processes may answer)."""
+    undone by the leader's next tick (with Redis, several inventory processes may answer);
+    and not while it takes the feed over (its live candles are not the store's yet)."""
     if not deps.ticker.leading():
         raise NotFeedLeader()
+    if not await deps.ticker.ready():
+        raise NotFeedLeader(
+            "This inventory process is taking the price feed over: ask again in a moment."
+        )
 
 
 def _continue_feed(deps: SandboxDeps, assets: list[Asset]) -> None:

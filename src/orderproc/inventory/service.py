@@ -22,7 +22,7 @@ from orderproc.common.quotes import bid_ask
 from orderproc.common.retry import retry_on_conflict
 from orderproc.common.storage.ports import Store, UnitOfWork
 from orderproc.common.storage.records import AssetRecord, AuditEvent, CandleRecord, PriceUpdate
-from orderproc.errors import AssetExists, AssetNotFound
+from orderproc.errors import AssetExists, AssetNotFound, NotFeedLeader
 from orderproc.inventory.candles import (
     Candle,
     Interval,
@@ -377,9 +377,11 @@ class PriceTicker:
         # loop skips its ticks and learns prices from the leader's.
         self.leading: Callable[[], bool] = lambda: True
         # Whether the live candles continue the store's (`resume`): until then, after a start
-        # or a gain of the lease, the loop does not tick and the candles route does not read
-        # them. `_resuming`: a gain of the lease is bringing them back (`forget`, `resume`).
+        # or a gain of the lease, nothing ticks and the candles route does not read them.
+        # `_resuming`: a gain of the lease is bringing them back (`forget`, then `resume`);
+        # `_lead` counts the gains, so that a resume begun before one does not count for it.
         self._resumed = self._resuming = False
+        self._lead = 0
         catalog.watchers.append(self.follow)
         self._loop = Periodic("price tick", interval=interval, step=self._step, log=log)
 
@@ -404,7 +406,11 @@ class PriceTicker:
         candles, the listeners); a tick's prices come from the feed, a sandbox admin's from
         the request. `every_price`: every price moved is written now, whoever's turn it is
         (a sandbox admin's, and a sandbox step's: while paused, no later tick writes them).
-        Returns what moved."""
+        Returns what moved. `NotFeedLeader` while a gain of the lease resumes the candles."""
+        if not await self.ready():
+            raise NotFeedLeader(
+                "This inventory process is taking the price feed over: ask again in a moment."
+            )
         await asyncio.sleep(0)  # each part of a tick holds the event loop briefly (< 10 ms)
         moved = await self.catalog.move(prices, now)
         await asyncio.sleep(0)
@@ -469,17 +475,34 @@ class PriceTicker:
                 before = cutoff(now, interval, self.retention.of(interval))
                 await uow.candles.purge(interval.value, before=before)
 
-    def forget(self) -> None:
+    def forget(self) -> int:
         """This process (again) leads the feed: what it kept of an earlier lead is stale (the
         leader since wrote on), so nothing ticks or reads it until `resume`. Called first thing
-        on a gain of the lease, before anything else can run."""
+        on a gain of the lease, before anything else can run; returns the lead's number, for
+        `unblock`."""
+        self._lead += 1
         self._resumed, self._resuming = False, True
+        return self._lead
+
+    def unblock(self, lead: int) -> None:
+        """The gain of lead `lead` is done (`InventoryParts.take_over`, whatever became of it):
+        if its resume did not run or failed, the next tick resumes first (`ready`)."""
+        if lead == self._lead:
+            self._resuming = False
+
+    async def ready(self) -> bool:
+        """Whether the live candles continue the store's, resuming them now if nothing else is
+        (a resume that failed; a sandbox action with the feed off). False while a gain of the
+        lease is resuming them: a tick then waits."""
+        if not self._resumed and not self._resuming:
+            await self.resume()
+        return self._resumed
 
     async def resume(self) -> None:
         """Continue the current candles from the store, so a restart (or a new lead) does not
         reopen them: new live candles, and no price or candle of an earlier lead left to write
-        over the rows another leader wrote since. One that fails is tried again by the loop's
-        next step."""
+        over the rows another leader wrote since."""
+        lead = self._lead
         self._resumed = False
         try:
             found: list[CandleRecord] = []
@@ -487,6 +510,8 @@ class PriceTicker:
                 for asset_id in self.catalog.by_id:
                     for interval in INTERVALS:
                         found += await uow.candles.list(asset_id, interval.value, limit=1)
+            if lead != self._lead:
+                return  # a gain of the lease came meanwhile: its own resume reads again
             old = self.candles
             self.candles = LiveCandles(
                 assets_per_write=old.assets_per_write, max_turns=old.max_turns
@@ -495,7 +520,8 @@ class PriceTicker:
             self._unwritten.clear()
             self._resumed = True
         finally:
-            self._resuming = False
+            if lead == self._lead:
+                self._resuming = False
 
     def own_candles(self) -> LiveCandles | None:
         """The live candles, while this process ticks them (leads the feed, and has resumed
@@ -510,13 +536,8 @@ class PriceTicker:
 
     async def _step(self) -> None:
         # While a sandbox admin has paused the feed, only their steps tick (`tick_once`).
-        if not self.leading() or self.catalog.paused:
-            return
-        if not self._resumed:
-            if self._resuming:
-                return  # the gain of the lease resumes them (`InventoryParts.take_over`)
-            await self.resume()  # that resume failed: again
-        await self.tick_once()
+        if self.leading() and not self.catalog.paused and await self.ready():
+            await self.tick_once()
 
     def start(self) -> None:
         self._loop.start()
