@@ -7,6 +7,7 @@ import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -281,6 +282,77 @@ class TestALeadGainedAgain:
         await tick.resume()
         tick.unblock(lead)
         assert tick.own_candles() is tick.candles
+
+    async def test_a_tick_and_a_sandbox_request_at_once_resume_once(self) -> None:
+        clock = FixedClock(datetime(2026, 5, 1, 12, 0, 30, tzinfo=UTC))
+        tick, _, _ = await ticker(clock)
+        resumes = 0
+        resume = tick.resume
+
+        async def counted() -> None:
+            nonlocal resumes
+            resumes += 1
+            await asyncio.sleep(0)  # as a store's read yields
+            await resume()
+
+        tick.resume = counted  # type: ignore[method-assign]
+        assert await asyncio.gather(tick.ready(), tick.ready()) == [True, True]
+        assert resumes == 1  # two would each make new candles: a tick between them is lost
+
+    async def test_a_tick_that_a_gain_overtook_writes_no_candle(self) -> None:
+        clock = FixedClock(datetime(2026, 5, 1, 12, 0, 30, tzinfo=UTC))
+        tick, store, _ = await ticker(clock)
+        await tick.resume()
+        moves = tick.candles.tick
+
+        def moved_then_gained(*args: Any) -> None:
+            moves(*args)
+            tick.forget()  # the lease went and came back while the tick went on
+
+        tick.candles.tick = moved_then_gained  # type: ignore[method-assign]
+        await tick.tick_once()
+        assert await stored_candles(store) == []
+
+    async def test_a_gain_during_the_prices_write_keeps_the_candles_out(self) -> None:
+        clock = FixedClock(datetime(2026, 5, 1, 12, 0, 30, tzinfo=UTC))
+        tick, store, _ = await ticker(clock)
+        await tick.resume()
+        units = store.unit_of_work
+
+        def gaining() -> UnitOfWork:
+            uow = units()
+            commit = uow.commit
+
+            async def committed_then_gained() -> None:
+                await commit()
+                tick.forget()  # the lease went and came back during the prices' write
+
+            uow.commit = committed_then_gained  # type: ignore[method-assign]
+            return uow
+
+        store.unit_of_work = gaining  # type: ignore[method-assign]
+        await tick.tick_once()
+        up(store)
+        assert await stored_candles(store) == []
+
+    async def test_a_process_that_lost_the_lease_writes_nothing_on_stop(self) -> None:
+        clock = FixedClock(datetime(2026, 5, 1, 12, 0, 30, tzinfo=UTC))
+        tick, store, _ = await ticker(clock)
+        tick.candles.assets_per_write = 10  # the packaged 101 assets take turns
+        await tick.resume()
+        await tick.tick_once()
+        before = await stored_candles(store)
+        tick.leading = lambda: False  # another process leads now, and writes
+        await tick.stop()
+        assert await stored_candles(store) == before
+
+
+async def stored_candles(store: MemoryStore) -> list[CandleRecord]:
+    async with store.unit_of_work() as uow:
+        return [c for a in SNAPSHOT_IDS for c in await uow.candles.list(a, "1h", limit=10)]
+
+
+SNAPSHOT_IDS = [asset.asset_id for asset in load_snapshot()]
 
 
 class Gated:

@@ -382,6 +382,7 @@ class PriceTicker:
         # `_lead` counts the gains, so that a resume begun before one does not count for it.
         self._resumed = self._resuming = False
         self._lead = 0
+        self._resume_lock = asyncio.Lock()  # one resume of `ready`'s at a time
         catalog.watchers.append(self.follow)
         self._loop = Periodic("price tick", interval=interval, step=self._step, log=log)
 
@@ -435,10 +436,14 @@ class PriceTicker:
         memory; the store's serve a restart and a process whose channel to the leader is down
         (common/price_fanout.py). A price moved waits for its asset's turn (`every_price`: it
         is written now, a sandbox admin's); what a failed write leaves is written at the
-        asset's next turn."""
-        self.candles.tick(self._volumes.of(moved), now)
+        asset's next turn. A tick that a gain of the lease overtook writes nothing: the new
+        lead's candles continue the store's."""
+        candles, lead = self.candles, self._lead
+        candles.tick(self._volumes.of(moved), now)
         await asyncio.sleep(0)
-        turn = self.candles.due()
+        if lead != self._lead:
+            return
+        turn = candles.due()
         unwritten = self._unwritten
         unwritten.update({a.asset_id: a for a in moved})
         if every_price or turn.assets is None:
@@ -448,12 +453,16 @@ class PriceTicker:
 
     async def flush(self) -> None:
         """Write every price and candle not in the store yet (on stop, so a restart loses no
-        tick)."""
-        await self._commit(list(self._unwritten.values()), self.candles.due(everything=True))
+        tick), if this process leads the feed with its candles resumed: one that lost the
+        lease, or gained it again and could not resume, would write over the leader's rows."""
+        if self._resumed and self.leading():
+            await self._commit(list(self._unwritten.values()), self.candles.due(everything=True))
 
     async def _commit(self, prices: list[Asset], turn: Turn) -> None:
         """The prices, then the candles: a unit of work each, so that each is one flush of the
-        store and holds the event loop briefly (prices first: they are what trading reads)."""
+        store and holds the event loop briefly (prices first: they are what trading reads).
+        The candles are not written if a gain of the lease came meanwhile."""
+        lead = self._lead
         if prices:
             async with self.store.unit_of_work() as uow:
                 uow.assets.set_prices(
@@ -463,6 +472,8 @@ class PriceTicker:
             for asset in prices:
                 if self._unwritten.get(asset.asset_id) is asset:
                     del self._unwritten[asset.asset_id]
+        if lead != self._lead:
+            return
         if turn.rows:
             async with self.store.unit_of_work() as uow:
                 uow.candles.upsert(turn.rows)
@@ -495,7 +506,9 @@ class PriceTicker:
         (a resume that failed; a sandbox action with the feed off). False while a gain of the
         lease is resuming them: a tick then waits."""
         if not self._resumed and not self._resuming:
-            await self.resume()
+            async with self._resume_lock:  # a tick and a sandbox request at once: one resume
+                if not self._resumed and not self._resuming:
+                    await self.resume()
         return self._resumed
 
     async def resume(self) -> None:
