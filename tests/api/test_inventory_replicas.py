@@ -140,10 +140,23 @@ async def test_a_gain_of_the_lease_ticks_nothing_before_its_resume_nor_after_it_
     with pytest.raises(StoreUnavailable):
         await runtime.take_over()
     del ticker.resume
-    assert seen == [(None, False)]
+    assert seen == [(None, None)]
     clock.advance(seconds=2)
     await ticker._step()  # the resume that failed is the next tick's to do, first
     assert ticker.ticks == 1
+    assert ticker.own_candles() is ticker.candles
+
+
+async def test_a_take_over_runs_beside_the_lease_and_nothing_ticks_until_it_resumed(
+    runtime: Runtime,
+) -> None:
+    ticker = runtime.ticker
+    await ticker.resume()
+    task = runtime.take_over()  # as the lease's claim calls it, without waiting for it
+    assert not task.done()  # the claim goes on, and the lease is renewed meanwhile
+    assert ticker.own_candles() is None
+    assert await ticker.ready() is None
+    await task
     assert ticker.own_candles() is ticker.candles
 
 

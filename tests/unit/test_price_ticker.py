@@ -18,7 +18,8 @@ from orderproc.common.storage.ports import UnitOfWork
 from orderproc.common.storage.records import CandleRecord
 from orderproc.common.storage.sqlite import SqliteStore
 from orderproc.errors import NotFeedLeader, StoreUnavailable
-from orderproc.inventory.domain import load_snapshot
+from orderproc.inventory.candles import Interval
+from orderproc.inventory.domain import Asset, load_snapshot
 from orderproc.inventory.live_candles import Turn
 from orderproc.inventory.pricefeed import SimulatedFeed
 from orderproc.inventory.service import (
@@ -213,10 +214,11 @@ class TestALeadGainedAgain:
     async def test_a_resume_that_failed_is_tried_again_by_the_next_step(self) -> None:
         clock = FixedClock(datetime(2026, 5, 1, 12, 0, 30, tzinfo=UTC))
         tick, store, _ = await ticker(clock)
-        tick.forget()
+        lead = tick.forget()
         down(store)
         with pytest.raises(StoreUnavailable):
             await tick.resume()
+        tick.unblock(lead)  # as the take-over ends, whatever became of it
         up(store)
         await tick._step()
         assert tick.ticks == 1
@@ -277,7 +279,7 @@ class TestALeadGainedAgain:
         opened.set()
         await earlier
         assert tick.own_candles() is None
-        assert not await tick.ready()  # the gain's own resume is still to come
+        assert await tick.ready() is None  # the gain's own resume is still to come
         up(store)
         await tick.resume()
         tick.unblock(lead)
@@ -296,7 +298,7 @@ class TestALeadGainedAgain:
             await resume()
 
         tick.resume = counted  # type: ignore[method-assign]
-        assert await asyncio.gather(tick.ready(), tick.ready()) == [True, True]
+        assert None not in await asyncio.gather(tick.ready(), tick.ready())
         assert resumes == 1  # two would each make new candles: a tick between them is lost
 
     async def test_a_tick_that_a_gain_overtook_writes_no_candle(self) -> None:
@@ -335,6 +337,45 @@ class TestALeadGainedAgain:
         up(store)
         assert await stored_candles(store) == []
 
+    @pytest.mark.parametrize("overtaken", ["gain", "gain, resumed", "loss"])
+    async def test_a_tick_that_a_gain_or_a_loss_overtook_in_its_move_writes_nothing(
+        self, overtaken: str
+    ) -> None:
+        clock = FixedClock(datetime(2026, 5, 1, 12, 0, 30, tzinfo=UTC))
+        tick, store, _ = await ticker(clock)
+        await tick.resume()
+        move = tick.catalog.move
+
+        async def overtaking(*args: Any, **kwargs: Any) -> list[Asset]:
+            if overtaken.startswith("gain"):
+                tick.forget()  # the lease went and came back during the move
+            else:
+                tick.leading = lambda: False  # another process leads now
+            if overtaken == "gain, resumed":
+                await tick.resume()  # and the new lead's candles are the store's already
+            return await move(*args, **kwargs)
+
+        tick.catalog.move = overtaking  # type: ignore[method-assign]
+        before = await stored_price(store)
+        await tick.tick_once()
+        assert await stored_candles(store) == []
+        assert await stored_price(store) == before
+        assert tick.candles.current("BTC", Interval.MINUTE) is None  # and no candle moved
+
+    async def test_an_asset_added_during_a_resume_does_not_fail_it(self) -> None:
+        clock = FixedClock(datetime(2026, 5, 1, 12, 0, 30, tzinfo=UTC))
+        tick, store, _ = await ticker(clock)
+        opened = asyncio.Event()
+        reads = store.unit_of_work
+        store.unit_of_work = lambda: Gated(reads(), opened)  # type: ignore[method-assign]
+        resuming = asyncio.create_task(tick.resume())
+        await asyncio.sleep(0)
+        btc = tick.catalog.by_id["BTC"]
+        tick.catalog.put(replace(btc, asset_id="NEWC", symbol="newc", name="New Coin"))
+        opened.set()
+        await resuming
+        assert tick.own_candles() is tick.candles
+
     async def test_a_process_that_lost_the_lease_writes_nothing_on_stop(self) -> None:
         clock = FixedClock(datetime(2026, 5, 1, 12, 0, 30, tzinfo=UTC))
         tick, store, _ = await ticker(clock)
@@ -350,6 +391,13 @@ class TestALeadGainedAgain:
 async def stored_candles(store: MemoryStore) -> list[CandleRecord]:
     async with store.unit_of_work() as uow:
         return [c for a in SNAPSHOT_IDS for c in await uow.candles.list(a, "1h", limit=10)]
+
+
+async def stored_price(store: MemoryStore) -> Decimal:
+    async with store.unit_of_work() as uow:
+        btc = await uow.assets.get("BTC")
+    assert btc is not None
+    return btc.price
 
 
 SNAPSHOT_IDS = [asset.asset_id for asset in load_snapshot()]

@@ -5,6 +5,8 @@ asset administration and the price feed)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -35,6 +37,14 @@ from orderproc.inventory.service import (
     seed_catalog,
 )
 
+log = logging.getLogger("orderproc.inventory")
+
+
+def _logged(task: asyncio.Task[None]) -> None:
+    """A take-over's end: what failed is logged (the next tick resumes the candles)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("taking the price feed over failed", exc_info=task.exception())
+
 
 @dataclass(kw_only=True, eq=False)
 class InventoryParts:
@@ -51,16 +61,20 @@ class InventoryParts:
     history: History | None = None  # candles for assets without any (inventory/history.py)
     _reloading: bool = False  # putting an asset another process announced: not announced again
     _reloads: set[asyncio.Task[None]] = field(default_factory=set)
+    _taking_over: asyncio.Task[None] | None = None  # the last gain of the lease's (`take_over`)
 
     async def start_inventory(self, settings: Settings) -> None:
         """The price ticker, unless the feed is off; with Redis, only while leading."""
         if settings.price_feed == "off":
             return
         if self.lease is not None:
-            await self.lease.start()
             self.ticker.leading = lambda: self.lease is not None and self.lease.leader
+            await self.lease.start()
             if self.history is not None:
                 self.history.leading = self.ticker.leading
+            if self._taking_over is not None:  # the first claim's: done before start-up's own
+                with contextlib.suppress(Exception):
+                    await self._taking_over
         if self.follower is not None:
             await self.follower.start()
         if self.lease is None or self.lease.leader:
@@ -70,7 +84,7 @@ class InventoryParts:
             # Stored prices are as old as the last run: move them once before serving, so
             # trading does not refuse stale prices until the first tick (unless a sandbox
             # admin paused them: frozen prices are never stale).
-            if not self.catalog.paused:
+            if not self.catalog.paused and await self.ticker.ready() is not None:
                 await self.ticker.tick_once()
             if self.history is not None:
                 self.history.start()
@@ -80,6 +94,10 @@ class InventoryParts:
 
     async def stop_inventory(self) -> None:
         self.price_stream.close()
+        if self._taking_over is not None:
+            self._taking_over.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._taking_over
         if self.history is not None:
             await self.history.stop()
         await self.ticker.stop()
@@ -89,12 +107,24 @@ class InventoryParts:
         if isinstance(self.feed, CoinGeckoFeed):
             await self.feed.aclose()
 
-    async def take_over(self) -> None:
-        """This process now leads: tick on from the prices it followed, and continue the
-        current candles from the store. After start-up (whose own backfill the leader it
-        finds runs), it also backfills the assets that lack history now, as a start does: the
-        last leader died before it finished, or they were added while this process followed."""
-        lead = self.ticker.forget()  # first: no tick of this lead runs before `resume`
+    def take_over(self) -> asyncio.Task[None]:
+        """This process now leads (`FeedLease`'s `on_lead`): nothing of an earlier lead ticks
+        from now on (`PriceTicker.forget`), and the rest runs in a task of its own, so that the
+        lease is renewed meanwhile (a take-over can outlast its time to live). The task ticks
+        on from the prices this process followed and continues the current candles from the
+        store. After start-up (whose own backfill the leader it finds runs), it also backfills
+        the assets that lack history now, as a start does: the last leader died before it
+        finished, or they were added while this process followed. A gain that comes while an
+        earlier take-over still runs cancels that one."""
+        lead = self.ticker.forget()
+        if self._taking_over is not None:
+            self._taking_over.cancel()
+        task = asyncio.get_running_loop().create_task(self._take_over(lead))
+        task.add_done_callback(_logged)
+        self._taking_over = task
+        return task
+
+    async def _take_over(self, lead: int) -> None:
         try:
             if isinstance(self.feed, SimulatedFeed):
                 self.feed.continue_from({a.asset_id: a.price_usd for a in self.catalog.assets()})
@@ -104,7 +134,7 @@ class InventoryParts:
                 if not await history.prepare_on_gain(self.catalog.assets(), now):
                     history = None
             await self.ticker.resume()
-            if history is not None:
+            if history is not None and await self.ticker.ready() == lead:
                 history.start()
         finally:
             self.ticker.unblock(lead)  # resumed, or the next tick resumes first

@@ -202,7 +202,7 @@ async def _check_leading(deps: SandboxDeps) -> None:
     and not while it takes the feed over (its live candles are not the store's yet)."""
     if not deps.ticker.leading():
         raise NotFeedLeader()
-    if not await deps.ticker.ready():
+    if await deps.ticker.ready() is None:
         raise NotFeedLeader(
             "This inventory process is taking the price feed over: ask again in a moment."
         )

@@ -376,12 +376,12 @@ class PriceTicker:
         # Whether this process leads the feed (common/price_fanout.FeedLease); a follower's
         # loop skips its ticks and learns prices from the leader's.
         self.leading: Callable[[], bool] = lambda: True
-        # Whether the live candles continue the store's (`resume`): until then, after a start
-        # or a gain of the lease, nothing ticks and the candles route does not read them.
-        # `_resuming`: a gain of the lease is bringing them back (`forget`, then `resume`);
-        # `_lead` counts the gains, so that a resume begun before one does not count for it.
-        self._resumed = self._resuming = False
-        self._lead = 0
+        # Leads, numbered: `_lead` counts the gains of the lease (`forget`); the live candles
+        # continue the store's for lead `_resumed_lead` (`resume`), and only then does a tick
+        # write, or the candles route read them. `_owner`: the lead whose take-over resumes
+        # them itself (`InventoryParts.take_over`, until `unblock`).
+        self._lead, self._resumed_lead = 0, -1
+        self._owner: int | None = None
         self._resume_lock = asyncio.Lock()  # one resume of `ready`'s at a time
         catalog.watchers.append(self.follow)
         self._loop = Periodic("price tick", interval=interval, step=self._step, log=log)
@@ -407,15 +407,17 @@ class PriceTicker:
         candles, the listeners); a tick's prices come from the feed, a sandbox admin's from
         the request. `every_price`: every price moved is written now, whoever's turn it is
         (a sandbox admin's, and a sandbox step's: while paused, no later tick writes them).
-        Returns what moved. `NotFeedLeader` while a gain of the lease resumes the candles."""
-        if not await self.ready():
+        Returns what moved. `NotFeedLeader` while a gain of the lease resumes the candles;
+        what it writes is written for the lead it began in, and only while that lasts."""
+        lead = await self.ready()
+        if lead is None:
             raise NotFeedLeader(
                 "This inventory process is taking the price feed over: ask again in a moment."
             )
         await asyncio.sleep(0)  # each part of a tick holds the event loop briefly (< 10 ms)
         moved = await self.catalog.move(prices, now)
         await asyncio.sleep(0)
-        await self._write(moved, now, every_price=every_price)
+        await self._write(moved, now, lead, every_price=every_price)
         await asyncio.sleep(0)  # the store's flush was one part, the listeners are another
         self.tell_listeners(moved, now)
         return moved
@@ -427,7 +429,9 @@ class PriceTicker:
             except Exception:  # a listener must never stop the ticks
                 log.exception("tick listener failed")
 
-    async def _write(self, moved: list[Asset], now: datetime, *, every_price: bool) -> None:
+    async def _write(
+        self, moved: list[Asset], now: datetime, lead: int, *, every_price: bool
+    ) -> None:
         """This turn's assets' prices and candles (`LiveCandles`). With the default catalog
         every asset has its turn every tick; with more than 200 assets each has it every
         `turns` ticks (at most `max_lag` seconds apart): a tick of 1,000 assets wrote 1,000
@@ -436,33 +440,41 @@ class PriceTicker:
         memory; the store's serve a restart and a process whose channel to the leader is down
         (common/price_fanout.py). A price moved waits for its asset's turn (`every_price`: it
         is written now, a sandbox admin's); what a failed write leaves is written at the
-        asset's next turn. A tick that a gain of the lease overtook writes nothing: the new
-        lead's candles continue the store's."""
-        candles, lead = self.candles, self._lead
+        asset's next turn. A tick of lead `lead` that a loss or a gain of the lease overtook
+        writes nothing (`_writes`): the next lead's candles continue the store's."""
+        if not self._writes(lead):
+            return
+        candles = self.candles  # `lead`'s: a new lead's `resume` replaces them
         candles.tick(self._volumes.of(moved), now)
         await asyncio.sleep(0)
-        if lead != self._lead:
+        if not self._writes(lead):
             return
         turn = candles.due()
         unwritten = self._unwritten
         unwritten.update({a.asset_id: a for a in moved})
         if every_price or turn.assets is None:
-            await self._commit(list(unwritten.values()), turn)
+            await self._commit(list(unwritten.values()), turn, lead)
         else:
-            await self._commit([unwritten[i] for i in turn.assets if i in unwritten], turn)
+            await self._commit([unwritten[i] for i in turn.assets if i in unwritten], turn, lead)
+
+    def _writes(self, lead: int) -> bool:
+        """Whether what lead `lead` made may still be written: it is this process's lead, its
+        candles resumed, and this process leads the feed."""
+        return lead == self._lead == self._resumed_lead and self.leading()
 
     async def flush(self) -> None:
         """Write every price and candle not in the store yet (on stop, so a restart loses no
         tick), if this process leads the feed with its candles resumed: one that lost the
         lease, or gained it again and could not resume, would write over the leader's rows."""
-        if self._resumed and self.leading():
-            await self._commit(list(self._unwritten.values()), self.candles.due(everything=True))
+        lead = self._lead
+        if self._writes(lead):
+            turn = self.candles.due(everything=True)
+            await self._commit(list(self._unwritten.values()), turn, lead)
 
-    async def _commit(self, prices: list[Asset], turn: Turn) -> None:
+    async def _commit(self, prices: list[Asset], turn: Turn, lead: int) -> None:
         """The prices, then the candles: a unit of work each, so that each is one flush of the
         store and holds the event loop briefly (prices first: they are what trading reads).
-        The candles are not written if a gain of the lease came meanwhile."""
-        lead = self._lead
+        The candles are not written if the lease was lost or gained meanwhile."""
         if prices:
             async with self.store.unit_of_work() as uow:
                 uow.assets.set_prices(
@@ -472,7 +484,7 @@ class PriceTicker:
             for asset in prices:
                 if self._unwritten.get(asset.asset_id) is asset:
                     del self._unwritten[asset.asset_id]
-        if lead != self._lead:
+        if not self._writes(lead):
             return
         if turn.rows:
             async with self.store.unit_of_work() as uow:
@@ -488,58 +500,56 @@ class PriceTicker:
 
     def forget(self) -> int:
         """This process (again) leads the feed: what it kept of an earlier lead is stale (the
-        leader since wrote on), so nothing ticks or reads it until `resume`. Called first thing
-        on a gain of the lease, before anything else can run; returns the lead's number, for
-        `unblock`."""
+        leader since wrote on), so nothing ticks, writes or reads it until this lead's
+        `resume`, which its take-over runs. Called first thing on a gain of the lease, before
+        anything else can run; returns the lead's number, for `unblock`."""
         self._lead += 1
-        self._resumed, self._resuming = False, True
+        self._owner = self._lead
         return self._lead
 
     def unblock(self, lead: int) -> None:
-        """The gain of lead `lead` is done (`InventoryParts.take_over`, whatever became of it):
-        if its resume did not run or failed, the next tick resumes first (`ready`)."""
-        if lead == self._lead:
-            self._resuming = False
+        """The take-over of lead `lead` is done, whatever became of it: if its resume did not
+        run or failed, the next tick resumes first (`ready`)."""
+        if self._owner == lead:
+            self._owner = None
 
-    async def ready(self) -> bool:
-        """Whether the live candles continue the store's, resuming them now if nothing else is
-        (a resume that failed; a sandbox action with the feed off). False while a gain of the
-        lease is resuming them: a tick then waits."""
-        if not self._resumed and not self._resuming:
+    async def ready(self) -> int | None:
+        """The lead whose candles continue the store's, the token of a tick's writes; resumed
+        now if nothing else resumes them (a resume that failed; a sandbox action with the feed
+        off). None while a take-over resumes them: a tick then waits."""
+        if self._resumed_lead != self._lead:
+            if self._owner == self._lead:
+                return None
             async with self._resume_lock:  # a tick and a sandbox request at once: one resume
-                if not self._resumed and not self._resuming:
+                if self._resumed_lead != self._lead and self._owner != self._lead:
                     await self.resume()
-        return self._resumed
+            if self._resumed_lead != self._lead:
+                return None
+        return self._lead
 
     async def resume(self) -> None:
         """Continue the current candles from the store, so a restart (or a new lead) does not
         reopen them: new live candles, and no price or candle of an earlier lead left to write
-        over the rows another leader wrote since."""
+        over the rows another leader wrote since. One begun before a gain of the lease does not
+        count for it."""
         lead = self._lead
-        self._resumed = False
-        try:
-            found: list[CandleRecord] = []
-            async with self.store.unit_of_work() as uow:
-                for asset_id in self.catalog.by_id:
-                    for interval in INTERVALS:
-                        found += await uow.candles.list(asset_id, interval.value, limit=1)
-            if lead != self._lead:
-                return  # a gain of the lease came meanwhile: its own resume reads again
-            old = self.candles
-            self.candles = LiveCandles(
-                assets_per_write=old.assets_per_write, max_turns=old.max_turns
-            )
-            self.candles.resume(found)
-            self._unwritten.clear()
-            self._resumed = True
-        finally:
-            if lead == self._lead:
-                self._resuming = False
+        found: list[CandleRecord] = []
+        async with self.store.unit_of_work() as uow:
+            for asset_id in list(self.catalog.by_id):  # an admin may add one meanwhile
+                for interval in INTERVALS:
+                    found += await uow.candles.list(asset_id, interval.value, limit=1)
+        if lead != self._lead:
+            return  # a gain of the lease came meanwhile: its own resume reads again
+        old = self.candles
+        self.candles = LiveCandles(assets_per_write=old.assets_per_write, max_turns=old.max_turns)
+        self.candles.resume(found)
+        self._unwritten.clear()
+        self._resumed_lead = lead
 
     def own_candles(self) -> LiveCandles | None:
         """The live candles, while this process ticks them (leads the feed, and has resumed
         them since it began to; a follower's are not kept)."""
-        return self.candles if self._resumed and self.leading() else None
+        return self.candles if self._writes(self._lead) else None
 
     def follow(self, asset: Asset) -> None:
         """An asset an admin added or changed: the feed prices it from the next tick on if it
@@ -549,7 +559,7 @@ class PriceTicker:
 
     async def _step(self) -> None:
         # While a sandbox admin has paused the feed, only their steps tick (`tick_once`).
-        if self.leading() and not self.catalog.paused and await self.ready():
+        if self.leading() and not self.catalog.paused and await self.ready() is not None:
             await self.tick_once()
 
     def start(self) -> None:
