@@ -160,6 +160,24 @@ async def test_a_take_over_runs_beside_the_lease_and_nothing_ticks_until_it_resu
     assert ticker.own_candles() is ticker.candles
 
 
+async def test_the_leases_take_over_is_the_started_processs_own(runtime: Runtime) -> None:
+    """Start-up waits for the first claim's take-over, and a stop cancels one still running:
+    both need the lease to call the started process's own `take_over` (its runtime copies the
+    inventory's parts)."""
+    await runtime.start_background()
+    assert runtime.lease is not None
+    assert runtime.lease.leader
+    first = runtime._taking_over
+    assert first is not None
+    assert first.done()  # start-up waited for it
+    assert runtime.lease.on_lead is not None
+    later = runtime.lease.on_lead()  # a later gain's, as the lease's claim starts it
+    assert later is runtime._taking_over
+    await runtime.stop_inventory()
+    assert later.cancelled()  # a stop cancels a take-over still running
+    assert runtime._taking_over is later
+
+
 class TestANewLeader:
     @pytest.fixture
     def settings_overrides(

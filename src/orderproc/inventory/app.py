@@ -69,12 +69,15 @@ class InventoryParts:
             return
         if self.lease is not None:
             self.ticker.leading = lambda: self.lease is not None and self.lease.leader
+            # This object's `take_over`: the process's runtime copies its parts' fields
+            # (`parts_of`), so the one `build_inventory` gave the lease would keep its task
+            # where start-up and stop do not look.
+            self.lease.on_lead = self.take_over
             await self.lease.start()
             if self.history is not None:
                 self.history.leading = self.ticker.leading
             if self._taking_over is not None:  # the first claim's: done before start-up's own
-                with contextlib.suppress(Exception):
-                    await self._taking_over
+                await asyncio.wait([self._taking_over])  # (a later gain may cancel it)
         if self.follower is not None:
             await self.follower.start()
         if self.lease is None or self.lease.leader:
