@@ -178,6 +178,48 @@ async def test_the_leases_take_over_is_the_started_processs_own(runtime: Runtime
     assert runtime._taking_over is later
 
 
+async def test_a_gain_while_stopping_starts_no_take_over(runtime: Runtime) -> None:
+    await runtime.start_background()
+    assert runtime.lease is not None
+    on_lead = runtime.lease.on_lead
+    assert on_lead is not None
+    stop, started = runtime.ticker.stop, list[object]()
+
+    async def stop_with_a_gain() -> None:
+        started.append(on_lead())  # a claim the process won while it stopped
+        await stop()
+
+    runtime.ticker.stop = stop_with_a_gain  # type: ignore[method-assign]
+    await runtime.stop_inventory()
+    assert started == [None]
+
+
+async def test_start_up_waits_for_the_take_over_of_a_gain_during_the_first(
+    runtime: Runtime,
+) -> None:
+    events: list[tuple[str, int]] = []
+    resume = runtime.ticker.resume
+
+    async def recorded() -> None:
+        call = len([e for e in events if e[0] == "begin"])
+        events.append(("begin", call))
+        await asyncio.sleep(0)  # as a store's read yields
+        if call == 0:
+            assert runtime.lease is not None
+            assert runtime.lease.on_lead is not None
+            runtime.lease.on_lead()  # the lease was lost and won again: this take-over ends
+            await asyncio.sleep(0)
+        for _ in range(20):  # the next take-over's resume takes its time
+            await asyncio.sleep(0)
+        await resume()
+        events.append(("end", call))
+
+    runtime.ticker.resume = recorded  # type: ignore[method-assign]
+    await runtime.start_background()
+    assert ("end", 0) not in events  # the first take-over was cancelled
+    assert events.index(("end", 1)) < events.index(("begin", 2))  # then start-up's own
+
+
 class TestANewLeader:
     @pytest.fixture
     def settings_overrides(

@@ -62,6 +62,7 @@ class InventoryParts:
     _reloading: bool = False  # putting an asset another process announced: not announced again
     _reloads: set[asyncio.Task[None]] = field(default_factory=set)
     _taking_over: asyncio.Task[None] | None = None  # the last gain of the lease's (`take_over`)
+    _stopping: bool = False  # a gain of the lease now starts no take-over
 
     async def start_inventory(self, settings: Settings) -> None:
         """The price ticker, unless the feed is off; with Redis, only while leading."""
@@ -76,8 +77,10 @@ class InventoryParts:
             await self.lease.start()
             if self.history is not None:
                 self.history.leading = self.ticker.leading
-            if self._taking_over is not None:  # the first claim's: done before start-up's own
-                await asyncio.wait([self._taking_over])  # (a later gain may cancel it)
+            # The claims' take-overs are done before start-up's own (one a later gain
+            # cancelled is done too, and its successor waited for).
+            while (taking_over := self._taking_over) is not None and not taking_over.done():
+                await asyncio.wait([taking_over])
         if self.follower is not None:
             await self.follower.start()
         if self.lease is None or self.lease.leader:
@@ -97,6 +100,7 @@ class InventoryParts:
 
     async def stop_inventory(self) -> None:
         self.price_stream.close()
+        self._stopping = True  # the lease is handed back last, after the ticker's flush
         if self._taking_over is not None:
             self._taking_over.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -110,7 +114,7 @@ class InventoryParts:
         if isinstance(self.feed, CoinGeckoFeed):
             await self.feed.aclose()
 
-    def take_over(self) -> asyncio.Task[None]:
+    def take_over(self) -> asyncio.Task[None] | None:
         """This process now leads (`FeedLease`'s `on_lead`): nothing of an earlier lead ticks
         from now on (`PriceTicker.forget`), and the rest runs in a task of its own, so that the
         lease is renewed meanwhile (a take-over can outlast its time to live). The task ticks
@@ -118,8 +122,11 @@ class InventoryParts:
         store. After start-up (whose own backfill the leader it finds runs), it also backfills
         the assets that lack history now, as a start does: the last leader died before it
         finished, or they were added while this process followed. A gain that comes while an
-        earlier take-over still runs cancels that one."""
+        earlier take-over still runs cancels that one. While stopping, a gain starts none (and
+        what this process kept of its earlier lead is written by no one)."""
         lead = self.ticker.forget()
+        if self._stopping:
+            return None
         if self._taking_over is not None:
             self._taking_over.cancel()
         task = asyncio.get_running_loop().create_task(self._take_over(lead))
