@@ -51,12 +51,13 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if runtime is None:
             app.state.runtime = await build_runtime(settings, clock=clock, service="gateway")
-            await app.state.runtime.start_background()
-            # What start-up built lives as long as the process: keep the cyclic collector from
-            # walking it on every full collection (pauses under load otherwise grow with it).
-            gc.collect()
-            gc.freeze()
-            try:
+            try:  # a start-up that fails closes what it opened, as the services' apps do
+                await app.state.runtime.start_background()
+                # What start-up built lives as long as the process: keep the cyclic collector
+                # from walking it on every full collection (pauses under load otherwise grow
+                # with it).
+                gc.collect()
+                gc.freeze()
                 yield
             finally:
                 await app.state.runtime.close()
