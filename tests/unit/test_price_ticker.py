@@ -270,11 +270,7 @@ class TestALeadGainedAgain:
     async def test_a_resume_begun_before_a_gain_does_not_count_for_it(self) -> None:
         clock = FixedClock(datetime(2026, 5, 1, 12, 0, 30, tzinfo=UTC))
         tick, store, _ = await ticker(clock)
-        opened = asyncio.Event()
-        reads = store.unit_of_work
-        store.unit_of_work = lambda: Gated(reads(), opened)  # type: ignore[method-assign]
-        earlier = asyncio.create_task(tick.resume())  # a step's, after a resume that failed
-        await asyncio.sleep(0)
+        earlier, opened = await resume_held(tick, store)  # a step's, after one that failed
         lead = tick.forget()  # the lease went and came back meanwhile
         opened.set()
         await earlier
@@ -365,11 +361,7 @@ class TestALeadGainedAgain:
     async def test_an_asset_added_during_a_resume_does_not_fail_it(self) -> None:
         clock = FixedClock(datetime(2026, 5, 1, 12, 0, 30, tzinfo=UTC))
         tick, store, _ = await ticker(clock)
-        opened = asyncio.Event()
-        reads = store.unit_of_work
-        store.unit_of_work = lambda: Gated(reads(), opened)  # type: ignore[method-assign]
-        resuming = asyncio.create_task(tick.resume())
-        await asyncio.sleep(0)
+        resuming, opened = await resume_held(tick, store)
         btc = tick.catalog.by_id["BTC"]
         tick.catalog.put(replace(btc, asset_id="NEWC", symbol="newc", name="New Coin"))
         opened.set()
@@ -401,6 +393,18 @@ async def stored_price(store: MemoryStore) -> Decimal:
 
 
 SNAPSHOT_IDS = [asset.asset_id for asset in load_snapshot()]
+
+
+async def resume_held(
+    tick: PriceTicker, store: MemoryStore
+) -> tuple[asyncio.Task[None], asyncio.Event]:
+    """A resume begun, its reads of the store held until the event is set."""
+    opened = asyncio.Event()
+    reads = store.unit_of_work
+    store.unit_of_work = lambda: Gated(reads(), opened)  # type: ignore[method-assign]
+    resuming = asyncio.create_task(tick.resume())
+    await asyncio.sleep(0)
+    return resuming, opened
 
 
 class Gated:
