@@ -70,9 +70,9 @@ class InventoryParts:
             return
         if self.lease is not None:
             self.ticker.leading = lambda: self.lease is not None and self.lease.leader
-            # This object's `take_over`: the process's runtime copies its parts' fields
-            # (`parts_of`), so the one `build_inventory` gave the lease would keep its task
-            # where start-up and stop do not look.
+            # Given here, not when the parts are built: the process's runtime copies their
+            # fields (`parts_of`), and the take-over keeps its task on the object start-up
+            # and stop look at.
             self.lease.on_lead = self.take_over
             await self.lease.start()
             if self.history is not None:
@@ -244,7 +244,6 @@ async def build_inventory(core: Core) -> InventoryParts:
         parts.lease = FeedLease(
             SharedRedis.from_settings(settings, "lease", metrics=core.metrics),
             ttl=settings.feed_lease_seconds,
-            on_lead=parts.take_over,
             holder=holder,
         )
         parts.publisher = PricePublisher(

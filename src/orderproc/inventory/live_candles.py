@@ -29,7 +29,7 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from orderproc.common.storage.records import CandleRecord
-from orderproc.inventory.candles import Candle, Interval, bucket_start, complete
+from orderproc.inventory.candles import Candle, Interval, bucket_start
 
 INTERVALS = (Interval.MINUTE, Interval.HOUR, Interval.DAY)
 ROLLED_UP = INTERVALS[1:]  # made of minutes
@@ -61,6 +61,12 @@ class _Rollup:
     @classmethod
     def of(cls, open_time: datetime, minute: _Minute) -> _Rollup:
         return cls(open_time, minute.open, minute.high, minute.low, minute.close, minute.cents)
+
+    def merged(self, minute: _Minute) -> _Rollup:
+        """These figures with `minute` in them, as new figures."""
+        merged = _Rollup(self.open_time, self.open, self.high, self.low, self.close, self.cents)
+        merged.add(minute)
+        return merged
 
     def add(self, minute: _Minute) -> None:
         if minute.high > self.high:
@@ -102,15 +108,14 @@ class _Minute:
 
     def candle(self, asset_id: str, interval: Interval) -> Candle:
         """The current candle of `interval`: the minute, merged into its hour or day."""
-        minute = Candle(asset_id, Interval.MINUTE, self.open_time, self.open, self.high,
-                        self.low, self.close, _dollars(self.cents))  # fmt: skip
         if interval is Interval.MINUTE:
-            return minute
+            return Candle(asset_id, interval, self.open_time, self.open, self.high, self.low,
+                          self.close, _dollars(self.cents))  # fmt: skip
         rollup = self.rollups[ROLLED_UP.index(interval)]
         assert rollup is not None
-        closed = Candle(asset_id, interval, rollup.open_time, rollup.open, rollup.high,
-                        rollup.low, rollup.close, _dollars(rollup.cents))  # fmt: skip
-        return complete(closed, [minute])
+        whole = rollup.merged(self)
+        return Candle(asset_id, interval, whole.open_time, whole.open, whole.high, whole.low,
+                      whole.close, _dollars(whole.cents))  # fmt: skip
 
     def row(self, asset_id: str) -> CandleRecord:
         """The minute as the store's row."""
@@ -119,14 +124,11 @@ class _Minute:
 
     def whole_rows(self, asset_id: str) -> list[CandleRecord]:
         """The hour's and the day's rows with this minute merged in: whole as they stand."""
-        rows = []
-        for interval, rollup in zip(ROLLED_UP, self.rollups, strict=True):
-            if rollup is not None:
-                whole = _Rollup(rollup.open_time, rollup.open, rollup.high, rollup.low,
-                                rollup.close, rollup.cents)  # fmt: skip
-                whole.add(self)
-                rows.append(_row(asset_id, interval, whole))
-        return rows
+        return [
+            _row(asset_id, interval, rollup.merged(self))
+            for interval, rollup in zip(ROLLED_UP, self.rollups, strict=True)
+            if rollup is not None
+        ]
 
     def rollup_rows(self, asset_id: str) -> list[CandleRecord]:
         """The hour's and the day's rows: their minutes before this one (`rolled_until`)."""

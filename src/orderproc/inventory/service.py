@@ -605,19 +605,6 @@ def _volume_at(price: Decimal, rate: float) -> int:
     return round(rate * (0.5 + hash(price) % 1000 / 1000))
 
 
-def _candle_record(candle: Candle) -> CandleRecord:
-    return CandleRecord(
-        candle.asset_id,
-        candle.interval.value,
-        candle.open_time,
-        candle.open,
-        candle.high,
-        candle.low,
-        candle.close,
-        candle.volume,
-    )
-
-
 def _candle(record: CandleRecord) -> Candle:
     return Candle(
         record.asset_id,
