@@ -192,6 +192,40 @@ class TestPricesInTurns:
             assert (await self.stored(store))[asset_id] == Decimal(123)
 
 
+class TestATakeOver:
+    async def test_a_process_taking_over_continues_every_hour_and_day_the_store_holds(
+        self,
+    ) -> None:
+        """An asset's stored hour and day take in its closed minutes in its own minute of
+        five: a process that takes over (no flush: the leader is gone) merges the stored
+        minutes since their `rolled_until`, and continues exactly the leader's candles."""
+        clock = FixedClock(datetime(2026, 5, 1, 12, 0, 30, tzinfo=UTC))
+        leader, store, _ = await ticker(clock)
+        await leader.resume()
+        for _ in range(3 * 6):  # 12:00:30 to 12:03:30, 10 s apart
+            clock.advance(seconds=10)
+            await leader.tick_once()
+        lagging = []
+        async with store.unit_of_work() as uow:
+            for asset_id in leader.catalog.by_id:
+                (hour,) = await uow.candles.list(asset_id, "1h", limit=1)
+                (minute,) = await uow.candles.list(asset_id, "1m", limit=1)
+                assert hour.rolled_until is not None
+                if hour.rolled_until < minute.open_time:
+                    lagging.append(asset_id)
+        assert len(lagging) > 20  # the assets whose minute of five is not this one
+        catalog = await load_catalog(store, PriceCache())
+        taking_over = PriceTicker(
+            feed=SimulatedFeed.from_assets(catalog.assets(), seed=8), catalog=catalog,
+            store=store, clock=clock, interval=1, retention=RETENTION,
+        )  # fmt: skip
+        await taking_over.resume()
+        for asset_id in leader.catalog.by_id:
+            for interval in (Interval.MINUTE, Interval.HOUR, Interval.DAY):
+                mine = taking_over.candles.current(asset_id, interval)
+                assert mine == leader.candles.current(asset_id, interval), (asset_id, interval)
+
+
 class TestALeadGainedAgain:
     """A process that leads the feed again (a gain of the lease) ticks nothing, and lends its
     live candles to no reader, until it has resumed them from the store (another leader wrote

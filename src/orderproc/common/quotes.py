@@ -71,7 +71,8 @@ def bid_ask(mid: Decimal, spread_bps: Decimal) -> tuple[Decimal, Decimal]:
     """The bid and the ask `spread_bps` apart around `mid` (a price > 0). About 1 µs."""
     if not spread_bps:
         return mid, mid
-    below, above = _factors(spread_bps)
+    factors = _FACTORS.get(spread_bps)  # every asset, every tick: a dict, not an lru_cache
+    below, above = _factors(spread_bps) if factors is None else factors
     # One directed rounding of the exact product to 12 significant digits; where that grid is
     # not the prices' one (below 10^-6 it would pass 18 places, from 10^12 up it would round
     # whole units), the exact product is rounded to the prices' grid instead.
@@ -80,13 +81,19 @@ def bid_ask(mid: Decimal, spread_bps: Decimal) -> tuple[Decimal, Decimal]:
         bid = to_price_grid(EXACT.multiply(mid, below), ROUND_FLOOR)
     if not _PLAIN_FROM <= ask.adjusted() < SIGNIFICANT_DIGITS:
         ask = to_price_grid(EXACT.multiply(mid, above), ROUND_CEILING)
-    return (bid if bid > 0 else PRICE_STEP), ask
+    return (bid if bid > _ZERO else PRICE_STEP), ask
 
 
-@lru_cache(maxsize=64)
 def _factors(spread_bps: Decimal) -> tuple[Decimal, Decimal]:
     half = EXACT.divide(spread_bps, Decimal(20_000))
-    return 1 - half, 1 + half
+    if len(_FACTORS) >= 256:  # a sandbox admin may set any spread: keep the cache small
+        _FACTORS.clear()
+    factors = _FACTORS[spread_bps] = (1 - half, 1 + half)
+    return factors
+
+
+_FACTORS: dict[Decimal, tuple[Decimal, Decimal]] = {}
+_ZERO = Decimal(0)
 
 
 _DOWN = Context(prec=SIGNIFICANT_DIGITS, rounding=ROUND_FLOOR)

@@ -534,15 +534,21 @@ class PriceTicker:
         count for it."""
         lead = self._lead
         found: list[CandleRecord] = []
+        minutes: list[CandleRecord] = []
         async with self.store.unit_of_work() as uow:
             for asset_id in list(self.catalog.by_id):  # an admin may add one meanwhile
                 for interval in INTERVALS:
                     found += await uow.candles.list(asset_id, interval.value, limit=1)
+            for asset_id, (since, until) in LiveCandles.minutes_to_read(found).items():
+                minutes += await uow.candles.list(
+                    asset_id, Interval.MINUTE.value, start=since, end=until, earliest=True,
+                    limit=(until - since) // Interval.MINUTE.length,
+                )  # fmt: skip
         if lead != self._lead:
             return  # a gain of the lease came meanwhile: its own resume reads again
         old = self.candles
         self.candles = LiveCandles(assets_per_write=old.assets_per_write, max_turns=old.max_turns)
-        self.candles.resume(found)
+        self.candles.resume(found, minutes)
         self._unwritten.clear()
         self._resumed_lead = lead
 

@@ -1,10 +1,12 @@
 """The ticker's live candles: moved in place each tick, written in turns when there are many
-assets, an open hour or day written when a minute closes (holding the minutes before the
-current one), a candle that closed before its turn written with its final figures, an asset
-that stopped ticking written whole, and everything due written at once by a flush."""
+assets, an open hour or day written after a minute closes (holding the minutes before the
+current one), each asset's in its own minute of five, a candle that closed before its turn
+written with its final figures, an asset that stopped ticking written whole, and everything
+due written at once by a flush."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -13,7 +15,7 @@ from hypothesis import strategies as st
 
 from orderproc.common.storage.records import CandleRecord
 from orderproc.inventory.candles import Candle, Interval, bucket_start, complete
-from orderproc.inventory.live_candles import LiveCandles
+from orderproc.inventory.live_candles import ROLLUP_EVERY, LiveCandles
 
 START = datetime(2026, 5, 1, 12, 0, 10, tzinfo=UTC)
 IDS = ("AAA", "BBB", "CCC", "DDD", "EEE")
@@ -46,16 +48,57 @@ class TestTurns:
         assert minute["AAA"].open == Decimal(10)
         assert minute["AAA"].volume == Decimal(2)
 
-    def test_an_hour_and_a_day_are_written_when_a_minute_closes(self) -> None:
+    def test_each_asset_writes_its_hour_and_day_in_its_own_minute_of_five(self) -> None:
+        ids = [f"A{n:03d}" for n in range(100)]
         candles = LiveCandles()
-        for seconds, price in ((0, "10"), (2, "14"), (60, "12")):
-            tick(candles, START + timedelta(seconds=seconds), price)
-            rows, committed, _ = candles.due()
-            committed()
-        hour = next(r for r in rows if r.interval == "1h" and r.asset_id == "AAA")
-        assert (hour.open, hour.high, hour.low, hour.close) == (10, 14, 10, 14)
-        assert hour.volume == Decimal(2)  # the closed minute's two ticks, not the new one's
-        assert hour.rolled_until == START.replace(second=0) + timedelta(minutes=1)
+        candles.tick(((a, Decimal(10), 100) for a in ids), START)
+        rows, committed, _ = candles.due()
+        committed()
+        assert {r.asset_id for r in rows if r.interval == "1h"} == set(ids)  # a new hour
+        hours: dict[str, list[CandleRecord]] = {}
+        for minutes in range(1, 2 * ROLLUP_EVERY + 1):  # 12:01 to 12:10, two ticks each
+            for seconds, price in ((0, 12), (2, 10 + minutes)):
+                moment = START + timedelta(minutes=minutes, seconds=seconds)
+                candles.tick(((a, Decimal(price), 100) for a in ids), moment)
+                rows, committed, _ = candles.due()
+                committed()
+                for row in rows:
+                    if row.interval == "1h":
+                        hours.setdefault(row.asset_id, []).append(row)
+        # Every asset twice in ten minutes, five minutes apart...
+        assert {a: len(rows) for a, rows in hours.items()} == dict.fromkeys(ids, 2)
+        assert all(
+            rows[1].rolled_until - rows[0].rolled_until == timedelta(minutes=ROLLUP_EVERY)
+            for rows in hours.values()
+        )
+        # ...and the assets spread over the five minutes, not all in one.
+        per_minute = Counter(rows[0].rolled_until for rows in hours.values())
+        assert len(per_minute) == ROLLUP_EVERY
+        assert max(per_minute.values()) < 40
+        # What a row holds: every tick of the minutes before its `rolled_until`.
+        row = hours["A000"][0]
+        assert row.rolled_until is not None
+        closed = (row.rolled_until - START.replace(second=0)) // timedelta(minutes=1)
+        prices = [10] + [p for minute in range(1, closed) for p in (12, 10 + minute)]
+        assert (row.open, row.high, row.low, row.close) == (
+            10, max(prices), min(prices), prices[-1],
+        )  # fmt: skip
+        assert row.volume == len(prices)  # $1.00 a tick
+
+    def test_a_new_hour_is_written_at_once(self) -> None:
+        candles = LiveCandles()
+        last = START.replace(minute=59, second=58)
+        tick(candles, last, "10")
+        candles.due()[1]()
+        tick(candles, last + timedelta(seconds=2), "11")  # 13:00: a new hour, the same day
+        rows, *_ = candles.due()
+        hours = {(r.asset_id, r.open_time.hour): r for r in rows if r.interval == "1h"}
+        opened = last + timedelta(seconds=2)
+        assert {key: row.rolled_until for key, row in hours.items()} == {
+            **{(a, 12): None for a in IDS},  # the closed hour, whole
+            **{(a, 13): opened for a in IDS},  # the new one, no minute in it yet
+        }
+        assert all(hours[a, 13].volume == 0 and hours[a, 13].open == 11 for a in IDS)
 
     def test_many_assets_are_written_in_turns_each_within_the_turns(self) -> None:
         candles = LiveCandles(assets_per_write=2)
@@ -158,6 +201,38 @@ class TestResume:
             ("1d", Decimal(20), START.replace(second=0)),
         ]
 
+    def test_an_hour_rolled_until_an_earlier_minute_takes_in_the_stored_minutes_since(
+        self,
+    ) -> None:
+        at = START.replace(second=0)  # 12:00
+
+        def minute(n: int, high: int, low: int, volume: int) -> CandleRecord:
+            return CandleRecord("AAA", "1m", at + timedelta(minutes=n), Decimal(9),
+                                Decimal(high), Decimal(low), Decimal(10 + n),
+                                Decimal(volume))  # fmt: skip
+
+        day = CandleRecord("AAA", "1d", START.replace(hour=0, minute=0, second=0), Decimal(8),
+                           Decimal(40), Decimal(5), Decimal(10), Decimal(20), at)  # fmt: skip
+        latest = [minute(3, 30, 9, 1), self.stored_hour("12", at + timedelta(minutes=1)), day]
+        stored = [minute(0, 35, 6, 5), minute(1, 45, 7, 2), minute(2, 20, 3, 4)]
+        ranges = LiveCandles.minutes_to_read(latest)
+        assert ranges == {"AAA": (at, at + timedelta(minutes=3))}  # the day's is the earlier
+        candles = LiveCandles()
+        candles.resume(latest, stored)
+        hour = candles.current("AAA", Interval.HOUR)
+        whole_day = candles.current("AAA", Interval.DAY)
+        assert hour is not None
+        assert whole_day is not None
+        # The stored hour (8, 40, 5, 10, 12) with 12:01, 12:02 and the current 12:03.
+        assert (hour.open, hour.high, hour.low, hour.close, hour.volume) == (8, 45, 3, 13, 19)
+        # The stored day (8, 40, 5, 10, 20) with 12:00 as well.
+        assert (whole_day.high, whole_day.low, whole_day.volume) == (45, 3, 32)
+        rows, *_ = candles.due()  # written again, rolled until the current minute
+        assert [(r.interval, r.volume, r.rolled_until) for r in rows] == [
+            ("1h", Decimal(18), at + timedelta(minutes=3)),
+            ("1d", Decimal(31), at + timedelta(minutes=3)),
+        ]
+
     def test_a_minute_without_its_hour_gets_one(self) -> None:
         candles = self.resumed(self.MINUTE)
         rows, *_ = candles.due()
@@ -177,7 +252,7 @@ class TestAgainstTheTicks:
             st.tuples(
                 st.sampled_from([2, 2, 2, 20, 61, 3_600, 86_400]),  # seconds to the next tick
                 st.integers(min_value=1, max_value=99),  # the price
-                st.sampled_from(["write", "write", "fail", "restart", "none"]),
+                st.sampled_from(["write", "write", "fail", "restart", "take over", "none"]),
                 st.booleans(),  # whether the third asset ticks
             ),
             max_size=60,
@@ -189,6 +264,20 @@ class TestAgainstTheTicks:
         steps=[(2, 5, "write", True), (61, 6, "write", False), (2, 7, "restart", False)],
         per_write=3,
     )
+    # Another process takes over after minutes whose closes no hour row holds yet: it merges
+    # the stored minutes since the hour's `rolled_until` (fails if `resume` ignores them).
+    @example(
+        steps=[(2, 5, "write", True), (61, 6, "write", True), (61, 7, "write", True),
+               (2, 8, "take over", True), (61, 9, "write", True)],
+        per_write=1,
+    )  # fmt: skip
+    # An asset written whole (it missed a minute) ticks again: its next minute's close must
+    # reach its hour at once, the whole row having no `rolled_until` to merge from.
+    @example(
+        steps=[(2, 1, "write", True), (61, 1, "write", False), (2, 1, "write", True),
+               (2, 1, "take over", False)],
+        per_write=3,
+    )  # fmt: skip
     def test_the_store_holds_each_bucket_of_the_ticks(
         self, steps: list[tuple[int, int, str, bool]], per_write: int
     ) -> None:
@@ -209,12 +298,17 @@ class TestAgainstTheTicks:
                 if then == "write":
                     store.update({(r.asset_id, r.interval, r.open_time): r for r in rows})
                     committed()
+            elif then == "take over":  # the turns' rows only: no flush (rollups may wait)
+                for _ in range(candles.turns):
+                    rows, committed, _ = candles.due()
+                    store.update({(r.asset_id, r.interval, r.open_time): r for r in rows})
+                    committed()
+                candles = resumed(store, per_write)
             elif then == "restart":
                 rows, committed, _ = candles.due(everything=True)
                 store.update({(r.asset_id, r.interval, r.open_time): r for r in rows})
                 committed()
-                candles = LiveCandles(assets_per_write=per_write)
-                candles.resume(latest(store))
+                candles = resumed(store, per_write)
         rows, *_ = candles.due(everything=True)
         store.update({(r.asset_id, r.interval, r.open_time): r for r in rows})
         assert {k: [c.open, c.high, c.low, c.close, c.volume] for k, c in read(store).items()} == {
@@ -238,6 +332,21 @@ def read(store: dict[tuple[str, str, datetime], CandleRecord]) -> dict[object, C
             ]  # fmt: skip
             candle = complete(candle, minutes)
         candles[key] = candle
+    return candles
+
+
+def resumed(store: dict[tuple[str, str, datetime], CandleRecord], per_write: int) -> LiveCandles:
+    """Live candles resumed from `store` as the price ticker does: its latest rows, and the
+    minutes that an hour's or a day's `rolled_until` a few minutes old leaves out."""
+    rows = latest(store)
+    ranges = LiveCandles.minutes_to_read(rows)
+    minutes = [
+        row for (asset_id, interval, opened), row in store.items()
+        if interval == "1m" and asset_id in ranges
+        and ranges[asset_id][0] <= opened < ranges[asset_id][1]
+    ]  # fmt: skip
+    candles = LiveCandles(assets_per_write=per_write)
+    candles.resume(rows, minutes)
     return candles
 
 
