@@ -194,6 +194,43 @@ async def test_a_gain_while_stopping_starts_no_take_over(runtime: Runtime) -> No
     assert started == [None]
 
 
+async def test_a_stop_cancels_the_reloads_still_running_and_starts_none(
+    runtime: Runtime,
+) -> None:
+    await runtime.start_background()
+    reloading, ended = asyncio.Event(), list[str]()
+
+    async def slow_reload(asset_id: str) -> None:  # its store read hangs
+        reloading.set()
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            ended.append(asset_id)
+
+    runtime.reload = slow_reload  # type: ignore[method-assign]
+    runtime.reload_soon("BTC")  # another process's admin changed BTC
+    await reloading.wait()
+    (task,) = runtime._reloads
+    await runtime.stop_inventory()
+    assert task.cancelled()
+    assert ended == ["BTC"]
+    runtime.reload_soon("ETH")  # announced while stopped: no task outlives the stop
+    assert not runtime._reloads
+
+
+async def test_a_reload_that_failed_is_logged(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def failing_reload(asset_id: str) -> None:
+        raise StoreUnavailable("the store is down")
+
+    runtime.reload = failing_reload  # type: ignore[method-assign]
+    runtime.reload_soon("BTC")
+    (task,) = runtime._reloads
+    await asyncio.wait([task])
+    assert "reloading an asset another process changed failed" in caplog.text
+
+
 async def test_start_up_waits_for_the_take_over_of_a_gain_during_the_first(
     runtime: Runtime,
 ) -> None:

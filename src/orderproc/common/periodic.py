@@ -5,12 +5,26 @@ the next one runs on time."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["Periodic"]
+__all__ = ["Periodic", "cancel_and_wait"]
+
+
+async def cancel_and_wait(task: asyncio.Future[Any]) -> None:
+    """Cancel `task` and wait until it has ended, whatever it raised (a task logs its own
+    failures). A cancellation of the caller itself is not swallowed: a stop that is cancelled
+    ends there, as its canceller expects (`Task.cancelling`)."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+    except Exception:  # noqa: S110 - ended; its own failure, which it logged
+        pass
 
 
 class Periodic:
@@ -36,10 +50,8 @@ class Periodic:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            task, self._task = self._task, None
+            await cancel_and_wait(task)
 
     async def _run(self) -> None:
         while True:

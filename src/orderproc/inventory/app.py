@@ -5,7 +5,6 @@ asset administration and the price feed)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from decimal import Decimal
 from fastapi import FastAPI
 
 from orderproc.common.clock import Clock
+from orderproc.common.periodic import cancel_and_wait
 from orderproc.common.price_fanout import FeedLease, PriceFollower, PricePublisher
 from orderproc.common.price_stream import PriceStreamHub
 from orderproc.common.prices import PriceCache, Quote
@@ -44,6 +44,13 @@ def _logged(task: asyncio.Task[None]) -> None:
     """A take-over's end: what failed is logged (the next tick resumes the candles)."""
     if not task.cancelled() and task.exception() is not None:
         log.error("taking the price feed over failed", exc_info=task.exception())
+
+
+def _reload_logged(task: asyncio.Task[None]) -> None:
+    """A reload's end: what failed is logged (the asset stays as this process knew it until
+    the next change announced, or a restart)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("reloading an asset another process changed failed", exc_info=task.exception())
 
 
 @dataclass(kw_only=True, eq=False)
@@ -102,9 +109,9 @@ class InventoryParts:
         self.price_stream.close()
         self._stopping = True  # the lease is handed back last, after the ticker's flush
         if self._taking_over is not None:
-            self._taking_over.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._taking_over
+            await cancel_and_wait(self._taking_over)
+        for reload in list(self._reloads):  # another process's asset: its row is the store's
+            await cancel_and_wait(reload)
         if self.history is not None:
             await self.history.stop()
         await self.ticker.stop()
@@ -163,9 +170,12 @@ class InventoryParts:
             self.publisher.asset_changed(asset.asset_id)
 
     def reload_soon(self, asset_id: str) -> None:
+        if self._stopping:
+            return
         task = asyncio.get_running_loop().create_task(self.reload(asset_id))
         self._reloads.add(task)
         task.add_done_callback(self._reloads.discard)
+        task.add_done_callback(_reload_logged)
 
     async def reload(self, asset_id: str) -> None:
         """Another process's admin added or changed the asset: take its row from the store

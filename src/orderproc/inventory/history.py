@@ -6,7 +6,6 @@ continues the candles it finds. See docs/architecture.md, "Candle history"."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -15,6 +14,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from orderproc.common.clock import EPOCH
+from orderproc.common.periodic import cancel_and_wait
 from orderproc.common.settings import Settings
 from orderproc.common.storage.ports import Store
 from orderproc.common.storage.records import CandleRecord
@@ -336,12 +336,10 @@ class History:
                 log.exception("candle backfill of added assets failed")
 
     async def stop(self) -> None:
-        for task in (self.later, self.task):
+        tasks, self.task, self.later = (self.later, self.task), None, None
+        for task in tasks:
             if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self.task = self.later = None
+                await cancel_and_wait(task)
 
 
 def history_for(
