@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zlib import crc32
 
 from orderproc.common.clock import Clock
 from orderproc.common.ids import new_id
@@ -581,7 +582,8 @@ class PriceTicker:
 
 def tick_volume(asset: Asset, seconds: float) -> int:
     """USD traded in one tick, in cents, simulated: the asset's 24 h volume spread over a day of
-    ticks, 0.5x to 1.5x by its price's hash (so as deterministic as the prices, and cheap)."""
+    ticks, 0.5x to 1.5x by a checksum of its price's digits (so as deterministic as the prices,
+    and cheap)."""
     return _volume_at(asset.price_usd, _cents_per_tick(asset.total_volume_24h, seconds))
 
 
@@ -608,7 +610,8 @@ def _cents_per_tick(volume: Decimal | None, seconds: float) -> float:
 
 
 def _volume_at(price: Decimal, rate: float) -> int:
-    return round(rate * (0.5 + hash(price) % 1000 / 1000))
+    # CRC-32 of the digits: `hash` of a new `Decimal` took 550 ns, this 175 (timeit).
+    return round(rate * (0.5 + crc32(str(price).encode()) % 1000 / 1000))
 
 
 def _candle(record: CandleRecord) -> Candle:
