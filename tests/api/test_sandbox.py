@@ -385,6 +385,25 @@ class TestSandbox:
         put = await client.put(f"{SANDBOX}/prices/BTC", headers=admin, json={"price_usd": "1"})
         assert put.status_code == 200, put.text
 
+    async def test_the_audited_price_from_is_the_one_after_the_leader_check(
+        self, client: Client, admin: Auth, runtime: Runtime, clock: SteppingClock
+    ) -> None:
+        ready, ticked = runtime.ticker.ready, list[Decimal]()
+
+        async def ready_after_a_tick() -> int | None:  # a tick lands while it resumes
+            del runtime.ticker.ready  # once
+            clock.advance(seconds=2)
+            await runtime.ticker.tick_once()
+            ticked.append(runtime.catalog.by_id["BTC"].price_usd)
+            return await ready()
+
+        runtime.ticker.ready = ready_after_a_tick  # type: ignore[method-assign]
+        before = runtime.catalog.by_id["BTC"].price_usd
+        await set_price(client, admin, "BTC", price_usd="12345")
+        [priced] = await admin_events(client, admin, "admin_sandbox_price")
+        assert ticked[0] != before
+        assert priced["details"]["price_usd"] == {"from": str(ticked[0]), "to": "12345"}
+
     async def test_a_customer_is_refused_and_nothing_changes(
         self, client: Client, alice: Auth, runtime: Runtime
     ) -> None:

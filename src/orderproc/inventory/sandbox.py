@@ -143,7 +143,8 @@ async def set_price(
     (`admin_sandbox_price`: the price and the spread, each from and to) with the spread's
     change."""
     known = find_asset(deps.catalog.by_id, asset_id)
-    await _check_leading(deps)
+    await _check_leading(deps)  # may resume the candles first: the asset as it is after
+    known = deps.catalog.by_id.get(known.asset_id, known)
     if not known.is_active:  # the feed does not price it, and neither does a tick
         raise AssetInactive(f"{known.asset_id} is inactive: activate it to set its price")
     chosen = None if model_spread else known.spread_bps if spread_bps is None else spread_bps
