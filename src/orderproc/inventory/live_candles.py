@@ -203,22 +203,38 @@ class LiveCandles:
         """The minute closed: it goes into its hour and day, and what the store lacks is kept
         (as `_Rollup`s, made into rows at the asset's turn: every asset rolls in the same tick)
         before the next minute opens: the minute if its last figures were not written, and an
-        hour or day that closed with it, whole. An hour or day that opens gets its first price."""
+        hour or day that closed with it, whole. An hour or day that opens gets its first price.
+        (Every asset rolls in one tick, so this is spelt out: `_Rollup.add` inline, no list
+        unless something closed; a third less time than with the loops and calls.)"""
+        rollups = minute.rollups
         if minute.open_time is not NEVER:
-            was, rollups = minute.opens, minute.rollups
-            closed = []
-            if minute.written != minute.changes:
-                closed.append((Interval.MINUTE, _Rollup.of(was[0], minute)))
-            for index, rollup in enumerate(rollups):
+            was = minute.opens
+            closed = (
+                [(Interval.MINUTE, _Rollup.of(was[0], minute))]
+                if minute.written != minute.changes
+                else None
+            )
+            high, low, close, cents_in = minute.high, minute.low, minute.close, minute.cents
+            for index in (0, 1):  # the hour, the day
+                rollup = rollups[index]
                 assert rollup is not None  # a minute that began has its hour and day
-                rollup.add(minute)
+                if high > rollup.high:
+                    rollup.high = high
+                if low < rollup.low:
+                    rollup.low = low
+                rollup.close = close
+                rollup.cents += cents_in
                 if was[index + 1] != opens[index + 1]:  # the hour (day) closed too
+                    closed = [] if closed is None else closed
                     closed.append((ROLLED_UP[index], rollup))
-            if closed:
+                    rollups[index] = _Rollup.opening(opens[index + 1], price)
+            if closed is not None:
                 self._closed.setdefault(asset_id, []).extend(closed)
-        for index, rollup in enumerate(minute.rollups):
-            if rollup is None or rollup.open_time != opens[index + 1]:
-                minute.rollups[index] = _Rollup.opening(opens[index + 1], price)
+        else:  # resumed without a minute: its hour and day as stored, if they are this one's
+            for index in (0, 1):
+                rollup = rollups[index]
+                if rollup is None or rollup.open_time != opens[index + 1]:
+                    rollups[index] = _Rollup.opening(opens[index + 1], price)
         minute.rolls += 1
         minute.settled = False
         minute.start(opens, price, cents)
