@@ -50,6 +50,19 @@ async def test_a_stop_that_is_cancelled_ends_there() -> None:
     assert task.cancelled()
 
 
+async def test_a_stop_cancelled_while_it_waits_leaves_no_task_uncancelled() -> None:
+    first, second = asyncio.create_task(slow_to_end()), asyncio.create_task(slow_to_end())
+    await asyncio.sleep(0)
+    stopping = asyncio.create_task(cancel_and_wait(first, second))
+    await asyncio.sleep(0)  # waiting for the first's clean-up...
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
+    await asyncio.wait([first, second], timeout=1)  # the first's clean-up: 50 ms
+    assert first.cancelled()
+    assert second.cancelled()  # cancelled before the wait began, not left running
+
+
 async def test_a_task_that_failed_or_ended_already_is_waited_for_quietly() -> None:
     async def fails() -> None:
         raise RuntimeError("its own failure, which it logs")

@@ -12,19 +12,22 @@ from typing import Any
 __all__ = ["Periodic", "cancel_and_wait"]
 
 
-async def cancel_and_wait(task: asyncio.Future[Any]) -> None:
-    """Cancel `task` and wait until it has ended, whatever it raised (a task logs its own
-    failures). A cancellation of the caller itself is not swallowed: a stop that is cancelled
-    ends there, as its canceller expects (`Task.cancelling`)."""
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise
-    except Exception:  # noqa: S110 - ended; its own failure, which it logged
-        pass
+async def cancel_and_wait(*tasks: asyncio.Future[Any]) -> None:
+    """Cancel `tasks`, every one first, and wait until each has ended, whatever it raised (a
+    task logs its own failures). A cancellation of the caller itself is not swallowed: a stop
+    that is cancelled ends there, as its canceller expects (`Task.cancelling`), and leaves no
+    task it was given uncancelled."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+        except Exception:  # noqa: S110 - ended; its own failure, which it logged
+            pass
 
 
 class Periodic:

@@ -108,10 +108,10 @@ class InventoryParts:
     async def stop_inventory(self) -> None:
         self.price_stream.close()
         self._stopping = True  # the lease is handed back last, after the ticker's flush
+        running = list(self._reloads)  # another process's asset: its row is the store's
         if self._taking_over is not None:
-            await cancel_and_wait(self._taking_over)
-        for reload in list(self._reloads):  # another process's asset: its row is the store's
-            await cancel_and_wait(reload)
+            running.append(self._taking_over)
+        await cancel_and_wait(*running)
         if self.history is not None:
             await self.history.stop()
         await self.ticker.stop()

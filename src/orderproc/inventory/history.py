@@ -336,10 +336,9 @@ class History:
                 log.exception("candle backfill of added assets failed")
 
     async def stop(self) -> None:
-        tasks, self.task, self.later = (self.later, self.task), None, None
-        for task in tasks:
-            if task is not None:
-                await cancel_and_wait(task)
+        tasks = [task for task in (self.later, self.task) if task is not None]
+        self.task = self.later = None
+        await cancel_and_wait(*tasks)
 
 
 def history_for(

@@ -92,8 +92,8 @@ class _Minute:
     its hour and day were written whole, this minute included (`whole_rows`)."""
 
     __slots__ = ("cents", "changes", "close", "high", "low", "open", "open_time", "opens",
-                 "rolls", "rolls_written", "rollups", "settled", "slot", "stored_opens",
-                 "written")  # fmt: skip
+                 "rolls", "rolls_written", "rollups", "settled", "slot", "stored_by",
+                 "stored_opens", "written")  # fmt: skip
 
     def __init__(self, opens: _Opens, price: Decimal, cents: int, slot: int = 0) -> None:
         self.opens = opens  # the minute's open time, its hour's and its day's (the tick's)
@@ -108,6 +108,7 @@ class _Minute:
         self.settled = False
         self.slot = slot  # which minutes its rollups wait for (`LiveCandles.due`)
         self.stored_opens: _Opens | None = None  # the hour and day of its rollups' last rows
+        self.stored_by = -1  # the last turn that wrote them (`LiveCandles.due`)
 
     def start(self, opens: _Opens, price: Decimal, cents: int) -> None:
         """The next minute (`LiveCandles._roll` has closed the last one into its rollups)."""
@@ -246,7 +247,8 @@ class LiveCandles:
         it) has its hour and day written whole, its minute in them, so that the store never
         needs a minute row that retention will delete."""
         turns = 1 if everything else self.turns
-        turn, self._turn = self._turn % turns, self._turn + 1
+        serial = self._turn
+        turn, self._turn = serial % turns, serial + 1
         rows: list[CandleRecord] = []
         marks: list[tuple[_Minute, int, int | None, bool, _Opens]] = []
         taken: list[tuple[str, list[tuple[Interval, _Rollup]]]] = []  # the closed, by asset
@@ -269,6 +271,8 @@ class LiveCandles:
                     rows += minute.whole_rows(asset_id)
                 elif rolled:
                     rows += minute.rollup_rows(asset_id)
+                if rolled:  # unknown until this turn commits: the next roll writes them at once
+                    minute.stored_opens, minute.stored_by = None, serial
                 if changed or rolled:
                     marks.append((minute, minute.changes, minute.rolls if rolled else None,
                                   settle, minute.opens))  # fmt: skip
@@ -282,10 +286,12 @@ class LiveCandles:
                 minute.written = max(minute.written, changes)
                 if rolls is None:  # its hour and day wait (`_rollups_due`)
                     continue
-                if rolls >= minute.rolls_written:  # not overtaken by a later turn's rows
+                if minute.stored_by == serial:  # no later turn wrote its hour and day
                     # Whole rows (settled) hold the current minute, with no `rolled_until`
                     # to merge from: the next minute's close writes the rollups at once.
                     minute.stored_opens = None if settled else opens
+                else:  # they may have landed over a later turn's rows: written again at once
+                    minute.stored_opens = None
                 minute.rolls_written = max(minute.rolls_written, rolls)
                 if settled and minute.rolls == rolls:  # no tick rolled it since
                     minute.settled = True

@@ -240,6 +240,66 @@ class TestResume:
         assert (hour.open, hour.volume, hour.rolled_until) == (9, 0, START.replace(second=0))
 
 
+class TestWritesThatLandUnacknowledged:
+    """Rows that reached the store though their turn was never committed (the commit raised
+    after the database applied it), or committed after a later turn: the store never holds a
+    whole hour while the minutes after it wait for the asset's minute of five."""
+
+    HOUR = START.replace(minute=0, second=0)
+
+    def test_whole_rows_that_landed_uncommitted_are_followed_by_rollups_at_once(self) -> None:
+        store: dict[tuple[str, str, datetime], CandleRecord] = {}
+        candles = LiveCandles()
+        candles.tick([("CCC", Decimal(1), 100)], START)
+        rows, committed, _ = candles.due()
+        land(store, rows)
+        committed()
+        candles.tick([], START + timedelta(seconds=61))  # 12:01: CCC settles (written whole)...
+        land(store, candles.due().rows)  # ...and its rows land, but the commit raised
+        candles.tick([("CCC", Decimal(1), 100)], START + timedelta(seconds=63))
+        rows, committed, _ = candles.due()
+        land(store, rows)
+        committed()
+        assert read(store)["CCC", "1h", self.HOUR].volume == 2
+        hour = resumed(store, 200).current("CCC", Interval.HOUR)  # a take-over, no flush
+        assert hour is not None
+        assert hour.volume == 2
+
+    def test_rollups_committed_after_a_later_turn_are_written_again_at_once(self) -> None:
+        store: dict[tuple[str, str, datetime], CandleRecord] = {}
+        candles = LiveCandles()
+
+        def tick(seconds: int, ids: tuple[str, ...]) -> None:
+            moment = START + timedelta(seconds=seconds)
+            candles.tick(((a, Decimal(1), 100) for a in ids), moment)
+
+        for seconds in (2, 63):  # 12:00 and 12:01, written
+            tick(seconds, ("AAA", "BBB"))
+            rows, committed, _ = candles.due()
+            land(store, rows)
+            committed()
+        tick(124, ("AAA", "BBB"))  # 12:02, AAA's minute of five: its rollups land...
+        rows, late, _ = candles.due()
+        land(store, rows)  # ...and their commit is acknowledged only later
+        tick(185, ("BBB",))  # 12:03: AAA settles, written whole and committed
+        rows, committed, _ = candles.due()
+        land(store, rows)
+        committed()
+        late()
+        tick(187, ("AAA",))  # AAA ticks again in 12:03
+        rows, committed, _ = candles.due()
+        land(store, rows)
+        committed()
+        assert read(store)["AAA", "1h", self.HOUR].volume == 4
+        hour = resumed(store, 200).current("AAA", Interval.HOUR)
+        assert hour is not None
+        assert hour.volume == 4
+
+
+def land(store: dict[tuple[str, str, datetime], CandleRecord], rows: list[CandleRecord]) -> None:
+    store.update({(r.asset_id, r.interval, r.open_time): r for r in rows})
+
+
 class TestAgainstTheTicks:
     """Whatever the turns, failed writes, restarts and ticks an asset misses, the store ends up
     with every candle of every interval exactly as the ticks make it, read as the candles route
@@ -252,7 +312,9 @@ class TestAgainstTheTicks:
             st.tuples(
                 st.sampled_from([2, 2, 2, 20, 61, 3_600, 86_400]),  # seconds to the next tick
                 st.integers(min_value=1, max_value=99),  # the price
-                st.sampled_from(["write", "write", "fail", "restart", "take over", "none"]),
+                st.sampled_from(
+                    ["write", "write", "fail", "landed", "restart", "take over", "none"]
+                ),
                 st.booleans(),  # whether the third asset ticks
             ),
             max_size=60,
@@ -293,24 +355,25 @@ class TestAgainstTheTicks:
                     key = (asset_id, interval.value, bucket_start(moment, interval))
                     o, h, lo, _, v = expected.get(key, [value, value, value, value, Decimal(0)])
                     expected[key] = [o, max(h, value), min(lo, value), value, v + cents]
-            if then in ("write", "fail"):
+            if then in ("write", "fail", "landed"):  # landed: the commit raised after it did
                 rows, committed, _ = candles.due()
+                if then != "fail":
+                    land(store, rows)
                 if then == "write":
-                    store.update({(r.asset_id, r.interval, r.open_time): r for r in rows})
                     committed()
             elif then == "take over":  # the turns' rows only: no flush (rollups may wait)
                 for _ in range(candles.turns):
                     rows, committed, _ = candles.due()
-                    store.update({(r.asset_id, r.interval, r.open_time): r for r in rows})
+                    land(store, rows)
                     committed()
                 candles = resumed(store, per_write)
             elif then == "restart":
                 rows, committed, _ = candles.due(everything=True)
-                store.update({(r.asset_id, r.interval, r.open_time): r for r in rows})
+                land(store, rows)
                 committed()
                 candles = resumed(store, per_write)
         rows, *_ = candles.due(everything=True)
-        store.update({(r.asset_id, r.interval, r.open_time): r for r in rows})
+        land(store, rows)
         assert {k: [c.open, c.high, c.low, c.close, c.volume] for k, c in read(store).items()} == {
             k: [o, h, lo, c, v / 100] for k, (o, h, lo, c, v) in expected.items()
         }
