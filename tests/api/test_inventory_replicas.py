@@ -147,6 +147,44 @@ async def test_a_gain_of_the_lease_ticks_nothing_before_its_resume_nor_after_it_
     assert ticker.own_candles() is ticker.candles
 
 
+async def test_a_take_over_whose_resume_failed_backfills_once_the_next_tick_resumed(
+    runtime: Runtime, clock: SteppingClock
+) -> None:
+    starts: list[int] = []
+
+    class Prepared:  # the backfill a take-over prepares: here, only when it starts matters
+        started = True
+
+        async def prepare_on_gain(self, assets: object, now: object) -> bool:
+            return True
+
+        def start(self) -> None:
+            starts.append(runtime.ticker.ticks)
+
+        async def stop(self) -> None:
+            pass
+
+    runtime.history = Prepared()  # type: ignore[assignment]
+    ticker = runtime.ticker
+
+    async def failing_resume() -> None:
+        raise StoreUnavailable("the store is down")
+
+    ticker.resume = failing_resume  # type: ignore[method-assign]
+    with pytest.raises(StoreUnavailable):
+        await runtime.take_over()
+    del ticker.resume
+    assert starts == []  # not while the candles are not the store's
+    clock.advance(seconds=2)
+    await ticker._step()  # resumes first, then ticks
+    assert starts == [0]
+    task = runtime.take_over()  # another gain, and one more before its resume runs: the
+    assert task is not None
+    ticker.forget()  # backfill it prepared is an overtaken lead's, and never starts
+    await task
+    assert starts == [0]
+
+
 async def test_a_take_over_runs_beside_the_lease_and_nothing_ticks_until_it_resumed(
     runtime: Runtime,
 ) -> None:

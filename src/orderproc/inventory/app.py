@@ -148,11 +148,9 @@ class InventoryParts:
             history = self.history if self.history is not None and self.history.started else None
             if history is not None:  # before `resume`, which continues the current candles
                 now = self.ticker.clock.now()
-                if not await history.prepare_on_gain(self.catalog.assets(), now):
-                    history = None
+                if await history.prepare_on_gain(self.catalog.assets(), now):
+                    self.ticker.after_resume(lead, history.start)  # or the next tick's
             await self.ticker.resume()
-            if history is not None and await self.ticker.ready() == lead:
-                history.start()
         finally:
             self.ticker.unblock(lead)  # resumed, or the next tick resumes first
 

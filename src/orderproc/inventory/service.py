@@ -384,6 +384,7 @@ class PriceTicker:
         self._lead, self._resumed_lead = 0, -1
         self._owner: int | None = None
         self._resume_lock = asyncio.Lock()  # one resume of `ready`'s at a time
+        self._after_resume: list[tuple[int, Callable[[], None]]] = []  # (lead, what to run)
         catalog.watchers.append(self.follow)
         self._loop = Periodic("price tick", interval=interval, step=self._step, log=log)
 
@@ -552,6 +553,15 @@ class PriceTicker:
         self.candles.resume(found, minutes)
         self._unwritten.clear()
         self._resumed_lead = lead
+        waiting, self._after_resume = self._after_resume, []
+        for waited_for, then in waiting:
+            if waited_for == lead:  # not an earlier lead's, whose take-over was overtaken
+                then()
+
+    def after_resume(self, lead: int, then: Callable[[], None]) -> None:
+        """Run `then` once lead `lead`'s candles are resumed, by its take-over or, if that
+        failed, by the next tick's `ready` (never, if a later gain of the lease comes first)."""
+        self._after_resume.append((lead, then))
 
     def own_candles(self) -> LiveCandles | None:
         """The live candles, while this process ticks them (leads the feed, and has resumed
