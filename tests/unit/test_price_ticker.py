@@ -24,10 +24,12 @@ from orderproc.inventory.live_candles import Turn
 from orderproc.inventory.pricefeed import SimulatedFeed
 from orderproc.inventory.service import (
     AdminActor,
+    CandleQuery,
     PriceTicker,
     Retention,
     TickVolumes,
     change_asset,
+    list_candles,
     load_catalog,
     seed_catalog,
     tick_volume,
@@ -84,6 +86,39 @@ class TestTicks:
             minutes = await uow.candles.list("ETH", "1m", limit=100)
         assert 10 <= len(minutes) <= 20
         assert minutes[0].open_time >= clock.now() - timedelta(minutes=20)
+
+    async def test_no_purge_while_a_closed_candle_waits_for_its_turn(self) -> None:
+        """After a pause longer than the minutes' retention (a machine asleep), the hours that
+        closed meanwhile are written whole at their assets' turns: a purge waits for them, so
+        the store never holds an hour whose minutes are gone."""
+        clock = FixedClock(datetime(2026, 5, 1, 12, 0, 30, tzinfo=UTC))
+        tick, store, _ = await ticker(clock)
+        tick.candles.assets_per_write = 30  # the 101 packaged assets: 4 turns
+        tick.purge_every = 1
+        ids = list(tick.catalog.by_id)
+        query = CandleQuery(Interval.HOUR, limit=5)
+
+        async def hours() -> dict[str, list[Any]]:  # as a process that does not tick reads
+            return {a: (await list_candles(a, query, store=store)).candles for a in ids}
+
+        for _ in range(4):  # every turn written
+            clock.advance(seconds=1)
+            await tick.tick_once()
+        stored = {a: h[0].volume for a, h in (await hours()).items()}
+        assert all(volume > 0 for volume in stored.values())  # its minute's, merged in
+        ticked = {a: tick.candles.current(a, Interval.HOUR) for a in ids}
+        clock.set(datetime(2026, 5, 1, 13, 20, tzinfo=UTC))  # 12:00's minutes are past 10 min
+        for _ in range(4):
+            await tick.tick_once()  # 12:00 closes: each hour is written whole at its turn
+            clock.advance(seconds=1)
+            read = {a: h[0] for a, h in (await hours()).items()}
+            # As stored before (a row holding no minute, and the minute), or whole: never the
+            # row without its minute, which a purge of the minute would leave.
+            assert all(read[a].volume >= stored[a] for a in ids)
+        assert read == ticked
+        async with store.unit_of_work() as uow:  # and the purge did run, once they were
+            old = clock.now() - timedelta(hours=1)
+            assert await uow.candles.list("BTC", "1m", end=old, limit=10) == []
 
     async def test_a_failing_feed_changes_nothing(self) -> None:
         clock = FixedClock(datetime(2026, 5, 1, 12, 0, tzinfo=UTC))

@@ -128,7 +128,9 @@ class Settings(BaseSettings):
     sandbox: bool = False
     coingecko_api_key: SecretStr | None = None
     coingecko_plan: Literal["demo", "pro"] = "demo"
-    candle_retention_1m_hours: float = Field(48, gt=0)
+    # At least an hour: an open hour's or day's stored row needs its asset's last few 1m rows
+    # (it takes in closed minutes every few minutes: inventory/live_candles.ROLLUP_EVERY).
+    candle_retention_1m_hours: float = Field(48, ge=1)
     candle_retention_1h_days: float = Field(90, gt=0)
     candle_retention_1d_days: float = Field(3650, gt=0)
     # A fresh install's history (48 h of 1 m, 90 days of 1 h, 2 years of 1 d, cut to the

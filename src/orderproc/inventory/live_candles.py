@@ -377,6 +377,17 @@ class LiveCandles:
             if last is not None:  # the store's latest minute: an asset behind it settles
                 self._opened = max(self._opened, last.open_time)
 
+    def closed_written(self) -> bool:
+        """Whether every closed candle is in the store whole: none waits for its asset's turn
+        (`_closed`), and no asset that stopped ticking waits to be written whole (settle)."""
+        if self._closed:
+            return False
+        opened = self._opened
+        return all(
+            minute.settled or minute.open_time == opened or minute.open_time is NEVER
+            for minute in self._live.values()
+        )
+
     def current(self, asset_id: str, interval: Interval) -> Candle | None:
         """The live candle of `interval` (the candles route's open hour or day, where this
         process ticks; None before the asset's first tick)."""

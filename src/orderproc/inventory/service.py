@@ -364,6 +364,7 @@ class PriceTicker:
         self.interval = interval
         self.retention = retention
         self.purge_every = purge_every
+        self._purge_due = False
         self.ticks = 0
         # The current candles, written in turns with their assets' prices; `max_lag` (seconds)
         # bounds how far behind a tick the store's prices may be.
@@ -398,7 +399,11 @@ class PriceTicker:
             return 0
         moved = await self.apply(prices, now, every_price=every_price)
         self.ticks += 1
-        if self.ticks % self.purge_every == 0:
+        self._purge_due |= self.ticks % self.purge_every == 0
+        # Not while a closed candle waits for its turn: after a long pause (a machine asleep),
+        # its stored row may still need minutes that are past their retention now.
+        if self._purge_due and self.candles.closed_written():
+            self._purge_due = False
             await self.purge(now)
         return len(moved)
 

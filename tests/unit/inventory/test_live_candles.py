@@ -152,6 +152,19 @@ class TestTurns:
         closed = {(r.asset_id, r.open_time) for r in rows if r.interval == "1m"}
         assert ("AAA", START.replace(second=0) + timedelta(minutes=1)) in closed
 
+    def test_closed_candles_are_written_once_none_waits_for_its_turn(self) -> None:
+        candles = LiveCandles(assets_per_write=2)  # three turns
+        tick(candles, START, "10")
+        assert candles.closed_written()  # nothing closed yet
+        later = START + timedelta(minutes=1)
+        candles.tick([("AAA", Decimal(11), 100)], later)  # the others stopped ticking
+        assert not candles.closed_written()  # AAA's minute, the others to be written whole
+        for _ in range(candles.turns - 1):
+            candles.due()[1]()
+            assert not candles.closed_written()
+        candles.due()[1]()
+        assert candles.closed_written()
+
     def test_a_flush_writes_everything_due(self) -> None:
         candles = LiveCandles(assets_per_write=1)
         tick(candles, START, "10")
