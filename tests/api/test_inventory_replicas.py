@@ -178,6 +178,8 @@ async def test_a_take_over_whose_resume_failed_backfills_once_the_next_tick_resu
     clock.advance(seconds=2)
     await ticker._step()  # resumes first, then ticks
     assert starts == [0]
+    await ticker.resume()  # run once: a later resume of the same lead starts nothing more
+    assert starts == [0]
     task = runtime.take_over()  # another gain, and one more before its resume runs: the
     assert task is not None
     ticker.forget()  # backfill it prepared is an overtaken lead's, and never starts

@@ -4,6 +4,7 @@ fills and P&L come out exactly as chosen; off, the routes do not exist."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 
 from orderproc.common.prices import Quote, QuoteView
 from orderproc.errors.problem import PROBLEM_JSON
+from orderproc.inventory import sandbox as sandbox_service
 from orderproc.runtime import Runtime
 from orderproc.testing import SteppingClock
 from tests.api.conftest import Auth, Client
@@ -402,6 +404,23 @@ class TestSandbox:
         await set_price(client, admin, "BTC", price_usd="12345")
         [priced] = await admin_events(client, admin, "admin_sandbox_price")
         assert ticked[0] != before
+        assert priced["details"]["price_usd"] == {"from": str(ticked[0]), "to": "12345"}
+
+    async def test_the_audited_price_from_is_the_one_when_the_audit_is_written(
+        self, client: Client, admin: Auth, runtime: Runtime, clock: SteppingClock,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:  # fmt: skip
+        retry, ticked = sandbox_service.retry_on_conflict, list[Decimal]()
+
+        async def tick_lands_first(attempt: Callable[[], Awaitable[None]]) -> None:
+            clock.advance(seconds=2)  # a tick lands as the audit's unit of work begins
+            await runtime.ticker.tick_once()
+            ticked.append(runtime.catalog.by_id["BTC"].price_usd)
+            await retry(attempt)
+
+        monkeypatch.setattr(sandbox_service, "retry_on_conflict", tick_lands_first)
+        await set_price(client, admin, "BTC", price_usd="12345")
+        [priced] = await admin_events(client, admin, "admin_sandbox_price")
         assert priced["details"]["price_usd"] == {"from": str(ticked[0]), "to": "12345"}
 
     async def test_a_customer_is_refused_and_nothing_changes(

@@ -282,10 +282,12 @@ class History:
         # and an asset added runs it for that asset (`add`). (Here, not on the inventory's
         # parts, which the process's runtime copies.)
         self.started = False
+        self.stopped = False  # `stop` since the last `prepare`: `start` starts nothing
 
     async def prepare(self, assets: Iterable[Asset], now: datetime) -> None:
         await self.stop()  # a gain of the lease after a loss: one backfill at a time
         await self.backfill.prepare(assets, now)
+        self.stopped = False
 
     async def prepare_on_gain(self, assets: Iterable[Asset], now: datetime) -> bool:
         """`prepare` as this process gains the lease; False if it failed (logged), so the new
@@ -298,7 +300,9 @@ class History:
         return True
 
     def start(self) -> None:
-        if self.backfill.pending:
+        """Run what `prepare` chose, in the background; nothing once stopped (a take-over's
+        `PriceTicker.after_resume` may come after the process's stop began)."""
+        if self.backfill.pending and not self.stopped:
             self.task = asyncio.create_task(self._run(), name="candle backfill")
 
     async def _run(self) -> int:
@@ -336,6 +340,7 @@ class History:
                 log.exception("candle backfill of added assets failed")
 
     async def stop(self) -> None:
+        self.stopped = True
         tasks = [task for task in (self.later, self.task) if task is not None]
         self.task = self.later = None
         await cancel_and_wait(*tasks)

@@ -290,11 +290,12 @@ class LiveCandles:
                     # Whole rows (settled) hold the current minute, with no `rolled_until`
                     # to merge from: the next minute's close writes the rollups at once.
                     minute.stored_opens = None if settled else opens
-                else:  # they may have landed over a later turn's rows: written again at once
+                    minute.rolls_written = max(minute.rolls_written, rolls)
+                    if settled and minute.rolls == rolls:  # no tick rolled it since
+                        minute.settled = True
+                else:  # they may have landed over a later turn's: written again next turn
                     minute.stored_opens = None
-                minute.rolls_written = max(minute.rolls_written, rolls)
-                if settled and minute.rolls == rolls:  # no tick rolled it since
-                    minute.settled = True
+                    minute.rolls_written = min(minute.rolls_written, minute.rolls - 1)
             for asset_id, closed in taken:  # those written; one that closed meanwhile stays
                 written = {id(entry) for entry in closed}
                 left = [e for e in self._closed.get(asset_id, ()) if id(e) not in written]
@@ -378,10 +379,13 @@ class LiveCandles:
                 self._opened = max(self._opened, last.open_time)
 
     def closed_written(self) -> bool:
-        """Whether every closed candle is in the store whole: none waits for its asset's turn
-        (`_closed`), and no asset that stopped ticking waits to be written whole (settle)."""
-        if self._closed:
-            return False
+        """Whether every closed hour and day is in the store whole, so that no stored row
+        needs a minute older than a few minutes: none waits for its asset's turn (`_closed`;
+        a closed minute does not count, it needs no other row), and no asset that stopped
+        ticking waits to be written whole (settle). Within `turns` ticks of an hour's close."""
+        for closed in self._closed.values():
+            if any(interval is not Interval.MINUTE for interval, _ in closed):
+                return False
         opened = self._opened
         return all(
             minute.settled or minute.open_time == opened or minute.open_time is NEVER

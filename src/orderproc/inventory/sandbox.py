@@ -173,9 +173,12 @@ async def _record_choice(
                 expected_version=record.version,
             )
         spread_after = replace(known, spread_bps=chosen).spread
+        # The price as it is now, after this unit's read (a tick may have landed since the
+        # request began; with the feed paused, none does).
+        was = deps.catalog.by_id.get(known.asset_id, known).price_usd
         details: dict[str, Any] = {
             "asset_id": known.asset_id,
-            "price_usd": {"from": jsonable(known.price_usd), "to": jsonable(price)},
+            "price_usd": {"from": jsonable(was), "to": jsonable(price)},
             "spread_bps": {"from": jsonable(known.spread), "to": jsonable(spread_after)},
         }
         audit_admin_change(uow, "admin_sandbox_price", actor, details)

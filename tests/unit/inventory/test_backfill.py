@@ -302,6 +302,20 @@ class TestWrittenAtStart:
         await again.run()
         assert await lacking_history(store, ids, NOW) == []
 
+    async def test_a_start_after_the_stop_starts_nothing_until_prepared_again(self) -> None:
+        store = MemoryStore()
+        assets = [SNAPSHOT["BTC"]]
+        await seed_catalog(store, assets=assets)
+        history_ = History(SimulatedBackfill(store=store, seed=7, keep=KEEP))
+        await history_.prepare(assets, NOW)
+        await history_.stop()  # the process stops, and a take-over's hook comes after
+        history_.start()
+        assert history_.task is None
+        await history_.prepare(assets, NOW)  # a later gain of the lease prepares it again
+        history_.start()
+        assert history_.task is not None
+        await history_.stop()
+
     async def test_an_asset_added_later_gets_its_history_but_its_current_candles(self) -> None:
         store = MemoryStore()
         btc = SNAPSHOT["BTC"]

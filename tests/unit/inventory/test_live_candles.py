@@ -152,17 +152,24 @@ class TestTurns:
         closed = {(r.asset_id, r.open_time) for r in rows if r.interval == "1m"}
         assert ("AAA", START.replace(second=0) + timedelta(minutes=1)) in closed
 
-    def test_closed_candles_are_written_once_none_waits_for_its_turn(self) -> None:
+    def test_closed_hours_are_written_once_none_waits_for_its_turn(self) -> None:
+        """What a purge of old minutes waits for (`closed_written`): an hour or day that
+        closed, and an asset that stopped ticking, written whole; not a closed minute."""
         candles = LiveCandles(assets_per_write=2)  # three turns
         tick(candles, START, "10")
         assert candles.closed_written()  # nothing closed yet
-        later = START + timedelta(minutes=1)
-        candles.tick([("AAA", Decimal(11), 100)], later)  # the others stopped ticking
-        assert not candles.closed_written()  # AAA's minute, the others to be written whole
-        for _ in range(candles.turns - 1):
-            candles.due()[1]()
+        tick(candles, START + timedelta(minutes=1), "11")
+        assert candles.closed_written()  # minutes closed: they need no other row
+        next_hour = START.replace(minute=0) + timedelta(hours=1)
+        tick(candles, next_hour, "12")  # every hour closes
+        for _ in range(candles.turns):
             assert not candles.closed_written()
-        candles.due()[1]()
+            candles.due()[1]()
+        assert candles.closed_written()
+        candles.tick([("AAA", Decimal(13), 100)], next_hour + timedelta(minutes=1))
+        for _ in range(candles.turns):  # the others stopped ticking: each written whole
+            assert not candles.closed_written()
+            candles.due()[1]()
         assert candles.closed_written()
 
     def test_a_flush_writes_everything_due(self) -> None:
@@ -307,6 +314,37 @@ class TestWritesThatLandUnacknowledged:
         hour = resumed(store, 200).current("AAA", Interval.HOUR)
         assert hour is not None
         assert hour.volume == 4
+
+    def test_whole_rows_that_land_after_a_later_turns_rollups_are_written_again(self) -> None:
+        store: dict[tuple[str, str, datetime], CandleRecord] = {}
+        candles = LiveCandles()
+
+        def tick(seconds: int, ids: tuple[str, ...]) -> None:
+            moment = START + timedelta(seconds=seconds)
+            candles.tick(((a, Decimal(1), 100) for a in ids), moment)
+
+        tick(2, ("AAA", "BBB"))  # 12:00
+        rows, committed, _ = candles.due()
+        land(store, rows)
+        committed()
+        tick(63, ("BBB",))  # 12:01: AAA did not tick, and is written whole...
+        whole, whole_committed, _ = candles.due()  # ...by a turn still in flight
+        tick(65, ("AAA",))  # AAA ticks again: the next turn writes its rollups at once
+        rows, committed, _ = candles.due()
+        land(store, rows)
+        committed()
+        land(store, whole)  # the turn in flight lands last, over them
+        whole_committed()
+        tick(67, ("AAA", "BBB"))
+        rows, committed, _ = candles.due()  # so its hour and day are written again
+        land(store, rows)
+        committed()
+        live = candles.current("AAA", Interval.HOUR)
+        assert live is not None
+        assert read(store)["AAA", "1h", self.HOUR].volume == live.volume == 3  # $1.00 a tick
+        hour = resumed(store, 200).current("AAA", Interval.HOUR)
+        assert hour is not None
+        assert hour.volume == 3
 
 
 def land(store: dict[tuple[str, str, datetime], CandleRecord], rows: list[CandleRecord]) -> None:
