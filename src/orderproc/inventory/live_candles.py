@@ -206,7 +206,7 @@ class LiveCandles:
         before the next minute opens: the minute if its last figures were not written, and an
         hour or day that closed with it, whole. An hour or day that opens gets its first price.
         (Every asset rolls in one tick, so this is spelt out: `_Rollup.add` inline, no list
-        unless something closed; a third less time than with the loops and calls.)"""
+        unless something closed: a fifth less time than with the loops and calls.)"""
         rollups = minute.rollups
         if minute.open_time is not NEVER:
             was = minute.opens
