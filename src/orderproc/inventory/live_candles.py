@@ -106,7 +106,7 @@ class _Minute:
         self.changes = self.rolls = 1
         self.written = self.rolls_written = 0
         self.settled = False
-        self.slot = slot  # which minutes its rollups wait for (`LiveCandles.due`)
+        self.slot = slot  # which minute of five its rollups wait for (`_rollups_due`)
         self.stored_opens: _Opens | None = None  # the hour and day of its rollups' last rows
         self.stored_by = -1  # the last turn that wrote them (`LiveCandles.due`)
 
