@@ -293,9 +293,10 @@ class LiveCandles:
                     minute.rolls_written = max(minute.rolls_written, rolls)
                     if settled and minute.rolls == rolls:  # no tick rolled it since
                         minute.settled = True
-                else:  # they may have landed over a later turn's: written again next turn
-                    minute.stored_opens = None
+                else:  # they may have landed over a later turn's: written again next turn,
+                    minute.stored_opens = None  # whole if the asset is still behind (settle)
                     minute.rolls_written = min(minute.rolls_written, minute.rolls - 1)
+                    minute.settled = False
             for asset_id, closed in taken:  # those written; one that closed meanwhile stays
                 written = {id(entry) for entry in closed}
                 left = [e for e in self._closed.get(asset_id, ()) if id(e) not in written]
