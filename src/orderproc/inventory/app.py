@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -40,17 +41,16 @@ from orderproc.inventory.service import (
 log = logging.getLogger("orderproc.inventory")
 
 
-def _logged(task: asyncio.Task[None]) -> None:
-    """A take-over's end: what failed is logged (the next tick resumes the candles)."""
-    if not task.cancelled() and task.exception() is not None:
-        log.error("taking the price feed over failed", exc_info=task.exception())
+def _logs_failure(what: str) -> Callable[[asyncio.Task[None]], None]:
+    """A background task's done-callback: if it failed, "`what` failed" is logged. (A failed
+    take-over is resumed by the next tick; an asset a failed reload missed stays as this
+    process knew it until the next change announced, or a restart.)"""
 
+    def ended(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed", what, exc_info=task.exception())
 
-def _reload_logged(task: asyncio.Task[None]) -> None:
-    """A reload's end: what failed is logged (the asset stays as this process knew it until
-    the next change announced, or a restart)."""
-    if not task.cancelled() and task.exception() is not None:
-        log.error("reloading an asset another process changed failed", exc_info=task.exception())
+    return ended
 
 
 @dataclass(kw_only=True, eq=False)
@@ -137,7 +137,7 @@ class InventoryParts:
         if self._taking_over is not None:
             self._taking_over.cancel()
         task = asyncio.get_running_loop().create_task(self._take_over(lead))
-        task.add_done_callback(_logged)
+        task.add_done_callback(_logs_failure("taking the price feed over"))
         self._taking_over = task
         return task
 
@@ -173,7 +173,7 @@ class InventoryParts:
         task = asyncio.get_running_loop().create_task(self.reload(asset_id))
         self._reloads.add(task)
         task.add_done_callback(self._reloads.discard)
-        task.add_done_callback(_reload_logged)
+        task.add_done_callback(_logs_failure("reloading an asset another process changed"))
 
     async def reload(self, asset_id: str) -> None:
         """Another process's admin added or changed the asset: take its row from the store

@@ -76,12 +76,16 @@ class _Rollup:
         return merged
 
     def add(self, minute: _Minute) -> None:
-        if minute.high > self.high:
-            self.high = minute.high
-        if minute.low < self.low:
-            self.low = minute.low
-        self.close = minute.close
-        self.cents += minute.cents
+        self.take(minute.high, minute.low, minute.close, minute.cents)
+
+    def take(self, high: Decimal, low: Decimal, close: Decimal, cents: int) -> None:
+        """A later closed minute's figures into these."""
+        if high > self.high:
+            self.high = high
+        if low < self.low:
+            self.low = low
+        self.close = close
+        self.cents += cents
 
 
 class _Minute:
@@ -363,7 +367,7 @@ class LiveCandles:
                 elif last is not None and since is not None and since < last.open_time:
                     for row in earlier.get(asset_id, ()):
                         if since <= row.open_time < last.open_time:
-                            _add_row(rollup, row)
+                            rollup.take(row.high, row.low, row.close, _cents(row.volume))
                     rewrite = True
                 minute.rollups[index] = rollup
             if last is not None and None in minute.rollups:  # no row of its hour or day
@@ -400,16 +404,6 @@ class LiveCandles:
         if minute is None or minute.open_time is NEVER:
             return None
         return minute.candle(asset_id, interval)
-
-
-def _add_row(rollup: _Rollup, minute: CandleRecord) -> None:
-    """A stored closed minute into its hour or day (`LiveCandles.resume`)."""
-    if minute.high > rollup.high:
-        rollup.high = minute.high
-    if minute.low < rollup.low:
-        rollup.low = minute.low
-    rollup.close = minute.close
-    rollup.cents += _cents(minute.volume)
 
 
 def _rollups_due(minute: _Minute) -> bool:

@@ -25,6 +25,7 @@ from orderproc.errors import AssetInactive, AssetNotFound, NotFeedLeader
 from orderproc.inventory.domain import Asset, find_asset
 from orderproc.inventory.pricefeed import PriceFeed, SimulatedFeed
 from orderproc.inventory.service import (
+    TAKING_OVER,
     AdminActor,
     Catalog,
     PriceTicker,
@@ -207,9 +208,7 @@ async def _check_leading(deps: SandboxDeps) -> None:
     if not deps.ticker.leading():
         raise NotFeedLeader()
     if await deps.ticker.ready() is None:
-        raise NotFeedLeader(
-            "This inventory process is taking the price feed over: ask again in a moment."
-        )
+        raise NotFeedLeader(TAKING_OVER)
 
 
 def _continue_feed(deps: SandboxDeps, assets: list[Asset]) -> None:

@@ -343,6 +343,10 @@ class Retention:
         ]
 
 
+# `NotFeedLeader`'s detail while a gain of the lease resumes the candles (`PriceTicker.ready`).
+TAKING_OVER = "This inventory process is taking the price feed over: ask again in a moment."
+
+
 class PriceTicker:
     """Moves prices every `interval` seconds: asks the feed, updates the read model, writes
     prices and candles in one batch. A failing feed leaves prices as they were (stale by
@@ -418,9 +422,7 @@ class PriceTicker:
         what it writes is written for the lead it began in, and only while that lasts."""
         lead = await self.ready()
         if lead is None:
-            raise NotFeedLeader(
-                "This inventory process is taking the price feed over: ask again in a moment."
-            )
+            raise NotFeedLeader(TAKING_OVER)
         await asyncio.sleep(0)  # each part of a tick holds the event loop briefly (< 10 ms)
         moved = await self.catalog.move(prices, now)
         await asyncio.sleep(0)
