@@ -108,8 +108,8 @@ class TestTicks:
         assert all(volume > 0 for volume in stored.values())  # its minute's, merged in
         ticked = {a: tick.candles.current(a, Interval.HOUR) for a in ids}
         clock.set(datetime(2026, 5, 1, 13, 20, tzinfo=UTC))  # 12:00's minutes are past 10 min
-        for _ in range(4):
-            await tick.tick_once()  # 12:00 closes: each hour is written whole at its turn
+        for _ in range(8):  # 12:00 closes: at each asset's turn its minute, at the next
+            await tick.tick_once()  # its hour, whole
             clock.advance(seconds=1)
             read = {a: h[0] for a, h in (await hours()).items()}
             # As stored before (a row holding no minute, and the minute), or whole: never the

@@ -41,8 +41,10 @@ ASSETS_PER_WRITE = 200
 # in its own of them (`_rollups_due`), so that the rollups of a minute's close are not all
 # written in the few ticks after it.
 ROLLUP_EVERY = 5
+_ONE_CLOSE = len(INTERVALS)  # what one close leaves waiting at most: a minute, hour, day
 NEVER = datetime.min.replace(tzinfo=UTC)  # the open time of a minute not begun
 _MINUTE = Interval.MINUTE.value
+_HOUR = Interval.HOUR.length
 _Opens = tuple[datetime, ...]  # a minute's open time, then its hour's and its day's
 
 
@@ -249,7 +251,15 @@ class LiveCandles:
         minute on each tick, its hour and day when a minute closed, and what closed. An asset
         that did not tick since a later minute opened (inactive, or its feed had no price for
         it) has its hour and day written whole, its minute in them, so that the store never
-        needs a minute row that retention will delete."""
+        needs a minute row that retention will delete.
+
+        An asset's closed candles go first, one a turn, the oldest first, and its open ones
+        wait for a turn with none: every asset's minute closes in the same tick, and writing
+        the closed minute, the new one and their hour and day in one turn made the turns after
+        a minute's close write 480 rows (1,000 assets), 1,000 after an hour's and 1,200 after
+        a day's. The closed all at once when more than one close waits (turns slower than
+        minutes); with the open ones when `everything`, or when the store's hour or day of
+        the asset may be a whole row (`stored_opens` unknown)."""
         turns = 1 if everything else self.turns
         serial = self._turn
         turn, self._turn = serial % turns, serial + 1
@@ -263,6 +273,16 @@ class LiveCandles:
                 continue
             if turns > 1:
                 assets.append(asset_id)
+            waiting = self._closed.get(asset_id)
+            if waiting:
+                closed = waiting[:1] if len(waiting) <= _ONE_CLOSE else waiting[:]
+                first = not everything and _alone(closed, minute.stored_opens)
+                if not first:
+                    closed = waiting[:]
+                rows += [_row(asset_id, i, candle) for i, candle in closed]
+                taken.append((asset_id, closed))
+                if first:
+                    continue  # its open candles wait for a turn with nothing closed
             if minute.open_time is not NEVER:
                 changed = minute.written != minute.changes
                 settle = opened is not NEVER and minute.open_time != opened and not minute.settled
@@ -280,10 +300,6 @@ class LiveCandles:
                 if changed or rolled:
                     marks.append((minute, minute.changes, minute.rolls if rolled else None,
                                   settle, minute.opens))  # fmt: skip
-            if asset_id in self._closed:
-                closed = self._closed[asset_id][:]
-                rows += [_row(asset_id, i, candle) for i, candle in closed]
-                taken.append((asset_id, closed))
 
         def committed() -> None:
             for minute, changes, rolls, settled, opens in marks:
@@ -404,6 +420,22 @@ class LiveCandles:
         if minute is None or minute.open_time is NEVER:
             return None
         return minute.candle(asset_id, interval)
+
+
+def _alone(closed: list[tuple[Interval, _Rollup]], stored: _Opens | None) -> bool:
+    """Whether `closed` may be written without the asset's open candles: where the store holds
+    its closed minutes' hour and day as rollups (`stored`: their rows have a `rolled_until`),
+    which a reader, and `resume`, merge the minutes since into. Not over a whole row (unknown
+    `stored`), which is read as holding the latest stored minute, nor where the store has no
+    row of the minutes' hour, which `resume` would open at the latest minute, without the
+    earlier ones."""
+    if stored is None:
+        return False
+    hour = stored[1]
+    return all(
+        interval is not Interval.MINUTE or hour <= candle.open_time < hour + _HOUR
+        for interval, candle in closed
+    )
 
 
 def _rollups_due(minute: _Minute) -> bool:

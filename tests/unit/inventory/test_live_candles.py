@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from orderproc.common.storage.records import CandleRecord
 from orderproc.inventory.candles import Candle, Interval, bucket_start, complete
-from orderproc.inventory.live_candles import ROLLUP_EVERY, LiveCandles
+from orderproc.inventory.live_candles import INTERVALS, ROLLUP_EVERY, LiveCandles
 
 START = datetime(2026, 5, 1, 12, 0, 10, tzinfo=UTC)
 IDS = ("AAA", "BBB", "CCC", "DDD", "EEE")
@@ -86,20 +86,99 @@ class TestTurns:
         )  # fmt: skip
         assert row.volume == len(prices)  # $1.00 a tick
 
-    def test_a_new_hour_is_written_at_once(self) -> None:
+    def test_a_new_hour_is_written_at_once_after_the_closed_one(self) -> None:
         candles = LiveCandles()
         last = START.replace(minute=59, second=58)
         tick(candles, last, "10")
         candles.due()[1]()
         tick(candles, last + timedelta(seconds=2), "11")  # 13:00: a new hour, the same day
-        rows, *_ = candles.due()
-        hours = {(r.asset_id, r.open_time.hour): r for r in rows if r.interval == "1h"}
-        opened = last + timedelta(seconds=2)
-        assert {key: row.rolled_until for key, row in hours.items()} == {
-            **{(a, 12): None for a in IDS},  # the closed hour, whole
-            **{(a, 13): opened for a in IDS},  # the new one, no minute in it yet
+        first, committed, _ = candles.due()
+        committed()
+        assert {(r.interval, r.open_time.hour, r.rolled_until) for r in first} == {
+            ("1h", 12, None)  # the closed hour, whole, and nothing else of its asset
         }
-        assert all(hours[a, 13].volume == 0 and hours[a, 13].open == 11 for a in IDS)
+        assert len(first) == len(IDS)
+        rows, *_ = candles.due()
+        opened = last + timedelta(seconds=2)
+        assert {(r.interval, r.open_time, r.rolled_until) for r in rows} == {
+            ("1m", opened, None),  # the new minute
+            ("1h", opened, opened),  # the new hour at once, no minute in it yet
+            ("1d", START.replace(hour=0, minute=0, second=0), opened),
+        }
+        hours = [r for r in rows if r.interval == "1h"]
+        assert all(hour.volume == 0 and hour.open == 11 for hour in hours)
+
+    def test_closed_candles_go_first_one_a_turn_so_a_close_spreads_its_rows(self) -> None:
+        """Midnight closes every asset's minute, hour and day in one tick: they are written
+        at three turns of each asset, oldest first, and its open candles at the fourth."""
+        candles = LiveCandles()
+        last = START.replace(hour=23, minute=59, second=56)
+        tick(candles, last, "10")
+        candles.due()[1]()
+        tick(candles, last + timedelta(seconds=2), "11")  # 23:59's last figures, unwritten
+        tick(candles, last + timedelta(seconds=4), "12")  # midnight
+        turns = []
+        for _ in range(5):
+            rows, committed, _ = candles.due()
+            committed()
+            turns.append(sorted({(r.interval, r.open_time, r.rolled_until) for r in rows}))
+            assert len(rows) == len(turns[-1]) * len(IDS)  # the same rows of every asset
+        midnight = last + timedelta(seconds=4)
+        assert turns == [
+            [("1m", START.replace(hour=23, minute=59, second=0), None)],
+            [("1h", START.replace(hour=23, minute=0, second=0), None)],
+            [("1d", START.replace(hour=0, minute=0, second=0), None)],
+            [("1d", midnight, midnight), ("1h", midnight, midnight), ("1m", midnight, None)],
+            [],
+        ]
+
+    def test_when_more_than_one_close_waits_the_closed_go_at_once(self) -> None:
+        """Turns slower than minutes: one closed candle a turn would never catch up."""
+        candles = LiveCandles()
+        tick(candles, START, "10")
+        candles.due()[1]()
+        for minutes in range(1, 6):  # 12:00 to 12:04 close, 12:01 to 12:04 never written
+            tick(candles, START + timedelta(minutes=minutes), str(10 + minutes))
+        rows, committed, _ = candles.due()
+        committed()
+        closed = {("1m", m) for m in range(1, 5)}
+        assert {(r.interval, r.open_time.minute) for r in rows} == closed
+        rows, *_ = candles.due()  # then the open ones
+        assert {(r.interval, r.open_time.minute) for r in rows} == {("1m", 5), ("1h", 0), ("1d", 0)}
+
+    def test_closed_candles_go_with_the_open_ones_over_a_whole_row(self) -> None:
+        """A whole row of the open hour is read as holding the latest stored minute (`resume`):
+        a closed minute written alone after it would be read as in it, and a restart would
+        take its volume out of the hour. So the closed go with the open ones there."""
+        candles = LiveCandles()
+        tick(candles, START, "10")
+        candles.tick([("AAA", Decimal(11), 100)], START + timedelta(minutes=1))
+        candles.due()[1]()  # the others stopped ticking: their hours and days written whole
+        tick(candles, START + timedelta(minutes=2), "12")  # they tick again: 12:01 closes
+        tick(candles, START + timedelta(minutes=2, seconds=2), "13")
+        tick(candles, START + timedelta(minutes=3), "14")  # 12:02 closes, its last unwritten
+        rows, *_ = candles.due()
+        got = {(r.asset_id, r.interval, r.open_time.minute) for r in rows}
+        assert ("AAA", "1m", 2) in got  # the closed first
+        assert ("AAA", "1m", 3) not in got
+        assert {("BBB", "1m", 2), ("BBB", "1m", 3), ("BBB", "1h", 0)} <= got  # together
+
+    def test_closed_minutes_of_an_hour_the_store_lacks_go_with_the_open_ones(self) -> None:
+        """Minutes stored without their hour's row: a restart would open the hour at the
+        latest of them (`resume`), without the others."""
+        candles = LiveCandles()
+        tick(candles, START, "10")
+        candles.due()[1]()  # the store has hour 12's rollups
+        for minutes in range(60, 64):  # 13:00 to 13:02 close, with hour 12: four closed
+            tick(candles, START + timedelta(minutes=minutes), str(minutes))
+        rows, *_ = candles.due()
+        got = {(r.interval, r.open_time.hour, r.open_time.minute) for r in rows}
+        assert got == {
+            ("1h", 12, 0),  # whole
+            *(("1m", 13, m) for m in range(4)),  # the closed three, and the open one
+            ("1h", 13, 0),
+            ("1d", 0, 0),
+        }
 
     def test_many_assets_are_written_in_turns_each_within_the_turns(self) -> None:
         candles = LiveCandles(assets_per_write=2)
@@ -158,12 +237,14 @@ class TestTurns:
         closed, and an asset that stopped ticking, written whole; not a closed minute."""
         candles = LiveCandles(assets_per_write=2)  # three turns
         tick(candles, START, "10")
+        for _ in range(candles.turns):
+            candles.due()[1]()
         assert candles.closed_written()  # nothing closed yet
         tick(candles, START + timedelta(minutes=1), "11")
         assert candles.closed_written()  # minutes closed: they need no other row
         next_hour = START.replace(minute=0) + timedelta(hours=1)
         tick(candles, next_hour, "12")  # every hour closes
-        for _ in range(candles.turns):
+        for _ in range(2 * candles.turns):  # 12:01's minute, then the hour: a turn of each
             assert not candles.closed_written()
             candles.due()[1]()
         assert candles.closed_written()
@@ -423,7 +504,8 @@ class TestAgainstTheTicks:
                 elif then == "late":
                     late.append(committed)
             elif then == "take over":  # the turns' rows only: no flush (rollups may wait)
-                for _ in range(candles.turns):
+                # Enough of them for what closed (one a turn of its asset), then the open.
+                for _ in range(candles.turns * (len(INTERVALS) + 1)):
                     rows, committed, _ = candles.due()
                     land(store, rows)
                     committed()
