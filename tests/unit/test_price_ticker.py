@@ -402,6 +402,43 @@ class TestALeadGainedAgain:
         up(store)
         assert await stored_candles(store) == []
 
+    async def test_turns_land_in_the_order_they_were_made(self) -> None:
+        """A sandbox admin's price while a tick's candles are being written: its turn waits
+        for the tick's, which would otherwise land after it, over its newer minute."""
+        clock = FixedClock(datetime(2026, 5, 1, 12, 0, 30, tzinfo=UTC))
+        tick, store, _ = await ticker(clock)
+        await tick.resume()
+        units, held = store.unit_of_work, asyncio.Event()
+
+        def holding() -> UnitOfWork:
+            uow = units()
+            upsert, commit, candles = uow.candles.upsert, uow.commit, []
+
+            def upserting(rows: list[CandleRecord]) -> None:
+                candles.extend(rows)
+                upsert(rows)
+
+            async def slow_candles() -> None:
+                if candles and not held.is_set():  # the tick's: the store takes its time
+                    held.set()
+                    await asyncio.sleep(0.05)
+                await commit()
+
+            uow.candles.upsert = upserting  # type: ignore[method-assign]
+            uow.commit = slow_candles  # type: ignore[method-assign]
+            return uow
+
+        store.unit_of_work = holding  # type: ignore[method-assign]
+        ticking = asyncio.create_task(tick.tick_once())
+        await held.wait()
+        clock.advance(seconds=1)
+        await tick.apply({"BTC": Decimal(70_000)}, clock.now(), every_price=True)
+        await ticking
+        up(store)
+        async with store.unit_of_work() as uow:
+            minute = await uow.candles.list("BTC", "1m", limit=1)
+        assert [candle.close for candle in minute] == [70_000]
+
     @pytest.mark.parametrize("overtaken", ["gain", "gain, resumed", "loss"])
     async def test_a_tick_that_a_gain_or_a_loss_overtook_in_its_move_writes_nothing(
         self, overtaken: str

@@ -389,6 +389,9 @@ class PriceTicker:
         self._lead, self._resumed_lead = 0, -1
         self._owner: int | None = None
         self._resume_lock = asyncio.Lock()  # one resume of `ready`'s at a time
+        # One turn in flight at a time (`_write`, `flush`): a sandbox request's turn waits for
+        # a tick's, so turns land in the order `LiveCandles.due` made them.
+        self._turn_lock = asyncio.Lock()
         self._after_resume: list[tuple[int, Callable[[], None]]] = []  # (lead, what to run)
         catalog.watchers.append(self.follow)
         self._loop = Periodic("price tick", interval=interval, step=self._step, log=log)
@@ -444,27 +447,31 @@ class PriceTicker:
         """This turn's assets' prices and candles (`LiveCandles`). With the default catalog
         every asset has its turn every tick; with more than 200 assets each has it every
         `turns` ticks (at most `max_lag` seconds apart): a tick of 1,000 assets wrote 1,000
-        prices and 600 candles, now 200 and 200 (an hour or a day is written when a minute
-        closes: 800 candles the turns after). Trading in this process reads the prices in
+        prices and 600 candles, now 200 and 200 to 300 (600 in the turns after an hour's
+        close: `LiveCandles.due`). Trading in this process reads the prices in
         memory; the store's serve a restart and a process whose channel to the leader is down
         (common/price_fanout.py). A price moved waits for its asset's turn (`every_price`: it
         is written now, a sandbox admin's); what a failed write leaves is written at the
         asset's next turn. A tick of lead `lead` that a loss or a gain of the lease overtook
-        writes nothing (`_writes`): the next lead's candles continue the store's."""
+        writes nothing (`_writes`): the next lead's candles continue the store's. One turn is
+        in flight at a time, so turns land in the order they were made (a sandbox request's
+        after a tick's it raced)."""
         if not self._writes(lead):
             return
         candles = self.candles  # `lead`'s: a new lead's `resume` replaces them
         candles.tick(self._volumes.of(moved), now)
         await asyncio.sleep(0)
-        if not self._writes(lead):
-            return
-        turn = candles.due()
-        unwritten = self._unwritten
-        unwritten.update({a.asset_id: a for a in moved})
-        if every_price or turn.assets is None:
-            await self._commit(list(unwritten.values()), turn, lead)
-        else:
-            await self._commit([unwritten[i] for i in turn.assets if i in unwritten], turn, lead)
+        async with self._turn_lock:
+            if not self._writes(lead):
+                return
+            turn = candles.due()
+            unwritten = self._unwritten
+            unwritten.update({a.asset_id: a for a in moved})
+            if every_price or turn.assets is None:
+                await self._commit(list(unwritten.values()), turn, lead)
+            else:
+                due = [unwritten[i] for i in turn.assets if i in unwritten]
+                await self._commit(due, turn, lead)
 
     def _writes(self, lead: int) -> bool:
         """Whether what lead `lead` made may still be written: it is this process's lead, its
@@ -476,9 +483,10 @@ class PriceTicker:
         tick), if this process leads the feed with its candles resumed: one that lost the
         lease, or gained it again and could not resume, would write over the leader's rows."""
         lead = self._lead
-        if self._writes(lead):
-            turn = self.candles.due(everything=True)
-            await self._commit(list(self._unwritten.values()), turn, lead)
+        async with self._turn_lock:
+            if self._writes(lead):
+                turn = self.candles.due(everything=True)
+                await self._commit(list(self._unwritten.values()), turn, lead)
 
     async def _commit(self, prices: list[Asset], turn: Turn, lead: int) -> None:
         """The prices, then the candles: a unit of work each, so that each is one flush of the
