@@ -108,8 +108,8 @@ class TestTicks:
         assert all(volume > 0 for volume in stored.values())  # its minute's, merged in
         ticked = {a: tick.candles.current(a, Interval.HOUR) for a in ids}
         clock.set(datetime(2026, 5, 1, 13, 20, tzinfo=UTC))  # 12:00's minutes are past 10 min
-        for _ in range(8):  # 12:00 closes: at each asset's turn its minute, at the next
-            await tick.tick_once()  # its hour, whole
+        for _ in range(12):  # 12:00 closes: at each asset's turn its minute, at the next
+            await tick.tick_once()  # its hour, whole, and at the next its new hour's rows
             clock.advance(seconds=1)
             read = {a: h[0] for a, h in (await hours()).items()}
             # As stored before (a row holding no minute, and the minute), or whole: never the
@@ -310,8 +310,8 @@ class TestALeadGainedAgain:
         turns: list[list[CandleRecord]] = []
         original = tick.candles.due
 
-        def due(*, everything: bool = False) -> Turn:
-            turn = original(everything=everything)
+        def due(*, everything: bool = False, closed_first: bool = True) -> Turn:
+            turn = original(everything=everything, closed_first=closed_first)
             turns.append(turn.rows)
             return turn
 
@@ -438,6 +438,51 @@ class TestALeadGainedAgain:
         async with store.unit_of_work() as uow:
             minute = await uow.candles.list("BTC", "1m", limit=1)
         assert [candle.close for candle in minute] == [70_000]
+
+    async def test_a_resume_reads_the_store_after_the_turn_in_flight(self) -> None:
+        """A gain of the lease while a tick's candles are being written: the new lead's resume
+        waits for them, or it would continue from the rows before them and write over them."""
+        clock = FixedClock(datetime(2026, 5, 1, 12, 0, 30, tzinfo=UTC))
+        tick, store, _ = await ticker(clock)
+        seen: list[Asset] = []  # BTC at each tick
+        tick.listeners.append(lambda moved, _: seen.extend(a for a in moved if a.asset_id == "BTC"))
+        await tick.resume()
+        await tick.tick_once()
+        units, held = store.unit_of_work, asyncio.Event()
+
+        def holding() -> UnitOfWork:
+            uow = units()
+            upsert, commit, candles = uow.candles.upsert, uow.commit, []
+
+            def upserting(rows: list[CandleRecord]) -> None:
+                candles.extend(rows)
+                upsert(rows)
+
+            async def slow_candles() -> None:
+                if candles and not held.is_set():  # the tick's: the store takes its time
+                    held.set()
+                    await asyncio.sleep(0.05)
+                await commit()
+
+            uow.candles.upsert = upserting  # type: ignore[method-assign]
+            uow.commit = slow_candles  # type: ignore[method-assign]
+            return uow
+
+        store.unit_of_work = holding  # type: ignore[method-assign]
+        clock.advance(seconds=1)
+        ticking = asyncio.create_task(tick.tick_once())
+        await held.wait()
+        tick.forget()  # the lease went and came back while they were being written
+        await tick.resume()
+        await ticking
+        up(store)
+        clock.advance(seconds=1)
+        await tick.tick_once()
+        await tick.flush()
+        async with store.unit_of_work() as uow:
+            (minute,) = await uow.candles.list("BTC", "1m", limit=1)
+        assert len(seen) == 3
+        assert minute.volume == sum(tick_volume(btc, 1) for btc in seen) / Decimal(100)
 
     @pytest.mark.parametrize("overtaken", ["gain", "gain, resumed", "loss"])
     async def test_a_tick_that_a_gain_or_a_loss_overtook_in_its_move_writes_nothing(

@@ -99,7 +99,7 @@ class _Minute:
 
     __slots__ = ("cents", "changes", "close", "high", "low", "open", "open_time", "opens",
                  "rolls", "rolls_written", "rollups", "settled", "slot", "stored_by",
-                 "stored_opens", "written")  # fmt: skip
+                 "stored_opens", "waits_from", "written")  # fmt: skip
 
     def __init__(self, opens: _Opens, price: Decimal, cents: int, slot: int = 0) -> None:
         self.opens = opens  # the minute's open time, its hour's and its day's (the tick's)
@@ -115,6 +115,7 @@ class _Minute:
         self.slot = slot  # which minute of five its rollups wait for (`_rollups_due`)
         self.stored_opens: _Opens | None = None  # the hour and day of its rollups' last rows
         self.stored_by = -1  # the last turn that wrote them (`LiveCandles.due`)
+        self.waits_from = -1  # `rolls` when its open candles began to wait for its closed
 
     def start(self, opens: _Opens, price: Decimal, cents: int) -> None:
         """The next minute (`LiveCandles._roll` has closed the last one into its rollups)."""
@@ -246,20 +247,22 @@ class LiveCandles:
         minute.settled = False
         minute.start(opens, price, cents)
 
-    def due(self, *, everything: bool = False) -> Turn:
+    def due(self, *, everything: bool = False, closed_first: bool = True) -> Turn:
         """The next turn: its assets' changed candles (every asset's when `everything`): the
         minute on each tick, its hour and day when a minute closed, and what closed. An asset
         that did not tick since a later minute opened (inactive, or its feed had no price for
         it) has its hour and day written whole, its minute in them, so that the store never
         needs a minute row that retention will delete.
 
-        An asset's closed candles go first, one a turn, the oldest first, and its open ones
-        wait for a turn with none: every asset's minute closes in the same tick, and writing
-        the closed minute, the new one and their hour and day in one turn made the turns after
-        a minute's close write 480 rows (1,000 assets), 1,000 after an hour's and 1,200 after
-        a day's. The closed all at once when more than one close waits (turns slower than
-        minutes); with the open ones when `everything`, or when the store's hour or day of
-        the asset may be a whole row (`stored_opens` unknown)."""
+        Where assets take turns, an asset's closed candles go first, one a turn, the oldest
+        first, and its open ones wait for a turn with none: every asset's minute closes in the
+        same tick, and writing the closed minute, the new one and their hour and day in one
+        turn made the turns after a minute's close write 480 rows (1,000 assets), 1,000 after
+        an hour's and 1,200 after a day's. The closed go with the open ones, as before, when
+        `everything` or not `closed_first` (a sandbox admin's price: the store has it at
+        once), when more than one close waits or a minute closed since the open ones began
+        to wait (turns a minute apart or slower, which would never write them), and where the
+        store's row of the asset's hour may be whole or is missing (`_alone`)."""
         turns = 1 if everything else self.turns
         serial = self._turn
         turn, self._turn = serial % turns, serial + 1
@@ -275,14 +278,20 @@ class LiveCandles:
                 assets.append(asset_id)
             waiting = self._closed.get(asset_id)
             if waiting:
-                closed = waiting[:1] if len(waiting) <= _ONE_CLOSE else waiting[:]
-                first = not everything and _alone(closed, minute.stored_opens)
-                if not first:
-                    closed = waiting[:]
+                first = (
+                    closed_first
+                    and turns > 1
+                    and len(waiting) <= _ONE_CLOSE
+                    and minute.waits_from in (-1, minute.rolls)  # no minute closed since
+                    and _alone(waiting[:1], minute.stored_opens)
+                )
+                closed = waiting[:1] if first else waiting[:]
                 rows += [_row(asset_id, i, candle) for i, candle in closed]
                 taken.append((asset_id, closed))
                 if first:
+                    minute.waits_from = minute.rolls
                     continue  # its open candles wait for a turn with nothing closed
+            minute.waits_from = -1
             if minute.open_time is not NEVER:
                 changed = minute.written != minute.changes
                 settle = opened is not NEVER and minute.open_time != opened and not minute.settled
@@ -409,7 +418,9 @@ class LiveCandles:
                 return False
         opened = self._opened
         return all(
-            minute.settled or minute.open_time == opened or minute.open_time is NEVER
+            minute.settled
+            or minute.open_time is NEVER
+            or (minute.open_time == opened and _rolled_into_current(minute))
             for minute in self._live.values()
         )
 
@@ -420,6 +431,14 @@ class LiveCandles:
         if minute is None or minute.open_time is NEVER:
             return None
         return minute.candle(asset_id, interval)
+
+
+def _rolled_into_current(minute: _Minute) -> bool:
+    """Whether the store holds the asset's current hour and day as rollups, whose
+    `rolled_until` is then within the hour: not while a closed hour's is written and the new
+    one's rows wait (its day's row may still need minutes from before a long pause)."""
+    stored = minute.stored_opens
+    return stored is not None and stored[1:] == minute.opens[1:]
 
 
 def _alone(closed: list[tuple[Interval, _Rollup]], stored: _Opens | None) -> bool:

@@ -464,7 +464,7 @@ class PriceTicker:
         async with self._turn_lock:
             if not self._writes(lead):
                 return
-            turn = candles.due()
+            turn = candles.due(closed_first=not every_price)
             unwritten = self._unwritten
             unwritten.update({a.asset_id: a for a in moved})
             if every_price or turn.assets is None:
@@ -552,7 +552,8 @@ class PriceTicker:
         lead = self._lead
         found: list[CandleRecord] = []
         minutes: list[CandleRecord] = []
-        async with self.store.unit_of_work() as uow:
+        # After a turn in flight: one of an earlier lead's may have passed its check (`_writes`).
+        async with self._turn_lock, self.store.unit_of_work() as uow:
             for asset_id in list(self.catalog.by_id):  # an admin may add one meanwhile
                 for interval in INTERVALS:
                     found += await uow.candles.list(asset_id, interval.value, limit=1)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -28,6 +29,16 @@ def tick(candles: LiveCandles, moment: datetime, price: str) -> None:
 
 def written(rows: list[CandleRecord]) -> set[str]:
     return {row.asset_id for row in rows}
+
+
+def cycle(candles: LiveCandles) -> list[CandleRecord]:
+    """A turn of every asset, each committed: their rows."""
+    rows: list[CandleRecord] = []
+    for _ in range(candles.turns):
+        turn = candles.due()
+        turn.committed()
+        rows += turn.rows
+    return rows
 
 
 class TestTurns:
@@ -87,18 +98,17 @@ class TestTurns:
         assert row.volume == len(prices)  # $1.00 a tick
 
     def test_a_new_hour_is_written_at_once_after_the_closed_one(self) -> None:
-        candles = LiveCandles()
+        candles = LiveCandles(assets_per_write=1)  # a turn each
         last = START.replace(minute=59, second=58)
         tick(candles, last, "10")
-        candles.due()[1]()
+        cycle(candles)
         tick(candles, last + timedelta(seconds=2), "11")  # 13:00: a new hour, the same day
-        first, committed, _ = candles.due()
-        committed()
+        first = cycle(candles)
         assert {(r.interval, r.open_time.hour, r.rolled_until) for r in first} == {
             ("1h", 12, None)  # the closed hour, whole, and nothing else of its asset
         }
         assert len(first) == len(IDS)
-        rows, *_ = candles.due()
+        rows = cycle(candles)
         opened = last + timedelta(seconds=2)
         assert {(r.interval, r.open_time, r.rolled_until) for r in rows} == {
             ("1m", opened, None),  # the new minute
@@ -111,20 +121,19 @@ class TestTurns:
     def test_closed_candles_go_first_one_a_turn_so_a_close_spreads_its_rows(self) -> None:
         """Midnight closes every asset's minute, hour and day in one tick: they are written
         at three turns of each asset, oldest first, and its open candles at the fourth."""
-        candles = LiveCandles()
+        candles = LiveCandles(assets_per_write=1)
         last = START.replace(hour=23, minute=59, second=56)
         tick(candles, last, "10")
-        candles.due()[1]()
+        cycle(candles)
         tick(candles, last + timedelta(seconds=2), "11")  # 23:59's last figures, unwritten
         tick(candles, last + timedelta(seconds=4), "12")  # midnight
-        turns = []
+        cycles = []
         for _ in range(5):
-            rows, committed, _ = candles.due()
-            committed()
-            turns.append(sorted({(r.interval, r.open_time, r.rolled_until) for r in rows}))
-            assert len(rows) == len(turns[-1]) * len(IDS)  # the same rows of every asset
+            rows = cycle(candles)
+            cycles.append(sorted({(r.interval, r.open_time, r.rolled_until) for r in rows}))
+            assert len(rows) == len(cycles[-1]) * len(IDS)  # the same rows of every asset
         midnight = last + timedelta(seconds=4)
-        assert turns == [
+        assert cycles == [
             [("1m", START.replace(hour=23, minute=59, second=0), None)],
             [("1h", START.replace(hour=23, minute=0, second=0), None)],
             [("1d", START.replace(hour=0, minute=0, second=0), None)],
@@ -132,32 +141,65 @@ class TestTurns:
             [],
         ]
 
+    @pytest.mark.parametrize("why", ["one turn", "a sandbox admin's price", "everything"])
+    def test_closed_candles_go_with_the_open_ones(self, why: str) -> None:
+        """With one turn (200 assets or fewer) the store is never a tick behind; a sandbox
+        admin's price and a flush reach the store at once."""
+        candles = LiveCandles(assets_per_write=len(IDS) if why == "one turn" else 1)
+        tick(candles, START, "10")
+        cycle(candles)
+        tick(candles, START + timedelta(seconds=2), "11")
+        tick(candles, START + timedelta(minutes=1), "12")  # 12:00 closes, its last unwritten
+        if why == "everything":
+            rows = candles.due(everything=True).rows
+        else:
+            rows = candles.due(closed_first=why == "one turn").rows
+        got = {(r.interval, r.open_time.minute) for r in rows if r.asset_id == "AAA"}
+        assert {("1m", 0), ("1m", 1)} <= got  # the closed minute and the open one
+
     def test_when_more_than_one_close_waits_the_closed_go_at_once(self) -> None:
         """Turns slower than minutes: one closed candle a turn would never catch up."""
-        candles = LiveCandles()
+        candles = LiveCandles(assets_per_write=1)
         tick(candles, START, "10")
-        candles.due()[1]()
+        cycle(candles)
         for minutes in range(1, 6):  # 12:00 to 12:04 close, 12:01 to 12:04 never written
             tick(candles, START + timedelta(minutes=minutes), str(10 + minutes))
-        rows, committed, _ = candles.due()
-        committed()
+        rows = cycle(candles)
         closed = {("1m", m) for m in range(1, 5)}
-        assert {(r.interval, r.open_time.minute) for r in rows} == closed
-        rows, *_ = candles.due()  # then the open ones
-        assert {(r.interval, r.open_time.minute) for r in rows} == {("1m", 5), ("1h", 0), ("1d", 0)}
+        assert {(r.interval, r.open_time.minute) for r in rows} == {
+            *closed,
+            ("1m", 5),
+            ("1h", 0),
+            ("1d", 0),
+        }
+
+    def test_turns_a_minute_apart_write_the_open_candles_every_other_turn(self) -> None:
+        """Each turn finds a minute closed since the last: the open ones wait for one turn
+        at most, else they would never reach the store."""
+        candles = LiveCandles(assets_per_write=1)
+        tick(candles, START, "10")
+        cycle(candles)
+        opens = []
+        for minutes in range(1, 7):
+            tick(candles, START + timedelta(minutes=minutes), str(10 + minutes))
+            rows = cycle(candles)
+            opens.append(any(r.open_time.minute == minutes for r in rows))
+            tick(candles, START + timedelta(minutes=minutes, seconds=30), "9")  # unwritten
+        assert opens == [True, False] * 3  # 12:00 was written whole: nothing closed waits
 
     def test_closed_candles_go_with_the_open_ones_over_a_whole_row(self) -> None:
         """A whole row of the open hour is read as holding the latest stored minute (`resume`):
         a closed minute written alone after it would be read as in it, and a restart would
         take its volume out of the hour. So the closed go with the open ones there."""
-        candles = LiveCandles()
+        candles = LiveCandles(assets_per_write=1)
         tick(candles, START, "10")
+        cycle(candles)
         candles.tick([("AAA", Decimal(11), 100)], START + timedelta(minutes=1))
-        candles.due()[1]()  # the others stopped ticking: their hours and days written whole
+        cycle(candles)  # the others stopped ticking: their hours and days written whole
         tick(candles, START + timedelta(minutes=2), "12")  # they tick again: 12:01 closes
         tick(candles, START + timedelta(minutes=2, seconds=2), "13")
         tick(candles, START + timedelta(minutes=3), "14")  # 12:02 closes, its last unwritten
-        rows, *_ = candles.due()
+        rows = cycle(candles)
         got = {(r.asset_id, r.interval, r.open_time.minute) for r in rows}
         assert ("AAA", "1m", 2) in got  # the closed first
         assert ("AAA", "1m", 3) not in got
@@ -166,16 +208,17 @@ class TestTurns:
     def test_closed_minutes_of_an_hour_the_store_lacks_go_with_the_open_ones(self) -> None:
         """Minutes stored without their hour's row: a restart would open the hour at the
         latest of them (`resume`), without the others."""
-        candles = LiveCandles()
+        candles = LiveCandles(assets_per_write=1)
         tick(candles, START, "10")
-        candles.due()[1]()  # the store has hour 12's rollups
-        for minutes in range(60, 64):  # 13:00 to 13:02 close, with hour 12: four closed
+        cycle(candles)  # the store has hour 12's rollups
+        for minutes in range(60, 63):  # 13:00 and 13:01 close, with hour 12: three closed
             tick(candles, START + timedelta(minutes=minutes), str(minutes))
-        rows, *_ = candles.due()
+        first = cycle(candles)  # hour 12 closed first (its minutes are the store's)
+        assert {(r.interval, r.open_time.hour) for r in first} == {("1h", 12)}
+        rows = cycle(candles)
         got = {(r.interval, r.open_time.hour, r.open_time.minute) for r in rows}
         assert got == {
-            ("1h", 12, 0),  # whole
-            *(("1m", 13, m) for m in range(4)),  # the closed three, and the open one
+            *(("1m", 13, m) for m in range(3)),  # the closed two, and the open one
             ("1h", 13, 0),
             ("1d", 0, 0),
         }
@@ -244,7 +287,7 @@ class TestTurns:
         assert candles.closed_written()  # minutes closed: they need no other row
         next_hour = START.replace(minute=0) + timedelta(hours=1)
         tick(candles, next_hour, "12")  # every hour closes
-        for _ in range(2 * candles.turns):  # 12:01's minute, then the hour: a turn of each
+        for _ in range(3 * candles.turns):  # 12:01's minute, the hour, the new hour's rows
             assert not candles.closed_written()
             candles.due()[1]()
         assert candles.closed_written()
