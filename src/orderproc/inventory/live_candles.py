@@ -24,6 +24,7 @@ minutes before it at most; `resume` merges the stored minutes between them."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -271,9 +272,7 @@ class LiveCandles:
         taken: list[tuple[str, list[tuple[Interval, _Rollup]]]] = []  # the closed, by asset
         assets: list[str] = []
         opened = self._opened
-        for position, (asset_id, minute) in enumerate(self._live.items()):
-            if position % turns != turn:
-                continue
+        for asset_id, minute in itertools.islice(self._live.items(), turn, None, turns):
             if turns > 1:
                 assets.append(asset_id)
             waiting = self._closed.get(asset_id)
