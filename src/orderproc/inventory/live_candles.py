@@ -98,8 +98,8 @@ class _Minute:
     the counts that reached the store. `settled`: the asset did not tick in a later minute, and
     its hour and day were written whole, this minute included (`whole_rows`)."""
 
-    __slots__ = ("cents", "changes", "close", "high", "low", "open", "open_time", "opens",
-                 "rolls", "rolls_written", "rollups", "settled", "slot", "stored_by",
+    __slots__ = ("began", "cents", "changes", "close", "high", "low", "open", "open_time",
+                 "opens", "rolls", "rolls_written", "rollups", "settled", "slot", "stored_by",
                  "stored_opens", "waits_from", "written")  # fmt: skip
 
     def __init__(self, opens: _Opens, price: Decimal, cents: int, slot: int = 0) -> None:
@@ -110,10 +110,12 @@ class _Minute:
         self.rollups: list[_Rollup | None] = [
             None if opened is NEVER else _Rollup.opening(opened, price) for opened in opens[1:]
         ]
-        self.changes = self.rolls = 1
+        self.changes = self.rolls = self.began = 1
         self.written = self.rolls_written = 0
         self.settled = False
-        self.slot = slot  # which minute of five its rollups wait for (`_rollups_due`)
+        # Which minute of five its rollups wait for, and (`// ROLLUP_EVERY`) which half of the
+        # assets it is in, whose new hour's first rows wait a turn (`_rollups_due`).
+        self.slot = slot
         self.stored_opens: _Opens | None = None  # the hour and day of its rollups' last rows
         self.stored_by = -1  # the last turn that wrote them (`LiveCandles.due`)
         self.waits_from = -1  # `rolls` when its open candles began to wait for its closed
@@ -124,6 +126,7 @@ class _Minute:
         self.open = self.high = self.low = self.close = price
         self.cents = cents
         self.changes += 1
+        self.began = self.changes  # its row is the store's once `written` reaches this
 
     def candle(self, asset_id: str, interval: Interval) -> Candle:
         """The current candle of `interval`: the minute, merged into its hour or day."""
@@ -295,7 +298,8 @@ class LiveCandles:
                 changed = minute.written != minute.changes
                 settle = opened is not NEVER and minute.open_time != opened and not minute.settled
                 rolled = settle or (
-                    minute.rolls_written != minute.rolls and (everything or _rollups_due(minute))
+                    minute.rolls_written != minute.rolls
+                    and (everything or _rollups_due(minute, spread=closed_first and turns > 1))
                 )
                 if changed:
                     rows.append(minute.row(asset_id))
@@ -456,23 +460,39 @@ def _alone(closed: list[tuple[Interval, _Rollup]], stored: _Opens | None) -> boo
     )
 
 
-def _rollups_due(minute: _Minute) -> bool:
+def _rollups_due(minute: _Minute, *, spread: bool = False) -> bool:
     """Whether an asset's turn writes its hour and day, a minute having closed into them since
     their last rows: in its own minute of every `ROLLUP_EVERY` (`slot`), or at once when the
     store has no row of this hour or day yet, or when that many minutes wait. Until then its
-    stored rows' `rolled_until` is a few minutes old and a reader merges the minutes since."""
+    stored rows' `rolled_until` is a few minutes old and a reader merges the minutes since.
+
+    `spread` (assets take turns): half the assets write a new hour's first rows a turn after
+    its first minute's, not with it (a turn after an hour's close wrote 600 rows at 1,000
+    assets, the minute, hour and day of each of its 200): the store has then one minute of the
+    hour and no row of it, which a reader and a `resume` read as the hour opening there."""
     stored = minute.stored_opens
-    if stored is None or stored[1:] != minute.opens[1:]:
+    if stored is None:
         return True
+    opens = minute.opens
+    if stored[1:] != opens[1:]:
+        return not (
+            spread
+            and minute.slot >= ROLLUP_EVERY  # the second half
+            # The first minute of each bucket the store has no row of: the only one of it.
+            and minute.open_time == opens[1]
+            and (stored[2] == opens[2] or minute.open_time == opens[2])
+            and minute.written < minute.began  # not yet the store's: it goes first
+        )
     if minute.rolls - minute.rolls_written >= ROLLUP_EVERY:
         return True
     return (int(minute.open_time.timestamp()) // 60 + minute.slot) % ROLLUP_EVERY == 0
 
 
 def _slot(asset_id: str) -> int:
-    """An asset's minute of every `ROLLUP_EVERY`: by its id, not by its place in the turns,
-    whose assets would all share one."""
-    return zlib.crc32(asset_id.encode()) % ROLLUP_EVERY
+    """An asset's minute of every `ROLLUP_EVERY` (`% ROLLUP_EVERY`), and its half of the assets
+    (`// ROLLUP_EVERY`): by its id, not by its place in the turns, whose assets would all share
+    one."""
+    return zlib.crc32(asset_id.encode()) % (2 * ROLLUP_EVERY)
 
 
 def _dollars(cents: int) -> Decimal:

@@ -120,7 +120,8 @@ class TestTurns:
 
     def test_closed_candles_go_first_one_a_turn_so_a_close_spreads_its_rows(self) -> None:
         """Midnight closes every asset's minute, hour and day in one tick: they are written
-        at three turns of each asset, oldest first, and its open candles at the fourth."""
+        at three turns of each asset, oldest first, and its open candles at the fourth; for
+        half the assets (BBB here) the new hour's and day's first rows at the fifth."""
         candles = LiveCandles(assets_per_write=1)
         last = START.replace(hour=23, minute=59, second=56)
         tick(candles, last, "10")
@@ -128,18 +129,37 @@ class TestTurns:
         tick(candles, last + timedelta(seconds=2), "11")  # 23:59's last figures, unwritten
         tick(candles, last + timedelta(seconds=4), "12")  # midnight
         cycles = []
-        for _ in range(5):
+        for _ in range(6):
             rows = cycle(candles)
-            cycles.append(sorted({(r.interval, r.open_time, r.rolled_until) for r in rows}))
-            assert len(rows) == len(cycles[-1]) * len(IDS)  # the same rows of every asset
-        midnight = last + timedelta(seconds=4)
+            cycles.append(sorted({(r.asset_id, r.interval, r.open_time) for r in rows}))
+        midnight, day = last + timedelta(seconds=4), START.replace(hour=0, minute=0, second=0)
+
+        def each(*rows: tuple[str, datetime], but: tuple[str, ...] = ()) -> list[object]:
+            return sorted((a, i, t) for a in IDS if a not in but for i, t in rows)
+
         assert cycles == [
-            [("1m", START.replace(hour=23, minute=59, second=0), None)],
-            [("1h", START.replace(hour=23, minute=0, second=0), None)],
-            [("1d", START.replace(hour=0, minute=0, second=0), None)],
-            [("1d", midnight, midnight), ("1h", midnight, midnight), ("1m", midnight, None)],
+            each(("1m", START.replace(hour=23, minute=59, second=0))),
+            each(("1h", START.replace(hour=23, minute=0, second=0))),
+            each(("1d", day)),
+            sorted(each(("1m", midnight)) + each(("1h", midnight), ("1d", midnight), but=("BBB",))),
+            [("BBB", "1d", midnight), ("BBB", "1h", midnight)],
             [],
         ]
+        assert all(r.rolled_until == midnight for r in rows if r.interval != "1m")
+
+    def test_a_new_hours_first_rows_wait_only_while_its_minute_is_its_only_one(self) -> None:
+        """BBB's new hour's and day's rows wait a turn after midnight (above), not where the
+        store gets another minute of the day in the same turn: a restart would open the day at
+        the later minute, without the earlier one."""
+        candles = LiveCandles(assets_per_write=1)
+        tick(candles, START, "10")
+        cycle(candles)
+        next_day = START.replace(hour=13, minute=59, second=30) + timedelta(days=1)
+        tick(candles, next_day, "11")  # the next day's 13:59 ...
+        tick(candles, next_day + timedelta(seconds=40), "12")  # ... closes at 14:00:10
+        rows = {(r.asset_id, r.interval, r.open_time) for r in cycle(candles)}
+        assert ("BBB", "1m", next_day.replace(second=0)) in rows
+        assert ("BBB", "1d", next_day.replace(hour=0, minute=0, second=0)) in rows
 
     @pytest.mark.parametrize("why", ["one turn", "a sandbox admin's price", "everything"])
     def test_closed_candles_go_with_the_open_ones(self, why: str) -> None:
@@ -287,10 +307,12 @@ class TestTurns:
         assert candles.closed_written()  # minutes closed: they need no other row
         next_hour = START.replace(minute=0) + timedelta(hours=1)
         tick(candles, next_hour, "12")  # every hour closes
-        for _ in range(3 * candles.turns):  # 12:01's minute, the hour, the new hour's rows
-            assert not candles.closed_written()
+        taken = 0  # 12:01's minute, the hour, then the new hour's rows (BBB's a turn later)
+        while not candles.closed_written():
             candles.due()[1]()
-        assert candles.closed_written()
+            taken += 1
+            assert taken <= 4 * candles.turns
+        assert taken > 2 * candles.turns  # not at the closed ones: the new hour's rows too
         candles.tick([("AAA", Decimal(13), 100)], next_hour + timedelta(minutes=1))
         for _ in range(candles.turns):  # the others stopped ticking: each written whole
             assert not candles.closed_written()
