@@ -444,8 +444,8 @@ class PriceTicker:
         """This turn's assets' prices and candles (`LiveCandles`). With the default catalog
         every asset has its turn every tick; with more than 200 assets each has it every
         `turns` ticks (at most `max_lag` seconds apart): a tick of 1,000 assets wrote 1,000
-        prices and 600 candles, now 200 and 200 to 300 (600 in the turns after an hour's
-        close: `LiveCandles.due`). Trading in this process reads the prices in
+        prices and 600 candles, now 200 and 200 to 300 (up to about 430 in the turns after
+        an hour's close: `LiveCandles.due`). Trading in this process reads the prices in
         memory; the store's serve a restart and a process whose channel to the leader is down
         (common/price_fanout.py). A price moved waits for its asset's turn (`every_price`: it
         is written now, a sandbox admin's); what a failed write leaves is written at the
