@@ -42,7 +42,6 @@ ASSETS_PER_WRITE = 200
 # in its own of them (`_rollups_due`), so that the rollups of a minute's close are not all
 # written in the few ticks after it.
 ROLLUP_EVERY = 5
-_ONE_CLOSE = len(INTERVALS)  # what one close leaves waiting at most: a minute, hour, day
 NEVER = datetime.min.replace(tzinfo=UTC)  # the open time of a minute not begun
 _MINUTE = Interval.MINUTE.value
 _HOUR = Interval.HOUR.length
@@ -190,7 +189,8 @@ class LiveCandles:
 
     def tick(self, moves: Iterable[tuple[str, Decimal, int]], moment: datetime) -> None:
         """Each (asset id, price, volume in cents) of a tick at `moment` extends its minute or
-        opens the next one."""
+        opens the next one. A move of an earlier minute than the asset's current one (a tick
+        that a later one overtook) extends the current one: a minute never rolls back."""
         opens = tuple(bucket_start(moment, interval) for interval in INTERVALS)
         opened, live = opens[0], self._live
         self._opened = max(self._opened, opened)
@@ -198,9 +198,10 @@ class LiveCandles:
             minute = live.get(asset_id)
             if minute is None:
                 live[asset_id] = _Minute(opens, price, cents, _slot(asset_id))
-            elif minute.open_time != opened:
+            elif minute.open_time < opened:
                 self._roll(asset_id, minute, opens, price, cents)
-            else:
+            else:  # its minute, or a move of an earlier one that a later tick overtook (a
+                # sandbox admin's price racing a tick): it goes into the current minute
                 if price > minute.high:
                     minute.high = price
                 elif price < minute.low:
@@ -283,7 +284,7 @@ class LiveCandles:
                 first = (
                     closed_first
                     and turns > 1
-                    and len(waiting) <= _ONE_CLOSE
+                    and _closes(waiting) == 1
                     and minute.waits_from in (-1, minute.rolls)  # no minute closed since
                     and _alone(waiting[:1], minute.stored_opens)
                 )
@@ -442,6 +443,18 @@ def _rolled_into_current(minute: _Minute) -> bool:
     one's rows wait (its day's row may still need minutes from before a long pause)."""
     stored = minute.stored_opens
     return stored is not None and stored[1:] == minute.opens[1:]
+
+
+def _closes(waiting: list[tuple[Interval, _Rollup]]) -> int:
+    """How many closes left `waiting`: each leaves its candles in the order minute, hour, day."""
+    closes = 1
+    for (before, _), (after, _) in itertools.pairwise(waiting):
+        if _ORDER[after] <= _ORDER[before]:
+            closes += 1
+    return closes
+
+
+_ORDER = {interval: place for place, interval in enumerate(INTERVALS)}
 
 
 def _alone(closed: list[tuple[Interval, _Rollup]], stored: _Opens | None) -> bool:

@@ -225,23 +225,36 @@ class TestTurns:
         assert ("AAA", "1m", 3) not in got
         assert {("BBB", "1m", 2), ("BBB", "1m", 3), ("BBB", "1h", 0)} <= got  # together
 
-    def test_closed_minutes_of_an_hour_the_store_lacks_go_with_the_open_ones(self) -> None:
-        """Minutes stored without their hour's row: a restart would open the hour at the
-        latest of them (`resume`), without the others."""
+    def test_what_two_closes_left_goes_at_once(self) -> None:
+        """Its turns failed across two closes (or are a minute apart): one closed candle a
+        turn would fall behind, so they go at once, with the open ones."""
         candles = LiveCandles(assets_per_write=1)
         tick(candles, START, "10")
         cycle(candles)  # the store has hour 12's rollups
-        for minutes in range(60, 63):  # 13:00 and 13:01 close, with hour 12: three closed
+        for minutes in range(60, 63):  # 13:00 and 13:01 close, with hour 12
             tick(candles, START + timedelta(minutes=minutes), str(minutes))
-        first = cycle(candles)  # hour 12 closed first (its minutes are the store's)
-        assert {(r.interval, r.open_time.hour) for r in first} == {("1h", 12)}
         rows = cycle(candles)
         got = {(r.interval, r.open_time.hour, r.open_time.minute) for r in rows}
         assert got == {
+            ("1h", 12, 0),  # whole
             *(("1m", 13, m) for m in range(3)),  # the closed two, and the open one
             ("1h", 13, 0),
             ("1d", 0, 0),
         }
+
+    def test_a_move_a_later_tick_overtook_goes_into_the_current_minute(self) -> None:
+        """A sandbox admin's price racing a tick across a minute's close reaches the candles
+        after the later tick: it must not roll the minute back (12:00 would lose its figures
+        and 12:01 its first ones)."""
+        candles = LiveCandles()
+        tick(candles, START, "10")
+        tick(candles, START + timedelta(seconds=50), "50")  # 12:01:00, ticked first
+        tick(candles, START + timedelta(seconds=49), "11")  # 12:00:59, read before it
+        rows = {(r.interval, r.open_time.minute): r for r in candles.due().rows}
+        assert (rows["1m", 0].close, rows["1m", 0].volume) == (10, 1)
+        minute = rows["1m", 1]
+        assert (minute.open, minute.high, minute.low, minute.close) == (50, 50, 11, 11)
+        assert minute.volume == 2
 
     def test_many_assets_are_written_in_turns_each_within_the_turns(self) -> None:
         candles = LiveCandles(assets_per_write=2)
