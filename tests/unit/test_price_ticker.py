@@ -408,27 +408,7 @@ class TestALeadGainedAgain:
         clock = FixedClock(datetime(2026, 5, 1, 12, 0, 30, tzinfo=UTC))
         tick, store, _ = await ticker(clock)
         await tick.resume()
-        units, held = store.unit_of_work, asyncio.Event()
-
-        def holding() -> UnitOfWork:
-            uow = units()
-            upsert, commit, candles = uow.candles.upsert, uow.commit, []
-
-            def upserting(rows: list[CandleRecord]) -> None:
-                candles.extend(rows)
-                upsert(rows)
-
-            async def slow_candles() -> None:
-                if candles and not held.is_set():  # the tick's: the store takes its time
-                    held.set()
-                    await asyncio.sleep(0.05)
-                await commit()
-
-            uow.candles.upsert = upserting  # type: ignore[method-assign]
-            uow.commit = slow_candles  # type: ignore[method-assign]
-            return uow
-
-        store.unit_of_work = holding  # type: ignore[method-assign]
+        held = hold_the_next_candle_write(store)
         ticking = asyncio.create_task(tick.tick_once())
         await held.wait()
         clock.advance(seconds=1)
@@ -448,27 +428,7 @@ class TestALeadGainedAgain:
         tick.listeners.append(lambda moved, _: seen.extend(a for a in moved if a.asset_id == "BTC"))
         await tick.resume()
         await tick.tick_once()
-        units, held = store.unit_of_work, asyncio.Event()
-
-        def holding() -> UnitOfWork:
-            uow = units()
-            upsert, commit, candles = uow.candles.upsert, uow.commit, []
-
-            def upserting(rows: list[CandleRecord]) -> None:
-                candles.extend(rows)
-                upsert(rows)
-
-            async def slow_candles() -> None:
-                if candles and not held.is_set():  # the tick's: the store takes its time
-                    held.set()
-                    await asyncio.sleep(0.05)
-                await commit()
-
-            uow.candles.upsert = upserting  # type: ignore[method-assign]
-            uow.commit = slow_candles  # type: ignore[method-assign]
-            return uow
-
-        store.unit_of_work = holding  # type: ignore[method-assign]
+        held = hold_the_next_candle_write(store)
         clock.advance(seconds=1)
         ticking = asyncio.create_task(tick.tick_once())
         await held.wait()
@@ -585,6 +545,33 @@ def down(store: MemoryStore) -> None:
         raise StoreUnavailable("the store is down")
 
     store.unit_of_work = refused  # type: ignore[method-assign]
+
+
+def hold_the_next_candle_write(store: MemoryStore) -> asyncio.Event:
+    """The store takes 50 ms over the next unit that writes candles (a tick's); the event is
+    set as it begins. `up` ends it."""
+    units, held = store.unit_of_work, asyncio.Event()
+
+    def holding() -> UnitOfWork:
+        uow = units()
+        upsert, commit, candles = uow.candles.upsert, uow.commit, []
+
+        def upserting(rows: list[CandleRecord]) -> None:
+            candles.extend(rows)
+            upsert(rows)
+
+        async def slow_candles() -> None:
+            if candles and not held.is_set():
+                held.set()
+                await asyncio.sleep(0.05)
+            await commit()
+
+        uow.candles.upsert = upserting  # type: ignore[method-assign]
+        uow.commit = slow_candles  # type: ignore[method-assign]
+        return uow
+
+    store.unit_of_work = holding  # type: ignore[method-assign]
+    return held
 
 
 def up(store: MemoryStore) -> None:

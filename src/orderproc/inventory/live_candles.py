@@ -62,14 +62,22 @@ class _Rollup:
         self.open_time = open_time
         self.open, self.high, self.low, self.close, self.cents = open_, high, low, close, cents
 
-    @classmethod
-    def opening(cls, open_time: datetime, price: Decimal) -> _Rollup:
-        """A bucket no minute of which has closed yet."""
-        return cls(open_time, price, price, price, price, 0)
+    @staticmethod
+    def opening(open_time: datetime, price: Decimal) -> _Rollup:
+        """A bucket no minute of which has closed yet. (Every asset's new hour and day in the
+        tick after an hour's close: made slot by slot, without `__init__`'s call.)"""
+        opened = _new_rollup(_Rollup)
+        opened.open_time, opened.cents = open_time, 0
+        opened.open = opened.high = opened.low = opened.close = price
+        return opened
 
-    @classmethod
-    def of(cls, open_time: datetime, minute: _Minute) -> _Rollup:
-        return cls(open_time, minute.open, minute.high, minute.low, minute.close, minute.cents)
+    @staticmethod
+    def of(open_time: datetime, minute: _Minute) -> _Rollup:
+        """A closed minute's figures (most assets' at every minute's close: slot by slot)."""
+        closed = _new_rollup(_Rollup)
+        closed.open_time, closed.open, closed.high = open_time, minute.open, minute.high
+        closed.low, closed.close, closed.cents = minute.low, minute.close, minute.cents
+        return closed
 
     def merged(self, minute: _Minute) -> _Rollup:
         """These figures with `minute` in them, as new figures."""
@@ -88,6 +96,9 @@ class _Rollup:
             self.low = low
         self.close = close
         self.cents += cents
+
+
+_new_rollup = object.__new__
 
 
 class _Minute:
