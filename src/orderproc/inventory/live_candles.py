@@ -16,11 +16,12 @@ written whole.
 
 With more than `assets_per_write` assets, each tick writes the candles of one group of them in
 turn, so each asset's rows in the store are at most `turns` ticks behind the live ones (with
-the default catalog, one group: every tick writes everything due). A candle whose bucket closed
-before its turn came is written with its final figures at that turn; `due(everything=True)`
-writes everything due at once (on stop). A stored hour's `rolled_until` is never after its
-asset's latest stored minute (they are written in one turn) and, while the asset ticks, a few
-minutes before it at most; `resume` merges the stored minutes between them."""
+the default catalog, one group: every tick writes everything due), a few turns more right after
+a close (`due`: closed candles first, one a turn). A candle whose bucket closed before its turn
+came is written with its final figures at that turn; `due(everything=True)` writes everything
+due at once (on stop). A stored hour's `rolled_until` is never after its asset's latest stored
+minute (that minute is written with it, or first) and, while the asset ticks, a few minutes
+before it at most; `resume` merges the stored minutes between them."""
 
 from __future__ import annotations
 
