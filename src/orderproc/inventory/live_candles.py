@@ -221,6 +221,8 @@ class LiveCandles:
                 minute.close = price
                 minute.cents += cents
                 minute.changes += 1
+                if minute.settled:  # a late move of an asset written whole: whole again
+                    minute.settled = False
 
     def _roll(
         self, asset_id: str, minute: _Minute, opens: _Opens, price: Decimal, cents: int
@@ -336,8 +338,8 @@ class LiveCandles:
                     # to merge from: the next minute's close writes the rollups at once.
                     minute.stored_opens = None if settled else opens
                     minute.rolls_written = max(minute.rolls_written, rolls)
-                    if settled and minute.rolls == rolls:  # no tick rolled it since
-                        minute.settled = True
+                    if settled and minute.rolls == rolls and minute.changes == changes:
+                        minute.settled = True  # no tick rolled or moved it since
                 else:  # they may have landed over a later turn's: written again next turn,
                     minute.stored_opens = None  # whole if the asset is still behind (settle)
                     minute.rolls_written = min(minute.rolls_written, minute.rolls - 1)

@@ -256,6 +256,28 @@ class TestTurns:
         assert (minute.open, minute.high, minute.low, minute.close) == (50, 50, 11, 11)
         assert minute.volume == 2
 
+    @pytest.mark.parametrize("lands", ["after its turn", "while its turn is in flight"])
+    def test_a_late_move_of_an_asset_written_whole_writes_it_whole_again(self, lands: str) -> None:
+        """AAA stopped ticking, so its hour and day were written whole; an admin's price read
+        at 12:00:59 then reaches it: they must take it in, not only its minute."""
+        candles = LiveCandles()
+        opened = START.replace(second=0)
+        candles.tick([("AAA", Decimal(10), 100), ("BBB", Decimal(10), 100)], START)
+        candles.due().committed()
+        candles.tick([("BBB", Decimal(11), 100)], opened + timedelta(seconds=61))
+        turn = candles.due()  # AAA is written whole
+        late = [("AAA", Decimal(50), 700)]
+        if lands == "after its turn":
+            turn.committed()
+            candles.tick(late, opened + timedelta(seconds=59))
+        else:
+            candles.tick(late, opened + timedelta(seconds=59))
+            turn.committed()
+        rows = {(r.asset_id, r.interval): r for r in candles.due(closed_first=False).rows}
+        for interval in ("1m", "1h", "1d"):
+            row = rows["AAA", interval]
+            assert (row.high, row.close, row.volume, row.rolled_until) == (50, 50, 8, None)
+
     def test_many_assets_are_written_in_turns_each_within_the_turns(self) -> None:
         candles = LiveCandles(assets_per_write=2)
         seen: set[str] = set()
