@@ -387,7 +387,8 @@ class PriceTicker:
         self._owner: int | None = None
         self._resume_lock = asyncio.Lock()  # one resume of `ready`'s at a time
         # One turn in flight at a time (`_write`, `flush`): a sandbox request's turn waits for
-        # a tick's, so turns land in the order `LiveCandles.due` made them.
+        # a tick's, so turns land in the order `LiveCandles.due` made them; `resume` reads the
+        # store after the turn in flight.
         self._turn_lock = asyncio.Lock()
         self._after_resume: list[tuple[int, Callable[[], None]]] = []  # (lead, what to run)
         catalog.watchers.append(self.follow)
