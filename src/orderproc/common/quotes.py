@@ -23,6 +23,7 @@ from orderproc.common.money import EXACT, PRICE_STEP
 
 __all__ = [
     "MAX_SPREAD_BPS",
+    "PLACE_STEPS",
     "RANK_BANDS",
     "STABLECOIN_SPREAD_BPS",
     "UNRANKED_SPREAD_BPS",
@@ -105,9 +106,9 @@ def to_price_grid(value: Decimal, rounding: str) -> Decimal:
     """`value` to 12 significant digits, at most 18 places and at least whole units, rounded
     by `rounding`."""
     places = min(MAX_PLACES, max(0, SIGNIFICANT_DIGITS - 1 - value.adjusted()))
-    return value.quantize(_STEPS[places], rounding=rounding, context=EXACT)
+    return value.quantize(PLACE_STEPS[places], rounding=rounding, context=EXACT)
 
 
-# 10^-places for every places allowed: the simulator rounds every price of every tick, and
-# making the step each time was 0.2 of its 1.7 µs (timeit).
-_STEPS = tuple(Decimal(1).scaleb(-places) for places in range(MAX_PLACES + 1))
+# 10^-places for every places allowed (`PLACE_STEPS[places]`): the simulator rounds every price
+# of every tick, and making the step each time was 0.2 of its 1.7 µs (timeit).
+PLACE_STEPS = tuple(Decimal(1).scaleb(-places) for places in range(MAX_PLACES + 1))

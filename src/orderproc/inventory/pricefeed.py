@@ -21,7 +21,7 @@ from urllib.parse import quote as url_quote
 import httpx
 
 from orderproc.common.money import PRICE_STEP
-from orderproc.common.quotes import MAX_PLACES, SIGNIFICANT_DIGITS, to_price_grid
+from orderproc.common.quotes import MAX_PLACES, PLACE_STEPS, SIGNIFICANT_DIGITS, to_price_grid
 from orderproc.inventory.domain import Asset
 
 SECONDS_PER_YEAR = 365.25 * 24 * 3600
@@ -200,11 +200,10 @@ def on_grid(price: float) -> Decimal:
         units = round(price * _SCALES[places])
     # The exact product is the same number as `scaleb(-places)`, with the same exponent, in a
     # third of the time (every asset, every tick).
-    return Decimal(units) * _STEPS[places] if units else PRICE_STEP
+    return Decimal(units) * PLACE_STEPS[places] if units else PRICE_STEP
 
 
 _SCALES = tuple(10.0**places for places in range(MAX_PLACES + 1))
-_STEPS = tuple(Decimal(1).scaleb(-places) for places in range(MAX_PLACES + 1))
 _CARRY = 10**SIGNIFICANT_DIGITS
 
 

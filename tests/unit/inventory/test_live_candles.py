@@ -31,6 +31,15 @@ def written(rows: list[CandleRecord]) -> set[str]:
     return {row.asset_id for row in rows}
 
 
+def ticks_of(candles: LiveCandles) -> Callable[[int, tuple[str, ...]], None]:
+    """`tick(seconds, ids)`: those assets tick at $1, `seconds` after START."""
+
+    def tick(seconds: int, ids: tuple[str, ...]) -> None:
+        candles.tick(((a, Decimal(1), 100) for a in ids), START + timedelta(seconds=seconds))
+
+    return tick
+
+
 def cycle(candles: LiveCandles) -> list[CandleRecord]:
     """A turn of every asset, each committed: their rows."""
     rows: list[CandleRecord] = []
@@ -471,9 +480,7 @@ class TestWritesThatLandUnacknowledged:
         store: dict[tuple[str, str, datetime], CandleRecord] = {}
         candles = LiveCandles()
 
-        def tick(seconds: int, ids: tuple[str, ...]) -> None:
-            moment = START + timedelta(seconds=seconds)
-            candles.tick(((a, Decimal(1), 100) for a in ids), moment)
+        tick = ticks_of(candles)
 
         for seconds in (2, 63):  # 12:00 and 12:01, written
             tick(seconds, ("AAA", "BBB"))
@@ -501,9 +508,7 @@ class TestWritesThatLandUnacknowledged:
         store: dict[tuple[str, str, datetime], CandleRecord] = {}
         candles = LiveCandles()
 
-        def tick(seconds: int, ids: tuple[str, ...]) -> None:
-            moment = START + timedelta(seconds=seconds)
-            candles.tick(((a, Decimal(1), 100) for a in ids), moment)
+        tick = ticks_of(candles)
 
         tick(2, ("AAA", "BBB"))  # 12:00
         rows, committed, _ = candles.due()
