@@ -61,6 +61,14 @@ class TestExactConversions:
         assert format_price(Decimal("43210.1200000")) == "43210.12"
         assert format_price(Decimal("1E+3")) == "1000.00"
         assert format_price(Decimal("0E-8")) == "0.00"
+        # The short cut for most prices (two places or more, no trailing zero), and around it.
+        assert format_price(Decimal("5")) == "5.00"
+        assert format_price(Decimal("-7")) == "-7.00"
+        assert format_price(Decimal("1.5")) == "1.50"
+        assert format_price(Decimal("1.25")) == "1.25"
+        assert format_price(Decimal("0.555412307312")) == "0.555412307312"
+        assert format_price(Decimal("1.5E+3")) == "1500.00"
+        assert format_price(Decimal("1.2345E-8")) == "0.000000012345"
 
     @given(st.integers(-(10**20), 10**20), st.integers(-3, 20))
     def test_prices_print_as_their_normal_form_with_at_least_two_places(

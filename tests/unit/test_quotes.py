@@ -5,19 +5,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orderproc.common.money import PRICE_STEP
+from orderproc.common.money import EXACT, PRICE_STEP
 from orderproc.common.prices import Quote
 from orderproc.common.quotes import (
     MAX_SPREAD_BPS,
     STABLECOIN_SPREAD_BPS,
     bid_ask,
     model_spread_bps,
+    to_price_grid,
 )
 from orderproc.common.vocabulary import CATEGORIES
 from orderproc.inventory.domain import load_snapshot
@@ -69,6 +70,34 @@ class TestBidAsk:
 
     def test_the_smallest_price_keeps_a_bid_above_zero(self) -> None:
         assert bid_ask(PRICE_STEP, Decimal(1000))[0] == PRICE_STEP
+
+    @given(mid=prices, spread=spreads)
+    def test_the_short_cut_quotes_what_rounding_the_exact_product_does(
+        self, mid: Decimal, spread: Decimal
+    ) -> None:
+        """Most mids take a short cut (two comparisons, then 12-digit products); every mid's
+        quote is the exact product rounded to the prices' grid, the bid down (never to zero)
+        and the ask up."""
+        assert bid_ask(mid, spread) == _rounded_exactly(mid, spread)
+
+    @pytest.mark.parametrize("spread", [Decimal(1), Decimal(2), Decimal(40), MAX_SPREAD_BPS])
+    def test_mids_at_the_edges_of_the_short_cut_quote_as_rounding_does(
+        self, spread: Decimal
+    ) -> None:
+        from orderproc.common.quotes import _factors
+
+        _, _, low, high = _factors(spread)
+        for edge in (low, high):
+            for mid in (edge, edge.next_minus(), edge.next_plus()):
+                mid = round_price(mid)
+                assert bid_ask(mid, spread) == _rounded_exactly(mid, spread)
+
+
+def _rounded_exactly(mid: Decimal, spread: Decimal) -> tuple[Decimal, Decimal]:
+    half = EXACT.divide(spread, Decimal(20_000))
+    bid = to_price_grid(EXACT.multiply(mid, 1 - half), ROUND_FLOOR)
+    ask = to_price_grid(EXACT.multiply(mid, 1 + half), ROUND_CEILING)
+    return max(bid, PRICE_STEP), ask
 
 
 class TestModel:

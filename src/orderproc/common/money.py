@@ -93,6 +93,10 @@ def format_price(price: Decimal) -> str:
     asset in every tick's stream event: trimming the text is cheaper than `normalize()`, and
     `str` is a quarter of `format(price, "f")`'s time where it spells no exponent.)"""
     text = str(price)
+    # Most prices: two places or more, the last not a zero, no exponent; `str` spells them as
+    # they print. Tested by characters, without `find`: 290 ns a price, against 470 (timeit).
+    if text[-1] != "0" and "." in text and text[-2] != "." and "E" not in text:
+        return text
     if "E" in text:  # below 10^-6, or an exponent above 0
         text = format(price, "f")
     dot = text.find(".")

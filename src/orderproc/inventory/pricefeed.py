@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from email.utils import parsedate_to_datetime
+from statistics import NormalDist
 from typing import Literal, Protocol, runtime_checkable
 from urllib.parse import quote as url_quote
 
@@ -96,7 +97,9 @@ class SimulatedAsset:
 class SimulatedFeed:
     """Each asset a geometric Brownian motion (no drift); stablecoins an Ornstein-Uhlenbeck
     process around 1 kept inside ±0.5 %. The same seed and the same tick times give exactly
-    the same prices: one `random.Random(seed)`, drawn for assets in asset-id order.
+    the same prices: one `random.Random(seed)`, drawn for assets in asset-id order. Each
+    shock is a standard normal by inverse transform (`NormalDist.inv_cdf` of a uniform draw,
+    C code in CPython: 0.15 µs, against 0.35-0.6 for `random.gauss`'s Python, timeit).
 
     The walks run in floats and each tick's price is the walk rounded to the price grid
     (`on_grid`): a float keeps about 16 significant digits, the grid 12. (Stepping the exact
@@ -160,12 +163,13 @@ class SimulatedFeed:
     async def next_prices(self, now: datetime) -> dict[str, Decimal]:
         years = self._elapsed(now).total_seconds() / SECONDS_PER_YEAR
         root = math.sqrt(years)
-        gauss, exp, specs, walks = self._rng.gauss, math.exp, self._specs, self._walks
+        uniform, normal = self._rng.random, _STANDARD_NORMAL.inv_cdf
+        exp, specs, walks = math.exp, self._specs, self._walks
         if self._order is None:
             self._order = sorted(specs)
         prices: dict[str, Decimal] = {}
         for asset_id in self._order:
-            shock = gauss(0.0, 1.0)
+            shock = normal(uniform() or _SMALLEST_UNIFORM)  # a uniform in (0, 1)
             spec = specs[asset_id]
             if spec.stable:
                 walk = _stable_step(walks[asset_id], years, shock)
@@ -193,7 +197,12 @@ def on_grid(price: float) -> Decimal:
     18 places and at least whole units; `round_price` for a float, without a `Decimal` step."""
     if not price > 0:
         return PRICE_STEP
-    places = min(MAX_PLACES, max(0, SIGNIFICANT_DIGITS - 1 - math.floor(math.log10(price))))
+    # Bounded by comparisons, not `min(max(...))`: 0.85 µs a price, against 1.3 (timeit).
+    places = _TOP_PLACE - _floor(_log10(price))
+    if places < 0:
+        places = 0
+    elif places > MAX_PLACES:
+        places = MAX_PLACES
     units = round(price * _SCALES[places])
     if units >= _CARRY and places:  # rounded up to one digit more (9.99…96 → 10.0…0)
         places -= 1
@@ -203,7 +212,12 @@ def on_grid(price: float) -> Decimal:
     return Decimal(units) * PLACE_STEPS[places] if units else PRICE_STEP
 
 
+_STANDARD_NORMAL = NormalDist()
+_SMALLEST_UNIFORM = 2.0**-53  # `random()` draws multiples of it from [0, 1)
+
 _SCALES = tuple(10.0**places for places in range(MAX_PLACES + 1))
+_TOP_PLACE = SIGNIFICANT_DIGITS - 1  # the places of a price from 1 up to 10
+_floor, _log10 = math.floor, math.log10
 _CARRY = 10**SIGNIFICANT_DIGITS
 
 

@@ -4,6 +4,8 @@ from datetime import UTC
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from orderproc.errors import AssetNotFound, ValidationFailed
 from orderproc.inventory.domain import (
@@ -87,3 +89,33 @@ class TestAssetIds:
     def test_reports_a_malformed_id_before_looking_it_up(self) -> None:
         with pytest.raises(ValidationFailed):
             find_asset({}, "no-pe")
+
+
+class TestAMove:
+    """`Catalog.apply_prices` (and a tick's `move`): a new price and the figures it carries."""
+
+    @given(st.integers(min_value=1, max_value=10**12 - 1), st.integers(min_value=-18, max_value=0))
+    def test_carries_its_24h_figures_and_its_quote(self, digits: int, exponent: int) -> None:
+        from datetime import datetime
+
+        from orderproc.common.prices import PriceCache
+        from orderproc.common.quotes import bid_ask
+        from orderproc.inventory.pricefeed import round_price
+        from orderproc.inventory.service import Catalog
+
+        eth = next(asset for asset in load_snapshot() if asset.asset_id == "ETH")
+        assert eth.price_change_24h is not None
+        assert eth.high_24h is not None
+        assert eth.low_24h is not None
+        base = eth.price_usd - eth.price_change_24h  # the price 24 h ago
+        price = round_price(Decimal(digits).scaleb(exponent))
+        moment = datetime(2026, 1, 1, tzinfo=UTC)
+        [moved] = Catalog([eth], PriceCache()).apply_prices({"ETH": price}, moment)
+        assert (moved.price_usd, moved.last_updated) == (price, moment)
+        assert moved.price_change_24h == price - base
+        assert moved.price_change_percentage_24h == ((price - base) / base * 100).quantize(
+            Decimal("0.00001")
+        )
+        assert moved.high_24h == max(eth.high_24h, price)
+        assert moved.low_24h == min(eth.low_24h, price)
+        assert (moved.bid, moved.ask) == bid_ask(price, eth.spread)
