@@ -360,8 +360,12 @@ class LiveCandles:
                     minute.rolls_written = min(minute.rolls_written, minute.rolls - 1)
                     minute.settled = False
             for asset_id, closed in taken:  # those written; one that closed meanwhile stays
-                written = {id(entry) for entry in closed}
-                left = [e for e in self._closed.get(asset_id, ()) if id(e) not in written]
+                left = self._closed.get(asset_id, [])
+                if left[: len(closed)] == closed:  # nearly always: they were the first
+                    left = left[len(closed) :]  # (`==` of the same candles: by identity)
+                else:
+                    written = {id(entry) for entry in closed}
+                    left = [entry for entry in left if id(entry) not in written]
                 if left:
                     self._closed[asset_id] = left
                 else:
@@ -476,6 +480,8 @@ def _rolled_into_current(minute: _Minute) -> bool:
 
 def _closes(waiting: list[tuple[Interval, _Rollup]]) -> int:
     """How many closes left `waiting`: each leaves its candles in the order minute, hour, day."""
+    if len(waiting) == 1:  # most assets, after a minute's close
+        return 1
     closes = 1
     for (before, _), (after, _) in itertools.pairwise(waiting):
         if _ORDER[after] <= _ORDER[before]:

@@ -339,6 +339,32 @@ class TestTurns:
         closed = {(r.asset_id, r.open_time) for r in rows if r.interval == "1m"}
         assert ("AAA", START.replace(second=0) + timedelta(minutes=1)) in closed
 
+    @pytest.mark.parametrize("lands_first", ["the flush", "the turn"])
+    def test_closed_candles_two_turns_took_are_written_once_whichever_lands_first(
+        self, lands_first: str
+    ) -> None:
+        """A turn and a flush in flight together (the ticker keeps one in flight; the candles
+        do not rely on it), both holding AAA's closed minute, the flush its hour too; then a
+        minute closes. Whichever lands first, what either wrote is due no more, and the
+        minute that closed after both is due once."""
+        candles = LiveCandles(assets_per_write=2)  # three turns
+        tick(candles, START, "10")
+        cycle(candles)
+        tick(candles, START + timedelta(seconds=2), "10.5")
+        hour = START.replace(minute=0, second=0)
+        tick(candles, hour + timedelta(hours=1), "11")  # 12:00 and the hour close
+        turn = candles.due()  # AAA and DDD's closed minute, first
+        assert {(r.asset_id, r.interval) for r in turn.rows} == {("AAA", "1m"), ("DDD", "1m")}
+        flush = candles.due(everything=True)  # everything closed, and the open candles
+        tick(candles, hour + timedelta(hours=1, minutes=1), "12")  # 13:00 closes too
+        for landed in (flush, turn) if lands_first == "the flush" else (turn, flush):
+            landed.committed()
+        rows, *_ = candles.due(everything=True)
+        closed = Counter((r.asset_id, r.interval, r.open_time) for r in rows)
+        thirteen = hour + timedelta(hours=1)
+        assert all(closed[(asset, "1m", thirteen)] == 1 for asset in IDS)  # due, once
+        assert not any(closed[(a, "1m", hour)] or closed[(a, "1h", hour)] for a in IDS)
+
     def test_closed_hours_are_written_once_none_waits_for_its_turn(self) -> None:
         """What a purge of old minutes waits for (`closed_written`): an hour or day that
         closed, and an asset that stopped ticking, written whole; not a closed minute."""
