@@ -53,9 +53,11 @@ _Opens = tuple[datetime, ...]  # a minute's open time, then its hour's and its d
 class _Rollup:
     """A bucket's figures: an open hour's or day's closed minutes, merged (its first price and
     no volume while none has closed); or a candle that closed before its turn came, kept until
-    then."""
+    then, with its `interval` (set when it closes: at midnight every asset closes three, and
+    a tuple of each with its interval was three more objects an asset to make and collect)."""
 
-    __slots__ = ("cents", "close", "high", "low", "open", "open_time")
+    __slots__ = ("cents", "close", "high", "interval", "low", "open", "open_time")
+    interval: Interval  # set once it closes (`LiveCandles._roll`)
 
     def __init__(
         self, open_time: datetime, open_: Decimal, high: Decimal, low: Decimal, close: Decimal,
@@ -79,6 +81,7 @@ class _Rollup:
         closed = _new_rollup(_Rollup)
         closed.open_time, closed.open, closed.high = open_time, minute.open, minute.high
         closed.low, closed.close, closed.cents = minute.low, minute.close, minute.cents
+        closed.interval = _MINUTE_INTERVAL
         return closed
 
     def merged(self, minute: _Minute) -> _Rollup:
@@ -190,7 +193,7 @@ class LiveCandles:
         self.max_turns = max_turns  # more assets a write rather than more turns past it
         self._live: dict[str, _Minute] = {}
         # Candles that closed before their turn came, by asset.
-        self._closed: dict[str, list[tuple[Interval, _Rollup]]] = {}
+        self._closed: dict[str, list[_Rollup]] = {}
         self._turn = 0
         self._opened = NEVER  # the latest tick's minute
 
@@ -239,11 +242,7 @@ class LiveCandles:
         rollups = minute.rollups
         if minute.open_time is not NEVER:
             was = minute.opens
-            closed = (
-                [(_MINUTE_INTERVAL, _Rollup.of(was[0], minute))]
-                if minute.written != minute.changes
-                else []
-            )
+            closed = [_Rollup.of(was[0], minute)] if minute.written != minute.changes else []
             high, low, close, cents_in = minute.high, minute.low, minute.close, minute.cents
             hour, day = rollups
             assert hour is not None  # a minute that began has its hour and day
@@ -261,10 +260,12 @@ class LiveCandles:
             day.close = close
             day.cents += cents_in
             if was[1] != opens[1]:  # the hour closed too, and the day if it was its last
-                closed.append((_HOUR_INTERVAL, hour))
+                hour.interval = _HOUR_INTERVAL
+                closed.append(hour)
                 rollups[0] = _Rollup.opening(opens[1], price)
                 if was[2] != opens[2]:
-                    closed.append((_DAY_INTERVAL, day))
+                    day.interval = _DAY_INTERVAL
+                    closed.append(day)
                     rollups[1] = _Rollup.opening(opens[2], price)
             if closed:
                 waiting = self._closed.get(asset_id)
@@ -302,7 +303,7 @@ class LiveCandles:
         turn, self._turn = serial % turns, serial + 1
         rows: list[CandleRecord] = []
         marks: list[tuple[_Minute, int, int | None, bool, _Opens]] = []
-        taken: list[tuple[str, list[tuple[Interval, _Rollup]]]] = []  # the closed, by asset
+        taken: list[tuple[str, list[_Rollup]]] = []  # the closed, by asset
         assets: list[str] = []
         opened = self._opened
         for asset_id, minute in itertools.islice(self._live.items(), turn, None, turns):
@@ -318,7 +319,7 @@ class LiveCandles:
                     and _alone(waiting[:1], minute.stored_opens)
                 )
                 closed = waiting[:1] if first else waiting[:]
-                rows += [_row(asset_id, i, candle) for i, candle in closed]
+                rows += [_row(asset_id, candle.interval, candle) for candle in closed]
                 taken.append((asset_id, closed))
                 if first:
                     minute.waits_from = minute.rolls
@@ -362,7 +363,7 @@ class LiveCandles:
             for asset_id, closed in taken:  # those written; one that closed meanwhile stays
                 left = self._closed.get(asset_id, [])
                 if left[: len(closed)] == closed:  # nearly always: they were the first
-                    left = left[len(closed) :]  # (`==` of the same candles: by identity)
+                    left = left[len(closed) :]  # (`_Rollup`s compare by identity)
                 else:
                     written = {id(entry) for entry in closed}
                     left = [entry for entry in left if id(entry) not in written]
@@ -451,7 +452,7 @@ class LiveCandles:
         a closed minute does not count, it needs no other row), and no asset that stopped
         ticking waits to be written whole (settle). Within `turns` ticks of an hour's close."""
         for closed in self._closed.values():
-            if any(interval is not Interval.MINUTE for interval, _ in closed):
+            if any(candle.interval is not Interval.MINUTE for candle in closed):
                 return False
         opened = self._opened
         return all(
@@ -478,13 +479,13 @@ def _rolled_into_current(minute: _Minute) -> bool:
     return stored is not None and stored[1:] == minute.opens[1:]
 
 
-def _closes(waiting: list[tuple[Interval, _Rollup]]) -> int:
+def _closes(waiting: list[_Rollup]) -> int:
     """How many closes left `waiting`: each leaves its candles in the order minute, hour, day."""
     if len(waiting) == 1:  # most assets, after a minute's close
         return 1
     closes = 1
-    for (before, _), (after, _) in itertools.pairwise(waiting):
-        if _ORDER[after] <= _ORDER[before]:
+    for before, after in itertools.pairwise(waiting):
+        if _ORDER[after.interval] <= _ORDER[before.interval]:
             closes += 1
     return closes
 
@@ -492,7 +493,7 @@ def _closes(waiting: list[tuple[Interval, _Rollup]]) -> int:
 _ORDER = {interval: place for place, interval in enumerate(INTERVALS)}
 
 
-def _alone(closed: list[tuple[Interval, _Rollup]], stored: _Opens | None) -> bool:
+def _alone(closed: list[_Rollup], stored: _Opens | None) -> bool:
     """Whether `closed` may be written without the asset's open candles: where the store holds
     its closed minutes' hour and day as rollups (`stored`: their rows have a `rolled_until`),
     which a reader, and `resume`, merge the minutes since into. Not over a whole row (unknown
@@ -503,8 +504,8 @@ def _alone(closed: list[tuple[Interval, _Rollup]], stored: _Opens | None) -> boo
         return False
     hour = stored[1]
     return all(
-        interval is not Interval.MINUTE or hour <= candle.open_time < hour + _HOUR
-        for interval, candle in closed
+        candle.interval is not Interval.MINUTE or hour <= candle.open_time < hour + _HOUR
+        for candle in closed
     )
 
 
