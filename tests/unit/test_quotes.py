@@ -72,25 +72,11 @@ class TestBidAsk:
         assert bid_ask(PRICE_STEP, Decimal(1000))[0] == PRICE_STEP
 
     @given(mid=prices, spread=spreads)
-    def test_the_short_cut_quotes_what_rounding_the_exact_product_does(
+    def test_each_side_is_the_exact_product_rounded_to_the_price_grid(
         self, mid: Decimal, spread: Decimal
     ) -> None:
-        """Most mids take a short cut (two comparisons, then 12-digit products); every mid's
-        quote is the exact product rounded to the prices' grid, the bid down (never to zero)
-        and the ask up."""
+        """The bid rounded down (never to zero) and the ask up, from the exact product."""
         assert bid_ask(mid, spread) == _rounded_exactly(mid, spread)
-
-    @pytest.mark.parametrize("spread", [Decimal(1), Decimal(2), Decimal(40), MAX_SPREAD_BPS])
-    def test_mids_at_the_edges_of_the_short_cut_quote_as_rounding_does(
-        self, spread: Decimal
-    ) -> None:
-        from orderproc.common.quotes import _factors
-
-        _, _, low, high = _factors(spread)
-        for edge in (low, high):
-            for mid in (edge, edge.next_minus(), edge.next_plus()):
-                mid = round_price(mid)
-                assert bid_ask(mid, spread) == _rounded_exactly(mid, spread)
 
 
 def _rounded_exactly(mid: Decimal, spread: Decimal) -> tuple[Decimal, Decimal]:
