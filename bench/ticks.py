@@ -151,8 +151,7 @@ async def _tick_run(size: int, ticks: int) -> tuple[list[float], list[float], li
     if hub is not None:
         ticker.listeners.append(hub.publish)
     await ticker.resume()
-    gc.collect()
-    gc.freeze()  # as the server does once started (gateway/app.py)
+    _settle_heap()
     cpu: list[float] = []
     holds: list[float] = []
     rows: list[int] = []  # the candle rows each tick wrote
@@ -180,6 +179,18 @@ async def _tick_run(size: int, ticks: int) -> tuple[list[float], list[float], li
             rows.append(sum(written))
     await store.close()
     return cpu, holds, rows, hub is not None
+
+
+def _settle_heap() -> None:
+    """As the server does once started (`common/service_app.settle_heap`): collect, freeze,
+    and the young generation's threshold raised; a tree from before it only froze."""
+    try:
+        from orderproc.common.service_app import settle_heap
+    except ImportError:
+        gc.collect()
+        gc.freeze()
+    else:
+        settle_heap()
 
 
 def _hub_for(catalog: Any) -> Any:
