@@ -12,9 +12,7 @@ the tick.
 1. **Tick CPU** at 101 assets (the packaged catalog) and at 1,000 (the catalog plus 899 copies
    under other ids), in process, with the composition the inventory service uses: a SQLite file
    store (the embedded default), the seeded simulator, `PriceTicker.tick_once` and, where the
-   tree has it, the price-stream hub listening, and the heap settled as the server settles
-   it once started (`settle_heap`: collected, frozen, the young generation's threshold
-   raised; a tree from before it only froze). `--ticks` ticks after 5 of warm-up, each on a
+   tree has it, the price-stream hub listening. `--ticks` ticks after 5 of warm-up, each on a
    clock 2 s later, from 23:57: the default 200 pass midnight, where every asset's minute, hour
    and day close in one tick. The same seeded ticks run `--runs` times (5), and each tick counts
    with its least CPU over the runs: on a shared box a neighbour's burst doubles a run's
@@ -153,7 +151,8 @@ async def _tick_run(size: int, ticks: int) -> tuple[list[float], list[float], li
     if hub is not None:
         ticker.listeners.append(hub.publish)
     await ticker.resume()
-    _settle_heap()
+    gc.collect()
+    gc.freeze()  # as the server does once started (gateway/app.py)
     cpu: list[float] = []
     holds: list[float] = []
     rows: list[int] = []  # the candle rows each tick wrote
@@ -181,18 +180,6 @@ async def _tick_run(size: int, ticks: int) -> tuple[list[float], list[float], li
             rows.append(sum(written))
     await store.close()
     return cpu, holds, rows, hub is not None
-
-
-def _settle_heap() -> None:
-    """As the server does once started (`common/service_app.settle_heap`): collect, freeze,
-    and the young generation's threshold raised; a tree from before it only froze."""
-    try:
-        from orderproc.common.service_app import settle_heap
-    except ImportError:
-        gc.collect()
-        gc.freeze()
-    else:
-        settle_heap()
 
 
 def _hub_for(catalog: Any) -> Any:

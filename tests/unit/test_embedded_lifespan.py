@@ -3,12 +3,10 @@ clients, background tasks begun before the failure), as the services' apps do.""
 
 from __future__ import annotations
 
-import gc
 from pathlib import Path
 
 import pytest
 
-from orderproc.common.service_app import YOUNG_GENERATION_THRESHOLD
 from orderproc.gateway.app import create_app
 from orderproc.runtime import Runtime
 from orderproc.testing import test_settings as settings_in
@@ -34,18 +32,3 @@ async def test_a_start_up_that_fails_closes_the_runtime(
         async with app.router.lifespan_context(app):
             pass
     assert closed == [app.state.runtime]
-
-
-async def test_a_start_up_settles_the_heap(tmp_path: Path) -> None:
-    """What start-up built is frozen, and the youngest generation's threshold raised
-    (`settle_heap`, which each service's app calls too)."""
-    threshold, frozen = gc.get_threshold(), gc.get_freeze_count()
-    gc.set_threshold(700, threshold[1], threshold[2])
-    try:
-        app = create_app(settings_in(tmp_path, price_feed="off"))
-        async with app.router.lifespan_context(app):
-            assert gc.get_threshold() == (YOUNG_GENERATION_THRESHOLD, *threshold[1:])
-            assert gc.get_freeze_count() > frozen
-    finally:
-        gc.set_threshold(*threshold)
-        gc.unfreeze()

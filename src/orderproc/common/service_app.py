@@ -37,25 +37,6 @@ class ServiceRuntime(Protocol):
     async def close(self) -> None: ...
 
 
-# The youngest generation's threshold: the cyclic collector walks it every this many
-# container objects made (700 by default). A tick of 1,000 assets makes several thousand (an
-# `Asset` and its dictionary each, records, candles), most freed by reference counting before
-# a pass finds them: at 700 a tick ran 3-4 passes (10 at midnight, and one of the middle
-# generation), each walking what was still alive. docs/PERFORMANCE.md, "Every asset's tick
-# cheaper, and midnight's most".
-YOUNG_GENERATION_THRESHOLD = 10_000
-
-
-def settle_heap() -> None:
-    """Once start-up is done: collect, then freeze what start-up built (it lives as long as
-    the process, and full passes need not walk it; pauses under load otherwise grow with
-    it), and let the youngest generation grow to `YOUNG_GENERATION_THRESHOLD`."""
-    gc.collect()
-    gc.freeze()
-    _, middle, oldest = gc.get_threshold()
-    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, oldest)
-
-
 def service_app(
     name: str,
     settings: Settings,
@@ -75,7 +56,8 @@ def service_app(
         app.state.runtime = runtime
         try:
             await runtime.start()
-            settle_heap()  # as the embedded app: start-up state lives as long as the process
+            gc.collect()
+            gc.freeze()  # as the embedded app: start-up state lives as long as the process
             yield
         finally:
             await runtime.close()
