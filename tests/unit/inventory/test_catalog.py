@@ -1,12 +1,14 @@
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from orderproc.common.prices import PriceCache
+from orderproc.common.quotes import bid_ask
 from orderproc.errors import AssetNotFound, ValidationFailed
 from orderproc.inventory.domain import (
     ASSET_ID_PATTERN,
@@ -16,6 +18,8 @@ from orderproc.inventory.domain import (
     normalize_asset_id,
     read_snapshot,
 )
+from orderproc.inventory.pricefeed import round_price
+from orderproc.inventory.service import Catalog
 
 
 class TestSnapshot:
@@ -96,13 +100,6 @@ class TestAMove:
 
     @given(st.integers(min_value=1, max_value=10**12 - 1), st.integers(min_value=-18, max_value=0))
     def test_carries_its_24h_figures_and_its_quote(self, digits: int, exponent: int) -> None:
-        from datetime import datetime
-
-        from orderproc.common.prices import PriceCache
-        from orderproc.common.quotes import bid_ask
-        from orderproc.inventory.pricefeed import round_price
-        from orderproc.inventory.service import Catalog
-
         eth = next(asset for asset in load_snapshot() if asset.asset_id == "ETH")
         assert eth.price_change_24h is not None
         assert eth.high_24h is not None
