@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -49,9 +49,11 @@ async def post_all(
     concurrency: int,
     *,
     retry: bool = True,
+    on_answer: Callable[[httpx.Response], None] | None = None,
 ) -> list[httpx.Response | Exception]:
     """Every request, `concurrency` at a time; each retried on a dropped connection with its
-    Idempotency-Key (`post_until_settled`), unless `retry` is off (the server is to die)."""
+    Idempotency-Key (`post_until_settled`), unless `retry` is off (the server is to die).
+    `on_answer` is told of each answer as it comes."""
     limits = httpx.Limits(max_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
         gate = asyncio.Semaphore(concurrency)
@@ -59,9 +61,13 @@ async def post_all(
         async def one(path: str, headers: dict[str, str], body: dict[str, str]) -> httpx.Response:
             async with gate:
                 if not retry:
-                    return await client.post(path, headers=headers, json=body)
-                delivery = await post_until_settled(client, path, headers=headers, json=body)
-                return delivery.response
+                    answer = await client.post(path, headers=headers, json=body)
+                else:
+                    delivery = await post_until_settled(client, path, headers=headers, json=body)
+                    answer = delivery.response
+                if on_answer is not None:
+                    on_answer(answer)
+                return answer
 
         return await asyncio.gather(*(one(*r) for r in requests), return_exceptions=True)
 
@@ -240,9 +246,22 @@ class TestKillNine:
         ]
 
         async def burst_then_kill() -> list[httpx.Response | Exception]:
-            # No retries: the requests the kill cuts off are the point.
-            task = asyncio.create_task(post_all(server.url, requests, concurrency=24, retry=False))
-            await asyncio.sleep(0.6)
+            # No retries: the requests the kill cuts off are the point. The kill lands once 20
+            # deposits are acknowledged, not after a fixed time: a box busy with the rest of
+            # the suite once acknowledged none within 0.6 s.
+            acknowledged = 0
+            enough = asyncio.Event()
+
+            def counted(answer: httpx.Response) -> None:
+                nonlocal acknowledged
+                acknowledged += answer.status_code == 201
+                if acknowledged == 20:
+                    enough.set()
+
+            task = asyncio.create_task(
+                post_all(server.url, requests, concurrency=24, retry=False, on_answer=counted)
+            )
+            await asyncio.wait_for(enough.wait(), timeout=60)
             server.kill_hard()
             return await task
 
