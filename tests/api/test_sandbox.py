@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from orderproc.common.prices import Quote, QuoteView
+from orderproc.common.quotes import bid_ask, spread_for
 from orderproc.errors.problem import PROBLEM_JSON
 from orderproc.inventory import sandbox as sandbox_service
 from orderproc.runtime import Runtime
@@ -92,8 +93,9 @@ class TestSandboxOff:
         ]:
             response = await client.request(method, path, headers=admin, json={"price_usd": "1"})
             assert_problem(response, 404, "ROUTE_NOT_FOUND")
-        paths = (await client.get("/openapi.json")).json()["paths"]
-        assert not [p for p in paths if "sandbox" in p]
+        document = (await client.get("/openapi.json")).json()
+        assert not [p for p in document["paths"] if "sandbox" in p]
+        assert "sandbox" not in [tag["name"] for tag in document["tags"]]
         assert runtime.catalog.paused is False
 
 
@@ -136,13 +138,15 @@ async def set_price(
 @pytest.mark.parametrize("settings_overrides", [ON])
 class TestSandbox:
     async def test_the_routes_are_in_the_document_when_on(self, client: Client) -> None:
-        paths = (await client.get("/openapi.json")).json()["paths"]
-        assert sorted(p for p in paths if "sandbox" in p) == [
+        document = (await client.get("/openapi.json")).json()
+        assert sorted(p for p in document["paths"] if "sandbox" in p) == [
             f"{SANDBOX}/pause",
             f"{SANDBOX}/prices/{{asset_id}}",
             f"{SANDBOX}/resume",
             f"{SANDBOX}/tick",
         ]
+        tags = [tag["name"] for tag in document["tags"]]
+        assert tags.index("admin") + 1 == tags.index("sandbox")  # in reading order
 
     async def test_the_routes_follow_the_documents_conventions(self, client: Client) -> None:
         document = (await client.get("/openapi.json")).json()
@@ -528,5 +532,30 @@ class TestSandbox:
             async with off.store.unit_of_work() as uow:
                 records = await uow.assets.list_all()
             assert not any(Quote.from_record(r).frozen for r in records)
+        finally:
+            await off.close()
+
+    async def test_a_restart_with_the_sandbox_off_gives_back_the_models_spread(
+        self, client: Client, admin: Auth, settings: Any, clock: SteppingClock
+    ) -> None:
+        from orderproc.runtime import build_runtime
+
+        wide = await set_price(client, admin, "ETH", price_usd="3000", spread_bps="50")
+        assert (wide["bid"], wide["ask"]) == ("2992.50", "3007.50")
+        await set_price(client, admin, "BTC", price_usd="50000", spread_bps="0")  # not paused
+        off = await build_runtime(settings.model_copy(update={"sandbox": False}), clock=clock)
+        try:
+            for asset_id in ("ETH", "BTC"):
+                live = off.catalog.by_id[asset_id]
+                model = spread_for(live.category, live.market_cap_rank, None)
+                assert live.spread_bps is None
+                assert (live.spread, live.bid, live.ask) == (model, *bid_ask(live.price_usd, model))
+                assert 0 < model < 50
+                assert off.prices.quote(asset_id) is live
+            assert off.catalog.by_id["ETH"].price_usd == Decimal("3000")  # the price is kept
+            async with off.store.unit_of_work() as uow:
+                records = {r.asset_id: r for r in await uow.assets.list_all()}
+            assert records["ETH"].metadata.get("spread_bps") is None
+            assert records["BTC"].metadata.get("spread_bps") is None
         finally:
             await off.close()

@@ -4,10 +4,12 @@ and spread, and steps one tick, so a bot can test its fills and P&L against pric
 Pausing freezes every asset: the scheduled ticks stop, and each quote carries `frozen`, so
 trading goes on at the frozen prices without the staleness check. The flag is kept in each
 asset row's metadata as well, so an orders process on its own (which reads prices from the store
-or from the leader's ticks) sees it too, and a restart comes back paused. A price set here moves
-the asset as a tick does (read model, stored price and candles, the tick's listeners), and the
-simulator walks on from it. Every action is audited: a pause or a resume in the unit of work
-that flips the flags, a price with its spread (before the price moves), a step after its tick."""
+or from the leader's ticks) sees it too, and a restart comes back paused (a start with the
+sandbox off unfreezes them, and gives each asset the model's spread again). A price set here
+moves the asset as a tick does (read model, stored price and candles, the tick's listeners),
+and the simulator walks on from it. Every action is audited: a pause or a resume in the unit of
+work that flips the flags, a price with its spread (before the price moves), a step after its
+tick."""
 
 from __future__ import annotations
 
@@ -108,26 +110,40 @@ def _newest(record: AssetRecord, catalog: Catalog) -> Asset:
 
 
 async def thaw(store: Store, catalog: Catalog) -> int:
-    """Unfreeze assets a sandbox pause left frozen, at a start with the sandbox off (whose
-    routes could never resume them); not audited, as no admin asked. Returns how many."""
-    if not catalog.paused:
+    """Undo what the sandbox left in the assets' rows, at a start with the sandbox off (whose
+    routes could never undo it): the freeze of a pause, and the spreads set by an admin (back
+    to the model's). Not audited, as no admin asked. Returns how many assets changed."""
+    if not any(_sandboxed(asset) for asset in catalog.assets()):
         return 0
 
-    async def attempt() -> int:
+    async def attempt() -> list[Asset]:
         async with store.unit_of_work() as uow:
-            frozen = [r for r in await uow.assets.list_all() if r.metadata.get("frozen")]
-            for record in frozen:
-                asset = replace(from_record(record), frozen=False)
-                uow.assets.update(
-                    to_record(asset, version=record.version + 1), expected_version=record.version
-                )
+            changed = []
+            for record in await uow.assets.list_all():
+                asset = from_record(record)
+                if _sandboxed(asset):
+                    changed.append(replace(asset, frozen=False, spread_bps=None))
+                    uow.assets.update(
+                        to_record(changed[-1], version=record.version + 1),
+                        expected_version=record.version,
+                    )
             await uow.commit()
-            return len(frozen)
+            return changed
 
-    thawed = await retry_on_conflict(attempt)
+    changed = await retry_on_conflict(attempt)
     catalog.freeze(False)
-    log.warning("the sandbox is off: %d assets a sandbox pause froze tick again", thawed)
-    return thawed
+    for asset in catalog.assets():
+        if asset.spread_bps is not None:
+            catalog.put(replace(asset, spread_bps=None))
+    log.warning(
+        "the sandbox is off: %d assets it froze or spread tick again with the model's spread",
+        len(changed),
+    )
+    return len(changed)
+
+
+def _sandboxed(asset: Asset) -> bool:
+    return asset.frozen or asset.spread_bps is not None
 
 
 async def set_price(
