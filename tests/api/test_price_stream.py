@@ -201,6 +201,7 @@ class TestTickets:
         assert answer.status_code == 201
         body = answer.json()
         assert body["expires_in"] == 30
+        assert isinstance(body["expires_in"], int)  # whole seconds, as documented: not 30.0
         ticket = body["ticket"]
         assert (await open_stream(app, streams, f"{STREAM}?ticket={ticket}")).status == 200
         again = await open_stream(app, streams, f"{STREAM}?ticket={ticket}")

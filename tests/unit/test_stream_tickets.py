@@ -62,7 +62,7 @@ class TestInMemory:
             await redeem_ticket(MemoryTickets(ttl=30), made_up)
 
 
-def redis_tickets(server: RedisServer, *, ttl: float = 30) -> RedisTickets:
+def redis_tickets(server: RedisServer, *, ttl: int = 30) -> RedisTickets:
     client = LeanRedis.from_url(server.url, timeout=1.0)
     return RedisTickets(SharedRedis(client, "tickets"), local=MemoryTickets(ttl=ttl))
 

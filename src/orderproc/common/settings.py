@@ -146,7 +146,7 @@ class Settings(BaseSettings):
         60, ge=1, le=10_000, description="ticks kept for Last-Event-ID resumption"
     )
     stream_heartbeat_seconds: float = Field(15.0, gt=0, le=300)
-    stream_ticket_seconds: float = Field(30.0, ge=1, le=600, description="a ticket's life")
+    stream_ticket_seconds: int = Field(30, ge=1, le=600, description="a ticket's life, seconds")
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     access_log: bool = True

@@ -52,7 +52,7 @@ class TicketHolder:
 @dataclass(frozen=True, slots=True)
 class IssuedTicket:
     ticket: str
-    expires_in: float  # seconds
+    expires_in: int  # seconds
 
 
 class StreamTickets(Protocol):
@@ -83,7 +83,7 @@ class MemoryTickets:
     """Tickets in this process. Expired ones go as new ones come (every ticket lives as long,
     so the oldest is the first to expire), which bounds memory by what one lifetime issues."""
 
-    def __init__(self, *, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, ttl: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl
         self._clock = clock
         self._tickets: dict[str, tuple[TicketHolder, float]] = {}
@@ -121,7 +121,7 @@ class RedisTickets:
     def __init__(self, shared: SharedRedis, *, local: MemoryTickets) -> None:
         self.shared = shared
         self.local = local
-        self._ttl_ms = max(1, round(local.ttl * 1000))
+        self._ttl_ms = local.ttl * 1000
 
     async def issue(self, holder: TicketHolder) -> IssuedTicket:
         ticket = secrets.token_urlsafe(TICKET_BYTES)

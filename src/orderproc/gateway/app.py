@@ -18,7 +18,7 @@ from orderproc.common.metrics import CONTENT_TYPE_LATEST
 from orderproc.common.routing import include_flat
 from orderproc.common.settings import Settings
 from orderproc.errors.problem import install_problem_handlers, problem_responses
-from orderproc.gateway.docs import DESCRIPTION, OPENAPI_TAGS, SWAGGER_DIR, swagger_ui_page
+from orderproc.gateway.docs import DESCRIPTION, SWAGGER_DIR, openapi_tags, swagger_ui_page
 from orderproc.gateway.ratelimit import RateLimitMiddleware
 from orderproc.inventory import api as inventory_api
 from orderproc.inventory.cache import CatalogResponseCache
@@ -30,7 +30,7 @@ from orderproc.webui.routes import mount_webui
 API_PREFIX = "/api/v1"
 SERVICES = ("users", "inventory", "orders")
 # Starlette tries routes in order, about 2 µs each (measured: POST /orders was the 26th), so
-# the busiest routers go first; OPENAPI_TAGS keeps the docs in reading order.
+# the busiest routers go first; `openapi_tags` keeps the docs in reading order.
 _BUSIEST = (orders_api.orders, users_api.balance)
 API_ROUTERS = (
     *_BUSIEST,
@@ -71,7 +71,7 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        openapi_tags=OPENAPI_TAGS,
+        openapi_tags=openapi_tags(sandbox=settings.sandbox),
         # Observability here is Prometheus metrics and JSON logs. FastAPI's OpenTelemetry
         # bridge, on by default since 0.16x, looks up three global providers on every request
         # even when none is configured (docs/PERFORMANCE.md); off until we export traces.

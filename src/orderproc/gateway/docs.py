@@ -37,6 +37,7 @@ __all__ = [
     "SWAGGER_DIR",
     "PlatformDocs",
     "merge",
+    "openapi_tags",
     "swagger_ui_page",
 ]
 
@@ -63,6 +64,12 @@ OPENAPI_TAGS = [
     },
     {"name": "operations", "description": "Health, readiness and metrics."},
 ]
+
+
+def openapi_tags(*, sandbox: bool) -> list[dict[str, str]]:
+    """The tags in reading order; the sandbox's only where its routes exist."""
+    return [tag for tag in OPENAPI_TAGS if sandbox or tag["name"] != "sandbox"]
+
 
 DESCRIPTION = """
 A trading-simulation platform. Register, then press **Authorize** and log in with your username
@@ -173,6 +180,14 @@ def merge(parts: Mapping[Service, Document | str]) -> Document:
         paths.update(kept)
         services[service.value] = {"status": "ok", "paths": len(kept)}
     paths.update(copy.deepcopy(GATEWAY_PATHS))
+    # A tag only where an operation has it: the sandbox's routes exist only with the sandbox on.
+    used = {
+        tag
+        for item in paths.values()
+        for operation in item.values()
+        if isinstance(operation, dict)
+        for tag in operation.get("tags", ())
+    }
     description = DESCRIPTION
     if missing:
         description += (
@@ -191,7 +206,7 @@ def merge(parts: Mapping[Service, Document | str]) -> Document:
         },
         "paths": paths,
         "components": {kind: dict(sorted(items.items())) for kind, items in components.items()},
-        "tags": copy.deepcopy(OPENAPI_TAGS),
+        "tags": [copy.deepcopy(tag) for tag in OPENAPI_TAGS if tag["name"] in used],
     }
 
 

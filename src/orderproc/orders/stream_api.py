@@ -34,7 +34,7 @@ ticket_router = APIRouter(prefix="/stream", tags=["streams"])
 
 class StreamTicketRead(BaseModel):
     ticket: str = Field(description="Pass as `?ticket=` to a stream; it works once")
-    expires_in: float = Field(description="Seconds it stays valid", examples=[30.0])
+    expires_in: int = Field(description="Seconds it stays valid", examples=[30])
     expires_at: str = Field(description="When it stops being valid (UTC)")
 
 
