@@ -291,7 +291,10 @@ class TestAdminAudit:
         self, client: Client, signup: Signup, runtime: Any
     ) -> None:
         admin = await make_admin(client, signup, runtime)
-        body = {"asset_id": "audt", "name": "Audit Coin", "category": "other", "price_usd": "0.5"}
+        body = {
+            "asset_id": "audt", "name": "Audit Coin", "category": "other", "price_usd": "0.5",
+            "total_volume_24h": "125000.50",
+        }  # fmt: skip
         assert (await client.post("/api/v1/admin/assets", headers=admin, json=body)).is_success
         changed = await client.patch(
             "/api/v1/admin/assets/AUDT", headers=admin, json={"is_active": False, "name": "Au"}
@@ -311,6 +314,7 @@ class TestAdminAudit:
             "price_usd": "0.5",
             "is_active": True,
             "market_cap_rank": None,
+            "total_volume_24h": "125000.50",
         }
         assert updated["details"] == {
             "asset_id": "AUDT",

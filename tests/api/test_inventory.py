@@ -10,6 +10,7 @@ import pytest
 from orderproc.runtime import Runtime
 from orderproc.testing import SteppingClock
 from tests.api.conftest import Auth, Client
+from tests.api.test_input_and_roles import admin_events
 from tests.api.test_users_auth import Signup, assert_problem
 
 ASSETS = "/api/v1/inventory/assets"
@@ -188,6 +189,72 @@ class TestAdminAssets:
             "/api/v1/admin/assets/newc", headers=admin, json={"is_active": True, "name": "Renamed"}
         )
         assert on.json()["data"]["name"] == "Renamed"
+
+    async def test_an_added_asset_trades_with_the_volume_it_was_given(
+        self, client: Client, signup: Signup, runtime: Runtime, clock: SteppingClock
+    ) -> None:
+        admin = await make_admin(client, signup, runtime)
+        body = {"asset_id": "VOLC", "name": "Volume Coin", "category": "other", "price_usd": "2"}
+        created = await client.post(
+            "/api/v1/admin/assets", headers=admin, json=body | {"total_volume_24h": "8640000"}
+        )
+        assert created.status_code == 201, created.text
+        assert created.json()["data"]["total_volume_24h"] == "8640000.00"
+        for _ in range(3):
+            clock.advance(seconds=20)
+            await runtime.ticker.tick_once()
+        minutes = await client.get(f"{ASSETS}/VOLC/candles", params={"interval": "1m"})
+        volumes = [Decimal(c["volume"]) for c in minutes.json()["data"]]
+        assert volumes
+        assert all(v > 0 for v in volumes)
+        # 8,640,000 a day is 100 a second: a tick brings 0.5x to 1.5x of its seconds' share
+        share = Decimal(100) * Decimal(str(runtime.settings.price_tick_seconds))
+        assert share / 2 <= min(volumes)
+        changed = await client.patch(
+            "/api/v1/admin/assets/VOLC", headers=admin, json={"total_volume_24h": "0"}
+        )
+        assert changed.json()["data"]["total_volume_24h"] == "0.00"
+        events = await admin_events(client, admin, "admin_asset_update")
+        assert events[0]["details"]["total_volume_24h"] == {"from": "8640000", "to": "0"}
+
+    @pytest.mark.parametrize(
+        ("rank", "like"), [(1, "BTC"), (2, "ETH"), (None, None)], ids=["rank-1", "rank-2", "none"]
+    )
+    async def test_an_asset_added_without_volume_gets_a_usual_one(
+        self, client: Client, signup: Signup, runtime: Runtime, rank: int | None, like: str | None
+    ) -> None:
+        admin = await make_admin(client, signup, runtime)
+        body = {"asset_id": "USUAL", "name": "Usual", "category": "other", "price_usd": "2"}
+        created = await client.post(
+            "/api/v1/admin/assets", headers=admin, json=body | {"market_cap_rank": rank}
+        )
+        assert created.status_code == 201, created.text
+        volume = created.json()["data"]["total_volume_24h"]
+        others = [a for a in runtime.catalog.assets() if a.asset_id != "USUAL"]
+        if like is not None:
+            assert runtime.catalog.by_id[like].market_cap_rank == rank
+            assert Decimal(volume) == runtime.catalog.by_id[like].total_volume_24h
+        else:
+            below = [a for a in others if (a.total_volume_24h or 0) < Decimal(volume)]
+            above = [a for a in others if (a.total_volume_24h or 0) > Decimal(volume)]
+            assert abs(len(below) - len(above)) <= 1  # the median
+        assert Decimal(volume) > 0
+
+    @pytest.mark.parametrize("volume", ["-1", "1.234", "1e15", "lots"])
+    async def test_a_bad_volume_is_refused(
+        self, client: Client, signup: Signup, runtime: Runtime, volume: str
+    ) -> None:
+        admin = await make_admin(client, signup, runtime)
+        body = {"asset_id": "BADV", "name": "Bad", "category": "other", "price_usd": "2"}
+        created = await client.post(
+            "/api/v1/admin/assets", headers=admin, json=body | {"total_volume_24h": volume}
+        )
+        assert_problem(created, 422, "VALIDATION_ERROR")
+        assert "BADV" not in runtime.catalog.by_id
+        patched = await client.patch(
+            "/api/v1/admin/assets/BTC", headers=admin, json={"total_volume_24h": volume}
+        )
+        assert_problem(patched, 422, "VALIDATION_ERROR")
 
     async def test_patching_an_unknown_asset_is_404(
         self, client: Client, signup: Signup, runtime: Runtime

@@ -229,6 +229,11 @@ async def create_asset(
         last_updated=rt.clock.now(),
         is_active=body.is_active,
         market_cap_rank=body.market_cap_rank,
+        total_volume_24h=(
+            service.usual_volume(rt.catalog.assets(), body.market_cap_rank)
+            if body.total_volume_24h is None
+            else body.total_volume_24h
+        ),
     )
     actor = service.AdminActor(admin_user.user_id, ip, rt.clock)
     added = await service.add_asset(asset, store=rt.store, catalog=rt.catalog, actor=actor)

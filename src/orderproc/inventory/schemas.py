@@ -142,6 +142,18 @@ Price = Annotated[
     ),
     DecimalInputSchema(example="0.25"),
 ]
+Volume = Annotated[
+    Decimal,
+    PlainDecimal,
+    Field(
+        ge=0,
+        lt=Decimal("1e15"),
+        decimal_places=2,
+        description="USD traded in 24 h, which the simulated candles' volume follows: 0 or "
+        "more, less than 10^15, at most 2 decimal places",
+    ),
+    DecimalInputSchema(example="1250000.00"),
+]
 Text = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), PrintableName
 ]
@@ -160,6 +172,7 @@ class AssetCreate(BaseModel):
                     "price_usd": "0.25",
                     "description": "A coin for the demo.",
                     "market_cap_rank": 500,
+                    "total_volume_24h": "1250000.00",
                 }
             ]
         },
@@ -173,6 +186,9 @@ class AssetCreate(BaseModel):
     image: AnyHttpUrl | None = None
     is_active: bool = True
     market_cap_rank: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    # Omitted: that of the catalog's asset nearest in rank, or the catalog's median without a
+    # rank (`service.usual_volume`), so a new asset's candles have volume too.
+    total_volume_24h: Volume | None = None
 
 
 class AssetUpdate(BaseModel):
@@ -187,6 +203,7 @@ class AssetUpdate(BaseModel):
     image: AnyHttpUrl | None = None
     is_active: bool | None = None
     market_cap_rank: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    total_volume_24h: Volume | None = None
 
 
 # --- the sandbox (ORDERPROC_SANDBOX=true) ----------------------------------------------------

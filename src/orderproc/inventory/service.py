@@ -277,6 +277,12 @@ def audit_admin_change(
     )
 
 
+# What an asset's creation audits.
+CREATED_FIELDS = (
+    "name", "category", "price_usd", "is_active", "market_cap_rank", "total_volume_24h",
+)  # fmt: skip
+
+
 async def add_asset(asset: Asset, *, store: Store, catalog: Catalog, actor: AdminActor) -> Asset:
     """Add an asset; audited (`admin_asset_create`, with what it was created with) in the same
     unit of work. Added while a sandbox admin has paused the feed, it is frozen as the others."""
@@ -285,16 +291,25 @@ async def add_asset(asset: Asset, *, store: Store, catalog: Catalog, actor: Admi
         if await uow.assets.get(asset.asset_id) is not None:
             raise AssetExists()
         uow.assets.add(to_record(asset))
-        created = {
-            key: jsonable(getattr(asset, key))
-            for key in ("name", "category", "price_usd", "is_active", "market_cap_rank")
-        }
+        created = {key: jsonable(getattr(asset, key)) for key in CREATED_FIELDS}
         audit_admin_change(
             uow, "admin_asset_create", actor, {"asset_id": asset.asset_id, **created}
         )
         await uow.commit()
     catalog.put(asset)
     return asset
+
+
+def usual_volume(assets: Iterable[Asset], rank: int | None) -> Decimal | None:
+    """A 24 h volume for an asset added without one: that of the asset nearest `rank` (the
+    higher ranked of two as near), or without a rank the median of the assets that have one;
+    None for a catalog without volumes."""
+    volumes = [(a.market_cap_rank, a.total_volume_24h) for a in assets if a.total_volume_24h]
+    ranked = [(r, volume) for r, volume in volumes if r is not None]
+    if rank is not None and ranked:
+        return min(ranked, key=lambda known: (abs(known[0] - rank), known[0]))[1]
+    ordered = sorted(volume for _, volume in volumes)
+    return ordered[(len(ordered) - 1) // 2] if ordered else None
 
 
 async def change_asset(
