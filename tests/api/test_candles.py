@@ -288,3 +288,68 @@ class TestTheOpenHourAndDay:
         assert stored.close == odd
         page = (await client.get(CANDLES, params={"interval": "1h", "limit": 1})).json()["data"]
         assert Decimal(page[0]["close"]) == runtime.catalog.by_id["BTC"].price_usd
+
+
+async def last_day_of_hours(client: Client, now: datetime) -> list[dict[str, Any]]:
+    """BTC's hourly candles from the hour 24 hours before the current one."""
+    since = bucket_start(now, Interval.HOUR) - timedelta(hours=24)
+    params = {"interval": "1h", "start": since.isoformat(), "limit": 100}
+    response = await client.get(CANDLES, params=params)
+    assert response.status_code == 200, response.text
+    hours: list[dict[str, Any]] = response.json()["data"]
+    assert datetime.fromisoformat(hours[0]["t"]) == since
+    return hours
+
+
+def figures(asset: dict[str, Any]) -> tuple[Decimal, Decimal, Decimal]:
+    return (
+        Decimal(asset["high_24h"]),
+        Decimal(asset["low_24h"]),
+        Decimal(asset["price_usd"]) - Decimal(asset["price_change_24h"]),  # 24 h ago
+    )
+
+
+class TestThe24hFigures:
+    """An asset's 24 h high, low and change are those of its hourly candles from the hour 24
+    hours before the current one, as the ticks go on and after a restart."""
+
+    @pytest.mark.every_store
+    async def test_follow_the_hourly_candles_and_survive_a_restart(
+        self, client: Client, runtime: Runtime, clock: SteppingClock
+    ) -> None:
+        from orderproc.runtime import build_runtime
+
+        for _ in range(61):  # 30 hours and a half, a tick each half hour
+            clock.advance(minutes=30)
+            await runtime.ticker.tick_once()
+        btc = (await client.get("/api/v1/inventory/assets/BTC")).json()["data"]
+        hours = await last_day_of_hours(client, clock.now())
+        assert len(hours) == 25
+        highs, lows = [Decimal(h["high"]) for h in hours], [Decimal(h["low"]) for h in hours]
+        assert figures(btc) == (max(highs), min(lows), Decimal(hours[0]["open"]))
+        assert Decimal(hours[-1]["close"]) == Decimal(btc["price_usd"])
+
+        feed_off = runtime.settings.model_copy(update={"price_feed": "off"})
+        again = await build_runtime(feed_off, clock=clock)
+        try:
+            await again.start_background()  # reads the hours; no tick, the feed is off
+            restarted = again.catalog.by_id["BTC"]
+            assert restarted.price_usd == Decimal(btc["price_usd"])
+            assert restarted.price_change_24h is not None
+            assert (
+                restarted.high_24h,
+                restarted.low_24h,
+                restarted.price_usd - restarted.price_change_24h,
+            ) == figures(btc)
+        finally:
+            await again.close()
+
+    async def test_are_the_backfilled_hours_once_the_history_is_written(
+        self, client: Client, runtime: Runtime, backfilled: datetime
+    ) -> None:
+        await runtime.catalog.load_hours(runtime.store)  # as the history's `written` does
+        btc = (await client.get("/api/v1/inventory/assets/BTC")).json()["data"]
+        hours = await last_day_of_hours(client, backfilled)
+        highs = [Decimal(h["high"]) for h in hours]
+        lows = [Decimal(h["low"]) for h in hours]
+        assert figures(btc) == (max(highs), min(lows), Decimal(hours[0]["open"]))

@@ -341,6 +341,8 @@ class TestANewLeader:
             await until(lambda: "NEWC" in leader.catalog.by_id)
             ids = list(follower.catalog.by_id)
             assert await lacking_history(follower.store, ids, clock.now()) == ["NEWC"]
+            # What the history is made from (once written, the 24 h figures are its own).
+            anchor = anchor_of(follower.catalog.by_id["NEWC"])
 
             await leader.lease.stop()  # the leader goes, handing the lease back
             # The gain of the lease starts it, in the background.
@@ -352,10 +354,7 @@ class TestANewLeader:
 
             # What a start would have written for it: the whole history, from its price.
             keep = {i: follower.ticker.retention.of(i) for i in INTERVALS}
-            made = history(
-                anchor_of(follower.catalog.by_id["NEWC"]),
-                seed=settings.price_seed, now=clock.now(), keep=keep,
-            )  # fmt: skip
+            made = history(anchor, seed=settings.price_seed, now=clock.now(), keep=keep)
             async with follower.store.unit_of_work() as uow:
                 for interval, candles in made.items():
                     stored = await uow.candles.list("NEWC", interval.value, limit=5000)

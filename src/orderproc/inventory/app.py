@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
 from fastapi import FastAPI
 
@@ -72,7 +73,9 @@ class InventoryParts:
     _stopping: bool = False  # a gain of the lease now starts no take-over
 
     async def start_inventory(self, settings: Settings) -> None:
-        """The price ticker, unless the feed is off; with Redis, only while leading."""
+        """The 24 h windows from the stored hours; the price ticker, unless the feed is off;
+        with Redis, only while leading."""
+        await self.catalog.load_hours(self.ticker.store)
         if settings.price_feed == "off":
             return
         if self.lease is not None:
@@ -211,7 +214,7 @@ async def build_inventory(core: Core) -> InventoryParts:
     settings = core.settings
     await seed_catalog(core.store)
     prices = PriceCache()
-    catalog = await load_catalog(core.store, prices)
+    catalog = await load_catalog(core.store, prices, now=core.clock.now())
     if not settings.sandbox:
         await sandbox.thaw(core.store, catalog)
     feed = price_feed(settings, catalog)
@@ -246,6 +249,8 @@ async def build_inventory(core: Core) -> InventoryParts:
     parts.ticker.listeners.append(hub.publish)
     keep = {interval: parts.ticker.retention.of(interval) for interval in INTERVALS}
     parts.history = history_for(settings, store=core.store, feed=feed, keep=keep)
+    if parts.history is not None:
+        parts.history.written = partial(catalog.load_hours, core.store)
     catalog.watchers.append(parts.backfill_added)
     if settings.redis_url is not None and settings.price_feed != "off":
         holder = f"inventory-{secrets.token_hex(6)}"

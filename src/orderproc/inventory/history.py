@@ -9,7 +9,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -283,6 +283,9 @@ class History:
         # parts, which the process's runtime copies.)
         self.started = False
         self.stopped = False  # `stop` since the last `prepare`: `start` starts nothing
+        # Told once history was written, so the catalog's 24 h windows read the hours it has
+        # now (`Catalog.load_hours`).
+        self.written: Callable[[], Awaitable[None]] | None = None
 
     async def prepare(self, assets: Iterable[Asset], now: datetime) -> None:
         await self.stop()  # a gain of the lease after a loss: one backfill at a time
@@ -314,7 +317,15 @@ class History:
             return 0
         seconds = time.perf_counter() - began
         log.info("candle backfill: %d candles for %d assets in %.1f s", written, assets, seconds)
+        await self._tell_written(written)
         return written
+
+    async def _tell_written(self, written: int) -> None:
+        if written and self.written is not None:
+            try:
+                await self.written()
+            except Exception:  # the windows keep what they had, and their ticks
+                log.exception("the 24 h windows could not read the history written")
 
     def add(self, asset: Asset, now: datetime) -> None:
         """An asset an admin added or re-activated while this process leads: the history it
@@ -336,6 +347,7 @@ class History:
                 if backfill.pending:
                     written = await backfill.run(self.leading)
                     log.info("candle backfill: %d candles for %d added", written, len(assets))
+                    await self._tell_written(written)
             except Exception:  # the history is a nicety: never the service's end
                 log.exception("candle backfill of added assets failed")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timedelta
@@ -15,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 from zlib import crc32
 
-from orderproc.common.clock import Clock
+from orderproc.common.clock import EPOCH, Clock
 from orderproc.common.ids import new_id
 from orderproc.common.periodic import Periodic
 from orderproc.common.prices import PriceCache
@@ -32,11 +33,16 @@ from orderproc.inventory.candles import (
     cutoff,
     roll_up,
 )
+from orderproc.inventory.day_window import SPAN, DayWindow, Hour, hour_of
 from orderproc.inventory.domain import Asset, load_snapshot, parse_time
 from orderproc.inventory.live_candles import LiveCandles, Turn
 from orderproc.inventory.pricefeed import FollowsCatalog, PriceFeed
 
 log = logging.getLogger("orderproc.inventory")
+HOUR = timedelta(hours=1)
+HOURS_READ = 26  # a window's hours with the current one, and one to spare
+# 24 h windows settled a move (a tick) after their hour's close (inventory/day_window.py).
+SETTLED_PER_MOVE = 100
 INTERVALS = (Interval.MINUTE, Interval.HOUR, Interval.DAY)
 _COLUMNS = {"asset_id", "name", "category", "is_active", "price_usd", "last_updated"}
 # How the metadata JSON spells the Asset fields that are not plain JSON values.
@@ -118,12 +124,21 @@ class Catalog:
     """Every asset in memory, by id; `version` moves on every change so renderings can be
     cached until the next tick."""
 
-    def __init__(self, assets: Iterable[Asset], prices: PriceCache) -> None:
+    def __init__(
+        self, assets: Iterable[Asset], prices: PriceCache, *, now: datetime | None = None
+    ) -> None:
         self._by_id = {asset.asset_id: asset for asset in assets}
         self._prices = prices
         # A sandbox admin paused the feed (inventory/sandbox.py): the assets are `frozen`.
         self.paused = any(asset.frozen for asset in self._by_id.values())
-        self._baseline = {a.asset_id: _price_24h_ago(a) for a in self._by_id.values()}
+        # Each asset's last 24 hours (inventory/day_window.py), from its stored figures until
+        # `load_hours` reads its hourly candles; `_hour` is the current hour's start.
+        newest = max((a.last_updated for a in self._by_id.values()), default=EPOCH)
+        self._hour = hour_of(now or newest)
+        self._next_hour = self._hour + HOUR
+        self._windows = {a.asset_id: _seeded(a, self._hour) for a in self._by_id.values()}
+        self._settling: deque[DayWindow] = deque()  # turned into a new hour, not settled yet
+        self._settles = SETTLED_PER_MOVE  # what the move under way may still settle
         self.version = 0
         # Told of each asset an admin adds or changes (the price ticker, whose feed must price
         # an active asset from the next tick on and drop an inactive one).
@@ -139,7 +154,8 @@ class Catalog:
 
     def put(self, asset: Asset) -> None:
         self._by_id[asset.asset_id] = asset
-        self._baseline.setdefault(asset.asset_id, _price_24h_ago(asset))
+        if asset.asset_id not in self._windows:
+            self._windows[asset.asset_id] = _seeded(asset, self._hour)
         self._publish()
         for watcher in self.watchers:
             watcher(asset)
@@ -153,9 +169,41 @@ class Catalog:
         self._publish()
         return list(self._by_id.values())
 
+    async def load_hours(self, store: Store, asset_ids: Iterable[str] | None = None) -> None:
+        """Each asset's window (or those of `asset_ids`) from its hourly candles in the store:
+        at a start, and once a backfill has written the history. The hours the store holds
+        win over those in memory; the current hour's ticks are kept."""
+        while self._settling:
+            self._settling.popleft().settle()
+        wanted = list(self._by_id if asset_ids is None else asset_ids)
+        since = self._hour - SPAN
+        found: dict[str, list[CandleRecord]] = {}
+        async with store.unit_of_work() as uow:
+            for asset_id in wanted:
+                rows = await uow.candles.list(
+                    asset_id, Interval.HOUR.value, start=since, limit=HOURS_READ
+                )
+                found[asset_id] = rows
+        for asset_id, rows in found.items():
+            window, asset = self._windows.get(asset_id), self._by_id.get(asset_id)
+            if window is None or asset is None or not rows:
+                continue
+            hours = [Hour(r.open_time, r.open, r.high, r.low) for r in rows]
+            window = self._windows[asset_id] = window.with_hours(
+                h for h in hours if h.start < window.start
+            )
+            for hour in hours:
+                window.current(hour)
+            # Its figures over the window now, not those it was stored with.
+            self._by_id[asset_id] = _with_market_move(
+                asset, asset.price_usd, asset.last_updated, window
+            )
+        self._publish()
+
     def apply_prices(self, prices: dict[str, Decimal], moment: datetime) -> list[Asset]:
         """Move prices (and the 24 h figures that follow from them); returns what moved. An
         inactive asset keeps its price (a feed may still answer for it this tick)."""
+        self._settle_first()
         moved = self._move(prices.items(), moment)
         self._publish()
         return moved
@@ -166,6 +214,7 @@ class Catalog:
         """`apply_prices` for a tick, yielding the event loop after each `chunk` assets (1,000
         assets took 10 ms in one piece); prices are published once, at the end."""
         moved: list[Asset] = []
+        self._settle_first()
         items = list(prices.items())
         for start in range(0, len(items), chunk):
             if start:
@@ -174,44 +223,98 @@ class Catalog:
         self._publish()
         return moved
 
+    def _hour_of(self, moment: datetime) -> datetime:
+        """The start of `moment`'s hour: the current one, the same object for every move in
+        it (so a window sees it is in the current hour by identity), or a later one, which
+        becomes the current one."""
+        if moment >= self._next_hour:
+            self._hour = hour_of(moment)
+            self._next_hour = self._hour + HOUR
+        elif moment < self._hour:  # a move older than the current hour (a follower's, late)
+            return hour_of(moment)
+        return self._hour
+
     def _move(self, prices: Iterable[tuple[str, Decimal]], moment: datetime) -> list[Asset]:
         moved = []
-        by_id, baseline = self._by_id, self._baseline
+        by_id, windows = self._by_id, self._windows
+        hour = self._hour_of(moment)
         for asset_id, price in prices:
             asset = by_id.get(asset_id)
             if asset is None or not asset.is_active:
                 continue
-            updated = by_id[asset_id] = _with_market_move(asset, price, moment, baseline[asset_id])
+            day = windows[asset_id]
+            if day.start is not hour and day.start < hour:  # its first move in a later hour
+                day.turn(hour, price)
+                if self._settles:
+                    self._settles -= 1
+                    day.settle()
+                else:
+                    self._settling.append(day)
+            updated = by_id[asset_id] = _with_market_move(asset, price, moment, day)
             moved.append(updated)
         return moved
+
+    def _settle_first(self) -> None:
+        """A move's settles (inventory/day_window.py): the windows an earlier move turned into
+        a new hour and left to settle first, then those it turns, until it has settled
+        `SETTLED_PER_MOVE`; the rest are the next move's."""
+        settling = self._settling
+        self._settles = SETTLED_PER_MOVE
+        while settling and self._settles:
+            settling.popleft().settle()
+            self._settles -= 1
 
     def _publish(self) -> None:
         self.version += 1
         self._prices.publish(dict(self._by_id))  # an `Asset` is a quote (`QuoteView`)
 
 
-def _price_24h_ago(asset: Asset) -> Decimal:
-    if asset.price_change_24h is None:
-        return asset.price_usd
-    before = asset.price_usd - asset.price_change_24h
-    return before if before > 0 else asset.price_usd
+def _seeded(asset: Asset, hour: datetime) -> DayWindow:
+    """A window from the 24 h figures stored with the asset (the snapshot's or the last ones
+    written), until its hourly candles are read."""
+    change = asset.price_change_24h
+    return DayWindow.seeded(
+        hour,
+        asset.price_usd,
+        before=None if change is None else asset.price_usd - change,
+        high=asset.high_24h,
+        low=asset.low_24h,
+    )
 
 
-def _with_market_move(asset: Asset, price: Decimal, moment: datetime, base: Decimal) -> Asset:
-    """`asset` at `price`: its 24 h figures against `base` (the price 24 h ago) and its quote.
+def _with_market_move(asset: Asset, price: Decimal, moment: datetime, day: DayWindow) -> Asset:
+    """`asset` at `price`: its 24 h figures over its window `day`, which the price joins, its
+    all-time high or low if the price passes it, and its quote.
 
     Built by copying the asset's field dictionary and setting the fields a tick moves: it runs
     for every asset on every tick. `dataclasses.replace` looks up each field by name and calls
     `__init__` (about 14 µs an asset, measured); a slotted `Asset` rebuilt slot by slot through
     each descriptor took 4.4 µs; the copy takes 0.5 µs, plus the quote (`bid_ask`, 0.9 µs)."""
+    base = day.base
     change = price - base
     bid, ask = bid_ask(price, asset.spread)
     state = asset.__dict__.copy()
     state["price_usd"] = price
     state["last_updated"] = moment
-    high, low = asset.high_24h, asset.low_24h
-    state["high_24h"] = price if not high or price > high else high
-    state["low_24h"] = price if not low or price < low else low
+    # A new high for the hour may be one for the day, and then for all time; a price within
+    # the hour's range is neither (the hour's range is within the day's). An hour a tick
+    # opens has no range yet (`DayWindow.roll`), so its first price is both.
+    if price > day.high:
+        day.high = price
+        if price > day.day_high:
+            day.day_high = price
+            if asset.ath is None or price > asset.ath:
+                state["ath"] = price
+                state["ath_date"] = moment
+    if price < day.low:  # not `elif`: the first price of an hour is its high and its low
+        day.low = price
+        if price < day.day_low:
+            day.day_low = price
+            if asset.atl is None or price < asset.atl:
+                state["atl"] = price
+                state["atl_date"] = moment
+    state["high_24h"] = day.day_high
+    state["low_24h"] = day.day_low
     state["price_change_24h"] = change
     # `change * 100 / base` is `change / base * 100`, the same 28 digits (a power of ten
     # scales them exactly), with the hundred a `Decimal` already: 0.12 µs less (timeit).
@@ -247,10 +350,12 @@ async def seed_catalog(store: Store, *, assets: Iterable[Asset] | None = None) -
     return await retry_on_conflict(attempt)
 
 
-async def load_catalog(store: Store, prices: PriceCache) -> Catalog:
+async def load_catalog(store: Store, prices: PriceCache, *, now: datetime | None = None) -> Catalog:
+    """The stored assets, their 24 h windows as of `now` from their stored figures (the hourly
+    candles are read by `Catalog.load_hours`)."""
     async with store.unit_of_work() as uow:
         records = await uow.assets.list_all()
-    return Catalog((from_record(r) for r in records), prices)
+    return Catalog((from_record(r) for r in records), prices, now=now)
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,13 +106,23 @@ class TestAMove:
         assert eth.low_24h is not None
         base = eth.price_usd - eth.price_change_24h  # the price 24 h ago
         price = round_price(Decimal(digits).scaleb(exponent))
-        moment = datetime(2026, 1, 1, tzinfo=UTC)
-        [moved] = Catalog([eth], PriceCache()).apply_prices({"ETH": price}, moment)
+        moment = datetime(2026, 1, 1, 0, 30, tzinfo=UTC)
+        catalog = Catalog([eth], PriceCache(), now=datetime(2026, 1, 1, tzinfo=UTC))
+        [moved] = catalog.apply_prices({"ETH": price}, moment)
         assert (moved.price_usd, moved.last_updated) == (price, moment)
+        # In the hour it was loaded in, the asset's stored figures stand for the day before.
         assert moved.price_change_24h == price - base
         assert moved.price_change_percentage_24h == ((price - base) / base * 100).quantize(
             Decimal("0.00001")
         )
-        assert moved.high_24h == max(eth.high_24h, price)
-        assert moved.low_24h == min(eth.low_24h, price)
+        assert moved.high_24h == max(eth.high_24h, eth.price_usd, price)
+        assert moved.low_24h == min(eth.low_24h, eth.price_usd, price)
+        assert eth.ath is not None
+        assert eth.atl is not None
+        assert (moved.ath, moved.ath_date) == (
+            (price, moment) if price > eth.ath else (eth.ath, eth.ath_date)
+        )
+        assert (moved.atl, moved.atl_date) == (
+            (price, moment) if price < eth.atl else (eth.atl, eth.atl_date)
+        )
         assert (moved.bid, moved.ask) == bid_ask(price, eth.spread)

@@ -1,0 +1,137 @@
+"""The 24 h figures of a moving price (inventory/day_window.py, through `Catalog`), against a
+brute force over every price the asset had."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from orderproc.common.prices import PriceCache
+from orderproc.inventory.day_window import SPAN, DayWindow, Hour, hour_of
+from orderproc.inventory.domain import Asset, load_snapshot
+from orderproc.inventory.service import Catalog
+
+START = datetime(2026, 3, 1, 10, 20, tzinfo=UTC)
+ETH = next(asset for asset in load_snapshot() if asset.asset_id == "ETH")
+PRICES = st.integers(min_value=1, max_value=10_000).map(lambda n: Decimal(n) / 4)
+GAPS = st.integers(min_value=1, max_value=4 * 3600).map(lambda s: timedelta(seconds=s))
+
+
+def expected(
+    seen: list[tuple[datetime, Decimal]], now: datetime, seed: Asset
+) -> tuple[Decimal, Decimal, Decimal]:
+    """The 24 h high, low and price 24 h ago after the prices `seen` (oldest first; the first
+    is the price the catalog was loaded with), by brute force: every price from the hour 24
+    hours before the current one on; in the hour of the load, the stored figures too."""
+    hour = hour_of(now)
+    prices = [price for moment, price in seen if hour_of(moment) >= hour - SPAN]
+    if hour == hour_of(seen[0][0]):  # the stored figures stand for the day before
+        assert seed.price_change_24h is not None
+        assert seed.high_24h is not None
+        assert seed.low_24h is not None
+        before = seed.price_usd - seed.price_change_24h
+        return (
+            max(*prices, seed.high_24h, before),
+            min(*prices, seed.low_24h, before),
+            before,
+        )
+    # The window's first hour opens at its first price.
+    return max(prices), min(prices), prices[0]
+
+
+class TestTheWindow:
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.tuples(GAPS, PRICES), min_size=1, max_size=120))
+    def test_its_figures_are_those_of_every_price_since_the_hour_a_day_before(
+        self, moves: list[tuple[timedelta, Decimal]]
+    ) -> None:
+        eth = replace(ETH, last_updated=START)
+        catalog = Catalog([eth], PriceCache(), now=START)
+        seen, now = [(START, eth.price_usd)], START
+        ath, atl = eth.ath, eth.atl
+        assert ath is not None
+        assert atl is not None
+        for gap, price in moves:
+            now += gap
+            [moved] = catalog.apply_prices({"ETH": price}, now)
+            seen.append((now, price))
+            high, low, before = expected(seen, now, eth)
+            assert (moved.high_24h, moved.low_24h) == (high, low)
+            assert moved.price_change_24h == price - before
+            ath, atl = max(ath, price), min(atl, price)
+            assert (moved.ath, moved.atl) == (ath, atl)
+            if price == ath and price != eth.ath:
+                assert moved.ath_date is not None
+                assert moved.ath_date <= now
+
+    def test_an_hour_an_asset_does_not_move_in_is_not_in_its_window(self) -> None:
+        eth = replace(ETH, last_updated=START)
+        btc = next(asset for asset in load_snapshot() if asset.asset_id == "BTC")
+        catalog = Catalog([eth, replace(btc, last_updated=START)], PriceCache(), now=START)
+        catalog.apply_prices({"ETH": Decimal(100), "BTC": Decimal(7)}, START)
+        later = START + timedelta(hours=1)
+        catalog.apply_prices({"ETH": Decimal(90)}, later)  # BTC's feed did not answer
+        [btc_moved] = catalog.apply_prices({"BTC": Decimal(8)}, later + timedelta(minutes=70))
+        assert btc_moved.low_24h == 7  # the hour of 7 is in the window, that of 8 begins
+        # A day on, BTC's first hour has left, and its window begins with the hour of 8.
+        [btc_moved] = catalog.apply_prices({"BTC": Decimal(9)}, later + timedelta(hours=25))
+        assert (btc_moved.low_24h, btc_moved.high_24h) == (Decimal(8), Decimal(9))
+        assert btc_moved.price_change_24h == Decimal(1)
+        [eth_moved] = catalog.apply_prices({"ETH": Decimal(95)}, later + timedelta(hours=25))
+        assert (eth_moved.low_24h, eth_moved.high_24h) == (Decimal(95), Decimal(95))  # alone
+        assert eth_moved.price_change_24h == 0
+
+    def test_a_move_settles_a_hundred_windows_and_the_next_moves_the_rest(self) -> None:
+        bare = replace(ETH, high_24h=None, low_24h=None, price_change_24h=None)
+        assets = [replace(bare, asset_id=f"A{n:03d}", last_updated=START) for n in range(250)]
+        catalog = Catalog(assets, PriceCache(), now=START)
+        catalog.apply_prices(dict.fromkeys(catalog.by_id, Decimal(10)), START)
+        later = START + timedelta(hours=25)  # the hour of 10 leaves the window at its close
+        changes = []
+        for second in range(4):
+            moved = catalog.apply_prices(
+                dict.fromkeys(catalog.by_id, Decimal(20)), later + timedelta(seconds=second)
+            )
+            changes.append(sum(asset.price_change_24h == 0 for asset in moved))
+        # A window not settled yet still counts the hour of 10, until a move settles it.
+        assert changes == [100, 200, 250, 250]
+        assert all((a.low_24h, a.high_24h) == (20, 20) for a in catalog.assets())
+
+
+class TestAWindowFromCandles:
+    def test_the_stored_hours_win_and_the_current_hours_ticks_stay(self) -> None:
+        start = hour_of(START)
+        window = DayWindow.seeded(
+            start, Decimal(10), before=Decimal(8), high=Decimal(12), low=Decimal(7)
+        )
+        assert (window.base, window.day_high, window.day_low) == (8, 12, 7)
+        window.high = Decimal(11)  # a tick this hour
+        read = [
+            Hour(start - SPAN - timedelta(hours=1), Decimal(1), Decimal(99), Decimal(1)),  # out
+            Hour(start - SPAN, Decimal(9), Decimal("9.5"), Decimal("8.5")),
+            Hour(start - timedelta(hours=3), Decimal("9.5"), Decimal("10.5"), Decimal(9)),
+        ]
+        loaded = window.with_hours(read)
+        assert [h.start for h in loaded.hours] == [start - SPAN, start - timedelta(hours=3)]
+        assert (loaded.base, loaded.day_high, loaded.day_low) == (9, 11, Decimal("8.5"))
+        loaded.current(Hour(start, Decimal("9.75"), Decimal("10.25"), Decimal(6)))
+        assert (loaded.open, loaded.high, loaded.low) == (Decimal("9.75"), 11, 6)
+        assert loaded.day_low == 6
+
+    def test_a_turn_counts_the_old_hours_until_it_settles(self) -> None:
+        start = hour_of(START)
+        window = DayWindow(start, Decimal(5))
+        window.turn(start + timedelta(hours=1), Decimal(6))
+        window.high = window.low = Decimal(6)  # the move of 6
+        assert (window.base, window.day_high, window.day_low) == (5, 5, 5)  # not settled
+        window.settle()
+        assert (window.base, window.day_high, window.day_low) == (5, 6, 5)
+        assert window.hours == [Hour(start, Decimal(5), Decimal(5), Decimal(5))]
+        window.turn(start + timedelta(hours=30), Decimal(4))
+        window.high = window.low = Decimal(4)
+        assert window.hours == []  # reading them settles the window: a day without ticks
+        assert (window.base, window.day_high, window.day_low) == (4, 4, 4)
