@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 
 from orderproc.runtime import Runtime
@@ -28,6 +29,14 @@ async def make_admin(client: Client, signup: Signup, runtime: Runtime) -> Auth:
         json={"username": "root_admin", "password": "correct horse battery staple"},
     )
     return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
+async def add_coin(client: Client, admin: Auth, asset_id: str, **fields: Any) -> httpx.Response:
+    """POST an asset at 2 USD, with `fields` besides."""
+    body = {"asset_id": asset_id, "name": f"{asset_id} Coin", "category": "other"}
+    return await client.post(
+        "/api/v1/admin/assets", headers=admin, json=body | {"price_usd": "2"} | fields
+    )
 
 
 class TestCatalog:
@@ -194,10 +203,7 @@ class TestAdminAssets:
         self, client: Client, signup: Signup, runtime: Runtime, clock: SteppingClock
     ) -> None:
         admin = await make_admin(client, signup, runtime)
-        body = {"asset_id": "VOLC", "name": "Volume Coin", "category": "other", "price_usd": "2"}
-        created = await client.post(
-            "/api/v1/admin/assets", headers=admin, json=body | {"total_volume_24h": "8640000"}
-        )
+        created = await add_coin(client, admin, "VOLC", total_volume_24h="8640000")
         assert created.status_code == 201, created.text
         assert created.json()["data"]["total_volume_24h"] == "8640000.00"
         for _ in range(3):
@@ -224,10 +230,7 @@ class TestAdminAssets:
         self, client: Client, signup: Signup, runtime: Runtime, rank: int | None, like: str | None
     ) -> None:
         admin = await make_admin(client, signup, runtime)
-        body = {"asset_id": "USUAL", "name": "Usual", "category": "other", "price_usd": "2"}
-        created = await client.post(
-            "/api/v1/admin/assets", headers=admin, json=body | {"market_cap_rank": rank}
-        )
+        created = await add_coin(client, admin, "USUAL", market_cap_rank=rank)
         assert created.status_code == 201, created.text
         volume = created.json()["data"]["total_volume_24h"]
         others = [a for a in runtime.catalog.assets() if a.asset_id != "USUAL"]
@@ -245,10 +248,7 @@ class TestAdminAssets:
         self, client: Client, signup: Signup, runtime: Runtime, volume: str
     ) -> None:
         admin = await make_admin(client, signup, runtime)
-        body = {"asset_id": "BADV", "name": "Bad", "category": "other", "price_usd": "2"}
-        created = await client.post(
-            "/api/v1/admin/assets", headers=admin, json=body | {"total_volume_24h": volume}
-        )
+        created = await add_coin(client, admin, "BADV", total_volume_24h=volume)
         assert_problem(created, 422, "VALIDATION_ERROR")
         assert "BADV" not in runtime.catalog.by_id
         patched = await client.patch(

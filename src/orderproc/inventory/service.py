@@ -298,7 +298,7 @@ def _with_market_move(asset: Asset, price: Decimal, moment: datetime, day: DayWi
     state["last_updated"] = moment
     # A new high for the hour may be one for the day, and then for all time; a price within
     # the hour's range is neither (the hour's range is within the day's). An hour a tick
-    # opens has no range yet (`DayWindow.roll`), so its first price is both.
+    # opens has no range yet (`DayWindow.turn`), so its first price is both.
     if price > day.high:
         day.high = price
         if price > day.day_high:
