@@ -322,12 +322,28 @@ class TestThe24hFigures:
         for _ in range(61):  # 30 hours and a half, a tick each half hour
             clock.advance(minutes=30)
             await runtime.ticker.tick_once()
+        for tick in range(40):  # then every 10 s, with the day's high in a late minute
+            clock.advance(seconds=10)
+            if tick == 37:
+                await runtime.ticker.apply({"BTC": Decimal(999_999)}, clock.now())
+            else:
+                await runtime.ticker.tick_once()
         btc = (await client.get("/api/v1/inventory/assets/BTC")).json()["data"]
         hours = await last_day_of_hours(client, clock.now())
         assert len(hours) == 25
         highs, lows = [Decimal(h["high"]) for h in hours], [Decimal(h["low"]) for h in hours]
         assert figures(btc) == (max(highs), min(lows), Decimal(hours[0]["open"]))
         assert Decimal(hours[-1]["close"]) == Decimal(btc["price_usd"])
+        assert (Decimal(btc["high_24h"]), Decimal(btc["ath"])) == (999_999, 999_999)
+        async with runtime.store.unit_of_work() as uow:  # the hour's row has not the high yet
+            [row] = await uow.candles.list("BTC", "1h", limit=1)
+        assert row.rolled_until is not None
+        assert row.high < 999_999
+
+        await runtime.catalog.load_hours(runtime.store)  # as every hour: the same figures
+        assert figures(btc) == figures(
+            (await client.get("/api/v1/inventory/assets/BTC")).json()["data"]
+        )
 
         feed_off = runtime.settings.model_copy(update={"price_feed": "off"})
         again = await build_runtime(feed_off, clock=clock)

@@ -359,5 +359,13 @@ class TestANewLeader:
                 for interval, candles in made.items():
                     stored = await uow.candles.list("NEWC", interval.value, limit=5000)
                     assert stored == candles
+            # Told the history was written, its 24 h window read the hours back.
+            since = bucket_start(clock.now(), Interval.HOUR) - timedelta(hours=24)
+            day = [c for c in made[Interval.HOUR] if c.open_time >= since]
+            newc = follower.catalog.by_id["NEWC"]
+            assert (newc.high_24h, newc.low_24h) == (
+                max(c.high for c in day),
+                min(c.low for c in day),
+            )
         finally:
             await other.close()

@@ -16,7 +16,7 @@ from functools import partial
 from fastapi import FastAPI
 
 from orderproc.common.clock import Clock
-from orderproc.common.periodic import cancel_and_wait
+from orderproc.common.periodic import Periodic, cancel_and_wait
 from orderproc.common.price_fanout import FeedLease, PriceFollower, PricePublisher
 from orderproc.common.price_stream import PriceStreamHub
 from orderproc.common.prices import PriceCache, Quote
@@ -40,6 +40,7 @@ from orderproc.inventory.service import (
 )
 
 log = logging.getLogger("orderproc.inventory")
+HOUR_SECONDS = 3600.0
 
 
 def _logs_failure(what: str) -> Callable[[asyncio.Task[None]], None]:
@@ -67,6 +68,7 @@ class InventoryParts:
     publisher: PricePublisher | None = None
     follower: PriceFollower | None = None
     history: History | None = None  # candles for assets without any (inventory/history.py)
+    hours: Periodic | None = None  # the 24 h windows' hourly read of the store
     _reloading: bool = False  # putting an asset another process announced: not announced again
     _reloads: set[asyncio.Task[None]] = field(default_factory=set)
     _taking_over: asyncio.Task[None] | None = None  # the last gain of the lease's (`take_over`)
@@ -76,6 +78,8 @@ class InventoryParts:
         """The 24 h windows from the stored hours; the price ticker, unless the feed is off;
         with Redis, only while leading."""
         await self.catalog.load_hours(self.ticker.store)
+        if self.hours is not None:
+            self.hours.start()
         if settings.price_feed == "off":
             return
         if self.lease is not None:
@@ -117,6 +121,8 @@ class InventoryParts:
         await cancel_and_wait(*running)
         if self.history is not None:
             await self.history.stop()
+        if self.hours is not None:
+            await self.hours.stop()
         await self.ticker.stop()
         for part in (self.follower, self.lease, self.publisher):
             if part is not None:
@@ -251,6 +257,11 @@ async def build_inventory(core: Core) -> InventoryParts:
     parts.history = history_for(settings, store=core.store, feed=feed, keep=keep)
     if parts.history is not None:
         parts.history.written = partial(catalog.load_hours, core.store)
+    # Every hour, the 24 h windows read the hours in the store again: a process following the
+    # feed's leader counts the hours the leader ticked and backfilled (inventory/day_window.py).
+    parts.hours = Periodic(
+        "24 h windows", interval=HOUR_SECONDS, step=partial(catalog.load_hours, core.store), log=log
+    )
     catalog.watchers.append(parts.backfill_added)
     if settings.redis_url is not None and settings.price_feed != "off":
         holder = f"inventory-{secrets.token_hex(6)}"

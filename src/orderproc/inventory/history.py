@@ -97,6 +97,9 @@ class SimulatedBackfill:
         self.pending = [anchor_of(by_id[asset_id]) for asset_id in missing]
         self.now = now
 
+    def asset_ids(self) -> list[str]:
+        return [anchor.asset_id for anchor in self.pending]
+
     async def prepare(self, assets: Iterable[Asset], now: datetime) -> None:
         """`choose`, and write the chosen assets' current candles."""
         await self.choose(assets, now)
@@ -236,6 +239,9 @@ class ChartBackfill:
 
     prepare = choose  # the ticker's current candles are its own: nothing to write before
 
+    def asset_ids(self) -> list[str]:
+        return list(self.pending)
+
     async def run(self, leading: Callable[[], bool] = _always) -> int:
         if self.now is None:
             return 0
@@ -283,9 +289,9 @@ class History:
         # parts, which the process's runtime copies.)
         self.started = False
         self.stopped = False  # `stop` since the last `prepare`: `start` starts nothing
-        # Told once history was written, so the catalog's 24 h windows read the hours it has
-        # now (`Catalog.load_hours`).
-        self.written: Callable[[], Awaitable[None]] | None = None
+        # Told which assets got history, so the catalog's 24 h windows read the hours it
+        # wrote (`Catalog.load_hours`).
+        self.written: Callable[[list[str]], Awaitable[None]] | None = None
 
     async def prepare(self, assets: Iterable[Asset], now: datetime) -> None:
         await self.stop()  # a gain of the lease after a loss: one backfill at a time
@@ -310,6 +316,7 @@ class History:
 
     async def _run(self) -> int:
         began, assets = time.perf_counter(), len(self.backfill.pending)
+        ids = self.backfill.asset_ids()
         try:
             written = await self.backfill.run(self.leading)
         except Exception:  # the history is a nicety: never the service's end
@@ -317,13 +324,13 @@ class History:
             return 0
         seconds = time.perf_counter() - began
         log.info("candle backfill: %d candles for %d assets in %.1f s", written, assets, seconds)
-        await self._tell_written(written)
+        await self._tell_written(written, ids)
         return written
 
-    async def _tell_written(self, written: int) -> None:
+    async def _tell_written(self, written: int, asset_ids: list[str]) -> None:
         if written and self.written is not None:
             try:
-                await self.written()
+                await self.written(asset_ids)
             except Exception:  # the windows keep what they had, and their ticks
                 log.exception("the 24 h windows could not read the history written")
 
@@ -345,9 +352,10 @@ class History:
             try:
                 await backfill.choose(assets, self.added_at)
                 if backfill.pending:
+                    ids = backfill.asset_ids()
                     written = await backfill.run(self.leading)
                     log.info("candle backfill: %d candles for %d added", written, len(assets))
-                    await self._tell_written(written)
+                    await self._tell_written(written, ids)
             except Exception:  # the history is a nicety: never the service's end
                 log.exception("candle backfill of added assets failed")
 

@@ -41,6 +41,7 @@ from orderproc.inventory.pricefeed import FollowsCatalog, PriceFeed
 log = logging.getLogger("orderproc.inventory")
 HOUR = timedelta(hours=1)
 HOURS_READ = 26  # a window's hours with the current one, and one to spare
+LOADED_AT_ONCE = 100  # windows `load_hours` reads and rebuilds between two yields
 # 24 h windows settled a move (a tick) after their hour's close (inventory/day_window.py).
 SETTLED_PER_MOVE = 100
 INTERVALS = (Interval.MINUTE, Interval.HOUR, Interval.DAY)
@@ -170,35 +171,48 @@ class Catalog:
         return list(self._by_id.values())
 
     async def load_hours(self, store: Store, asset_ids: Iterable[str] | None = None) -> None:
-        """Each asset's window (or those of `asset_ids`) from its hourly candles in the store:
-        at a start, and once a backfill has written the history. The hours the store holds
-        win over those in memory; the current hour's ticks are kept."""
+        """Each asset's window (or those of `asset_ids`) from its hourly candles in the store,
+        an open hour's merged with its later minutes as the candles route answers them: at a
+        start, once a backfill has written history, and every hour (`InventoryParts`), so a
+        process that follows the feed's leader counts the hours the leader wrote. The hours
+        the store holds win over those in memory; the current hour's ticks are kept. A
+        hundred assets at a time, the event loop free in between."""
         while self._settling:
             self._settling.popleft().settle()
         wanted = list(self._by_id if asset_ids is None else asset_ids)
-        since = self._hour - SPAN
-        found: dict[str, list[CandleRecord]] = {}
-        async with store.unit_of_work() as uow:
-            for asset_id in wanted:
-                rows = await uow.candles.list(
-                    asset_id, Interval.HOUR.value, start=since, limit=HOURS_READ
-                )
-                found[asset_id] = rows
-        for asset_id, rows in found.items():
-            window, asset = self._windows.get(asset_id), self._by_id.get(asset_id)
-            if window is None or asset is None or not rows:
-                continue
-            hours = [Hour(r.open_time, r.open, r.high, r.low) for r in rows]
-            window = self._windows[asset_id] = window.with_hours(
-                h for h in hours if h.start < window.start
-            )
-            for hour in hours:
-                window.current(hour)
-            # Its figures over the window now, not those it was stored with.
-            self._by_id[asset_id] = _with_market_move(
-                asset, asset.price_usd, asset.last_updated, window
-            )
-        self._publish()
+        for first in range(0, len(wanted), LOADED_AT_ONCE):
+            since = self._hour - SPAN
+            found: dict[str, list[Candle]] = {}
+            async with store.unit_of_work() as uow:
+                for asset_id in wanted[first : first + LOADED_AT_ONCE]:
+                    rows = await uow.candles.list(
+                        asset_id, Interval.HOUR.value, start=since, limit=HOURS_READ
+                    )
+                    found[asset_id] = await _completed(uow, rows, None)
+            for asset_id, candles in found.items():
+                self._load_window(asset_id, candles)
+            self._publish()
+            await asyncio.sleep(0)
+
+    def _load_window(self, asset_id: str, candles: list[Candle]) -> None:
+        window, asset = self._windows.get(asset_id), self._by_id.get(asset_id)
+        if window is None or asset is None or not candles:
+            return
+        window.settle()  # a move may have turned it since the reads began
+        hours = [Hour(c.open_time, c.open, c.high, c.low) for c in candles]
+        window = self._windows[asset_id] = window.with_hours(
+            h for h in hours if h.start < window.start
+        )
+        for hour in hours:
+            window.current(hour)
+        # Its figures over the window now, not those it was stored with, and its all-time high
+        # and low at least the window's (history may reach past a stored one).
+        moved = _with_market_move(asset, asset.price_usd, asset.last_updated, window)
+        if moved.ath is None or window.day_high > moved.ath:
+            moved = replace(moved, ath=window.day_high, ath_date=asset.last_updated)
+        if moved.atl is None or window.day_low < moved.atl:
+            moved = replace(moved, atl=window.day_low, atl_date=asset.last_updated)
+        self._by_id[asset_id] = moved
 
     def apply_prices(self, prices: dict[str, Decimal], moment: datetime) -> list[Asset]:
         """Move prices (and the 24 h figures that follow from them); returns what moved. An
@@ -296,23 +310,24 @@ def _with_market_move(asset: Asset, price: Decimal, moment: datetime, day: DayWi
     state = asset.__dict__.copy()
     state["price_usd"] = price
     state["last_updated"] = moment
-    # A new high for the hour may be one for the day, and then for all time; a price within
-    # the hour's range is neither (the hour's range is within the day's). An hour a tick
-    # opens has no range yet (`DayWindow.turn`), so its first price is both.
+    # A new high for the hour may be one for the day; a price within the hour's range is not
+    # (the hour's range is within the day's). An hour a tick opens has no range yet
+    # (`DayWindow.turn`), so its first price is both its high and its low.
     if price > day.high:
         day.high = price
         if price > day.day_high:
             day.day_high = price
-            if asset.ath is None or price > asset.ath:
-                state["ath"] = price
-                state["ath_date"] = moment
     if price < day.low:  # not `elif`: the first price of an hour is its high and its low
         day.low = price
         if price < day.day_low:
             day.day_low = price
-            if asset.atl is None or price < asset.atl:
-                state["atl"] = price
-                state["atl_date"] = moment
+    ath, atl = asset.ath, asset.atl
+    if ath is None or price > ath:
+        state["ath"] = price
+        state["ath_date"] = moment
+    if atl is None or price < atl:
+        state["atl"] = price
+        state["atl_date"] = moment
     state["high_24h"] = day.day_high
     state["low_24h"] = day.day_low
     state["price_change_24h"] = change

@@ -101,6 +101,18 @@ class TestTheWindow:
         assert changes == [100, 200, 250, 250]
         assert all((a.low_24h, a.high_24h) == (20, 20) for a in catalog.assets())
 
+    def test_an_asset_without_an_all_time_high_or_low_gets_them_from_its_prices(self) -> None:
+        new = replace(ETH, ath=None, ath_date=None, atl=None, atl_date=None, last_updated=START)
+        catalog = Catalog([new], PriceCache(), now=START)
+        for second, price in enumerate([10, 9, 10, 8, 11]):
+            catalog.apply_prices({"ETH": Decimal(price)}, START + timedelta(seconds=second))
+        moved = catalog.by_id["ETH"]
+        assert (moved.ath, moved.atl) == (11, 8)
+        assert (moved.ath_date, moved.atl_date) == (
+            START + timedelta(seconds=4),
+            START + timedelta(seconds=3),
+        )
+
 
 class TestAWindowFromCandles:
     def test_the_stored_hours_win_and_the_current_hours_ticks_stay(self) -> None:
