@@ -138,6 +138,8 @@ class Catalog:
         self._hour = hour_of(now or newest)
         self._next_hour = self._hour + HOUR
         self._windows = {a.asset_id: _seeded(a, self._hour) for a in self._by_id.values()}
+        for asset_id, window in self._windows.items():
+            self._by_id[asset_id] = _bounded(self._by_id[asset_id], window)
         self._settling: deque[DayWindow] = deque()  # turned into a new hour, not settled yet
         self._settles = SETTLED_PER_MOVE  # what the move under way may still settle
         self.version = 0
@@ -154,9 +156,10 @@ class Catalog:
         return list(self._by_id.values())
 
     def put(self, asset: Asset) -> None:
-        self._by_id[asset.asset_id] = asset
-        if asset.asset_id not in self._windows:
-            self._windows[asset.asset_id] = _seeded(asset, self._hour)
+        window = self._windows.get(asset.asset_id)
+        if window is None:
+            window = self._windows[asset.asset_id] = _seeded(asset, self._hour)
+        self._by_id[asset.asset_id] = _bounded(asset, window)
         self._publish()
         for watcher in self.watchers:
             watcher(asset)
@@ -208,11 +211,7 @@ class Catalog:
         # Its figures over the window now, not those it was stored with, and its all-time high
         # and low at least the window's (history may reach past a stored one).
         moved = _with_market_move(asset, asset.price_usd, asset.last_updated, window)
-        if moved.ath is None or window.day_high > moved.ath:
-            moved = replace(moved, ath=window.day_high, ath_date=asset.last_updated)
-        if moved.atl is None or window.day_low < moved.atl:
-            moved = replace(moved, atl=window.day_low, atl_date=asset.last_updated)
-        self._by_id[asset_id] = moved
+        self._by_id[asset_id] = _bounded(moved, window)
 
     def apply_prices(self, prices: dict[str, Decimal], moment: datetime) -> list[Asset]:
         """Move prices (and the 24 h figures that follow from them); returns what moved. An
@@ -296,6 +295,19 @@ def _seeded(asset: Asset, hour: datetime) -> DayWindow:
     )
 
 
+def _bounded(asset: Asset, day: DayWindow) -> Asset:
+    """`asset` with its all-time high and low at least its window's (a new asset has none; a
+    history may reach past a stored one), as `_with_market_move` takes them to be."""
+    ath, atl = asset.ath, asset.atl
+    if ath is not None and ath >= day.day_high and atl is not None and atl <= day.day_low:
+        return asset
+    if ath is None or day.day_high > ath:
+        asset = replace(asset, ath=day.day_high, ath_date=asset.last_updated)
+    if atl is None or day.day_low < atl:
+        asset = replace(asset, atl=day.day_low, atl_date=asset.last_updated)
+    return asset
+
+
 def _with_market_move(asset: Asset, price: Decimal, moment: datetime, day: DayWindow) -> Asset:
     """`asset` at `price`: its 24 h figures over its window `day`, which the price joins, its
     all-time high or low if the price passes it, and its quote.
@@ -310,24 +322,28 @@ def _with_market_move(asset: Asset, price: Decimal, moment: datetime, day: DayWi
     state = asset.__dict__.copy()
     state["price_usd"] = price
     state["last_updated"] = moment
-    # A new high for the hour may be one for the day; a price within the hour's range is not
-    # (the hour's range is within the day's). An hour a tick opens has no range yet
-    # (`DayWindow.turn`), so its first price is both its high and its low.
+    # A new high for the hour may be one for the day, and then for all time; a price within
+    # the hour's range is neither (the hour's range is within the day's, and the day's within
+    # the all-time range: `_bounded`). An hour a tick opens has no range yet
+    # (`DayWindow.turn`), so its first price is both its high and its low. (Comparing every
+    # price with the all-time high and low, cold in memory, made the median tick of 1,000
+    # assets 0.3-1.4 ms slower than before the windows, against -0.3 to +0.6 ms this way.)
     if price > day.high:
         day.high = price
         if price > day.day_high:
             day.day_high = price
+            ath = asset.ath  # not below `day_high` (`_bounded`), so only a new day's high
+            if ath is None or price > ath:
+                state["ath"] = price
+                state["ath_date"] = moment
     if price < day.low:  # not `elif`: the first price of an hour is its high and its low
         day.low = price
         if price < day.day_low:
             day.day_low = price
-    ath, atl = asset.ath, asset.atl
-    if ath is None or price > ath:
-        state["ath"] = price
-        state["ath_date"] = moment
-    if atl is None or price < atl:
-        state["atl"] = price
-        state["atl_date"] = moment
+            atl = asset.atl
+            if atl is None or price < atl:
+                state["atl"] = price
+                state["atl_date"] = moment
     state["high_24h"] = day.day_high
     state["low_24h"] = day.day_low
     state["price_change_24h"] = change

@@ -102,9 +102,13 @@ class TestTheWindow:
         assert all((a.low_24h, a.high_24h) == (20, 20) for a in catalog.assets())
 
     def test_an_asset_without_an_all_time_high_or_low_gets_them_from_its_prices(self) -> None:
-        new = replace(ETH, ath=None, ath_date=None, atl=None, atl_date=None, last_updated=START)
+        new = replace(
+            ETH, price_usd=Decimal(10), last_updated=START, high_24h=None, low_24h=None,
+            price_change_24h=None, ath=None, ath_date=None, atl=None, atl_date=None,
+        )  # fmt: skip
         catalog = Catalog([new], PriceCache(), now=START)
-        for second, price in enumerate([10, 9, 10, 8, 11]):
+        assert catalog.by_id["ETH"].ath == catalog.by_id["ETH"].atl == 10  # its only price
+        for second, price in enumerate([9, 10, 8, 11], start=1):
             catalog.apply_prices({"ETH": Decimal(price)}, START + timedelta(seconds=second))
         moved = catalog.by_id["ETH"]
         assert (moved.ath, moved.atl) == (11, 8)
@@ -112,6 +116,15 @@ class TestTheWindow:
             START + timedelta(seconds=4),
             START + timedelta(seconds=3),
         )
+
+    def test_an_all_time_high_is_never_below_the_days(self) -> None:
+        # TON's snapshot has its price above its own 24 h high; others may have a day's high
+        # above the stored all-time high: the catalog takes the all-time high up to it.
+        odd = replace(ETH, ath=Decimal(100), last_updated=START)
+        assert odd.high_24h is not None
+        loaded = Catalog([odd], PriceCache(), now=START).by_id["ETH"]
+        assert loaded.ath == max(odd.high_24h, odd.price_usd)
+        assert loaded.ath_date == START
 
 
 class TestAWindowFromCandles:
