@@ -41,7 +41,9 @@ from orderproc.inventory.pricefeed import FollowsCatalog, PriceFeed
 log = logging.getLogger("orderproc.inventory")
 HOUR = timedelta(hours=1)
 HOURS_READ = 26  # a window's hours with the current one, and one to spare
-LOADED_AT_ONCE = 100  # windows `load_hours` reads and rebuilds between two yields
+# Windows `load_hours` reads and rebuilds between two yields: 20 hold the event loop up to 5 ms
+# (100: 19 ms); 1,000 assets take 180 ms of CPU in all, at a start and once an hour.
+LOADED_AT_ONCE = 20
 # 24 h windows settled a move (a tick) after their hour's close (inventory/day_window.py).
 SETTLED_PER_MOVE = 100
 INTERVALS = (Interval.MINUTE, Interval.HOUR, Interval.DAY)
@@ -178,8 +180,8 @@ class Catalog:
         an open hour's merged with its later minutes as the candles route answers them: at a
         start, once a backfill has written history, and every hour (`InventoryParts`), so a
         process that follows the feed's leader counts the hours the leader wrote. The hours
-        the store holds win over those in memory; the current hour's ticks are kept. A
-        hundred assets at a time, the event loop free in between."""
+        the store holds win over those in memory; the current hour's ticks are kept.
+        `LOADED_AT_ONCE` assets at a time, the event loop free in between."""
         while self._settling:
             self._settling.popleft().settle()
         wanted = list(self._by_id if asset_ids is None else asset_ids)
