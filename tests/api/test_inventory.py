@@ -125,6 +125,32 @@ class TestOneAsset:
         assert_problem(await client.get(f"{ASSETS}/NOPE123"), 404, "ASSET_NOT_FOUND")
 
 
+class TestMarketCap:
+    async def test_follows_the_price_where_the_supply_is_known(
+        self, client: Client, runtime: Runtime, clock: SteppingClock
+    ) -> None:
+        for _ in range(3):
+            clock.advance(seconds=20)
+            await runtime.ticker.tick_once()
+        btc = (await client.get(f"{ASSETS}/BTC")).json()["data"]
+        supply = Decimal(btc["circulating_supply"])
+        cap = (Decimal(btc["price_usd"]) * supply).quantize(Decimal("0.01"))
+        assert Decimal(btc["market_cap"]) == cap
+        stored = runtime.catalog.by_id["BTC"].market_cap
+        assert stored is not None
+        assert cap != stored  # the snapshot's, at its own price
+        assert abs(cap - stored) / stored < Decimal("0.5")
+
+    def test_without_a_supply_is_the_stored_one(self) -> None:
+        from dataclasses import replace
+
+        from orderproc.inventory.domain import load_snapshot
+        from orderproc.inventory.schemas import market_cap
+
+        btc = next(a for a in load_snapshot() if a.asset_id == "BTC")
+        assert market_cap(replace(btc, circulating_supply=None)) == btc.market_cap
+
+
 class TestPricesAndCandles:
     @pytest.mark.every_store
     async def test_a_tick_moves_prices_and_writes_candles(

@@ -29,6 +29,19 @@ def _dec(value: Decimal | None) -> str | None:
     return None if value is None else format_price(value)
 
 
+def market_cap(asset: Asset) -> Decimal | None:
+    """The asset's market capitalisation at its price now: the price times the circulating
+    supply where that is known (as CoinGecko counts it), else the one stored with it. Made when
+    answered, not on every tick."""
+    supply = asset.circulating_supply
+    if supply is None:
+        return asset.market_cap
+    return (asset.price_usd * supply).quantize(_CENT)
+
+
+_CENT = Decimal("0.01")
+
+
 def _time(value: datetime | None) -> str | None:
     return None if value is None else isoformat_z(value)
 
@@ -73,7 +86,7 @@ class AssetRead(BaseModel):
             price_usd=format_price(a.price_usd),
             bid=format_price(a.bid),
             ask=format_price(a.ask),
-            market_cap=_dec(a.market_cap),
+            market_cap=_dec(market_cap(a)),
             market_cap_rank=a.market_cap_rank,
             total_volume_24h=_dec(a.total_volume_24h),
             high_24h=_dec(a.high_24h),
