@@ -349,6 +349,8 @@ class TestThe24hFigures:
         again = await build_runtime(feed_off, clock=clock)
         try:
             await again.start_background()  # reads the hours; no tick, the feed is off
+            assert again.hours is not None
+            assert again.hours.running  # and reads them again every hour
             restarted = again.catalog.by_id["BTC"]
             assert restarted.price_usd == Decimal(btc["price_usd"])
             assert restarted.price_change_24h is not None
@@ -359,6 +361,7 @@ class TestThe24hFigures:
             ) == figures(btc)
         finally:
             await again.close()
+        assert not again.hours.running
 
     async def test_are_the_backfilled_hours_once_the_history_is_written(
         self, client: Client, runtime: Runtime, backfilled: datetime

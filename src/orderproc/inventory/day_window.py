@@ -56,8 +56,8 @@ class DayWindow:
     (`service._with_market_move` moves the last three on every tick)."""
 
     __slots__ = (
-        "_closing", "_highs", "_hours", "_lows", "base", "day_high", "day_low", "high", "low",
-        "open", "start",
+        "_closing", "_highs", "_hours", "_lows", "_stand_in", "base", "day_high", "day_low",
+        "high", "low", "open", "start",
     )  # fmt: skip
 
     def __init__(self, start: datetime, price: Decimal, hours: Iterable[Hour] = ()) -> None:
@@ -71,6 +71,7 @@ class DayWindow:
         self._lows: deque[tuple[datetime, Decimal]] = deque()
         # The hour a `turn` ended, until `settle` puts it in the window.
         self._closing: tuple[datetime, Decimal, Decimal, Decimal] | None = None
+        self._stand_in: datetime | None = None  # the start of `seeded`'s hour for the day before
         for hour in sorted(h for h in hours if start - SPAN <= h.start < start):
             self._close(*hour)
         self._figures()
@@ -92,7 +93,9 @@ class DayWindow:
             return cls(start, price)
         opened = before if before is not None and before > 0 else price
         day = Hour(start - SPAN, opened, max(high or price, opened), min(low or price, opened))
-        return cls(start, price, [day])
+        window = cls(start, price, [day])
+        window._stand_in = day.start
+        return window
 
     @property
     def hours(self) -> list[Hour]:
@@ -101,14 +104,36 @@ class DayWindow:
         return [Hour(*hour) for hour in self._hours]
 
     def with_hours(self, hours: Iterable[Hour]) -> DayWindow:
-        """This window with its closed hours from `hours` (the store's candles), which win
-        over those it holds for the same hour; its current hour as it is."""
+        """This window with the closed hours of `hours` (the store's candles) as well: one it
+        holds too is the two merged (the store's open, the higher high and the lower low: the
+        store's row may lag the ticks, by a leader's turns or a tick since it was read), but
+        the stand-in for the day before (`seeded`) gives way to the store's hour. Its current
+        hour as it is."""
         merged = {hour.start: hour for hour in self.hours}
-        merged.update((hour.start, hour) for hour in hours)
+        for hour in hours:
+            held = merged.get(hour.start)
+            if held is not None and hour.start != self._stand_in:
+                hour = Hour(
+                    hour.start, hour.open, max(hour.high, held.high), min(hour.low, held.low)
+                )
+            merged[hour.start] = hour
         window = DayWindow(self.start, self.open, merged.values())
         window.high, window.low = self.high, self.low
+        if self._stand_in not in {hour.start for hour in hours}:
+            window._stand_in = self._stand_in
         window._figures()
         return window
+
+    def high_at(self) -> datetime | None:
+        """When the window's high was: the start of the closed hour holding it; None if the
+        current hour's is the highest."""
+        highs = self._highs
+        return highs[0][0] if highs and highs[0][1] > self.high else None
+
+    def low_at(self) -> datetime | None:
+        """When the window's low was, as `high_at`."""
+        lows = self._lows
+        return lows[0][0] if lows and lows[0][1] < self.low else None
 
     def current(self, hour: Hour) -> None:
         """The current hour as its candle has it so far (read back at a start)."""

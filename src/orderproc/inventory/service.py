@@ -304,10 +304,16 @@ def _bounded(asset: Asset, day: DayWindow) -> Asset:
     if ath is not None and ath >= day.day_high and atl is not None and atl <= day.day_low:
         return asset
     if ath is None or day.day_high > ath:
-        asset = replace(asset, ath=day.day_high, ath_date=asset.last_updated)
+        asset = replace(asset, ath=day.day_high, ath_date=_at_most(day.high_at(), asset))
     if atl is None or day.day_low < atl:
-        asset = replace(asset, atl=day.day_low, atl_date=asset.last_updated)
+        asset = replace(asset, atl=day.day_low, atl_date=_at_most(day.low_at(), asset))
     return asset
+
+
+def _at_most(hour: datetime | None, asset: Asset) -> datetime:
+    """The start of the closed hour a high or low was in, or the asset's last move if that
+    was earlier or the high or low is the current hour's."""
+    return asset.last_updated if hour is None else min(hour, asset.last_updated)
 
 
 def _with_market_move(asset: Asset, price: Decimal, moment: datetime, day: DayWindow) -> Asset:

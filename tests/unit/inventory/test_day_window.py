@@ -124,7 +124,17 @@ class TestTheWindow:
         assert odd.high_24h is not None
         loaded = Catalog([odd], PriceCache(), now=START).by_id["ETH"]
         assert loaded.ath == max(odd.high_24h, odd.price_usd)
-        assert loaded.ath_date == START
+        assert loaded.ath_date == hour_of(START) - SPAN  # in the day before, the hour standing in
+
+    def test_an_asset_added_later_gets_its_all_time_range_too(self) -> None:
+        catalog = Catalog([replace(ETH, last_updated=START)], PriceCache(), now=START)
+        bare = replace(
+            ETH, asset_id="NEWC", price_usd=Decimal(10), last_updated=START, high_24h=None,
+            low_24h=None, price_change_24h=None, ath=None, ath_date=None, atl=None, atl_date=None,
+        )  # fmt: skip
+        catalog.put(bare)
+        added = catalog.by_id["NEWC"]
+        assert (added.ath, added.atl, added.ath_date) == (10, 10, START)
 
 
 class TestAWindowFromCandles:
@@ -146,6 +156,28 @@ class TestAWindowFromCandles:
         loaded.current(Hour(start, Decimal("9.75"), Decimal("10.25"), Decimal(6)))
         assert (loaded.open, loaded.high, loaded.low) == (Decimal("9.75"), 11, 6)
         assert loaded.day_low == 6
+
+    def test_a_stored_hour_merges_with_the_ticks_held_but_replaces_the_stand_in(self) -> None:
+        start = hour_of(START)
+        window = DayWindow.seeded(
+            start, Decimal(10), before=Decimal(8), high=Decimal(50), low=Decimal(7)
+        )
+        window.turn(start + timedelta(hours=1), Decimal(10))
+        window.high, window.low = Decimal(13), Decimal(10)  # that hour's ticks
+        window.settle()
+        window.turn(start + timedelta(hours=2), Decimal(12))
+        window.high = window.low = Decimal(12)
+        window.settle()  # the stand-in (start - 24 h) has left; the hour of `start + 1 h` is in
+        assert window.day_high == 13
+        # The store's row of that hour lags its last ticks (the 13), and has one they missed.
+        late = Hour(start + timedelta(hours=1), Decimal(10), Decimal(11), Decimal("9.5"))
+        merged = window.with_hours([late])
+        hour = next(h for h in merged.hours if h.start == late.start)
+        assert (hour.high, hour.low) == (Decimal(13), Decimal("9.5"))
+        assert merged.day_high == 13
+        fresh = DayWindow.seeded(start, Decimal(10), before=Decimal(8), high=Decimal(50), low=None)
+        stored = Hour(start - SPAN, Decimal(9), Decimal(11), Decimal(9))
+        assert fresh.with_hours([stored]).day_high == 11  # the stand-in's 50 gave way
 
     def test_a_turn_counts_the_old_hours_until_it_settles(self) -> None:
         start = hour_of(START)
