@@ -340,7 +340,8 @@ class TestThe24hFigures:
         assert row.rolled_until is not None
         assert row.high < 999_999
 
-        await runtime.catalog.load_hours(runtime.store)  # as every hour: the same figures
+        await runtime.hourly()  # as every hour: the same figures, and the ATH stored
+        assert runtime.catalog.take_records() == []
         assert figures(btc) == figures(
             (await client.get("/api/v1/inventory/assets/BTC")).json()["data"]
         )
@@ -359,6 +360,7 @@ class TestThe24hFigures:
                 restarted.low_24h,
                 restarted.price_usd - restarted.price_change_24h,
             ) == figures(btc)
+            assert restarted.ath == 999_999
         finally:
             await again.close()
         assert not again.hours.running
@@ -372,3 +374,52 @@ class TestThe24hFigures:
         highs = [Decimal(h["high"]) for h in hours]
         lows = [Decimal(h["low"]) for h in hours]
         assert figures(btc) == (max(highs), min(lows), Decimal(hours[0]["open"]))
+
+
+class TestTheAllTimeRange:
+    @pytest.mark.every_store
+    async def test_what_prices_passed_is_stored_and_a_wider_stored_one_kept(
+        self, runtime: Runtime, clock: SteppingClock
+    ) -> None:
+        from orderproc.inventory.service import from_record, store_records, to_record
+
+        clock.advance(seconds=5)
+        moved_at = clock.now()
+        await runtime.ticker.apply({"ETH": Decimal(10**7), "DOGE": Decimal("1e-9")}, moved_at)
+        async with runtime.store.unit_of_work() as uow:  # another process stored a wider one
+            record = await uow.assets.get("BTC")
+            assert record is not None
+            wider = dataclasses.replace(from_record(record), ath=Decimal(10**9))
+            uow.assets.update(
+                to_record(wider, version=record.version + 1), expected_version=record.version
+            )
+            await uow.commit()
+        clock.advance(seconds=5)
+        await runtime.ticker.apply({"BTC": Decimal(10**8)}, clock.now())
+
+        assert await store_records(runtime.store, runtime.catalog) == 2  # ETH, DOGE; not BTC
+        assert await store_records(runtime.store, runtime.catalog) == 0  # nothing moved since
+        async with runtime.store.unit_of_work() as uow:
+            stored = {i: from_record(await uow.assets.get(i)) for i in ("ETH", "DOGE", "BTC")}
+        assert (stored["ETH"].ath, stored["ETH"].ath_date) == (10**7, moved_at)
+        assert (stored["DOGE"].atl, stored["DOGE"].atl_date) == (Decimal("1e-9"), moved_at)
+        assert stored["BTC"].ath == 10**9
+        assert stored["ETH"].name == runtime.catalog.by_id["ETH"].name  # the rest as it was
+
+    async def test_a_stop_stores_them(self, runtime: Runtime, clock: SteppingClock) -> None:
+        from orderproc.runtime import build_runtime
+
+        feed_off = runtime.settings.model_copy(update={"price_feed": "off"})
+        first = await build_runtime(feed_off, clock=clock)
+        try:
+            await first.start_background()
+            await first.ticker.apply({"ETH": Decimal(10**7)}, clock.now())
+            await first.ticker.apply({"ETH": Decimal(3000)}, clock.now())  # and back
+        finally:
+            await first.close()
+        again = await build_runtime(feed_off, clock=clock)
+        try:
+            assert again.catalog.by_id["ETH"].price_usd == 3000
+            assert again.catalog.by_id["ETH"].ath == 10**7
+        finally:
+            await again.close()

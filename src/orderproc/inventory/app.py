@@ -37,6 +37,7 @@ from orderproc.inventory.service import (
     from_record,
     load_catalog,
     seed_catalog,
+    store_records,
 )
 
 log = logging.getLogger("orderproc.inventory")
@@ -112,6 +113,11 @@ class InventoryParts:
             self.history.started = True
         self.ticker.start()
 
+    async def hourly(self) -> None:
+        await self.catalog.load_hours(self.ticker.store)
+        if self.ticker.leading():
+            await store_records(self.ticker.store, self.catalog)
+
     async def stop_inventory(self) -> None:
         self.price_stream.close()
         self._stopping = True  # the lease is handed back last, after the ticker's flush
@@ -124,6 +130,11 @@ class InventoryParts:
         if self.hours is not None:
             await self.hours.stop()
         await self.ticker.stop()
+        if self.ticker.leading():  # before the lease is handed back
+            try:
+                await store_records(self.ticker.store, self.catalog)
+            except Exception:  # stopping goes on; the rows keep the all-time range they had
+                log.warning("the all-time highs and lows could not be written", exc_info=True)
         for part in (self.follower, self.lease, self.publisher):
             if part is not None:
                 await part.stop()
@@ -257,11 +268,10 @@ async def build_inventory(core: Core) -> InventoryParts:
     parts.history = history_for(settings, store=core.store, feed=feed, keep=keep)
     if parts.history is not None:
         parts.history.written = partial(catalog.load_hours, core.store)
-    # Every hour, the 24 h windows read the hours in the store again: a process following the
-    # feed's leader counts the hours the leader ticked and backfilled (inventory/day_window.py).
-    parts.hours = Periodic(
-        "24 h windows", interval=HOUR_SECONDS, step=partial(catalog.load_hours, core.store), log=log
-    )
+    # Every hour, the 24 h windows read the hours in the store again (a process following the
+    # feed's leader counts the hours the leader ticked and backfilled: inventory/day_window.py),
+    # and the leader stores the all-time highs and lows that moved.
+    parts.hours = Periodic("24 h windows", interval=HOUR_SECONDS, step=parts.hourly, log=log)
     catalog.watchers.append(parts.backfill_added)
     if settings.redis_url is not None and settings.price_feed != "off":
         holder = f"inventory-{secrets.token_hex(6)}"

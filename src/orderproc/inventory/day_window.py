@@ -19,9 +19,10 @@ tick that closes the hour, it made the catalog's move of 1,000 assets 6.95 ms in
 and midnight's tick 15.7-16.2 ms instead of 11.3-11.6 (bench/ticks.py). So the close is in two
 steps: `turn`, at the asset's first move in the new hour, opens that hour (a few assignments),
 and `settle` puts the hour that ended in the window and takes out the one older than a day.
-The catalog settles a hundred windows a move (a tick), so with more than a hundred assets some
-windows still count the hour 25 hours back for the first few ticks of an hour (at most ten
-with 1,000 assets)."""
+With more than 200 assets the catalog settles none in the tick that opens an hour (already the
+heaviest of the hour) and a hundred in each tick after it, so some windows still count the hour
+25 hours back for the first few ticks of an hour (ten with 1,000 assets); with 200 or fewer,
+all settle at once."""
 
 from __future__ import annotations
 

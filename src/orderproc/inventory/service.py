@@ -44,8 +44,10 @@ HOURS_READ = 26  # a window's hours with the current one, and one to spare
 # Windows `load_hours` reads and rebuilds between two yields: 20 hold the event loop up to 5 ms
 # (100: 19 ms); 1,000 assets take 180 ms of CPU in all, at a start and once an hour.
 LOADED_AT_ONCE = 20
-# 24 h windows settled a move (a tick) after their hour's close (inventory/day_window.py).
+# 24 h windows settled a move (a tick) after their hour's close (inventory/day_window.py), and
+# the largest catalog whose windows all settle in the move that opens the hour.
 SETTLED_PER_MOVE = 100
+SETTLED_WHEN_OPENING = 200
 INTERVALS = (Interval.MINUTE, Interval.HOUR, Interval.DAY)
 _COLUMNS = {"asset_id", "name", "category", "is_active", "price_usd", "last_updated"}
 # How the metadata JSON spells the Asset fields that are not plain JSON values.
@@ -140,8 +142,10 @@ class Catalog:
         self._hour = hour_of(now or newest)
         self._next_hour = self._hour + HOUR
         self._windows = {a.asset_id: _seeded(a, self._hour) for a in self._by_id.values()}
+        # Assets whose all-time high or low moved since `take_records` (`store_records`).
+        self._records: set[str] = set()
         for asset_id, window in self._windows.items():
-            self._by_id[asset_id] = _bounded(self._by_id[asset_id], window)
+            self._by_id[asset_id] = self._bounded(self._by_id[asset_id], window)
         self._settling: deque[DayWindow] = deque()  # turned into a new hour, not settled yet
         self._settles = SETTLED_PER_MOVE  # what the move under way may still settle
         self.version = 0
@@ -161,7 +165,7 @@ class Catalog:
         window = self._windows.get(asset.asset_id)
         if window is None:
             window = self._windows[asset.asset_id] = _seeded(asset, self._hour)
-        self._by_id[asset.asset_id] = _bounded(asset, window)
+        self._by_id[asset.asset_id] = self._bounded(asset, window)
         self._publish()
         for watcher in self.watchers:
             watcher(asset)
@@ -212,13 +216,13 @@ class Catalog:
             window.current(hour)
         # Its figures over the window now, not those it was stored with, and its all-time high
         # and low at least the window's (history may reach past a stored one).
-        moved = _with_market_move(asset, asset.price_usd, asset.last_updated, window)
-        self._by_id[asset_id] = _bounded(moved, window)
+        moved = _with_market_move(asset, asset.price_usd, asset.last_updated, window, self._records)
+        self._by_id[asset_id] = self._bounded(moved, window)
 
     def apply_prices(self, prices: dict[str, Decimal], moment: datetime) -> list[Asset]:
         """Move prices (and the 24 h figures that follow from them); returns what moved. An
         inactive asset keeps its price (a feed may still answer for it this tick)."""
-        self._settle_first()
+        self._settle_first(moment)
         moved = self._move(prices.items(), moment)
         self._publish()
         return moved
@@ -229,7 +233,7 @@ class Catalog:
         """`apply_prices` for a tick, yielding the event loop after each `chunk` assets (1,000
         assets took 10 ms in one piece); prices are published once, at the end."""
         moved: list[Asset] = []
-        self._settle_first()
+        self._settle_first(moment)
         items = list(prices.items())
         for start in range(0, len(items), chunk):
             if start:
@@ -237,6 +241,21 @@ class Catalog:
             moved += self._move(items[start : start + chunk], moment)
         self._publish()
         return moved
+
+    def _bounded(self, asset: Asset, window: DayWindow) -> Asset:
+        bounded = _bounded(asset, window)
+        if bounded is not asset:
+            self._records.add(asset.asset_id)
+        return bounded
+
+    def keep_records(self, asset_ids: Iterable[str]) -> None:
+        """Assets `take_records` gave whose rows could not be written: the next call's too."""
+        self._records.update(asset_ids)
+
+    def take_records(self) -> list[Asset]:
+        """The assets whose all-time high or low moved since the last call, as they are now."""
+        taken, self._records = self._records, set()
+        return [self._by_id[i] for i in taken if i in self._by_id]
 
     def _hour_of(self, moment: datetime) -> datetime:
         """The start of `moment`'s hour: the current one, the same object for every move in
@@ -253,6 +272,7 @@ class Catalog:
         moved = []
         by_id, windows = self._by_id, self._windows
         hour = self._hour_of(moment)
+        records = self._records
         for asset_id, price in prices:
             asset = by_id.get(asset_id)
             if asset is None or not asset.is_active:
@@ -265,14 +285,20 @@ class Catalog:
                     day.settle()
                 else:
                     self._settling.append(day)
-            updated = by_id[asset_id] = _with_market_move(asset, price, moment, day)
+            updated = by_id[asset_id] = _with_market_move(asset, price, moment, day, records)
             moved.append(updated)
         return moved
 
-    def _settle_first(self) -> None:
+    def _settle_first(self, moment: datetime) -> None:
         """A move's settles (inventory/day_window.py): the windows an earlier move turned into
         a new hour and left to settle first, then those it turns, until it has settled
-        `SETTLED_PER_MOVE`; the rest are the next move's."""
+        `SETTLED_PER_MOVE`; the rest are the next move's. The move that opens an hour settles
+        every window it turns in a catalog of `SETTLED_WHEN_OPENING` assets or fewer, and none
+        in a larger one: it is already the heaviest of the hour."""
+        if moment >= self._next_hour:
+            small = len(self._windows) <= SETTLED_WHEN_OPENING
+            self._settles = SETTLED_WHEN_OPENING if small else 0
+            return
         settling = self._settling
         self._settles = SETTLED_PER_MOVE
         while settling and self._settles:
@@ -316,7 +342,9 @@ def _at_most(hour: datetime | None, asset: Asset) -> datetime:
     return asset.last_updated if hour is None else min(hour, asset.last_updated)
 
 
-def _with_market_move(asset: Asset, price: Decimal, moment: datetime, day: DayWindow) -> Asset:
+def _with_market_move(
+    asset: Asset, price: Decimal, moment: datetime, day: DayWindow, records: set[str]
+) -> Asset:
     """`asset` at `price`: its 24 h figures over its window `day`, which the price joins, its
     all-time high or low if the price passes it, and its quote.
 
@@ -344,6 +372,7 @@ def _with_market_move(asset: Asset, price: Decimal, moment: datetime, day: DayWi
             if ath is None or price > ath:
                 state["ath"] = price
                 state["ath_date"] = moment
+                records.add(asset.asset_id)
     if price < day.low:  # not `elif`: the first price of an hour is its high and its low
         day.low = price
         if price < day.day_low:
@@ -352,6 +381,7 @@ def _with_market_move(asset: Asset, price: Decimal, moment: datetime, day: DayWi
             if atl is None or price < atl:
                 state["atl"] = price
                 state["atl_date"] = moment
+                records.add(asset.asset_id)
     state["high_24h"] = day.day_high
     state["low_24h"] = day.day_low
     state["price_change_24h"] = change
@@ -395,6 +425,51 @@ async def load_catalog(store: Store, prices: PriceCache, *, now: datetime | None
     async with store.unit_of_work() as uow:
         records = await uow.assets.list_all()
     return Catalog((from_record(r) for r in records), prices, now=now)
+
+
+async def store_records(store: Store, catalog: Catalog) -> int:
+    """Write the all-time highs and lows the prices moved (`Catalog.take_records`) into their
+    assets' rows, so a restart starts from them: by the feed's leader, every hour and as it
+    stops. Only those fields: the rest of each row stays as stored (an admin's change, the
+    stored price). A stored one beyond the catalog's (another process's) is kept. Returns how
+    many rows changed; what a failure left is written the next time."""
+    moved = catalog.take_records()
+    if not moved:
+        return 0
+
+    async def attempt() -> int:
+        changed = 0
+        async with store.unit_of_work() as uow:
+            for asset in moved:
+                record = await uow.assets.get(asset.asset_id)
+                if record is None:
+                    continue
+                stored = from_record(record)
+                kept = _extremes_of(stored, asset)
+                if kept is not stored:
+                    uow.assets.update(
+                        to_record(kept, version=record.version + 1),
+                        expected_version=record.version,
+                    )
+                    changed += 1
+            await uow.commit()
+        return changed
+
+    try:
+        return await retry_on_conflict(attempt)
+    except Exception:
+        catalog.keep_records(asset.asset_id for asset in moved)
+        raise
+
+
+def _extremes_of(stored: Asset, live: Asset) -> Asset:
+    """`stored` with `live`'s all-time high and low where they are beyond its own."""
+    changes: dict[str, Any] = {}
+    if live.ath is not None and (stored.ath is None or live.ath > stored.ath):
+        changes.update(ath=live.ath, ath_date=live.ath_date)
+    if live.atl is not None and (stored.atl is None or live.atl < stored.atl):
+        changes.update(atl=live.atl, atl_date=live.atl_date)
+    return replace(stored, **changes) if changes else stored
 
 
 @dataclass(frozen=True, slots=True)
