@@ -423,3 +423,16 @@ class TestTheAllTimeRange:
             assert again.catalog.by_id["ETH"].ath == 10**7
         finally:
             await again.close()
+
+    async def test_many_are_stored_a_few_units_of_work_at_a_time(
+        self, runtime: Runtime, clock: SteppingClock
+    ) -> None:
+        from orderproc.inventory.service import LOADED_AT_ONCE, from_record, store_records
+
+        ids = sorted(runtime.catalog.by_id)[: LOADED_AT_ONCE * 2 + 5]
+        await runtime.ticker.apply(dict.fromkeys(ids, Decimal(10**11)), clock.now())
+        assert await store_records(runtime.store, runtime.catalog) == len(ids)
+        async with runtime.store.unit_of_work() as uow:
+            stored = [from_record(r) for r in await uow.assets.list_all() if r.asset_id in ids]
+        assert sorted(a.asset_id for a in stored if a.ath == 10**11) == ids
+        assert all(a.price_usd == 10**11 for a in stored)  # the price as the tick wrote it

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 from zlib import crc32
 
@@ -430,36 +431,42 @@ async def load_catalog(store: Store, prices: PriceCache, *, now: datetime | None
 async def store_records(store: Store, catalog: Catalog) -> int:
     """Write the all-time highs and lows the prices moved (`Catalog.take_records`) into their
     assets' rows, so a restart starts from them: by the feed's leader, every hour and as it
-    stops. Only those fields: the rest of each row stays as stored (an admin's change, the
-    stored price). A stored one beyond the catalog's (another process's) is kept. Returns how
-    many rows changed; what a failure left is written the next time."""
+    stops. Only those fields and the newer of the stored and the live price: the rest of each
+    row stays as stored (an admin's change). A stored one beyond the catalog's (another
+    process's) is kept. `LOADED_AT_ONCE` assets a unit of work. Returns how many rows changed;
+    what a failure left is written the next time."""
     moved = catalog.take_records()
-    if not moved:
-        return 0
+    changed = 0
+    for first in range(0, len(moved), LOADED_AT_ONCE):  # the event loop free in between
+        if first:
+            await asyncio.sleep(0)
+        part = moved[first : first + LOADED_AT_ONCE]
+        try:
+            changed += await retry_on_conflict(partial(_store_records, store, part))
+        except Exception:
+            catalog.keep_records(asset.asset_id for asset in moved[first:])
+            raise
+    return changed
 
-    async def attempt() -> int:
-        changed = 0
-        async with store.unit_of_work() as uow:
-            for asset in moved:
-                record = await uow.assets.get(asset.asset_id)
-                if record is None:
-                    continue
-                stored = from_record(record)
-                kept = _extremes_of(stored, asset)
-                if kept is not stored:
-                    uow.assets.update(
-                        to_record(kept, version=record.version + 1),
-                        expected_version=record.version,
-                    )
-                    changed += 1
-            await uow.commit()
-        return changed
 
-    try:
-        return await retry_on_conflict(attempt)
-    except Exception:
-        catalog.keep_records(asset.asset_id for asset in moved)
-        raise
+async def _store_records(store: Store, moved: list[Asset]) -> int:
+    changed = 0
+    async with store.unit_of_work() as uow:
+        for asset in moved:
+            record = await uow.assets.get(asset.asset_id)
+            if record is None:
+                continue
+            stored = from_record(record)
+            kept = _extremes_of(stored, asset)
+            if kept is not stored:
+                if asset.last_updated > kept.last_updated:  # a tick's price must not be undone
+                    kept = replace(kept, price_usd=asset.price_usd, last_updated=asset.last_updated)
+                uow.assets.update(
+                    to_record(kept, version=record.version + 1), expected_version=record.version
+                )
+                changed += 1
+        await uow.commit()
+    return changed
 
 
 def _extremes_of(stored: Asset, live: Asset) -> Asset:
