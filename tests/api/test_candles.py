@@ -406,6 +406,38 @@ class TestTheAllTimeRange:
         assert stored["BTC"].ath == 10**9
         assert stored["ETH"].name == runtime.catalog.by_id["ETH"].name  # the rest as it was
 
+        from orderproc.inventory.service import AdminActor, change_asset
+
+        actor = AdminActor(user_id="admin-1", ip=None, clock=clock)
+        renamed = await change_asset(
+            "BTC", {"name": "Bitcoin!"}, store=runtime.store, catalog=runtime.catalog, actor=actor
+        )
+        assert renamed.ath == 10**9  # an admin's change keeps the wider stored one
+        async with runtime.store.unit_of_work() as uow:
+            after = from_record(await uow.assets.get("BTC"))
+        assert (after.name, after.ath) == ("Bitcoin!", 10**9)
+
+    async def test_a_stop_mid_write_keeps_the_rest_for_later(
+        self, runtime: Runtime, clock: SteppingClock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from orderproc.inventory import service
+
+        ids = sorted(runtime.catalog.by_id)[: service.LOADED_AT_ONCE * 2]
+        await runtime.ticker.apply(dict.fromkeys(ids, Decimal(10**11)), clock.now())
+        written, calls = service._store_records, []
+
+        async def cancelled_second(store: Any, moved: list[Any]) -> int:
+            calls.append(len(moved))
+            if len(calls) == 2:  # a stop cancels the hourly run in its second unit of work
+                raise asyncio.CancelledError
+            return await written(store, moved)
+
+        monkeypatch.setattr(service, "_store_records", cancelled_second)
+        with pytest.raises(asyncio.CancelledError):
+            await service.store_records(runtime.store, runtime.catalog)
+        left = runtime.catalog.take_records()
+        assert len(left) == service.LOADED_AT_ONCE  # the part cancelled, for the next call
+
     async def test_a_stop_stores_them(self, runtime: Runtime, clock: SteppingClock) -> None:
         from orderproc.runtime import build_runtime
 

@@ -21,8 +21,8 @@ steps: `turn`, at the asset's first move in the new hour, opens that hour (a few
 and `settle` puts the hour that ended in the window and takes out the one older than a day.
 With more than 200 assets the catalog settles none in the tick that opens an hour (already the
 heaviest of the hour) and a hundred in each tick after it, so some windows still count the hour
-25 hours back for the first few ticks of an hour (ten with 1,000 assets); with 200 or fewer,
-all settle at once."""
+25 hours back for the first few ticks of an hour (ten with 1,000 assets; ticks too far apart
+for that settle the rest at the next hour's first); with 200 or fewer, all settle at once."""
 
 from __future__ import annotations
 

@@ -295,12 +295,19 @@ class Catalog:
         a new hour and left to settle first, then those it turns, until it has settled
         `SETTLED_PER_MOVE`; the rest are the next move's. The move that opens an hour settles
         every window it turns in a catalog of `SETTLED_WHEN_OPENING` assets or fewer, and none
-        in a larger one: it is already the heaviest of the hour."""
-        if moment >= self._next_hour:
-            small = len(self._windows) <= SETTLED_WHEN_OPENING
-            self._settles = SETTLED_WHEN_OPENING if small else 0
-            return
+        in a larger one (it is already the heaviest of the hour), unless windows of the last
+        hour are still waiting."""
         settling = self._settling
+        if moment >= self._next_hour:
+            if len(self._windows) <= SETTLED_WHEN_OPENING or settling:
+                # A small catalog; or ticks so far apart that the last hour's did not settle
+                # every window: all settle now, those left and those this move turns.
+                while settling:
+                    settling.popleft().settle()
+                self._settles = len(self._windows)
+            else:
+                self._settles = 0
+            return
         self._settles = SETTLED_PER_MOVE
         while settling and self._settles:
             settling.popleft().settle()
@@ -443,7 +450,7 @@ async def store_records(store: Store, catalog: Catalog) -> int:
         part = moved[first : first + LOADED_AT_ONCE]
         try:
             changed += await retry_on_conflict(partial(_store_records, store, part))
-        except Exception:
+        except BaseException:  # a failure, or a stop cancelling the hourly run: the rest later
             catalog.keep_records(asset.asset_id for asset in moved[first:])
             raise
     return changed
@@ -549,8 +556,10 @@ async def change_asset(
             record = await uow.assets.get(asset_id)
             if record is None:
                 raise AssetNotFound()
-            current = catalog.by_id.get(asset_id) or from_record(record)
-            updated = replace(current, **changes)
+            stored = from_record(record)
+            current = catalog.by_id.get(asset_id) or stored
+            # The stored all-time high and low where wider (another process's `store_records`).
+            updated = _extremes_of(replace(current, **changes), stored)
             uow.assets.update(
                 to_record(updated, version=record.version + 1), expected_version=record.version
             )
@@ -562,7 +571,7 @@ async def change_asset(
             await uow.commit()
         # A tick may have moved the price while the commit waited for its group: keep the
         # newest market figures in memory and apply only this change to them.
-        latest = replace(catalog.by_id.get(asset_id) or updated, **changes)
+        latest = _extremes_of(replace(catalog.by_id.get(asset_id) or updated, **changes), updated)
         catalog.put(latest)
         return latest
 

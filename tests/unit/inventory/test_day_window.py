@@ -137,6 +137,19 @@ class TestTheWindow:
         added = catalog.by_id["NEWC"]
         assert (added.ath, added.atl, added.ath_date) == (10, 10, START)
 
+    def test_ticks_an_hour_apart_settle_what_the_last_hour_left(self) -> None:
+        bare = replace(ETH, high_24h=None, low_24h=None, price_change_24h=None)
+        assets = [replace(bare, asset_id=f"A{n:03d}", last_updated=START) for n in range(250)]
+        catalog = Catalog(assets, PriceCache(), now=START)
+        catalog.apply_prices(dict.fromkeys(catalog.by_id, Decimal(10)), START)
+        for hours, price in ((25, 20), (50, 30)):  # each tick opens an hour, a day apart
+            moved = catalog.apply_prices(
+                dict.fromkeys(catalog.by_id, Decimal(price)), START + timedelta(hours=hours)
+            )
+        # The second opening found the first's windows waiting, so it settled them and its
+        # own at once: the hours of 10 and of 20 have both left every window.
+        assert {(a.low_24h, a.high_24h, a.price_change_24h) for a in moved} == {(30, 30, 0)}
+
 
 class TestAWindowFromCandles:
     def test_the_stored_hours_win_and_the_current_hours_ticks_stay(self) -> None:
