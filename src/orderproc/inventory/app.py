@@ -26,6 +26,7 @@ from orderproc.common.service_app import service_app
 from orderproc.common.settings import Settings
 from orderproc.inventory import api, sandbox
 from orderproc.inventory.cache import CatalogResponseCache
+from orderproc.inventory.candles import Interval
 from orderproc.inventory.domain import Asset
 from orderproc.inventory.history import History, history_for
 from orderproc.inventory.pricefeed import CoinGeckoFeed, PriceFeed, SimulatedFeed, coingecko_ids
@@ -41,7 +42,6 @@ from orderproc.inventory.service import (
 )
 
 log = logging.getLogger("orderproc.inventory")
-HOUR_SECONDS = 3600.0
 
 
 def _logs_failure(what: str) -> Callable[[asyncio.Task[None]], None]:
@@ -271,7 +271,9 @@ async def build_inventory(core: Core) -> InventoryParts:
     # Every hour, the 24 h windows read the hours in the store again (a process following the
     # feed's leader counts the hours the leader ticked and backfilled: inventory/day_window.py),
     # and the leader stores the all-time highs and lows that moved.
-    parts.hours = Periodic("24 h windows", interval=HOUR_SECONDS, step=parts.hourly, log=log)
+    parts.hours = Periodic(
+        "24 h windows", interval=Interval.HOUR.length.total_seconds(), step=parts.hourly, log=log
+    )
     catalog.watchers.append(parts.backfill_added)
     if settings.redis_url is not None and settings.price_feed != "off":
         holder = f"inventory-{secrets.token_hex(6)}"

@@ -22,7 +22,6 @@ from typing import Any
 from orderproc.common.clock import Clock
 from orderproc.common.retry import retry_on_conflict
 from orderproc.common.storage.ports import Store
-from orderproc.common.storage.records import AssetRecord
 from orderproc.errors import AssetInactive, AssetNotFound, NotFeedLeader
 from orderproc.inventory.domain import Asset, find_asset
 from orderproc.inventory.pricefeed import PriceFeed, SimulatedFeed
@@ -35,6 +34,7 @@ from orderproc.inventory.service import (
     from_record,
     jsonable,
     to_record,
+    with_newer_price,
 )
 
 log = logging.getLogger("orderproc.inventory.sandbox")
@@ -81,7 +81,8 @@ async def _freeze(frozen: bool, *, deps: SandboxDeps, actor: AdminActor) -> Feed
             changed = 0
             for record in await uow.assets.list_all():
                 if bool(record.metadata.get("frozen", False)) != frozen:
-                    asset = replace(_newest(record, deps.catalog), frozen=frozen)
+                    live = deps.catalog.by_id.get(record.asset_id)
+                    asset = replace(with_newer_price(record, live), frozen=frozen)
                     uow.assets.update(
                         to_record(asset, version=record.version + 1),
                         expected_version=record.version,
@@ -98,15 +99,6 @@ async def _freeze(frozen: bool, *, deps: SandboxDeps, actor: AdminActor) -> Feed
     now = deps.clock.now()
     deps.ticker.tell_listeners(deps.catalog.freeze(frozen), now)
     return FeedState(paused=frozen, moved=0, as_of=now)
-
-
-def _newest(record: AssetRecord, catalog: Catalog) -> Asset:
-    """The row as stored (its metadata as an admin last changed it), with the newer of its
-    price and the catalog's: a tick writing meanwhile must not be undone by this row."""
-    stored, live = from_record(record), catalog.by_id.get(record.asset_id)
-    if live is None or live.last_updated <= stored.last_updated:
-        return stored
-    return replace(stored, price_usd=live.price_usd, last_updated=live.last_updated)
 
 
 async def thaw(store: Store, catalog: Catalog) -> int:

@@ -40,7 +40,6 @@ from orderproc.inventory.live_candles import LiveCandles, Turn
 from orderproc.inventory.pricefeed import FollowsCatalog, PriceFeed
 
 log = logging.getLogger("orderproc.inventory")
-HOUR = timedelta(hours=1)
 HOURS_READ = 26  # a window's hours with the current one, and one to spare
 # Windows `load_hours` reads and rebuilds between two yields: 20 hold the event loop up to 5 ms
 # (100: 19 ms); 1,000 assets take 180 ms of CPU in all, at a start and once an hour.
@@ -141,7 +140,7 @@ class Catalog:
         # `load_hours` reads its hourly candles; `_hour` is the current hour's start.
         newest = max((a.last_updated for a in self._by_id.values()), default=EPOCH)
         self._hour = hour_of(now or newest)
-        self._next_hour = self._hour + HOUR
+        self._next_hour = self._hour + Interval.HOUR.length
         self._windows = {a.asset_id: _seeded(a, self._hour) for a in self._by_id.values()}
         # Assets whose all-time high or low moved since `take_records` (`store_records`).
         self._records: set[str] = set()
@@ -187,8 +186,7 @@ class Catalog:
         process that follows the feed's leader counts the hours the leader wrote. The hours
         the store holds win over those in memory; the current hour's ticks are kept.
         `LOADED_AT_ONCE` assets at a time, the event loop free in between."""
-        while self._settling:
-            self._settling.popleft().settle()
+        self._settle_all()
         wanted = list(self._by_id if asset_ids is None else asset_ids)
         for first in range(0, len(wanted), LOADED_AT_ONCE):
             since = self._hour - SPAN
@@ -208,7 +206,6 @@ class Catalog:
         window, asset = self._windows.get(asset_id), self._by_id.get(asset_id)
         if window is None or asset is None or not candles:
             return
-        window.settle()  # a move may have turned it since the reads began
         hours = [Hour(c.open_time, c.open, c.high, c.low) for c in candles]
         window = self._windows[asset_id] = window.with_hours(
             h for h in hours if h.start < window.start
@@ -243,6 +240,10 @@ class Catalog:
         self._publish()
         return moved
 
+    def _settle_all(self) -> None:
+        while self._settling:
+            self._settling.popleft().settle()
+
     def _bounded(self, asset: Asset, window: DayWindow) -> Asset:
         bounded = _bounded(asset, window)
         if bounded is not asset:
@@ -264,7 +265,7 @@ class Catalog:
         becomes the current one."""
         if moment >= self._next_hour:
             self._hour = hour_of(moment)
-            self._next_hour = self._hour + HOUR
+            self._next_hour = self._hour + Interval.HOUR.length
         elif moment < self._hour:  # a move older than the current hour (a follower's, late)
             return hour_of(moment)
         return self._hour
@@ -302,8 +303,7 @@ class Catalog:
             if len(self._windows) <= SETTLED_WHEN_OPENING or settling:
                 # A small catalog; or ticks so far apart that the last hour's did not settle
                 # every window: all settle now, those left and those this move turns.
-                while settling:
-                    settling.popleft().settle()
+                self._settle_all()
                 self._settles = len(self._windows)
             else:
                 self._settles = 0
@@ -335,8 +335,6 @@ def _bounded(asset: Asset, day: DayWindow) -> Asset:
     """`asset` with its all-time high and low at least its window's (a new asset has none; a
     history may reach past a stored one), as `_with_market_move` takes them to be."""
     ath, atl = asset.ath, asset.atl
-    if ath is not None and ath >= day.day_high and atl is not None and atl <= day.day_low:
-        return asset
     if ath is None or day.day_high > ath:
         asset = replace(asset, ath=day.day_high, ath_date=_at_most(day.high_at(), asset))
     if atl is None or day.day_low < atl:
@@ -463,17 +461,24 @@ async def _store_records(store: Store, moved: list[Asset]) -> int:
             record = await uow.assets.get(asset.asset_id)
             if record is None:
                 continue
-            stored = from_record(record)
+            stored = with_newer_price(record, asset)
             kept = _extremes_of(stored, asset)
             if kept is not stored:
-                if asset.last_updated > kept.last_updated:  # a tick's price must not be undone
-                    kept = replace(kept, price_usd=asset.price_usd, last_updated=asset.last_updated)
                 uow.assets.update(
                     to_record(kept, version=record.version + 1), expected_version=record.version
                 )
                 changed += 1
         await uow.commit()
     return changed
+
+
+def with_newer_price(record: AssetRecord, live: Asset | None) -> Asset:
+    """The row as stored (its metadata as an admin last changed it), with the newer of its
+    price and the catalog's `live` one: a tick writing meanwhile must not be undone by it."""
+    stored = from_record(record)
+    if live is None or live.last_updated <= stored.last_updated:
+        return stored
+    return replace(stored, price_usd=live.price_usd, last_updated=live.last_updated)
 
 
 def _extremes_of(stored: Asset, live: Asset) -> Asset:
